@@ -1,0 +1,249 @@
+// bindings.cpp — the pybind11 module fastnn._C: argument plumbing only, no math.
+//
+// The Python layer (fastnn/backends/cpp.py) passes C-contiguous arrays of one float
+// dtype and preallocated outputs. These bindings still re-check every precondition
+// the kernels rely on (dtype, contiguity, sizes, writability), so no caller can make a
+// kernel read or write out of bounds. Kernels run with the GIL released.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "cpu/blas.h"
+#include "cpu/kernels.h"
+#include "cpu/parallel.h"
+
+namespace py = pybind11;
+using fastnn::Act;
+using fastnn::ActParams;
+using fastnn::Loss;
+using OptArr = std::optional<py::array>;
+
+namespace {
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) s += (i ? ", " : "") + std::to_string(a.shape(i));
+  return s + (a.ndim() == 1 ? ",)" : ")");
+}
+
+// Pointer to a C-contiguous array of dtype T with `size` elements (size < 0: any).
+template <class T> T* ptr(const py::array& a, const char* name, int64_t size, bool write) {
+  if (!a.dtype().is(py::dtype::of<T>()))
+    throw py::type_error(std::string("fastnn._C: ") + name + " has dtype " + std::string(py::str(a.dtype())) +
+                         ", expected " + std::string(py::str(py::dtype::of<T>())));
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string("fastnn._C: ") + name + " must be C-contiguous");
+  if (size >= 0 && a.size() != size)
+    throw py::value_error(std::string("fastnn._C: ") + name + " has shape " + shape_of(a) + ", expected " +
+                          std::to_string(size) + " elements");
+  if (write && !a.writeable()) throw py::value_error(std::string("fastnn._C: ") + name + " is read-only");
+  return static_cast<T*>(const_cast<void*>(a.data()));
+}
+template <class T> T* opt(const OptArr& a, const char* name, int64_t size, bool write) {
+  return a ? ptr<T>(*a, name, size, write) : nullptr;
+}
+
+int64_t dim(const py::array& a, int axis, const char* name, int ndim) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string("fastnn._C: ") + name + " must be " + std::to_string(ndim) + "-D, got " +
+                          shape_of(a));
+  return a.shape(axis);
+}
+
+bool is_f32(const py::array& a) {
+  if (a.dtype().is(py::dtype::of<float>())) return true;
+  if (a.dtype().is(py::dtype::of<double>())) return false;
+  throw py::type_error("fastnn._C: expected float32 or float64 data, got " + std::string(py::str(a.dtype())));
+}
+
+Act act_of(int a) {
+  if (a < 0 || a > static_cast<int>(Act::log_softmax)) throw py::value_error("fastnn._C: bad activation code");
+  return static_cast<Act>(a);
+}
+
+ActParams params_of(const py::tuple& t) {
+  if (t.size() != 8) throw py::value_error("fastnn._C: activation params must be an 8-tuple");
+  return ActParams{t[0].cast<double>(), t[1].cast<double>(), t[2].cast<double>(), t[3].cast<double>(),
+                   t[4].cast<double>(), t[5].cast<double>(), t[6].cast<double>(), t[7].cast<int>()};
+}
+
+// ---- activations -------------------------------------------------------------------
+template <class T> void act_fwd(const py::array& x, const py::array& y, int act, const py::tuple& prm, int64_t cols) {
+  const int64_t n = x.size();
+  const T* xp = ptr<T>(x, "x", -1, false);
+  T* yp = ptr<T>(y, "y", n, true);
+  const Act a = act_of(act);
+  const ActParams p = params_of(prm);
+  if ((a == Act::softmax || a == Act::log_softmax) && (cols <= 0 ? n != 0 : n % cols != 0))
+    throw py::value_error("fastnn._C: softmax row length does not divide the size");
+  py::gil_scoped_release nogil;
+  fastnn::act_forward<T>(a, p, xp, yp, n, cols);
+}
+
+template <class T> void act_bwd(const py::array& xy, const py::array& dy, const py::array& dx, int act,
+                                const py::tuple& prm, int64_t cols, bool from_y) {
+  const int64_t n = xy.size();
+  const T* xyp = ptr<T>(xy, from_y ? "y" : "x", -1, false);
+  const T* dyp = ptr<T>(dy, "dy", n, false);
+  T* dxp = ptr<T>(dx, "dx", n, true);
+  const Act a = act_of(act);
+  const ActParams p = params_of(prm);
+  if ((a == Act::softmax || a == Act::log_softmax) && (cols <= 0 ? n != 0 : n % cols != 0))
+    throw py::value_error("fastnn._C: softmax row length does not divide the size");
+  if (from_y && !fastnn::act_has_y_backward(a)) throw py::value_error("fastnn._C: this activation needs x");
+  py::gil_scoped_release nogil;
+  if (from_y) fastnn::act_backward_y<T>(a, p, xyp, dyp, dxp, n, cols);
+  else fastnn::act_backward_x<T>(a, p, xyp, dyp, dxp, n, cols);
+}
+
+// ---- dense -------------------------------------------------------------------------
+template <class T> void dense_fwd(const py::array& x, const py::array& w, bool w_oi, const OptArr& b,
+                                  const py::array& y, const OptArr& z, int act, const py::tuple& prm) {
+  const int64_t m = dim(x, 0, "x", 2), k = dim(x, 1, "x", 2);
+  const int64_t n = dim(y, 1, "y", 2);
+  if (dim(y, 0, "y", 2) != m) throw py::value_error("fastnn._C: y rows != x rows");
+  if (dim(w, w_oi ? 0 : 1, "w", 2) != n || w.shape(w_oi ? 1 : 0) != k)
+    throw py::value_error("fastnn._C: w has shape " + shape_of(w) + ", which does not fit x and y");
+  const T *xp = ptr<T>(x, "x", m * k, false), *wp = ptr<T>(w, "w", n * k, false), *bp = opt<T>(b, "b", n, false);
+  T *yp = ptr<T>(y, "y", m * n, true), *zp = opt<T>(z, "z", m * n, true);
+  const Act a = act_of(act);
+  const ActParams p = params_of(prm);
+  py::gil_scoped_release nogil;
+  fastnn::dense_forward<T>(a, p, xp, wp, w_oi, bp, yp, zp, m, k, n);
+}
+
+template <class T> void dense_bwd(const py::array& dy, const py::array& x, const py::array& w, bool w_oi,
+                                  const OptArr& zy, bool from_y, const OptArr& dx, const OptArr& dw,
+                                  const OptArr& db, int act, const py::tuple& prm) {
+  const int64_t m = dim(x, 0, "x", 2), k = dim(x, 1, "x", 2);
+  const int64_t n = dim(dy, 1, "dy", 2);
+  if (dim(dy, 0, "dy", 2) != m) throw py::value_error("fastnn._C: dy rows != x rows");
+  if (dim(w, w_oi ? 0 : 1, "w", 2) != n || w.shape(w_oi ? 1 : 0) != k)
+    throw py::value_error("fastnn._C: w has shape " + shape_of(w) + ", which does not fit x and dy");
+  const Act a = act_of(act);
+  if (a != Act::linear && !zy) throw py::value_error("fastnn._C: the activation's backward needs z or y");
+  if (from_y && a != Act::linear && !fastnn::act_has_y_backward(a))
+    throw py::value_error("fastnn._C: this activation needs z");
+  const T *dyp = ptr<T>(dy, "dy", m * n, false), *xp = ptr<T>(x, "x", m * k, false);
+  const T *wp = ptr<T>(w, "w", n * k, false), *zyp = opt<T>(zy, from_y ? "y" : "z", m * n, false);
+  T *dxp = opt<T>(dx, "dx", m * k, true), *dwp = opt<T>(dw, "dw", n * k, true), *dbp = opt<T>(db, "db", n, true);
+  const ActParams p = params_of(prm);
+  py::gil_scoped_release nogil;
+  fastnn::dense_backward<T>(a, p, from_y, dyp, xp, wp, w_oi, zyp, dxp, dwp, dbp, m, k, n);
+}
+
+// ---- losses ------------------------------------------------------------------------
+template <class T> fastnn::LossArgs<T> loss_args(int kind, const py::dict& prm, const OptArr& pw) {
+  if (kind < 0 || kind > static_cast<int>(Loss::log_cosh)) throw py::value_error("fastnn._C: bad loss code");
+  fastnn::LossArgs<T> a{static_cast<Loss>(kind), prm["delta"].cast<double>(), prm["beta"].cast<double>(),
+                        prm["eps"].cast<double>(), prm["log_target"].cast<bool>(), prm["log_input"].cast<bool>(),
+                        prm["full"].cast<bool>(), opt<T>(pw, "pos_weight", -1, false), pw ? int64_t(pw->size()) : 0};
+  if (pw && a.pw_len == 0) throw py::value_error("fastnn._C: pos_weight is empty");
+  return a;
+}
+
+template <class T> double loss_fwd(int kind, const py::array& pred, const py::array& target, const OptArr& out,
+                                   const py::dict& prm, const OptArr& pw) {
+  const int64_t n = pred.size();
+  const T *pp = ptr<T>(pred, "pred", n, false), *tp = ptr<T>(target, "target", n, false);
+  T* op = opt<T>(out, "out", n, true);
+  const auto a = loss_args<T>(kind, prm, pw);
+  py::gil_scoped_release nogil;
+  return fastnn::loss_forward<T>(a, pp, tp, op, n);
+}
+
+template <class T> void loss_bwd(int kind, const py::array& pred, const py::array& target, const OptArr& grad,
+                                 double gs, const py::array& dpred, const OptArr& dtarget, const py::dict& prm,
+                                 const OptArr& pw) {
+  const int64_t n = pred.size();
+  const T *pp = ptr<T>(pred, "pred", n, false), *tp = ptr<T>(target, "target", n, false);
+  const T* gp = opt<T>(grad, "grad", n, false);
+  T *dp = ptr<T>(dpred, "dpred", n, true), *dtp = opt<T>(dtarget, "dtarget", n, true);
+  const auto a = loss_args<T>(kind, prm, pw);
+  py::gil_scoped_release nogil;
+  fastnn::loss_backward<T>(a, pp, tp, gp, gs, dp, dtp, n);
+}
+
+fastnn::ClassArgs class_args(bool log_probs, int64_t ignore_index, double ls) {
+  return fastnn::ClassArgs{log_probs, ignore_index, ls};
+}
+
+template <class T> double class_fwd(const py::array& pred, const py::array& target, const OptArr& weight,
+                                    const OptArr& out, bool log_probs, int64_t ignore, double ls) {
+  const int64_t r = dim(pred, 0, "pred", 2), c = dim(pred, 1, "pred", 2);
+  const T* pp = ptr<T>(pred, "pred", r * c, false);
+  const T* wp = opt<T>(weight, "weight", c, false);
+  T* op = opt<T>(out, "out", r, true);
+  if (target.dtype().is(py::dtype::of<int64_t>())) {
+    const int64_t* tp = ptr<int64_t>(target, "target", r, false);
+    py::gil_scoped_release nogil;
+    return fastnn::class_forward<T>(class_args(log_probs, ignore, ls), pp, tp, wp, op, r, c);
+  }
+  const T* tp = ptr<T>(target, "target", r * c, false);
+  py::gil_scoped_release nogil;
+  return fastnn::soft_class_forward<T>(class_args(log_probs, ignore, ls), pp, tp, wp, op, r, c);
+}
+
+template <class T> void class_bwd(const py::array& pred, const py::array& target, const OptArr& weight,
+                                  const OptArr& grad, double gs, const py::array& dpred, const OptArr& dtarget,
+                                  bool log_probs, int64_t ignore, double ls) {
+  const int64_t r = dim(pred, 0, "pred", 2), c = dim(pred, 1, "pred", 2);
+  const T* pp = ptr<T>(pred, "pred", r * c, false);
+  const T* wp = opt<T>(weight, "weight", c, false);
+  const T* gp = opt<T>(grad, "grad", r, false);
+  T* dp = ptr<T>(dpred, "dpred", r * c, true);
+  if (target.dtype().is(py::dtype::of<int64_t>())) {
+    const int64_t* tp = ptr<int64_t>(target, "target", r, false);
+    py::gil_scoped_release nogil;
+    fastnn::class_backward<T>(class_args(log_probs, ignore, ls), pp, tp, wp, gp, gs, dp, r, c);
+    return;
+  }
+  const T* tp = ptr<T>(target, "target", r * c, false);
+  T* dtp = opt<T>(dtarget, "dtarget", r * c, true);
+  py::gil_scoped_release nogil;
+  fastnn::soft_class_backward<T>(class_args(log_probs, ignore, ls), pp, tp, wp, gp, gs, dp, dtp, r, c);
+}
+
+// Every binding dispatches on the dtype of its first array argument.
+#define BY_DTYPE(first, fn, ...) (is_f32(first) ? fn<float>(__VA_ARGS__) : fn<double>(__VA_ARGS__))
+
+}  // namespace
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "fastnn C++ CPU kernels (OpenBLAS + fused epilogues). Use the fastnn package, not this module.";
+  m.def("act_forward", [](py::array x, py::array y, int act, py::tuple p, int64_t cols) {
+    BY_DTYPE(x, act_fwd, x, y, act, p, cols);
+  });
+  m.def("act_backward", [](py::array xy, py::array dy, py::array dx, int act, py::tuple p, int64_t cols, bool from_y) {
+    BY_DTYPE(xy, act_bwd, xy, dy, dx, act, p, cols, from_y);
+  });
+  m.def("dense_forward", [](py::array x, py::array w, bool w_oi, OptArr b, py::array y, OptArr z, int act, py::tuple p) {
+    BY_DTYPE(x, dense_fwd, x, w, w_oi, b, y, z, act, p);
+  });
+  m.def("dense_backward", [](py::array dy, py::array x, py::array w, bool w_oi, OptArr zy, bool from_y, OptArr dx,
+                             OptArr dw, OptArr db, int act, py::tuple p) {
+    BY_DTYPE(x, dense_bwd, dy, x, w, w_oi, zy, from_y, dx, dw, db, act, p);
+  });
+  m.def("loss_forward", [](int kind, py::array pred, py::array target, OptArr out, py::dict p, OptArr pw) {
+    return BY_DTYPE(pred, loss_fwd, kind, pred, target, out, p, pw);
+  });
+  m.def("loss_backward", [](int kind, py::array pred, py::array target, OptArr grad, double gs, py::array dpred,
+                            OptArr dtarget, py::dict p, OptArr pw) {
+    BY_DTYPE(pred, loss_bwd, kind, pred, target, grad, gs, dpred, dtarget, p, pw);
+  });
+  m.def("class_forward", [](py::array pred, py::array target, OptArr weight, OptArr out, bool log_probs,
+                            int64_t ignore_index, double ls) {
+    return BY_DTYPE(pred, class_fwd, pred, target, weight, out, log_probs, ignore_index, ls);
+  });
+  m.def("class_backward", [](py::array pred, py::array target, OptArr weight, OptArr grad, double gs,
+                             py::array dpred, OptArr dtarget, bool log_probs, int64_t ignore_index, double ls) {
+    BY_DTYPE(pred, class_bwd, pred, target, weight, grad, gs, dpred, dtarget, log_probs, ignore_index, ls);
+  });
+  m.def("num_threads", &fastnn::num_threads, "Threads fastnn's CPU kernels use (the caller included).");
+  m.def("set_num_threads", &fastnn::set_num_threads, "Set the threads fastnn's CPU kernels use (>= 1).");
+  m.def("blas_config", [] { return std::string(fastnn::blas::config()); });
+}

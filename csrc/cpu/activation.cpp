@@ -1,0 +1,205 @@
+// activation.cpp — elementwise activations, softmax/log_softmax along rows, and the
+// dense layer's fused epilogue (bias + activation) and backward prologue (activation
+// derivative + bias gradient). Formulas live in scalar_math.h; this file only loops.
+//
+// Shapes: elementwise kernels see flat arrays of n elements; row kernels see
+// (rows, cols) C-contiguous blocks, the reduced axis last.
+#include <algorithm>
+#include <cmath>
+
+#include "kernels.h"
+#include "parallel.h"
+
+namespace fastnn {
+namespace {
+
+// Every elementwise activation, by the name its scalar_math.h functions carry.
+#define FASTNN_ELEMENTWISE(X)                                                               \
+  X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
+  X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid)  \
+  X(hard_tanh) X(exponential)
+// Those whose derivative is cheaper from the output y.
+#define FASTNN_FROM_Y(X) X(relu) X(sigmoid) X(tanh) X(exponential)
+
+// Elementwise parts of ~32K items: one part of relu is ~10 us here, a few times the
+// cost of waking a pool thread, so threading only starts where it can pay.
+constexpr int64_t kGrain = 32768;
+
+// ---- softmax rows -------------------------------------------------------------------
+// softmax: y = e^(x - max) / sum e^(x - max); log_softmax: y = x - max - log(sum).
+template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y, int64_t c) {
+  T mx = -INFINITY;
+  for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
+  if (!(mx > -INFINITY)) mx = 0;  // all -inf (or NaN): let the NaN/-inf flow through
+  T s = 0;
+  if (log_out) {
+    for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
+    const T lse = mx + std::log(s);
+    for (int64_t j = 0; j < c; ++j) y[j] = x[j] - lse;
+  } else {
+    for (int64_t j = 0; j < c; ++j) { y[j] = std::exp(x[j] - mx); s += y[j]; }
+    const T inv = T(1) / s;
+    for (int64_t j = 0; j < c; ++j) y[j] *= inv;
+  }
+}
+// softmax: dx = y (dy - sum(dy y)); log_softmax: dx = dy - e^y sum(dy). dx may alias y.
+template <class T> FASTNN_INLINE void softmax_grad_row(bool log_out, const T* y, const T* dy, T* dx, int64_t c) {
+  T s = 0;
+  if (log_out) {
+    for (int64_t j = 0; j < c; ++j) s += dy[j];
+    for (int64_t j = 0; j < c; ++j) dx[j] = dy[j] - std::exp(y[j]) * s;
+  } else {
+    for (int64_t j = 0; j < c; ++j) s += dy[j] * y[j];
+    for (int64_t j = 0; j < c; ++j) dx[j] = y[j] * (dy[j] - s);
+  }
+}
+
+// ---- serial bodies (always inlined into each ISA clone below) -------------------------
+template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, const T* x, T* y, int64_t n) {
+  const ActParams p = pr;  // a local copy: stores to y cannot alias it
+  switch (a) {
+#define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) y[i] = sm::f##_fwd<T>(x[i], p); break;
+    FASTNN_ELEMENTWISE(CASE)
+#undef CASE
+    default: break;
+  }
+}
+template <class T> FASTNN_INLINE void bwd_x_serial(Act a, const ActParams& pr, const T* x, const T* dy, T* dx, int64_t n) {
+  const ActParams p = pr;
+  switch (a) {
+#define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) dx[i] = sm::f##_bwd<T>(x[i], dy[i], p); break;
+    FASTNN_ELEMENTWISE(CASE)
+#undef CASE
+    default: break;
+  }
+}
+template <class T> FASTNN_INLINE void bwd_y_serial(Act a, const ActParams& pr, const T* y, const T* dy, T* dx, int64_t n) {
+  const ActParams p = pr;
+  switch (a) {
+#define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) dx[i] = sm::f##_bwd_y<T>(y[i], dy[i], p); break;
+    FASTNN_FROM_Y(CASE)
+#undef CASE
+    default: break;
+  }
+}
+template <class T> FASTNN_INLINE void softmax_serial(bool log_out, const T* x, T* y, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r) softmax_row(log_out, x + r * c, y + r * c, c);
+}
+template <class T> FASTNN_INLINE void softmax_grad_serial(bool log_out, bool from_x, const T* xy, const T* dy, T* dx,
+                                                          int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T* y = xy + r * c;
+    if (from_x) { softmax_row(log_out, y, dx + r * c, c); y = dx + r * c; }
+    softmax_grad_row(log_out, y, dy + r * c, dx + r * c, c);
+  }
+}
+template <class T> FASTNN_INLINE void bias_act_serial(Act a, const ActParams& p, T* z, T* y, const T* b,
+                                                      int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r) {
+    T* zr = z + r * c;
+    T* yr = y + r * c;
+    if (b) for (int64_t j = 0; j < c; ++j) zr[j] += b[j];
+    if (a == Act::softmax || a == Act::log_softmax) softmax_row(a == Act::log_softmax, zr, yr, c);
+    else if (a != Act::linear || yr != zr) fwd_serial(a, p, zr, yr, c);
+  }
+}
+template <class T> FASTNN_INLINE void act_grad_serial(Act a, const ActParams& p, bool from_y, const T* zy, const T* dy,
+                                                      T* g, double* db, int64_t rows, int64_t c) {
+  for (int64_t r = 0; r < rows; ++r) {
+    const T *zr = zy + r * c, *dyr = dy + r * c;
+    T* gr = g + r * c;
+    if (a == Act::softmax || a == Act::log_softmax) softmax_grad_serial(a == Act::log_softmax, !from_y, zr, dyr, gr, 1, c);
+    else if (from_y) bwd_y_serial(a, p, zr, dyr, gr, c);
+    else bwd_x_serial(a, p, zr, dyr, gr, c);
+    if (db) for (int64_t j = 0; j < c; ++j) db[j] += static_cast<double>(gr[j]);
+  }
+}
+
+// ---- ISA clones: one entry point per (body, dtype) ----------------------------------
+#define FASTNN_CLONE_PAIR(name, body, params, args) \
+  FASTNN_CLONES void name(float, params(float)) { body<float> args; } \
+  FASTNN_CLONES void name(double, params(double)) { body<double> args; }
+
+#define P_FWD(T) Act a, const ActParams& p, const T* x, T* y, int64_t n
+FASTNN_CLONE_PAIR(fwd_isa, fwd_serial, P_FWD, (a, p, x, y, n))
+#define P_BWD(T) Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n
+FASTNN_CLONE_PAIR(bwd_x_isa, bwd_x_serial, P_BWD, (a, p, x, dy, dx, n))
+FASTNN_CLONE_PAIR(bwd_y_isa, bwd_y_serial, P_BWD, (a, p, x, dy, dx, n))
+#define P_SM(T) bool lg, const T* x, T* y, int64_t rows, int64_t c
+FASTNN_CLONE_PAIR(softmax_isa, softmax_serial, P_SM, (lg, x, y, rows, c))
+#define P_SMG(T) bool lg, bool fx, const T* xy, const T* dy, T* dx, int64_t rows, int64_t c
+FASTNN_CLONE_PAIR(softmax_grad_isa, softmax_grad_serial, P_SMG, (lg, fx, xy, dy, dx, rows, c))
+#define P_BA(T) Act a, const ActParams& p, T* z, T* y, const T* b, int64_t rows, int64_t c
+FASTNN_CLONE_PAIR(bias_act_isa, bias_act_serial, P_BA, (a, p, z, y, b, rows, c))
+#define P_AG(T) Act a, const ActParams& p, bool fy, const T* zy, const T* dy, T* g, double* db, int64_t rows, int64_t c
+FASTNN_CLONE_PAIR(act_grad_isa, act_grad_serial, P_AG, (a, p, fy, zy, dy, g, db, rows, c))
+
+bool is_softmax(Act a) { return a == Act::softmax || a == Act::log_softmax; }
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
+
+}  // namespace
+
+bool act_has_y_backward(Act a) {
+  switch (a) {
+#define CASE(f) case Act::f:
+    FASTNN_FROM_Y(CASE)
+#undef CASE
+    case Act::softmax: case Act::log_softmax: return true;
+    default: return false;
+  }
+}
+
+template <class T> void act_forward(Act a, const ActParams& p, const T* x, T* y, int64_t n, int64_t cols) {
+  if (is_softmax(a)) {
+    const int64_t rows = cols > 0 ? n / cols : 0;
+    parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+      softmax_isa(T(), a == Act::log_softmax, x + b * cols, y + b * cols, e - b, cols);
+    });
+    return;
+  }
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { fwd_isa(T(), a, p, x + b, y + b, e - b); });
+}
+
+template <class T> void act_backward_x(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n, int64_t cols) {
+  if (is_softmax(a)) {
+    const int64_t rows = cols > 0 ? n / cols : 0;
+    parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+      const int64_t o = b * cols;
+      softmax_grad_isa(T(), a == Act::log_softmax, true, x + o, dy + o, dx + o, e - b, cols);
+    });
+    return;
+  }
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { bwd_x_isa(T(), a, p, x + b, dy + b, dx + b, e - b); });
+}
+
+template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n, int64_t cols) {
+  if (is_softmax(a)) {
+    const int64_t rows = cols > 0 ? n / cols : 0;
+    parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+      const int64_t o = b * cols;
+      softmax_grad_isa(T(), a == Act::log_softmax, false, y + o, dy + o, dx + o, e - b, cols);
+    });
+    return;
+  }
+  parallel_for(n, kGrain, [&](int64_t b, int64_t e) { bwd_y_isa(T(), a, p, y + b, dy + b, dx + b, e - b); });
+}
+
+template <class T> void bias_act_rows(Act a, const ActParams& p, T* z, T* y, const T* b, int64_t rows, int64_t cols) {
+  bias_act_isa(T(), a, p, z, y, b, rows, cols);
+}
+
+template <class T> void act_grad_rows(Act a, const ActParams& p, bool from_y, const T* zy, const T* dy, T* g,
+                                      double* dbias, int64_t rows, int64_t cols) {
+  act_grad_isa(T(), a, p, from_y, zy, dy, g, dbias, rows, cols);
+}
+
+#define FASTNN_INSTANTIATE(T)                                                                              \
+  template void act_forward<T>(Act, const ActParams&, const T*, T*, int64_t, int64_t);                    \
+  template void act_backward_x<T>(Act, const ActParams&, const T*, const T*, T*, int64_t, int64_t);       \
+  template void act_backward_y<T>(Act, const ActParams&, const T*, const T*, T*, int64_t, int64_t);       \
+  template void bias_act_rows<T>(Act, const ActParams&, T*, T*, const T*, int64_t, int64_t);              \
+  template void act_grad_rows<T>(Act, const ActParams&, bool, const T*, const T*, T*, double*, int64_t, int64_t);
+FASTNN_INSTANTIATE(float)
+FASTNN_INSTANTIATE(double)
+
+}  // namespace fastnn

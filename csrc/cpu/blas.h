@@ -1,0 +1,22 @@
+// blas.h — the one place fastnn names BLAS symbols. The scipy-openblas32 wheel (the
+// OpenBLAS numpy ships) exports them with a "scipy_" prefix and 32-bit sizes.
+#pragma once
+
+extern "C" {
+#include <cblas.h>
+}
+
+namespace fastnn {
+namespace blas {
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha, const float* a,
+                 blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
+  scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, double alpha,
+                 const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
+  scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+}
+inline const char* config() { return scipy_openblas_get_config(); }
+inline int get_num_threads() { return scipy_openblas_get_num_threads(); }
+}  // namespace blas
+}  // namespace fastnn

@@ -1,0 +1,86 @@
+// kernels.h — the CPU backend's kernel entry points (raw pointers, C-contiguous data).
+//
+// Preconditions are the callers' (csrc/bindings.cpp checks sizes and dtypes, the Python
+// layer fastnn/_checks.py checks values); every function here is safe to call from
+// many threads at once and never allocates Python objects, so it runs without the GIL.
+#pragma once
+
+#include <cstdint>
+
+#include "fastnn/scalar_math.h"
+
+namespace fastnn {
+
+enum class Act : int {
+  linear, relu, relu6, leaky_relu, elu, selu, celu, gelu, silu, mish, sigmoid,
+  hard_sigmoid, hard_silu, tanh, softplus, softsign, log_sigmoid, hard_tanh,
+  exponential, softmax, log_softmax
+};
+
+enum class Loss : int {
+  mse, mae, huber, smooth_l1, bce, bce_with_logits, kl_div, poisson_nll, hinge,
+  squared_hinge, log_cosh
+};
+
+// Parameters of the elementwise losses (unused fields ignored).
+template <class T> struct LossArgs {
+  Loss kind;
+  double delta, beta, eps;        // huber, smooth_l1, poisson_nll
+  bool log_target, log_input, full;  // kl_div, poisson_nll
+  const T* pos_weight;            // bce_with_logits: nullptr or pw_len values,
+  int64_t pw_len;                 //   element i uses pos_weight[i % pw_len]
+};
+
+// ---- activations (activation.cpp) -------------------------------------------------
+// x, y, dy, dx have n elements; softmax/log_softmax work on rows of `cols` elements.
+template <class T> void act_forward(Act a, const ActParams& p, const T* x, T* y, int64_t n, int64_t cols);
+// dx = dy * f'(x), for every activation.
+template <class T> void act_backward_x(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n, int64_t cols);
+// dx from the output y: relu (default params), sigmoid, tanh, exponential, softmax, log_softmax.
+template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n, int64_t cols);
+bool act_has_y_backward(Act a);
+
+// Dense epilogue, one block of rows of a (rows, cols) product z:
+// z += b (if b), y = act(z) (y may be z). Serial: callers parallelize over blocks.
+template <class T> void bias_act_rows(Act a, const ActParams& p, T* z, T* y, const T* b, int64_t rows, int64_t cols);
+// Dense backward prologue, one block of rows: g = dy * act'(x = z or y) and
+// dbias[j] += sum_i g[i, j] accumulated in double (dbias may be null).
+template <class T> void act_grad_rows(Act a, const ActParams& p, bool from_y, const T* zy, const T* dy,
+                                      T* g, double* dbias, int64_t rows, int64_t cols);
+
+// ---- losses (loss.cpp) ------------------------------------------------------------
+// Elementwise losses over n elements. Forward writes per-element values to out (if not
+// null) and returns their sum. Backward: dpred = g * dloss/dpred with g = grad[i] when
+// grad is not null, else grad_scalar; dtarget likewise when not null.
+template <class T> double loss_forward(const LossArgs<T>& a, const T* pred, const T* target, T* out, int64_t n);
+template <class T> void loss_backward(const LossArgs<T>& a, const T* pred, const T* target, const T* grad,
+                                      double grad_scalar, T* dpred, T* dtarget, int64_t n);
+
+// Cross-entropy family over (rows, cols) with the class axis last.
+struct ClassArgs {
+  bool log_probs;        // true: nll (pred are log-probabilities); false: cross_entropy (logits)
+  int64_t ignore_index;
+  double label_smoothing;
+};
+// Index targets: loss_i written to out (if not null); returns sum of losses.
+template <class T> double class_forward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                        T* out, int64_t rows, int64_t cols);
+template <class T> void class_backward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                       const T* grad, double grad_scalar, T* dpred, int64_t rows, int64_t cols);
+// Probability targets (cross_entropy only).
+template <class T> double soft_class_forward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
+                                             T* out, int64_t rows, int64_t cols);
+template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
+                                            const T* grad, double grad_scalar, T* dpred, T* dtarget,
+                                            int64_t rows, int64_t cols);
+
+// ---- dense (dense.cpp) ------------------------------------------------------------
+// x (m, k); w (n, k) if w_oi else (k, n); b (n) or null; y (m, n); z (m, n) or null.
+template <class T> void dense_forward(Act a, const ActParams& p, const T* x, const T* w, bool w_oi, const T* b,
+                                      T* y, T* z, int64_t m, int64_t k, int64_t n);
+// dy (m, n); zy = z (activation's x) or y (from_y); outputs may be null (not wanted).
+template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, const T* dy, const T* x,
+                                       const T* w, bool w_oi, const T* zy, T* dx, T* dw, T* db,
+                                       int64_t m, int64_t k, int64_t n);
+
+}  // namespace fastnn

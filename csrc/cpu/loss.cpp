@@ -1,0 +1,247 @@
+// loss.cpp — elementwise losses and the cross-entropy family (class axis last).
+//
+// Kernels compute per-element (or per-row) values and their plain sum; the "mean" and
+// "batchmean" denominators and the upstream grad scaling are applied by the Python
+// layer (fastnn/_kernels.py), identically for every backend. Sums are chunked
+// (chunked_sum) so they are bit-identical whatever the thread count.
+#include <cmath>
+
+#include "kernels.h"
+#include "parallel.h"
+
+namespace fastnn {
+namespace {
+
+constexpr int64_t kChunk = 16384;  // elements per reduction chunk / parallel grain
+
+// Sum of f(i) over [0, n) in double, 4 independent accumulators.
+template <class F> FASTNN_INLINE double sum4(int64_t n, F f) {
+  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) { s0 += f(i); s1 += f(i + 1); s2 += f(i + 2); s3 += f(i + 3); }
+  for (; i < n; ++i) s0 += f(i);
+  return (s0 + s1) + (s2 + s3);
+}
+
+// Calls body(value_fn) with value_fn(p, t, i) -> loss of element i (i is global).
+#define FASTNN_LOSS_SWITCH(a, GEN)                                                                     \
+  switch (a.kind) {                                                                                    \
+    case Loss::mse: GEN(sm::mse_val(p, t), sm::mse_dpred(p, t), -sm::mse_dpred(p, t))                  \
+    case Loss::mae: GEN(sm::mae_val(p, t), sm::mae_dpred(p, t), -sm::mae_dpred(p, t))                  \
+    case Loss::huber: GEN(sm::huber_val(p, t, delta), sm::huber_dpred(p, t, delta),                    \
+                          -sm::huber_dpred(p, t, delta))                                               \
+    case Loss::smooth_l1: GEN(sm::smooth_l1_val(p, t, beta), sm::smooth_l1_dpred(p, t, beta),          \
+                              -sm::smooth_l1_dpred(p, t, beta))                                        \
+    case Loss::bce: GEN(sm::bce_val(p, t), sm::bce_dpred(p, t), sm::bce_dtarget(p, t))                 \
+    case Loss::bce_with_logits: GEN(sm::bce_logits_val(p, t, PW), sm::bce_logits_dpred(p, t, PW),      \
+                                    sm::bce_logits_dtarget(p, t, PW))                                  \
+    case Loss::kl_div: GEN(sm::kl_div_val(p, t, a.log_target), sm::kl_div_dpred(p, t, a.log_target),   \
+                           sm::kl_div_dtarget(p, t, a.log_target))                                     \
+    case Loss::poisson_nll: GEN(sm::poisson_nll_val(p, t, a.log_input, a.full, eps),                   \
+                                sm::poisson_nll_dpred(p, t, a.log_input, eps),                         \
+                                sm::poisson_nll_dtarget(p, t, a.log_input, a.full, eps))               \
+    case Loss::hinge: GEN(sm::hinge_val(p, t), sm::hinge_dpred(p, t), T(0))                            \
+    case Loss::squared_hinge: GEN(sm::squared_hinge_val(p, t), sm::squared_hinge_dpred(p, t), T(0))    \
+    case Loss::log_cosh: GEN(sm::log_cosh_val(p, t), sm::log_cosh_dpred(p, t), -sm::log_cosh_dpred(p, t)) \
+  }
+
+// pos_weight of element i (1 without one).
+#define PW (a.pos_weight ? a.pos_weight[(off + i) % a.pw_len] : T(1))
+
+template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& a, const T* pred, const T* target, T* out,
+                                                        int64_t off, int64_t n) {
+  const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+#define GEN(VAL, DP, DT)                                             \
+  return sum4(n, [&](int64_t i) {                                    \
+    const T p = pred[i], t = target[i];                              \
+    const T v = VAL;                                                 \
+    if (out) out[i] = v;                                             \
+    return static_cast<double>(v);                                   \
+  });
+  FASTNN_LOSS_SWITCH(a, GEN)
+#undef GEN
+  return 0.0;
+}
+
+template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& a, const T* pred, const T* target,
+                                                      const T* grad, T gs, T* dpred, T* dtarget, int64_t off,
+                                                      int64_t n) {
+  const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+#define GEN(VAL, DP, DT)                                             \
+  for (int64_t i = 0; i < n; ++i) {                                  \
+    const T p = pred[i], t = target[i], g = grad ? grad[i] : gs;     \
+    dpred[i] = g * (DP);                                             \
+    if (dtarget) dtarget[i] = g * (DT);                              \
+  }                                                                  \
+  return;
+  FASTNN_LOSS_SWITCH(a, GEN)
+#undef GEN
+}
+#undef PW
+
+FASTNN_CLONES double loss_fwd_isa(const LossArgs<float>& a, const float* p, const float* t, float* o, int64_t off, int64_t n) {
+  return loss_fwd_serial(a, p, t, o, off, n);
+}
+FASTNN_CLONES double loss_fwd_isa(const LossArgs<double>& a, const double* p, const double* t, double* o, int64_t off, int64_t n) {
+  return loss_fwd_serial(a, p, t, o, off, n);
+}
+FASTNN_CLONES void loss_bwd_isa(const LossArgs<float>& a, const float* p, const float* t, const float* g, float gs,
+                                float* dp, float* dt, int64_t off, int64_t n) {
+  loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n);
+}
+FASTNN_CLONES void loss_bwd_isa(const LossArgs<double>& a, const double* p, const double* t, const double* g, double gs,
+                                double* dp, double* dt, int64_t off, int64_t n) {
+  loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n);
+}
+
+// ---- cross-entropy rows ------------------------------------------------------------
+// log-sum-exp of one row, stable: max + log(sum e^(x - max)).
+template <class T> T row_lse(const T* x, int64_t c) {
+  T mx = -INFINITY;
+  for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
+  if (!(mx > -INFINITY)) mx = 0;
+  T s = 0;
+  for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
+  return mx + std::log(s);
+}
+
+// Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):
+//   nll:  -w_y x_y
+//   ce:   (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
+template <class T> T class_row_loss(const ClassArgs& a, const T* x, int64_t y, const T* w, int64_t c) {
+  const T wy = w ? w[y] : T(1);
+  if (a.log_probs) return -wy * x[y];
+  const T lse = row_lse(x, c), ls = T(a.label_smoothing);
+  T v = (T(1) - ls) * wy * (lse - x[y]);
+  if (ls != T(0)) {
+    T s = 0;
+    for (int64_t j = 0; j < c; ++j) s += (w ? w[j] : T(1)) * (lse - x[j]);
+    v += ls / T(c) * s;
+  }
+  return v;
+}
+
+// d(loss)/dx of one row times g:
+//   nll: -g w_y at y, 0 elsewhere
+//   ce:  g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)],  W = sum_c w_c
+template <class T> void class_row_grad(const ClassArgs& a, const T* x, int64_t y, const T* w, T wsum, T g, T* dx,
+                                       int64_t c) {
+  const T wy = w ? w[y] : T(1);
+  if (a.log_probs) {
+    for (int64_t j = 0; j < c; ++j) dx[j] = T(0);
+    dx[y] = -g * wy;
+    return;
+  }
+  const T lse = row_lse(x, c), ls = T(a.label_smoothing);
+  const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(c);
+  for (int64_t j = 0; j < c; ++j) {
+    const T pj = std::exp(x[j] - lse);
+    dx[j] = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
+  }
+  dx[y] -= k1;
+}
+
+bool valid_class(int64_t y, int64_t c) { return y >= 0 && y < c; }
+int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kChunk / std::max<int64_t>(cols, 1)); }
+
+}  // namespace
+
+template <class T> double loss_forward(const LossArgs<T>& a, const T* pred, const T* target, T* out, int64_t n) {
+  return chunked_sum(n, kChunk, [&](int64_t b, int64_t e) {
+    return loss_fwd_isa(a, pred + b, target + b, out ? out + b : nullptr, b, e - b);
+  });
+}
+
+template <class T> void loss_backward(const LossArgs<T>& a, const T* pred, const T* target, const T* grad,
+                                      double grad_scalar, T* dpred, T* dtarget, int64_t n) {
+  parallel_for(n, kChunk, [&](int64_t b, int64_t e) {
+    loss_bwd_isa(a, pred + b, target + b, grad ? grad + b : nullptr, T(grad_scalar), dpred + b,
+                 dtarget ? dtarget + b : nullptr, b, e - b);
+  });
+}
+
+template <class T> double class_forward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                        T* out, int64_t rows, int64_t cols) {
+  return chunked_sum(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+    double s = 0;
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t y = target[r];
+      T v = T(0);
+      if (y != a.ignore_index) v = valid_class(y, cols) ? class_row_loss(a, pred + r * cols, y, weight, cols) : T(NAN);
+      if (out) out[r] = v;
+      s += v;
+    }
+    return s;
+  });
+}
+
+template <class T> void class_backward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                       const T* grad, double grad_scalar, T* dpred, int64_t rows, int64_t cols) {
+  T wsum = T(cols);
+  if (weight) { wsum = 0; for (int64_t j = 0; j < cols; ++j) wsum += weight[j]; }
+  parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const int64_t y = target[r];
+      T* dx = dpred + r * cols;
+      if (y == a.ignore_index || !valid_class(y, cols)) {
+        for (int64_t j = 0; j < cols; ++j) dx[j] = T(0);
+        continue;
+      }
+      class_row_grad(a, pred + r * cols, y, weight, wsum, grad ? grad[r] : T(grad_scalar), dx, cols);
+    }
+  });
+}
+
+// Probability targets t (rows, cols), smoothed t' = (1 - ls) t + ls / C:
+//   loss = -sum_c w_c t'_c (x_c - lse);  dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);
+//   dt_c = -g (1 - ls) w_c (x_c - lse).
+template <class T> double soft_class_forward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
+                                             T* out, int64_t rows, int64_t cols) {
+  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  return chunked_sum(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+    double s = 0;
+    for (int64_t r = b; r < e; ++r) {
+      const T *x = pred + r * cols, *t = target + r * cols;
+      const T lse = row_lse(x, cols);
+      T v = 0;
+      for (int64_t j = 0; j < cols; ++j) v -= (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u) * (x[j] - lse);
+      if (out) out[r] = v;
+      s += v;
+    }
+    return s;
+  });
+}
+
+template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
+                                            const T* grad, double grad_scalar, T* dpred, T* dtarget, int64_t rows,
+                                            int64_t cols) {
+  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T *x = pred + r * cols, *t = target + r * cols;
+      const T g = grad ? grad[r] : T(grad_scalar), lse = row_lse(x, cols);
+      T wt = 0;
+      for (int64_t j = 0; j < cols; ++j) wt += (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u);
+      T* dx = dpred + r * cols;
+      for (int64_t j = 0; j < cols; ++j) {
+        const T wj = weight ? weight[j] : T(1);
+        dx[j] = g * (std::exp(x[j] - lse) * wt - wj * ((T(1) - ls) * t[j] + u));
+        if (dtarget) dtarget[r * cols + j] = -g * (T(1) - ls) * wj * (x[j] - lse);
+      }
+    }
+  });
+}
+
+#define FASTNN_INSTANTIATE(T)                                                                                  \
+  template double loss_forward<T>(const LossArgs<T>&, const T*, const T*, T*, int64_t);                       \
+  template void loss_backward<T>(const LossArgs<T>&, const T*, const T*, const T*, double, T*, T*, int64_t);  \
+  template double class_forward<T>(const ClassArgs&, const T*, const int64_t*, const T*, T*, int64_t, int64_t); \
+  template void class_backward<T>(const ClassArgs&, const T*, const int64_t*, const T*, const T*, double, T*,  \
+                                  int64_t, int64_t);                                                           \
+  template double soft_class_forward<T>(const ClassArgs&, const T*, const T*, const T*, T*, int64_t, int64_t); \
+  template void soft_class_backward<T>(const ClassArgs&, const T*, const T*, const T*, const T*, double, T*,   \
+                                       T*, int64_t, int64_t);
+FASTNN_INSTANTIATE(float)
+FASTNN_INSTANTIATE(double)
+
+}  // namespace fastnn

@@ -1,0 +1,48 @@
+// parallel.h — the CPU backend's thread pool and ISA dispatch helpers.
+//
+// parallel_for(n, grain, fn) splits [0, n) into contiguous parts of at least `grain`
+// items and runs fn(begin, end) on them, the caller taking part 0. One persistent pool
+// per process (FASTNN_NUM_THREADS threads, default: the CPUs this process may use). If
+// another Python thread is already using the pool, the call runs serially in its own
+// thread: results never depend on that, because every reduction here is split into
+// fixed-size chunks independent of the thread count (see chunked_sum in loss.cpp).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+namespace fastnn {
+
+// GCC function multiversioning: each kernel entry point marked FASTNN_CLONES is
+// compiled for AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline x86-64, and the
+// loader picks the best clone for the CPU it runs on. Inner loops are always_inline
+// templates, so they are compiled inside each clone with that clone's ISA.
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTNN_NO_CLONES)
+#define FASTNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define FASTNN_CLONES
+#endif
+#define FASTNN_INLINE inline __attribute__((always_inline))
+
+int num_threads();          // threads the pool may use, the caller included
+void set_num_threads(int);  // 1 disables threading; takes effect on the next call
+
+// Run fn(begin, end) over [0, n) in parallel parts of at least `grain` items.
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// Sum of f(b, e) over fixed chunks [b, e) of `chunk` items, in chunk order: the same
+// bits whatever the number of threads or the pool's state (deterministic reductions).
+template <class F> double chunked_sum(int64_t n, int64_t chunk, F f) {
+  if (n <= 0) return 0.0;
+  std::vector<double> partial((n + chunk - 1) / chunk, 0.0);
+  parallel_for(n, chunk, [&](int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; c += chunk) partial[c / chunk] = f(c, std::min(c + chunk, e));
+  });
+  double s = 0.0;
+  for (double v : partial) s += v;
+  return s;
+}
+
+}  // namespace fastnn

@@ -1,0 +1,224 @@
+"""Argument validation shared by every backend: names, parameters, dtypes, devices,
+shapes and labels are checked here, once, before any backend runs. Messages name the
+function, the argument, what it was and what was expected.
+"""
+import math
+import operator
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from . import _registry as R
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
+
+
+def shape_str(shape):
+    return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+# ---- arrays ----------------------------------------------------------------------------
+
+def device_of(a):
+    """'cpu' or 'cuda' for an array-like, without importing cupy or torch."""
+    mod = type(a).__module__ or ""
+    if mod.startswith("cupy"):
+        return "cuda"
+    dev = getattr(a, "__dlpack_device__", None)
+    if dev is not None and not isinstance(a, np.ndarray):
+        try:
+            kind = int(dev()[0])
+        except Exception:  # noqa: BLE001 - a broken protocol is the caller's problem below
+            return "cpu"
+        return "cuda" if kind in (2, 3, 13) else "cpu"  # kDLCUDA, kDLCUDAHost, kDLCUDAManaged
+    return "cpu"
+
+
+def to_numpy(func, argname, a):
+    """An ndarray view of a CPU array-like (numpy, DLPack, array interface), zero-copy
+    where the producer allows it."""
+    if isinstance(a, np.ndarray):
+        return a
+    if hasattr(a, "__dlpack__"):
+        try:
+            return np.from_dlpack(a)
+        except (BufferError, RuntimeError, TypeError):
+            pass
+    if hasattr(a, "__array_interface__") or hasattr(a, "__array__") or np.isscalar(a) or isinstance(a, (list, tuple)):
+        return np.asarray(a)
+    raise TypeError(f"{func}: {argname} must be an array (numpy, cupy or a DLPack / array-interface object), "
+                    f"got {type(a).__name__}")
+
+
+def float_array(func, argname, a, xp=np):
+    """The argument as an array of float32/float64 (no conversion of other dtypes)."""
+    if xp is np:
+        a = to_numpy(func, argname, a)
+    if a.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{func}: {argname} has dtype {a.dtype}; expected float32 or float64")
+    return a
+
+
+def same_dtype(func, **arrays):
+    """All given float arrays share one dtype; returns it."""
+    items = [(k, v) for k, v in arrays.items() if v is not None]
+    dt = items[0][1].dtype
+    for k, v in items[1:]:
+        if v.dtype != dt:
+            names = ", ".join(f"{n} is {a.dtype}" for n, a in items)
+            raise TypeError(f"{func}: all float inputs must share one dtype, but {names} "
+                            f"(fastnn kernels do not promote; cast first)")
+    return dt
+
+
+def same_device(func, **arrays):
+    """All given array-likes live on one device; returns it ('cpu' or 'cuda')."""
+    devs = {k: device_of(v) for k, v in arrays.items() if v is not None}
+    if len(set(devs.values())) > 1:
+        names = ", ".join(f"{k} on {d}" for k, d in devs.items())
+        raise ValueError(f"{func}: all inputs must be on one device, but {names}")
+    return next(iter(devs.values()), "cpu")
+
+
+def expect_shape(func, argname, a, shape, what=""):
+    if tuple(a.shape) != tuple(shape):
+        raise ValueError(f"{func}: {argname} has shape {shape_str(a.shape)}; expected {shape_str(shape)}{what}")
+
+
+# ---- parameters -------------------------------------------------------------------------
+
+def _number(func, name, value, *, integer=False):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        kind = "an integer" if integer else "a number"
+        raise TypeError(f"{func}: {name} must be {kind}, got {value!r}")
+    if integer:
+        return operator.index(value)
+    return float(value)
+
+
+def _flag(func, name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{func}: {name} must be True or False, got {value!r}")
+    return bool(value)
+
+
+def resolve_params(func, kind, name, defaults, given):
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        allowed = ", ".join(defaults) or "none"
+        raise TypeError(f"{func}: unexpected parameter(s) {', '.join(unknown)} for {kind} '{name}' "
+                        f"(it takes: {allowed})")
+    out = dict(defaults)
+    out.update(given)
+    return out
+
+
+class ActSpec(NamedTuple):
+    name: str            # canonical name
+    code: int            # index in ACTIVATIONS (the C++ enum)
+    params: dict         # every parameter, resolved
+    numeric: tuple       # (negative_slope, max_value, threshold, alpha, beta, min_val, max_val, approximate)
+    from_y: bool         # backward reads the output y
+    axis: Optional[int]  # softmax / log_softmax axis, else None
+
+
+def activation_name(func, name):
+    if not isinstance(name, str):
+        raise TypeError(f"{func}: activation must be a string, got {name!r}")
+    canon = R.ACTIVATION_ALIASES.get(name, name)
+    if canon not in R.ACTIVATIONS:
+        raise ValueError(f"{func}: unknown activation {name!r}; expected one of {', '.join(R.ACTIVATIONS)} "
+                         f"(aliases: {', '.join(R.ACTIVATION_ALIASES)})")
+    return canon
+
+
+def activation_spec(func, name, params):
+    name = activation_name(func, name)
+    p = resolve_params(func, "activation", name, R.ACTIVATION_PARAMS.get(name, {}), params)
+    for key in ("negative_slope", "threshold", "alpha", "beta", "min_val", "max_val"):
+        if key in p:
+            p[key] = _number(func, key, p[key])
+    if p.get("max_value") is not None:
+        p["max_value"] = _number(func, "max_value", p["max_value"])
+    if name == "celu" and p["alpha"] == 0:
+        raise ValueError(f"{func}: celu alpha must be nonzero, got 0")
+    if name == "softplus" and p["beta"] == 0:
+        raise ValueError(f"{func}: softplus beta must be nonzero, got 0")
+    if name == "hard_tanh" and p["min_val"] > p["max_val"]:
+        raise ValueError(f"{func}: hard_tanh min_val ({p['min_val']}) is greater than max_val ({p['max_val']})")
+    approx = 0
+    if name == "gelu":
+        a = p["approximate"]
+        if isinstance(a, (bool, np.bool_)):  # Keras spells it as a bool
+            a = "tanh" if a else "none"
+        if a not in ("none", "tanh"):
+            raise ValueError(f"{func}: gelu approximate must be 'none' or 'tanh', got {p['approximate']!r}")
+        p["approximate"] = a
+        approx = int(a == "tanh")
+    axis = None
+    if name in R.ROW_ACTIVATIONS:
+        axis = p["axis"] = _number(func, "axis", p["axis"], integer=True)
+    mv = p.get("max_value")
+    numeric = (
+        p.get("negative_slope", 0.0), math.inf if mv is None else mv, p.get("threshold", 0.0),
+        p.get("alpha", 1.0), p.get("beta", 1.0), p.get("min_val", -1.0), p.get("max_val", 1.0), approx,
+    )
+    from_y = name in R.FROM_Y or (name == "relu" and p["negative_slope"] == 0 and p["threshold"] == 0
+                                  and mv is None)
+    return ActSpec(name, R.ACTIVATIONS.index(name), p, numeric, from_y, axis)
+
+
+def normalize_axis(func, axis, ndim):
+    if not -max(ndim, 1) <= axis < max(ndim, 1):
+        raise ValueError(f"{func}: axis {axis} is out of range for an input with {ndim} dimension(s)")
+    return axis % max(ndim, 1)
+
+
+class LossSpec(NamedTuple):
+    name: str
+    params: dict
+
+
+def loss_spec(func, name, params):
+    if not isinstance(name, str):
+        raise TypeError(f"{func}: loss name must be a string, got {name!r}")
+    canon = R.LOSS_ALIASES.get(name, name)
+    if canon not in R.LOSSES:
+        raise ValueError(f"{func}: unknown loss {name!r}; expected one of {', '.join(R.LOSSES)} "
+                         f"(aliases: {', '.join(R.LOSS_ALIASES)})")
+    p = resolve_params(func, "loss", canon, R.LOSS_PARAMS.get(canon, {}), params)
+    if canon == "huber":
+        p["delta"] = _number(func, "delta", p["delta"])
+        if not p["delta"] > 0:
+            raise ValueError(f"{func}: huber delta must be > 0, got {p['delta']}")
+    if canon == "smooth_l1":
+        p["beta"] = _number(func, "beta", p["beta"])
+        if not p["beta"] >= 0:
+            raise ValueError(f"{func}: smooth_l1 beta must be >= 0, got {p['beta']}")
+    if "label_smoothing" in p:
+        p["label_smoothing"] = _number(func, "label_smoothing", p["label_smoothing"])
+        if not 0.0 <= p["label_smoothing"] <= 1.0:
+            raise ValueError(f"{func}: label_smoothing must be in [0, 1], got {p['label_smoothing']}")
+    if "ignore_index" in p:
+        p["ignore_index"] = _number(func, "ignore_index", p["ignore_index"], integer=True)
+    for key in ("log_target", "log_input", "full"):
+        if key in p:
+            p[key] = _flag(func, key, p[key])
+    if "eps" in p:
+        p["eps"] = _number(func, "eps", p["eps"])
+    return LossSpec(canon, p)
+
+
+def reduction_of(func, loss, reduction):
+    if reduction not in R.REDUCTIONS or (reduction == "batchmean" and loss != "kl_div"):
+        allowed = "'mean', 'sum', 'none'" + (", 'batchmean'" if loss == "kl_div" else "")
+        raise ValueError(f"{func}: unknown reduction {reduction!r} for {loss}; expected one of {allowed}")
+    return reduction
+
+
+def weight_layout(func, layout):
+    if layout not in ("oi", "io"):
+        raise ValueError(f"{func}: weight_layout must be 'oi' (w is (out, in), torch) or 'io' "
+                         f"(w is (in, out), Keras), got {layout!r}")
+    return layout

@@ -1,0 +1,118 @@
+"""Backend registry and selection.
+
+A backend is a module in fastnn.backends exposing DEVICE ("cpu" or "cuda"),
+``unavailable()`` (None, or why it cannot run here) and the kernel functions
+(activation_forward, ..., class_loss_backward). Adding a backend is adding its module
+and its name below.
+
+Selection, first match wins: ``use_backend`` (thread-local, nestable) >
+``set_backend`` (process-wide) > ``FASTNN_BACKEND`` > automatic (numpy -> cpp, else
+numba; cupy -> cupy). A forced backend that cannot serve the inputs raises RuntimeError;
+nothing falls back silently inside a call.
+"""
+import contextlib
+import importlib
+import os
+import threading
+
+# name -> module, in automatic-preference order per device.
+_MODULES = {"cpp": "fastnn.backends.cpp", "numba": "fastnn.backends.numba", "cupy": "fastnn.backends.cupy"}
+_AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
+
+_loaded = {}      # name -> module or reason string
+_lock = threading.Lock()
+_global = None    # set_backend()
+_local = threading.local()
+
+
+def _load(name):
+    with _lock:
+        if name not in _loaded:
+            try:
+                mod = importlib.import_module(_MODULES[name])
+                why = mod.unavailable()
+                _loaded[name] = mod if why is None else why
+            except Exception as e:  # noqa: BLE001 - any import failure makes it unavailable
+                _loaded[name] = f"not importable: {type(e).__name__}: {e}"
+        return _loaded[name]
+
+
+def _check_name(name):
+    if name not in _MODULES:
+        raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(_MODULES)}")
+
+
+def backends():
+    """{name: "ok" or the reason it is unavailable} for every backend fastnn knows."""
+    out = {}
+    for name in _MODULES:
+        mod = _load(name)
+        out[name] = "ok" if not isinstance(mod, str) else mod
+    return out
+
+
+def available_backends():
+    """Names of the backends that can run here."""
+    return [n for n, s in backends().items() if s == "ok"]
+
+
+def _require(name):
+    mod = _load(name)
+    if isinstance(mod, str):
+        raise RuntimeError(f"fastnn backend {name!r} is not available: {mod}")
+    return mod
+
+
+def set_backend(name):
+    """Force one backend for the whole process; None restores automatic choice."""
+    global _global
+    if name is not None:
+        _check_name(name)
+        _require(name)
+    _global = name
+
+
+def get_backend():
+    """The forced backend name in effect for this thread, or None (automatic)."""
+    stack = getattr(_local, "stack", None)
+    if stack:
+        return stack[-1]
+    if _global is not None:
+        return _global
+    env = os.environ.get("FASTNN_BACKEND", "").strip()
+    return env or None
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Force a backend inside a with-block, for this thread only; nestable.
+    ``use_backend(None)`` restores automatic choice inside the block."""
+    if name is not None:
+        _check_name(name)
+        _require(name)
+    stack = getattr(_local, "stack", None)
+    if stack is None:
+        stack = _local.stack = []
+    stack.append(name)
+    try:
+        yield
+    finally:
+        stack.pop()
+
+
+def select(device):
+    """The backend module serving inputs on `device` ("cpu" or "cuda")."""
+    forced = get_backend()
+    if forced is not None:
+        _check_name(forced)
+        mod = _require(forced)
+        if mod.DEVICE != device:
+            raise RuntimeError(f"fastnn backend {forced!r} runs on {mod.DEVICE} but the inputs are on {device}")
+        return mod
+    reasons = []
+    for name in _AUTO[device]:
+        mod = _load(name)
+        if not isinstance(mod, str):
+            return mod
+        reasons.append(f"{name}: {mod}")
+    raise RuntimeError(f"no fastnn backend can serve {device} inputs ({'; '.join(reasons)})")

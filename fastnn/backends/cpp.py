@@ -1,0 +1,103 @@
+"""The C++ CPU backend: fastnn._C (pybind11, OpenBLAS, fused epilogues, own threads).
+
+Every function receives C-contiguous numpy arrays of one float dtype from
+fastnn._kernels (validated there) and returns freshly allocated outputs.
+"""
+import ctypes
+import os
+
+import numpy as np
+
+from .. import _registry as R
+
+DEVICE = "cpu"
+_C = None
+_why = None
+
+
+def _load_openblas():
+    # fastnn._C links libscipy_openblas.so. Loading it first (RTLD_GLOBAL) lets the
+    # dynamic loader resolve the extension's dependency by soname, wherever pip put
+    # the scipy-openblas32 wheel (an editable install has no relative rpath to it).
+    import scipy_openblas32 as ob
+
+    ctypes.CDLL(os.path.join(ob.get_lib_dir(), ob.get_library(fullname=True)), mode=ctypes.RTLD_GLOBAL)
+
+
+try:
+    _load_openblas()
+    from .. import _C
+except Exception as e:  # noqa: BLE001 - reported by fastnn.backends()
+    _why = f"extension not importable: {type(e).__name__}: {e}"
+
+
+def unavailable():
+    return _why
+
+
+def _loss_params(spec):
+    p = spec.params
+    return {"delta": p.get("delta", 1.0), "beta": p.get("beta", 1.0), "eps": p.get("eps", 1e-8),
+            "log_target": p.get("log_target", False), "log_input": p.get("log_input", True),
+            "full": p.get("full", False)}
+
+
+def activation_forward(x, spec, cols):
+    y = np.empty_like(x)
+    _C.act_forward(x, y, spec.code, spec.numeric, cols)
+    return y
+
+
+def activation_backward(xy, dy, spec, from_y, cols):
+    dx = np.empty_like(dy)
+    _C.act_backward(xy, dy, dx, spec.code, spec.numeric, cols, from_y)
+    return dx
+
+
+def dense_forward(x, w, w_oi, b, spec, keep_z):
+    n = w.shape[0] if w_oi else w.shape[1]
+    y = np.empty((x.shape[0], n), dtype=x.dtype)
+    z = np.empty_like(y) if keep_z else None
+    _C.dense_forward(x, w, w_oi, b, y, z, spec.code, spec.numeric)
+    return y, z
+
+
+def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
+    dx = np.empty_like(x) if need_dx else None
+    dw = np.empty_like(w) if need_dw else None
+    db = np.empty(dy.shape[1], dtype=dy.dtype) if need_db else None
+    _C.dense_backward(dy, x, w, w_oi, zy, from_y, dx, dw, db, spec.code, spec.numeric)
+    return dx, dw, db
+
+
+def loss_forward(pred, target, spec, want_none):
+    out = np.empty_like(pred) if want_none else None
+    pw = spec.params.get("pos_weight")
+    s = _C.loss_forward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, out, _loss_params(spec), pw)
+    return s, out
+
+
+def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
+    dpred = np.empty_like(pred)
+    dtarget = np.empty_like(target) if need_target_grad else None
+    pw = spec.params.get("pos_weight")
+    _C.loss_backward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, grad, grad_scalar, dpred, dtarget,
+                     _loss_params(spec), pw)
+    return dpred, dtarget
+
+
+def class_loss_forward(pred, target, spec, want_none):
+    out = np.empty(pred.shape[0], dtype=pred.dtype) if want_none else None
+    p = spec.params
+    s = _C.class_forward(pred, target, p.get("weight"), out, spec.name == "nll", p["ignore_index"],
+                         p.get("label_smoothing", 0.0))
+    return s, out
+
+
+def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
+    dpred = np.empty_like(pred)
+    dtarget = np.empty_like(target) if need_target_grad else None
+    p = spec.params
+    _C.class_backward(pred, target, p.get("weight"), grad, grad_scalar, dpred, dtarget, spec.name == "nll",
+                      p["ignore_index"], p.get("label_smoothing", 0.0))
+    return dpred, dtarget
