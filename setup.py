@@ -9,6 +9,7 @@ Environment switches:
   FASTNN_DEBUG=1                      -O0 -g
 """
 import os
+import platform
 
 import scipy_openblas32 as openblas
 from pybind11.setup_helpers import Pybind11Extension, build_ext
@@ -24,8 +25,12 @@ SOURCES = [
 
 # -fno-math-errno / -fno-trapping-math: lets the compiler vectorize selects and inline
 # sqrt; they change no result (fastnn never reads errno or FP exception flags).
-compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fvisibility=hidden"]
+# -fopenmp-simd: honours `#pragma omp simd reduction` (no OpenMP runtime is linked).
+compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-fvisibility=hidden"]
 link_args = [f"-Wl,-rpath,$ORIGIN/../{openblas.__name__}/lib"]
+libraries = [openblas.get_library()]
+if platform.system() == "Linux" and platform.machine() == "x86_64":
+    libraries.append("mvec")  # glibc's SIMD math (csrc/cpu/vecmath.h)
 sanitize = os.environ.get("FASTNN_SANITIZE", "").strip()
 if sanitize:
     compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"]
@@ -38,7 +43,7 @@ ext = Pybind11Extension(
     SOURCES,
     include_dirs=["csrc", "csrc/include", openblas.get_include_dir()],
     library_dirs=[openblas.get_lib_dir()],
-    libraries=[openblas.get_library()],
+    libraries=libraries,
     extra_compile_args=compile_args,
     extra_link_args=link_args,
     cxx_std=17,

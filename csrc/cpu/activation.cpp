@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
 #include "parallel.h"
 
@@ -29,14 +30,17 @@ constexpr int64_t kGrain = 32768;
 // softmax: y = e^(x - max) / sum e^(x - max); log_softmax: y = x - max - log(sum).
 template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y, int64_t c) {
   T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
-  if (!(mx > -INFINITY)) mx = 0;  // all -inf (or NaN): let the NaN/-inf flow through
+  if (!(mx > -INFINITY)) mx = 0;  // all -inf: let the NaN of 0/0 through, as torch
   T s = 0;
   if (log_out) {
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
     const T lse = mx + std::log(s);
     for (int64_t j = 0; j < c; ++j) y[j] = x[j] - lse;
   } else {
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) { y[j] = std::exp(x[j] - mx); s += y[j]; }
     const T inv = T(1) / s;
     for (int64_t j = 0; j < c; ++j) y[j] *= inv;
@@ -46,9 +50,11 @@ template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y
 template <class T> FASTNN_INLINE void softmax_grad_row(bool log_out, const T* y, const T* dy, T* dx, int64_t c) {
   T s = 0;
   if (log_out) {
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) s += dy[j];
     for (int64_t j = 0; j < c; ++j) dx[j] = dy[j] - std::exp(y[j]) * s;
   } else {
+#pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) s += dy[j] * y[j];
     for (int64_t j = 0; j < c; ++j) dx[j] = y[j] * (dy[j] - s);
   }

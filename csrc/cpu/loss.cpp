@@ -6,6 +6,7 @@
 // (chunked_sum) so they are bit-identical whatever the thread count.
 #include <cmath>
 
+#include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
 #include "parallel.h"
 
@@ -14,16 +15,8 @@ namespace {
 
 constexpr int64_t kChunk = 16384;  // elements per reduction chunk / parallel grain
 
-// Sum of f(i) over [0, n) in double, 4 independent accumulators.
-template <class F> FASTNN_INLINE double sum4(int64_t n, F f) {
-  double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4) { s0 += f(i); s1 += f(i + 1); s2 += f(i + 2); s3 += f(i + 3); }
-  for (; i < n; ++i) s0 += f(i);
-  return (s0 + s1) + (s2 + s3);
-}
-
-// Calls body(value_fn) with value_fn(p, t, i) -> loss of element i (i is global).
+// GEN(value, dpred, dtarget) expands to each loss's loop, with p = pred[i], t = target[i]
+// and PW = the pos_weight of element i in scope.
 #define FASTNN_LOSS_SWITCH(a, GEN)                                                                     \
   switch (a.kind) {                                                                                    \
     case Loss::mse: GEN(sm::mse_val(p, t), sm::mse_dpred(p, t), -sm::mse_dpred(p, t))                  \
@@ -51,13 +44,26 @@ template <class F> FASTNN_INLINE double sum4(int64_t n, F f) {
 template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& a, const T* pred, const T* target, T* out,
                                                         int64_t off, int64_t n) {
   const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+// Two loops (with and without per-element output) so each vectorizes.
 #define GEN(VAL, DP, DT)                                             \
-  return sum4(n, [&](int64_t i) {                                    \
-    const T p = pred[i], t = target[i];                              \
-    const T v = VAL;                                                 \
-    if (out) out[i] = v;                                             \
-    return static_cast<double>(v);                                   \
-  });
+  {                                                                  \
+    double s = 0;                                                    \
+    if (out) {                                                       \
+      _Pragma("omp simd reduction(+ : s)")                           \
+      for (int64_t i = 0; i < n; ++i) {                              \
+        const T p = pred[i], t = target[i];                          \
+        out[i] = VAL;                                                \
+        s += static_cast<double>(out[i]);                            \
+      }                                                              \
+    } else {                                                         \
+      _Pragma("omp simd reduction(+ : s)")                           \
+      for (int64_t i = 0; i < n; ++i) {                              \
+        const T p = pred[i], t = target[i];                          \
+        s += static_cast<double>(VAL);                               \
+      }                                                              \
+    }                                                                \
+    return s;                                                        \
+  }
   FASTNN_LOSS_SWITCH(a, GEN)
 #undef GEN
   return 0.0;
@@ -98,9 +104,11 @@ FASTNN_CLONES void loss_bwd_isa(const LossArgs<double>& a, const double* p, cons
 // log-sum-exp of one row, stable: max + log(sum e^(x - max)).
 template <class T> T row_lse(const T* x, int64_t c) {
   T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
   if (!(mx > -INFINITY)) mx = 0;
   T s = 0;
+#pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
   return mx + std::log(s);
 }

@@ -12,6 +12,10 @@
 // Derivatives at kinks are torch's (see shared/API.md); each is stated where it is set.
 // Masks use selects, never multiplication by 0, so dy = inf/NaN outside the active
 // region gives 0 exactly as torch's `where`-based backward kernels do.
+// Transcendental calls are made unconditionally and the result selected afterwards
+// ("compute, then select"): the CPU loops then vectorize (libmvec, see
+// csrc/cpu/vecmath.h) and CUDA warps do not diverge. A value computed for the branch
+// not taken may overflow; it is discarded.
 #pragma once
 
 #ifdef __CUDACC__
@@ -64,11 +68,11 @@ namespace sm {
 
 #if !defined(__CUDACC__)
 // Host: the float and double overloads of <cmath> (CUDA has them as device functions).
-using std::erf; using std::exp; using std::expm1; using std::fabs; using std::fmax;
-using std::log; using std::log1p; using std::tanh;
+using std::erf; using std::exp; using std::expm1; using std::fabs; using std::log;
+using std::log1p; using std::tanh;
 #endif
 
-// max(v, 0) that keeps NaN (std::fmax would drop it).
+// max(v, 0) that keeps NaN (fmax would drop it).
 template <class T> FASTNN_HD inline T relu0(T v) { return v > T(0) ? v : (v <= T(0) ? T(0) : v); }
 
 // Helpers stable in both tails.
@@ -78,9 +82,8 @@ template <class T> FASTNN_HD inline T softplus(T x) {
 }
 // sigmoid(x) = 1 / (1 + e^-x), without overflow for either sign.
 template <class T> FASTNN_HD inline T sigmoid(T x) {
-  if (x >= T(0)) return T(1) / (T(1) + exp(-x));
-  T e = exp(x);
-  return e / (T(1) + e);
+  const T e = exp(-fabs(x)), r = T(1) / (T(1) + e);
+  return x >= T(0) ? r : e * r;
 }
 
 // ---- activations -------------------------------------------------------------------
@@ -135,29 +138,34 @@ template <class T> FASTNN_HD inline T leaky_relu_bwd(T x, T dy, const ActParams&
 
 // elu(a): y = x > 0 ? x : a (e^x - 1); dy/dx = x > 0 ? 1 : a e^x (a at 0, as torch).
 template <class T> FASTNN_HD inline T elu_fwd(T x, const ActParams& p) {
-  return x > T(0) ? x : T(p.alpha) * expm1(x);
+  const T neg = T(p.alpha) * expm1(x);
+  return x > T(0) ? x : neg;
 }
 template <class T> FASTNN_HD inline T elu_bwd(T x, T dy, const ActParams& p) {
-  return x > T(0) ? dy : dy * T(p.alpha) * exp(x);
+  const T neg = dy * T(p.alpha) * exp(x);
+  return x > T(0) ? dy : neg;
 }
 
 // selu = scale * elu(x, alpha_selu); derivative scale * alpha at 0, as torch.
 template <class T> FASTNN_HD inline T selu_fwd(T x, const ActParams&) {
   const T scale = T(FASTNN_SELU_SCALE), a = T(FASTNN_SELU_ALPHA);
-  return x > T(0) ? scale * x : scale * a * expm1(x);
+  const T neg = scale * a * expm1(x);
+  return x > T(0) ? scale * x : neg;
 }
 template <class T> FASTNN_HD inline T selu_bwd(T x, T dy, const ActParams&) {
   const T scale = T(FASTNN_SELU_SCALE), a = T(FASTNN_SELU_ALPHA);
-  return x > T(0) ? dy * scale : dy * scale * a * exp(x);
+  const T neg = dy * scale * a * exp(x);
+  return x > T(0) ? dy * scale : neg;
 }
 
 // celu(a) = max(0, x) + min(0, a (e^(x/a) - 1)); derivative x > 0 ? 1 : e^(x/a) (1 at 0).
 template <class T> FASTNN_HD inline T celu_fwd(T x, const ActParams& p) {
-  const T a = T(p.alpha);
-  return x > T(0) ? x : a * expm1(x / a);
+  const T a = T(p.alpha), neg = a * expm1(x / a);
+  return x > T(0) ? x : neg;
 }
 template <class T> FASTNN_HD inline T celu_bwd(T x, T dy, const ActParams& p) {
-  return x > T(0) ? dy : dy * exp(x / T(p.alpha));
+  const T neg = dy * exp(x / T(p.alpha));
+  return x > T(0) ? dy : neg;
 }
 
 // gelu, erf form: y = x Phi(x) = x/2 (1 + erf(x / sqrt 2)); y' = Phi(x) + x phi(x).
@@ -248,12 +256,12 @@ template <class T> FASTNN_HD inline T tanh_bwd(T x, T dy, const ActParams& p) {
 // (strict >, as torch); y' = beta x > threshold ? 1 : sigmoid(beta x).
 // threshold = inf is Keras' softplus; the stable forms keep it finite everywhere.
 template <class T> FASTNN_HD inline T softplus_fwd(T x, const ActParams& p) {
-  const T bx = T(p.beta) * x;
-  return bx > T(p.threshold) ? x : softplus(bx) / T(p.beta);
+  const T bx = T(p.beta) * x, sp = softplus(bx) / T(p.beta);
+  return bx > T(p.threshold) ? x : sp;
 }
 template <class T> FASTNN_HD inline T softplus_bwd(T x, T dy, const ActParams& p) {
-  const T bx = T(p.beta) * x;
-  return bx > T(p.threshold) ? dy : dy * sigmoid(bx);
+  const T bx = T(p.beta) * x, g = dy * sigmoid(bx);
+  return bx > T(p.threshold) ? dy : g;
 }
 
 // softsign(x) = x / (1 + |x|); y' = 1 / (1 + |x|)^2.
@@ -325,11 +333,14 @@ template <class T> FASTNN_HD inline T smooth_l1_dpred(T p, T t, T beta) {
 // bce (probabilities): -(t log p + (1 - t) log(1 - p)), each log clamped at -100;
 // dpred = (p - t) / max(p (1 - p), 1e-12)  (torch's eps); dtarget = log(1-p) - log(p).
 template <class T> FASTNN_HD inline T bce_val(T p, T t) {
-  const T lp = fmax(log(p), T(-100)), l1p = fmax(log1p(-p), T(-100));
+  T lp = log(p), l1p = log1p(-p);
+  lp = lp < T(-100) ? T(-100) : lp;
+  l1p = l1p < T(-100) ? T(-100) : l1p;
   return -(t * lp + (T(1) - t) * l1p);
 }
 template <class T> FASTNN_HD inline T bce_dpred(T p, T t) {
-  return (p - t) / fmax((T(1) - p) * p, T(1e-12));
+  const T v = (T(1) - p) * p;
+  return (p - t) / (v < T(1e-12) ? T(1e-12) : v);
 }
 template <class T> FASTNN_HD inline T bce_dtarget(T p, T) { return log1p(-p) - log(p); }
 
@@ -352,9 +363,9 @@ template <class T> FASTNN_HD inline T bce_logits_dtarget(T x, T, T w) {
 // dpred = -t; dtarget = log t + t/t - x (torch's xlogy gradient: NaN at t == 0).
 // log_target true: e^t (t - x); dpred = -e^t; dtarget = e^t (t - x + 1).
 template <class T> FASTNN_HD inline T kl_div_val(T x, T t, bool log_target) {
-  if (log_target) return exp(t) * (t - x);
-  const T xlogy = t == T(0) ? T(0) : t * log(t);
-  return xlogy - t * x;
+  const T e = exp(t), tl = t * log(t);
+  if (log_target) return e * (t - x);
+  return (t == T(0) ? T(0) : tl) - t * x;
 }
 template <class T> FASTNN_HD inline T kl_div_dpred(T, T t, bool log_target) {
   return log_target ? -exp(t) : -t;
@@ -369,17 +380,18 @@ template <class T> FASTNN_HD inline T kl_div_dtarget(T x, T t, bool log_target) 
 // full adds the Stirling term t log t - t + log(2 pi t)/2 where t > 1
 // (its dtarget log t + 1/(2t)).
 template <class T> FASTNN_HD inline T poisson_nll_val(T x, T t, bool log_input, bool full, T eps) {
-  T v = log_input ? exp(x) - t * x : x - t * log(x + eps);
-  if (full && t > T(1)) v += t * log(t) - t + T(0.5) * (T(FASTNN_LN_2PI) + log(t));
-  return v;
+  const T ex = exp(x), lx = log(x + eps), lt = log(t);
+  const T v = log_input ? ex - t * x : x - t * lx;
+  const T stirling = t * lt - t + T(0.5) * (T(FASTNN_LN_2PI) + lt);
+  return full && t > T(1) ? v + stirling : v;
 }
 template <class T> FASTNN_HD inline T poisson_nll_dpred(T x, T t, bool log_input, T eps) {
   return log_input ? exp(x) - t : T(1) - t / (x + eps);
 }
 template <class T> FASTNN_HD inline T poisson_nll_dtarget(T x, T t, bool log_input, bool full, T eps) {
-  T g = log_input ? -x : -log(x + eps);
-  if (full && t > T(1)) g += log(t) + T(0.5) / t;
-  return g;
+  const T lx = log(x + eps), lt = log(t);
+  const T g = log_input ? -x : -lx;
+  return full && t > T(1) ? g + lt + T(0.5) / t : g;
 }
 
 // hinge (Keras, labels -1/+1): max(1 - t p, 0); dpred = -t where 1 - t p > 0, else 0.
