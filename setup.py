@@ -8,6 +8,7 @@ Environment switches:
   FASTNN_SANITIZE=address,undefined   build with those sanitizers (debug aid)
   FASTNN_DEBUG=1                      -O0 -g
 """
+import glob
 import os
 import platform
 
@@ -46,6 +47,7 @@ ext = Pybind11Extension(
     libraries=libraries,
     extra_compile_args=compile_args,
     extra_link_args=link_args,
+    depends=sorted(glob.glob("csrc/**/*.h", recursive=True)),  # rebuild when a header changes
     cxx_std=17,
 )
 

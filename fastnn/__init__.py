@@ -18,14 +18,14 @@ __version__ = "0.1.0"
 
 def num_threads():
     """Threads the C++ backend's own kernels use (OpenBLAS keeps its own count)."""
-    from .backends import cpp
+    from ._backends import cpp
 
     return cpp._C.num_threads() if cpp._C is not None else 1
 
 
 def set_num_threads(n):
     """Set the threads of the C++ backend's kernels (>= 1)."""
-    from .backends import cpp
+    from ._backends import cpp
 
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")

@@ -1,6 +1,6 @@
 """Backend registry and selection.
 
-A backend is a module in fastnn.backends exposing DEVICE ("cpu" or "cuda"),
+A backend is a module in fastnn._backends exposing DEVICE ("cpu" or "cuda"),
 ``unavailable()`` (None, or why it cannot run here) and the kernel functions
 (activation_forward, ..., class_loss_backward). Adding a backend is adding its module
 and its name below.
@@ -16,7 +16,7 @@ import os
 import threading
 
 # name -> module, in automatic-preference order per device.
-_MODULES = {"cpp": "fastnn.backends.cpp", "numba": "fastnn.backends.numba", "cupy": "fastnn.backends.cupy"}
+_MODULES = {"cpp": "fastnn._backends.cpp", "numba": "fastnn._backends.numba", "cupy": "fastnn._backends.cupy"}
 _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
 
 _loaded = {}      # name -> module or reason string

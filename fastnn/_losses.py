@@ -16,6 +16,8 @@ from ._kernels import _setup
 def _pos_weight(F, pw, pred, xp):
     """pos_weight as a 1-D C-contiguous array whose element i % len applies to element i."""
     pw = C.float_array(F, "pos_weight", pw, xp)
+    if pred.size == 0:
+        return None
     shape = tuple(pw.shape)
     while shape and shape[0] == 1 and len(shape) > 1:
         shape = shape[1:]
@@ -84,8 +86,9 @@ def _prepare(F, pred, target, name, reduction, params):
     t = C.float_array(F, "target", target, xp)
     C.expect_shape(F, "target", t, pred.shape, " (pred's shape; kernels do not broadcast)")
     if p.get("pos_weight") is not None:
+        C.same_dtype(F, pred=pred, target=t, pos_weight=C.float_array(F, "pos_weight", p["pos_weight"], xp))
         p["pos_weight"] = _pos_weight(F, p["pos_weight"], pred, xp)
-    C.same_dtype(F, pred=pred, target=t, pos_weight=p.get("pos_weight"))
+    C.same_dtype(F, pred=pred, target=t)
     if spec.name == "bce":
         _check_unit_interval(F, "input (pred)", pred, xp)
         _check_unit_interval(F, "target", t, xp)

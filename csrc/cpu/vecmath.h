@@ -1,7 +1,7 @@
 // vecmath.h — lets GCC vectorize the loops over scalar_math.h's formulas.
 //
 // glibc's libmvec has SIMD variants (SSE, AVX, AVX2, AVX-512) of exp, expm1, log,
-// log1p, tanh and erf, accurate to a few ulp. glibc declares them only under
+// log1p, tanh, erf and erfc, accurate to a few ulp. glibc declares them only under
 // -ffast-math, which fastnn cannot use (it must keep NaN/Inf semantics), so they are
 // declared here: the same declarations with the `simd` attribute, which GCC then uses
 // inside each target_clones ISA clone. Include this first in every kernel file.
@@ -22,6 +22,7 @@ FASTNN_SIMD_DECL(log)
 FASTNN_SIMD_DECL(log1p)
 FASTNN_SIMD_DECL(tanh)
 FASTNN_SIMD_DECL(erf)
+FASTNN_SIMD_DECL(erfc)
 }
 #undef FASTNN_SIMD_DECL
 #define FASTNN_HAVE_LIBMVEC 1

@@ -10,6 +10,9 @@
 //   *_bwd(x, dy, p)      dx = dy * f'(x)  (from the input x)
 //   *_bwd_y(y, dy, p)    dx = dy * f'(x)  (from the output y, where that is cheaper)
 // Derivatives at kinks are torch's (see shared/API.md); each is stated where it is set.
+// So is each derivative at x = NaN: torch's masks are written so that NaN takes one
+// side or the other (relu passes dy, leaky_relu multiplies by the slope, ...), and the
+// comparisons below are written the same way round.
 // Masks use selects, never multiplication by 0, so dy = inf/NaN outside the active
 // region gives 0 exactly as torch's `where`-based backward kernels do.
 // Transcendental calls are made unconditionally and the result selected afterwards
@@ -68,7 +71,7 @@ namespace sm {
 
 #if !defined(__CUDACC__)
 // Host: the float and double overloads of <cmath> (CUDA has them as device functions).
-using std::erf; using std::exp; using std::expm1; using std::fabs; using std::log;
+using std::erf; using std::erfc; using std::exp; using std::expm1; using std::fabs; using std::log;
 using std::log1p; using std::tanh;
 #endif
 
@@ -93,7 +96,8 @@ template <class T> FASTNN_HD inline T linear_fwd(T x, const ActParams&) { return
 template <class T> FASTNN_HD inline T linear_bwd(T, T dy, const ActParams&) { return dy; }
 
 // relu (torch defaults; Keras params): y = x > t ? min(x, max_value) : s * (x - t)
-// dy/dx = x > t ? (x < max_value) : s.  At x == t: s (torch: 0 at 0); at max_value: 0.
+// dy/dx = x > t ? (x < max_value) : s.  At x == t: s (torch: 0 at 0); at max_value: 0;
+// at NaN: 1 (torch's threshold_backward passes dy unless the output is <= 0).
 // s == 0 is special-cased so relu(-inf) = 0, and NaN stays NaN as in F.relu.
 template <class T> FASTNN_HD inline T relu_fwd(T x, const ActParams& p) {
   const T t = T(p.threshold), mv = T(p.max_value), s = T(p.negative_slope);
@@ -103,21 +107,22 @@ template <class T> FASTNN_HD inline T relu_fwd(T x, const ActParams& p) {
 }
 template <class T> FASTNN_HD inline T relu_bwd(T x, T dy, const ActParams& p) {
   const T t = T(p.threshold), mv = T(p.max_value), s = T(p.negative_slope);
-  if (x > t) return x < mv ? dy : T(0);
-  return s == T(0) ? T(0) : s * dy;
+  if (x <= t) return s == T(0) ? T(0) : s * dy;
+  return x >= mv ? T(0) : dy;
 }
-// Default relu from its output (torch's threshold_backward): dx = y > 0 ? dy : 0.
+// Default relu from its output (torch's threshold_backward): dx = y <= 0 ? 0 : dy.
 template <class T> FASTNN_HD inline T relu_bwd_y(T y, T dy, const ActParams&) {
-  return y > T(0) ? dy : T(0);
+  return y <= T(0) ? T(0) : dy;
 }
 
-// hard_tanh(min, max) = clamp(x, min, max); dy/dx = min < x < max (0 at both bounds).
+// hard_tanh(min, max) = clamp(x, min, max); dy/dx = 0 at and beyond both bounds, else 1
+// (NaN included, as torch).
 template <class T> FASTNN_HD inline T hard_tanh_fwd(T x, const ActParams& p) {
   const T lo = T(p.min_val), hi = T(p.max_val);
   return x < lo ? lo : (x > hi ? hi : x);  // NaN passes through
 }
 template <class T> FASTNN_HD inline T hard_tanh_bwd(T x, T dy, const ActParams& p) {
-  return (x > T(p.min_val) && x < T(p.max_val)) ? dy : T(0);
+  return (x <= T(p.min_val) || x >= T(p.max_val)) ? T(0) : dy;
 }
 
 // relu6 = hard_tanh(0, 6), torch's definition (0 derivative at both bounds).
@@ -125,7 +130,7 @@ template <class T> FASTNN_HD inline T relu6_fwd(T x, const ActParams&) {
   return x < T(0) ? T(0) : (x > T(6) ? T(6) : x);
 }
 template <class T> FASTNN_HD inline T relu6_bwd(T x, T dy, const ActParams&) {
-  return (x > T(0) && x < T(6)) ? dy : T(0);
+  return (x <= T(0) || x >= T(6)) ? T(0) : dy;
 }
 
 // leaky_relu(s): y = x > 0 ? x : s x; dy/dx = x > 0 ? 1 : s (s at 0, as torch).
@@ -143,7 +148,7 @@ template <class T> FASTNN_HD inline T elu_fwd(T x, const ActParams& p) {
 }
 template <class T> FASTNN_HD inline T elu_bwd(T x, T dy, const ActParams& p) {
   const T neg = dy * T(p.alpha) * exp(x);
-  return x > T(0) ? dy : neg;
+  return x <= T(0) ? neg : dy;  // NaN: dy, as torch
 }
 
 // selu = scale * elu(x, alpha_selu); derivative scale * alpha at 0, as torch.
@@ -155,7 +160,7 @@ template <class T> FASTNN_HD inline T selu_fwd(T x, const ActParams&) {
 template <class T> FASTNN_HD inline T selu_bwd(T x, T dy, const ActParams&) {
   const T scale = T(FASTNN_SELU_SCALE), a = T(FASTNN_SELU_ALPHA);
   const T neg = dy * scale * a * exp(x);
-  return x > T(0) ? dy * scale : neg;
+  return x <= T(0) ? neg : dy * scale;
 }
 
 // celu(a) = max(0, x) + min(0, a (e^(x/a) - 1)); derivative x > 0 ? 1 : e^(x/a) (1 at 0).
@@ -165,28 +170,29 @@ template <class T> FASTNN_HD inline T celu_fwd(T x, const ActParams& p) {
 }
 template <class T> FASTNN_HD inline T celu_bwd(T x, T dy, const ActParams& p) {
   const T neg = dy * exp(x / T(p.alpha));
-  return x > T(0) ? dy : neg;
+  return x <= T(0) ? neg : dy;
 }
 
-// gelu, erf form: y = x Phi(x) = x/2 (1 + erf(x / sqrt 2)); y' = Phi(x) + x phi(x).
-// gelu, tanh form: u = sqrt(2/pi) (x + k x^3); y = x/2 (1 + tanh u);
-//   y' = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3k x^2).
+// gelu, erf form: y = x Phi(x), Phi(x) = erfc(-x / sqrt 2) / 2; y' = Phi(x) + x phi(x).
+// gelu, tanh form: u = sqrt(2/pi) (x + k x^3); y = x/2 (1 + tanh u) = x s, s = sigmoid(2u);
+//   y' = (1 + tanh u)/2 + x/2 (1 - tanh^2 u) sqrt(2/pi) (1 + 3k x^2)
+//      = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2).
+// (erfc and sigmoid instead of 1 + erf / 1 + tanh: same values as torch's formulas where
+// those are exact, no cancellation in the negative tail where they are not.)
 template <class T> FASTNN_HD inline T gelu_fwd(T x, const ActParams& p) {
   if (p.approximate) {
     const T u = T(FASTNN_SQRT_2_OVER_PI) * (x + T(FASTNN_GELU_KAPPA) * x * x * x);
-    return T(0.5) * x * (T(1) + tanh(u));
+    return x * sigmoid(T(2) * u);
   }
-  return T(0.5) * x * (T(1) + erf(x * T(FASTNN_SQRT1_2)));
+  return T(0.5) * x * erfc(-x * T(FASTNN_SQRT1_2));
 }
 template <class T> FASTNN_HD inline T gelu_bwd(T x, T dy, const ActParams& p) {
   if (p.approximate) {
     const T k = T(FASTNN_GELU_KAPPA), c = T(FASTNN_SQRT_2_OVER_PI);
-    const T th = tanh(c * (x + k * x * x * x));
-    const T left = T(0.5) * (T(1) + th);
-    const T right = T(0.5) * x * (T(1) - th * th) * c * (T(1) + T(3) * k * x * x);
-    return dy * (left + right);
+    const T s = sigmoid(T(2) * c * (x + k * x * x * x));
+    return dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x));
   }
-  const T cdf = T(0.5) * (T(1) + erf(x * T(FASTNN_SQRT1_2)));
+  const T cdf = T(0.5) * erfc(-x * T(FASTNN_SQRT1_2));
   const T pdf = T(FASTNN_INV_SQRT_2PI) * exp(T(-0.5) * x * x);
   return dy * (cdf + x * pdf);
 }
@@ -232,10 +238,12 @@ template <class T> FASTNN_HD inline T hard_sigmoid_bwd(T x, T dy, const ActParam
 
 // hard_silu(x) = x relu6(x + 3) / 6; y' = 0 for x <= -3 (torch: 0 at -3),
 // x/3 + 1/2 on (-3, 3], 1 beyond (torch: 1 at 3).
+// Forward exactly as torch writes it, x * min(max(x + 3, 0), 6) / 6, so -inf gives NaN.
 template <class T> FASTNN_HD inline T hard_silu_fwd(T x, const ActParams&) {
-  if (x <= T(-3)) return T(0);
-  if (x >= T(3)) return x;
-  return x * (x + T(3)) / T(6);
+  T r = x + T(3);
+  r = r < T(0) ? T(0) : r;
+  r = T(6) < r ? T(6) : r;
+  return x * r / T(6);
 }
 template <class T> FASTNN_HD inline T hard_silu_bwd(T x, T dy, const ActParams&) {
   if (x <= T(-3)) return T(0);
@@ -331,7 +339,7 @@ template <class T> FASTNN_HD inline T smooth_l1_dpred(T p, T t, T beta) {
 }
 
 // bce (probabilities): -(t log p + (1 - t) log(1 - p)), each log clamped at -100;
-// dpred = (p - t) / max(p (1 - p), 1e-12)  (torch's eps); dtarget = log(1-p) - log(p).
+// dpred = (p - t) / max(p (1 - p), 1e-12f)  (torch's eps); dtarget = log(1-p) - log(p).
 template <class T> FASTNN_HD inline T bce_val(T p, T t) {
   T lp = log(p), l1p = log1p(-p);
   lp = lp < T(-100) ? T(-100) : lp;
@@ -339,8 +347,9 @@ template <class T> FASTNN_HD inline T bce_val(T p, T t) {
   return -(t * lp + (T(1) - t) * l1p);
 }
 template <class T> FASTNN_HD inline T bce_dpred(T p, T t) {
-  const T v = (T(1) - p) * p;
-  return (p - t) / (v < T(1e-12) ? T(1e-12) : v);
+  // torch's EPSILON is the float 1e-12f, also for double tensors.
+  const T v = (T(1) - p) * p, eps = T(1e-12f);
+  return (p - t) / (v < eps ? eps : v);
 }
 template <class T> FASTNN_HD inline T bce_dtarget(T p, T) { return log1p(-p) - log(p); }
 
@@ -391,7 +400,10 @@ template <class T> FASTNN_HD inline T poisson_nll_dpred(T x, T t, bool log_input
 template <class T> FASTNN_HD inline T poisson_nll_dtarget(T x, T t, bool log_input, bool full, T eps) {
   const T lx = log(x + eps), lt = log(t);
   const T g = log_input ? -x : -lx;
-  return full && t > T(1) ? g + lt + T(0.5) / t : g;
+  // torch masks the Stirling term with masked_fill(t <= 1, 0), whose backward multiplies
+  // its derivative by 0: 0 for 0 < t <= 1, but NaN at t <= 0 (0 * (-inf + inf)).
+  const T sd = lt + T(0.5) / t;
+  return full ? g + (t > T(1) ? sd : sd * T(0)) : g;
 }
 
 // hinge (Keras, labels -1/+1): max(1 - t p, 0); dpred = -t where 1 - t p > 0, else 0.
