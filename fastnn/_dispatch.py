@@ -32,6 +32,11 @@ def _load(name):
                 mod = importlib.import_module(_MODULES[name])
                 why = mod.unavailable()
                 _loaded[name] = mod if why is None else why
+            except ModuleNotFoundError as e:
+                if e.name == _MODULES[name]:
+                    _loaded[name] = "not implemented in this version of fastnn"
+                else:
+                    _loaded[name] = f"not installed: {e}"
             except Exception as e:  # noqa: BLE001 - any import failure makes it unavailable
                 _loaded[name] = f"not importable: {type(e).__name__}: {e}"
         return _loaded[name]
