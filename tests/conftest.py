@@ -1,0 +1,235 @@
+"""Shared fixtures and helpers for the fastnn test suite.
+
+Every kernel test takes the `backend` fixture, parametrized over
+fastnn.available_backends(), so a new backend is tested with no new test code.
+"""
+import math
+import os
+import sys
+import zlib
+from collections import namedtuple
+
+import numpy as np
+import pytest
+import torch
+
+import fastnn
+
+# torch is only the reference here, on small arrays: one thread avoids oversubscribing
+# the cores that the kernels under test use.
+torch.set_num_threads(1)
+
+# test modules import helpers from here and from _ref.py, in any pytest import mode; they
+# must get this very module (K's state is set by the backend fixture)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.modules.setdefault("conftest", sys.modules[__name__])
+
+BACKENDS = list(fastnn.available_backends())
+DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
+DTYPE_IDS = ["f32", "f64"]
+
+
+# Backends that take device arrays; every other backend takes numpy arrays.
+DEVICE_OF = {"cupy": "cuda"}
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Run the test with this backend forced (scoped, thread-local); kernels called
+    through K get their arrays on that backend's device."""
+    K.xp = pytest.importorskip("cupy") if DEVICE_OF.get(request.param) == "cuda" else None
+    try:
+        with fastnn.use_backend(request.param):
+            yield request.param
+    finally:
+        K.xp = None
+
+
+@pytest.fixture(params=DTYPES, ids=DTYPE_IDS)
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture
+def rng(request):
+    """A generator seeded from the test id: deterministic, different per test."""
+    return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+# ------------------------------------------------------------------------ tolerances
+# The reference is float64 torch/numpy evaluated on the very values the kernel saw (a
+# float32 input is cast exactly to float64), so the difference measures only the
+# kernel's own rounding.
+#   float64: unit roundoff 1.1e-16. rtol 1e-12 leaves ~1e4 roundoffs of room for a few
+#            dozen rounded operations and float64 sums of ~1e3 terms. atol 1e-14 (~90
+#            roundoffs of an O(1) operand) covers results that are small only through
+#            cancellation (gelu's derivative near x = -0.75, 1 + tanh(u) in tanh-gelu).
+#   float32: unit roundoff 6e-8. rtol 1e-5 (~170 roundoffs) allows float32 (possibly
+#            vectorized) exp/log/tanh/erf of a few ulps each, chained a few times, and
+#            float32 sums of ~1e3 terms (error ~ sqrt(n) roundoffs). atol 1e-6: as above
+#            for O(1) operands.
+# Where the operands of a result are much larger than the result (matrix products,
+# log_softmax, reductions of terms of both signs) the band is rtol * |operands|
+# (`scale=`), or, for gradients of losses and matrix products, atol relative to the
+# largest entry of the array (`normwise=True`).
+Tol = namedtuple("Tol", "rtol atol")
+TOL = {np.dtype(np.float32): Tol(rtol=1e-5, atol=1e-6),
+       np.dtype(np.float64): Tol(rtol=1e-12, atol=1e-14)}
+
+
+def assert_close(got, ref, dtype, *, scale=None, opscale=None, normwise=False, tol=None,
+                 what=""):
+    """got (the kernel's array) matches the float64 reference ref within TOL[dtype].
+
+    Checks the kind (numpy), dtype and shape, that NaN/inf sit where the reference has
+    them, then |got - ref| <= atol' + rtol * max(|ref|, scale) with atol' = atol, or
+    atol * max|ref| when normwise."""
+    dtype = np.dtype(dtype)
+    assert isinstance(got, np.ndarray), f"{what}: expected numpy.ndarray, got {type(got)}"
+    assert got.dtype == dtype, f"{what}: dtype {got.dtype}, expected {dtype}"
+    ref = np.asarray(ref, dtype=np.float64)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape}, expected {ref.shape}"
+    tol = TOL[dtype] if tol is None else tol
+    g = got.astype(np.float64)
+    finite = np.isfinite(ref)
+    # NaN and +-inf must be exactly where torch puts them
+    np.testing.assert_array_equal(np.isnan(g), np.isnan(ref), err_msg=f"{what}: NaN positions")
+    np.testing.assert_array_equal(g[~finite & ~np.isnan(ref)], ref[~finite & ~np.isnan(ref)],
+                                  err_msg=f"{what}: inf entries")
+    atol = tol.atol
+    if normwise and finite.any():
+        atol = tol.atol * float(np.max(np.abs(ref[finite])))
+    if scale is None and opscale is None:
+        np.testing.assert_allclose(g[finite], ref[finite], rtol=tol.rtol, atol=atol,
+                                   err_msg=what)
+        return
+    band = atol + tol.rtol * np.maximum(np.abs(ref), 0.0 if scale is None else scale)
+    if opscale is not None:
+        band = band + tol.atol * opscale
+    # |got - ref| in units of the allowed band: every entry must be <= 1
+    np.testing.assert_allclose(np.abs(g[finite] - ref[finite]) / band[finite], 0.0, rtol=0, atol=1.0,
+                               err_msg=f"{what}: error / allowed band (band = atol + "
+                                       f"rtol * max(|ref|, scale) + atol * opscale)")
+
+
+def dyadic_dense(xshape, out, weight_layout, bias, dtype, rng):
+    """(x, w, b) for dense tests: x in [-3, 3] (step 1/8), w of step 1/(8 * 2^k) with
+    2^k ~ sqrt(in), b of step 1/8. Every partial sum of x @ W + b is a multiple of
+    2^-(6+k) below 2^14 in size, hence exact in float32 whatever the summation order."""
+    n_in = xshape[-1]
+    k = max(0, round(math.log2(math.sqrt(n_in)))) if n_in else 0
+    x = rng.integers(-24, 25, size=xshape) / 8.0
+    w = rng.integers(-8, 9, size=(out, n_in)) / (8.0 * 2 ** k)
+    w = w if weight_layout == "oi" else w.T.copy()
+    b = rng.integers(-8, 9, size=out) / 8.0 if bias else None
+    return x.astype(dtype), w.astype(dtype), (None if b is None else b.astype(dtype))
+
+
+# --------------------------------------------------------------------------- layouts
+LAYOUTS = ("C", "F", "sliced", "negstride", "readonly")
+
+
+def as_layout(a, layout):
+    """The same values as a, in the given memory layout (a fresh array or view)."""
+    a = np.asarray(a)
+    if layout == "C":
+        return np.ascontiguousarray(a).copy()
+    if layout == "F":
+        return np.asfortranarray(a).copy(order="F")
+    if layout == "sliced":  # every other column of a twice-as-wide buffer full of NaN
+        buf = np.full(a.shape[:-1] + (2 * a.shape[-1],), np.nan, dtype=a.dtype) \
+            if a.dtype.kind == "f" else np.zeros(a.shape[:-1] + (2 * a.shape[-1],), a.dtype)
+        buf[..., ::2] = a
+        out = buf[..., ::2]
+        assert a.size <= 1 or not out.flags.c_contiguous
+        return out
+    if layout == "negstride":  # negative strides on every axis
+        out = np.flip(np.flip(a).copy())
+        assert a.size <= 1 or min(out.strides) < 0
+        return out
+    if layout == "readonly":
+        out = a.copy()
+        out.flags.writeable = False
+        return out
+    raise ValueError(layout)
+
+
+def _owner(a):
+    while isinstance(a.base, np.ndarray):
+        a = a.base
+    return a
+
+
+def call_unmodified(fn, *args, **kwargs):
+    """fn(*args, **kwargs), asserting no numpy array argument (nor the buffer it views)
+    changed."""
+    arrays = [a for a in list(args) + list(kwargs.values()) if isinstance(a, np.ndarray)]
+    arrays += [_owner(a) for a in arrays if _owner(a) is not a]
+    copies = [a.copy() for a in arrays]
+    out = fn(*args, **kwargs)
+    for i, (a, c) in enumerate(zip(arrays, copies)):
+        np.testing.assert_array_equal(a, c, err_msg=f"{fn.__name__}: input #{i} was modified")
+    return out
+
+
+class Kernels:
+    """fastnn's functions called on the device of the backend under test.
+
+    With xp = None (numpy backends) arguments pass through unchanged. With xp = cupy,
+    numpy arguments are copied to the device keeping their layout (the same strides and
+    offset into a copy of the buffer they view), outputs must be cupy arrays (API.md:
+    outputs are of the kind of the inputs) and come back as numpy. Either way the
+    inputs are checked to be unmodified after the call."""
+
+    xp = None
+
+    def __getattr__(self, name):
+        fn = getattr(fastnn, name)
+
+        def call(*args, **kwargs):
+            if self.xp is None:
+                return call_unmodified(fn, *args, **kwargs)
+            dev = [self._to(a) for a in args]
+            kdev = {k: self._to(v) for k, v in kwargs.items()}
+            out = fn(*dev, **kdev)
+            for host, d in list(zip(args, dev)) + [(kwargs[k], kdev[k]) for k in kwargs]:
+                if isinstance(host, np.ndarray):
+                    np.testing.assert_array_equal(self.xp.asnumpy(d), host,
+                                                  err_msg=f"{name}: a device input was modified")
+            return self._back(out)
+
+        call.__name__ = name
+        return call
+
+    def _to(self, a):
+        if not isinstance(a, np.ndarray):
+            return a
+        owner = _owner(a)
+        if owner is a or not (owner.flags.c_contiguous or owner.flags.f_contiguous):
+            return self.xp.array(a, order="K")
+        buf = self.xp.array(owner, order="K")
+        offset = a.__array_interface__["data"][0] - owner.__array_interface__["data"][0]
+        return self.xp.ndarray(a.shape, a.dtype, buf.data + offset, strides=a.strides)
+
+    def _back(self, out):
+        if isinstance(out, tuple):
+            return tuple(self._back(o) for o in out)
+        if out is None:
+            return None
+        assert isinstance(out, self.xp.ndarray), f"expected a {self.xp.__name__} array, got {type(out)}"
+        return self.xp.asnumpy(out)
+
+
+K = Kernels()
+
+
+def param_id(params):
+    """Readable test id for a params dict; array-valued params show as their key only."""
+    if not params:
+        return "default"
+    return ",".join(k if isinstance(v, np.ndarray) or v == "C" else f"{k}={v}"
+                    for k, v in params.items())
+
+
+def shape_id(shape):
+    return "x".join(map(str, shape)) if len(shape) else "scalar"

@@ -1,0 +1,231 @@
+"""activation_forward / activation_backward against float64 torch (numpy for Keras-only).
+
+Cases walk fastnn.ACTIVATIONS, so a new name fails here until tests/_ref.py knows it.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import fastnn
+from _ref import activation_bands, activation_ref
+from conftest import K, LAYOUTS, as_layout, assert_close, param_id, shape_id
+
+API_ACTIVATIONS = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu",
+                   "silu", "mish", "sigmoid", "hard_sigmoid", "hard_silu", "tanh", "softplus",
+                   "softsign", "log_sigmoid", "hard_tanh", "exponential", "softmax",
+                   "log_softmax")
+
+# Params variants per name; a name missing here is still tested with its defaults.
+PARAMS = {
+    "relu": [{}, {"negative_slope": 0.1}, {"max_value": 6.0}, {"threshold": 0.5},
+             {"negative_slope": 0.2, "max_value": 2.5, "threshold": 0.5}],
+    "leaky_relu": [{}, {"negative_slope": 0.2}],
+    "elu": [{}, {"alpha": 0.5}],
+    "celu": [{}, {"alpha": 2.0}],
+    "gelu": [{}, {"approximate": "none"}, {"approximate": "tanh"}],
+    "softplus": [{}, {"beta": 2.0}, {"beta": 0.5, "threshold": 5.0}, {"threshold": math.inf},
+                 {"beta": 2.0, "threshold": math.inf}],
+    "hard_tanh": [{}, {"min_val": -2.0, "max_val": 0.5}],
+    "softmax": [{}, {"axis": -1}, {"axis": 0}],
+    "log_softmax": [{}, {"axis": -1}, {"axis": 0}],
+}
+CASES = [pytest.param(n, p, id=f"{n}-{param_id(p)}")
+         for n in fastnn.ACTIVATIONS for p in PARAMS.get(n, [{}])]
+ALIAS_CASES = [pytest.param("swish", "silu", id="swish"),
+               pytest.param("hard_swish", "hard_silu", id="hard_swish")]
+SHAPES = [(1,), (7,), (33,), (257,), (1031,), (3, 5, 7), (0, 7)]
+SHAPE_PARAMS = [pytest.param(s, id=shape_id(s)) for s in SHAPES]
+
+
+def needs(name, params):
+    saved = set(fastnn.saved_for_backward(name, **params))
+    assert saved <= {"x", "y"}, f"saved_for_backward({name}) = {saved}"
+    return saved
+
+
+def run_backward(name, params, x, y, dy):
+    """activation_backward given exactly what saved_for_backward says it needs."""
+    saved = needs(name, params)
+    kw = dict(x=x if "x" in saved else None, y=y if "y" in saved else None)
+    return K.activation_backward(dy, name, **kw, **params)
+
+
+def check_forward(name, params, x, dtype):
+    y_ref, _ = activation_ref(name, params, x)
+    y = K.activation_forward(x, name, **params)
+    assert_close(y, y_ref, dtype, **activation_bands(name, params, x, y_ref),
+                 what=f"{name}{params} forward")
+    return y_ref
+
+
+def check_backward(name, params, x, dy, dtype):
+    y_ref, dx_ref = activation_ref(name, params, x, dy)
+    y = np.asarray(y_ref).astype(dtype)  # the saved output, as the kernel's dtype
+    dx = run_backward(name, params, x, y, dy)
+    assert_close(dx, dx_ref, dtype, **activation_bands(name, params, x, y_ref, dy),
+                 what=f"{name}{params} backward")
+
+
+def test_names_cover_api():
+    assert isinstance(fastnn.ACTIVATIONS, tuple)
+    missing = set(API_ACTIVATIONS) - set(fastnn.ACTIVATIONS)
+    assert not missing, f"ACTIVATIONS lacks {sorted(missing)}"
+
+
+@pytest.mark.parametrize("name", fastnn.ACTIVATIONS)
+def test_saved_for_backward(name):
+    for params in PARAMS.get(name, [{}]):
+        needs(name, params)
+
+
+@pytest.mark.parametrize("shape", SHAPE_PARAMS)
+@pytest.mark.parametrize("name, params", CASES)
+def test_forward(backend, dtype, name, params, shape, rng):
+    x = (3.0 * rng.standard_normal(shape)).astype(dtype)
+    check_forward(name, params, x, dtype)
+
+
+@pytest.mark.parametrize("shape", SHAPE_PARAMS)
+@pytest.mark.parametrize("name, params", CASES)
+def test_backward(backend, dtype, name, params, shape, rng):
+    x = (3.0 * rng.standard_normal(shape)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    check_backward(name, params, x, dy, dtype)
+
+
+@pytest.mark.parametrize("alias, canonical", ALIAS_CASES)
+def test_aliases(backend, dtype, alias, canonical, rng):
+    x = (3.0 * rng.standard_normal((5, 33))).astype(dtype)
+    dy = rng.standard_normal(x.shape).astype(dtype)
+    check_forward(alias, {}, x, dtype)
+    check_backward(alias, {}, x, dy, dtype)
+    np.testing.assert_array_equal(K.activation_forward(x, alias),
+                                  K.activation_forward(x, canonical))
+
+
+LAYOUT_NAMES = [("relu", {}), ("gelu", {}), ("softplus", {"beta": 2.0}), ("hard_silu", {}),
+                ("softmax", {}), ("log_softmax", {"axis": 0})]
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("name, params",
+                         [pytest.param(n, p, id=f"{n}-{param_id(p)}") for n, p in LAYOUT_NAMES])
+def test_layouts(backend, dtype, name, params, layout, rng):
+    base = (3.0 * rng.standard_normal((33, 17))).astype(dtype)
+    dyb = rng.standard_normal(base.shape).astype(dtype)
+    x, dy = as_layout(base, layout), as_layout(dyb, layout)
+    y_ref = check_forward(name, params, x, dtype)
+    y_ref2, dx_ref = activation_ref(name, params, base, dyb)
+    y = as_layout(np.asarray(y_ref).astype(dtype), layout)
+    dx = run_backward(name, params, x, y, dy)
+    assert_close(dx, dx_ref, dtype, **activation_bands(name, params, base, y_ref2, dyb),
+                 what=f"{name} backward, {layout}")
+
+
+# ------------------------------------------------------------------------- extremes
+@pytest.mark.parametrize("name, params", CASES)
+def test_extreme_inputs(backend, dtype, name, params):
+    """+-60 everywhere (exp(60) = 1.1e26 is finite in float32), and +-1000 for every name
+    but exponential: finite, and equal to torch's value and gradient."""
+    vals = [-60.0, -30.0, -1.5, 0.25, 30.0, 60.0]
+    if name != "exponential":
+        vals += [-1000.0, 1000.0]
+    x = np.array(vals, dtype=dtype)
+    if name in ("softmax", "log_softmax") and params.get("axis", -1) == 0:
+        x = x.reshape(-1, 2)
+    dy = np.ones_like(x)
+    y_ref = check_forward(name, params, x, dtype)
+    y = K.activation_forward(x, name, **params)
+    assert np.all(np.isfinite(y)), f"{name}{params}({x}) = {y}"
+    check_backward(name, params, x, dy, dtype)
+    dx = run_backward(name, params, x, np.asarray(y_ref).astype(dtype), dy)
+    assert np.all(np.isfinite(dx)), f"{name}{params}' ({x}) = {dx}"
+
+
+# Derivatives at kinks: API.md's table. Checked against torch, and torch against the table.
+KINKS = [
+    ("relu", {}, [0.0], [0.0]),
+    ("relu6", {}, [0.0, 6.0], [0.0, 0.0]),
+    ("hard_tanh", {}, [-1.0, 1.0], [0.0, 0.0]),
+    ("hard_tanh", {"min_val": -2.0, "max_val": 0.5}, [-2.0, 0.5], [0.0, 0.0]),
+    ("leaky_relu", {}, [0.0], [0.01]),
+    ("leaky_relu", {"negative_slope": 0.2}, [0.0], [0.2]),
+    ("hard_sigmoid", {}, [-3.0, 3.0], [0.0, 0.0]),
+    ("hard_silu", {}, [-3.0, 3.0], [0.0, 1.0]),
+    ("elu", {}, [0.0], [1.0]),
+    ("elu", {"alpha": 0.5}, [0.0], [0.5]),
+    ("celu", {}, [0.0], [1.0]),
+    ("celu", {"alpha": 2.0}, [0.0], [1.0]),
+    ("selu", {}, [0.0], [1.0507009873554805 * 1.6732632423543772]),
+]
+
+
+@pytest.mark.parametrize("name, params, points, slopes",
+                         [pytest.param(*k, id=f"{k[0]}-{param_id(k[1])}") for k in KINKS])
+def test_kinks(backend, dtype, name, params, points, slopes):
+    x = np.array(points, dtype=dtype)
+    dy = np.ones_like(x)
+    _, dx_torch = activation_ref(name, params, x, dy)
+    np.testing.assert_allclose(dx_torch, slopes, rtol=1e-7, err_msg="torch vs API.md table")
+    check_forward(name, params, x, dtype)
+    check_backward(name, params, x, dy, dtype)
+    # and a random upstream gradient on both sides of each kink
+    xs = np.concatenate([x, x - 0.5, x + 0.5]).astype(dtype)
+    check_backward(name, params, xs, np.linspace(-2, 3, xs.size).astype(dtype), dtype)
+
+
+TORCH_TWINS = [pytest.param(n, {}, id=n) for n in fastnn.ACTIVATIONS]
+
+
+@pytest.mark.parametrize("name, params", TORCH_TWINS)
+def test_nan_forward(backend, dtype, name, params):
+    x = np.array([-2.0, np.nan, 0.5, np.nan, 3.5], dtype=dtype)
+    check_forward(name, params, x, dtype)  # NaN positions must match torch's
+
+
+@pytest.mark.parametrize("name, params", TORCH_TWINS)
+def test_nan_backward(backend, dtype, name, params):
+    x = np.array([-2.0, np.nan, 0.5, np.nan, 3.5], dtype=dtype)
+    check_backward(name, params, x, np.full_like(x, 0.75), dtype)
+
+
+@pytest.mark.parametrize("name, params", TORCH_TWINS)
+def test_inf_forward(backend, dtype, name, params):
+    """API.md: Inf inputs propagate as torch propagates them."""
+    x = np.array([-np.inf, -2.0, 0.5, np.inf], dtype=dtype)
+    if name in ("softmax", "log_softmax"):
+        x = x.reshape(2, 2)
+    check_forward(name, params, x, dtype)
+
+
+# 257 x 1031 = 265k elements: several of a CPU kernel's parallel chunks (tens of k elements)
+LARGE = (257, 1031)
+
+
+@pytest.mark.parametrize("name", fastnn.ACTIVATIONS)
+def test_large(backend, dtype, name, rng):
+    x = (3.0 * rng.standard_normal(LARGE)).astype(dtype)
+    dy = rng.standard_normal(LARGE).astype(dtype)
+    check_forward(name, {}, x, dtype)
+    check_backward(name, {}, x, dy, dtype)
+
+
+@pytest.mark.parametrize("layout", ["F", "negstride", "sliced"])
+@pytest.mark.parametrize("name, params", [pytest.param("gelu", {}, id="gelu"),
+                                          pytest.param("softmax", {}, id="softmax"),
+                                          pytest.param("log_softmax", {"axis": 0}, id="log_softmax-axis=0")])
+def test_large_layouts(backend, dtype, name, params, layout, rng):
+    x = as_layout((3.0 * rng.standard_normal(LARGE)).astype(dtype), layout)
+    dy = as_layout(rng.standard_normal(LARGE).astype(dtype), layout)
+    check_forward(name, params, x, dtype)
+    check_backward(name, params, x, dy, dtype)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "softmax"])
+def test_zero_stride_view(backend, dtype, name):
+    """A read-only broadcast view (stride 0 on the first axis) is a valid input."""
+    x = np.broadcast_to(np.linspace(-4.0, 4.0, 33).astype(dtype), (5, 33))
+    check_forward(name, {}, x, dtype)
+    check_backward(name, {}, x, np.broadcast_to(np.linspace(1.0, 2.0, 33).astype(dtype), x.shape),
+                   dtype)

@@ -1,0 +1,169 @@
+"""dense_forward / dense_backward against float64 torch: F.linear + activation, autograd.
+
+Forward data are dyadic (small multiples of powers of 1/2) so that x @ W + b is exact in
+float32 and float64 whatever the summation order: z is compared exactly-ish and y
+measures only the activation's rounding. Gradients (and test_generic_data) are compared
+in a band relative to |dz| @ |W| and |dz|^T @ |x|, the magnitudes a product rounds.
+"""
+import math
+
+import numpy as np
+import pytest
+
+import fastnn
+from _ref import activation_bands, dense_ref, dense_scales
+from conftest import (K, LAYOUTS, as_layout, assert_close, dyadic_dense, param_id,
+                      shape_id)
+
+EXTRA_PARAMS = [("leaky_relu", {"negative_slope": 0.2}), ("gelu", {"approximate": "tanh"}),
+                ("softplus", {"beta": 2.0}), ("elu", {"alpha": 0.5}), ("relu", {"max_value": 6.0}),
+                ("relu", {"negative_slope": 0.1})]
+ACTS = [pytest.param(n, {}, id=n) for n in fastnn.ACTIVATIONS] + \
+       [pytest.param(n, p, id=f"{n}-{param_id(p)}") for n, p in EXTRA_PARAMS
+        if n in fastnn.ACTIVATIONS]
+# (x shape, out features)
+SHAPES = [((1, 1), 1), ((7, 33), 5), ((33, 7), 257), ((64, 128), 96), ((2, 3, 7), 5),
+          ((0, 7), 5)]
+SHAPE_PARAMS = [pytest.param(xs, o, id=f"{shape_id(xs)}-o{o}") for xs, o in SHAPES]
+WL = ["oi", "io"]
+
+
+def saved_z(act, params):
+    return "x" in set(fastnn.saved_for_backward(act, **params))
+
+
+def check_forward(x, w, b, wl, act, params, dtype, keep_z=False):
+    ref = dense_ref(x, w, b, wl, act, params)
+    y, z = K.dense_forward(x, w, b, activation=act, weight_layout=wl,
+                           keep_z=keep_z, **params)
+    assert_close(y, ref["y"], dtype, **activation_bands(act, params, ref["z"], ref["y"]),
+                 what=f"dense y ({act})")
+    if keep_z or saved_z(act, params):
+        assert z is not None, f"z is None with keep_z={keep_z} for {act}"
+        assert_close(z, ref["z"], dtype, what="dense z")
+    else:
+        assert z is None, f"z returned for {act} whose backward does not need it"
+    return y, z
+
+
+def check_backward(x, w, b, wl, act, params, dtype, dy, layout=None, **need):
+    ref = dense_ref(x, w, b, wl, act, params, dy)
+    y = np.asarray(ref["y"]).astype(dtype)
+    z = np.asarray(ref["z"]).astype(dtype) if saved_z(act, params) else None
+    if layout is not None:
+        y = as_layout(y, layout)
+        z = None if z is None else as_layout(z, layout)
+    out = K.dense_backward(dy, x, w, y, z, activation=act,
+                          weight_layout=wl, **need, **params)
+    assert isinstance(out, tuple) and len(out) == 3, out
+    sc = dense_scales(x, w, wl, act, params, ref, dy)
+    for key, got in zip(("dx", "dw", "db"), out):
+        if not need.get(f"need_{key}", True):
+            assert got is None, f"{key} computed although need_{key}=False"
+        else:
+            assert_close(got, ref[key], dtype, scale=sc[key], what=f"dense {key} ({act})")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", SHAPE_PARAMS)
+@pytest.mark.parametrize("act, params", ACTS)
+def test_forward(backend, dtype, act, params, xshape, out, wl, bias, rng):
+    x, w, b = dyadic_dense(xshape, out, wl, bias, dtype, rng)
+    check_forward(x, w, b, wl, act, params, dtype)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", SHAPE_PARAMS)
+@pytest.mark.parametrize("act, params", ACTS)
+def test_backward(backend, dtype, act, params, xshape, out, wl, bias, rng):
+    x, w, b = dyadic_dense(xshape, out, wl, bias, dtype, rng)
+    dy = rng.standard_normal(xshape[:-1] + (out,)).astype(dtype)
+    check_backward(x, w, b, wl, act, params, dtype, dy)
+
+
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("act, params", ACTS)
+def test_keep_z_roundtrip(backend, dtype, act, params, wl, rng):
+    """keep_z=True always returns z; keep_z=False only when the backward needs it; the
+    forward's own (y, z) then drive dense_backward correctly."""
+    x, w, b = dyadic_dense((7, 33), 5, wl, True, dtype, rng)
+    dy = rng.standard_normal((7, 5)).astype(dtype)
+    check_forward(x, w, b, wl, act, params, dtype, keep_z=True)
+    y, z = check_forward(x, w, b, wl, act, params, dtype, keep_z=False)
+    ref = dense_ref(x, w, b, wl, act, params, dy)
+    sc = dense_scales(x, w, wl, act, params, ref, dy)
+    dx, dw, db = K.dense_backward(dy, x, w, y, z, activation=act, weight_layout=wl, **params)
+    for key, got in zip(("dx", "dw", "db"), (dx, dw, db)):
+        assert_close(got, ref[key], dtype, scale=sc[key], what=key)
+
+
+NEEDS = [dict(need_dx=a, need_dw=b, need_db=c) for a in (True, False) for b in (True, False)
+         for c in (True, False)]
+
+
+@pytest.mark.parametrize("need", NEEDS, ids=lambda d: "-".join(
+    k[5:] for k, v in d.items() if v) or "nothing")
+@pytest.mark.parametrize("act", ["relu", "gelu", "softmax"])
+def test_need_flags(backend, dtype, act, need, rng):
+    x, w, b = dyadic_dense((7, 33), 5, "oi", True, dtype, rng)
+    dy = rng.standard_normal((7, 5)).astype(dtype)
+    check_backward(x, w, b, "oi", act, {}, dtype, dy, **need)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", [pytest.param((33, 65), 17, id="33x65-o17"),
+                                         pytest.param((2, 3, 7), 5, id="2x3x7-o5")])
+@pytest.mark.parametrize("act", ["relu", "gelu", "softmax"])
+def test_layouts(backend, dtype, act, xshape, out, wl, layout, rng):
+    """x, w, b, dy (and the saved y, z) in C/F/sliced/negative-stride/read-only layouts."""
+    x0, w0, b0 = dyadic_dense(xshape, out, wl, True, dtype, rng)
+    dy0 = rng.standard_normal(xshape[:-1] + (out,)).astype(dtype)
+    x, w, b, dy = (as_layout(a, layout) for a in (x0, w0, b0, dy0))
+    check_forward(x, w, b, wl, act, {}, dtype)
+    check_backward(x, w, b, wl, act, {}, dtype, dy, layout=layout)
+
+
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", [pytest.param((64, 128), 96, id="64x128-o96"),
+                                         pytest.param((33, 257), 7, id="33x257-o7")])
+@pytest.mark.parametrize("act", ["linear", "tanh", "sigmoid"])
+def test_generic_data(backend, dtype, act, xshape, out, wl, rng):
+    """Normal (non-dyadic) data: the product rounds. |act'| <= 1 here, so the band for y
+    and z is rtol * (|x| @ |W| + |b|)."""
+    x = rng.standard_normal(xshape).astype(dtype)
+    w = (rng.standard_normal((out, xshape[-1])) / math.sqrt(xshape[-1])).astype(dtype)
+    w = w if wl == "oi" else np.ascontiguousarray(w.T)
+    b = rng.standard_normal(out).astype(dtype)
+    ref = dense_ref(x, w, b, wl, act, {})
+    w_oi = np.abs(w.astype(np.float64)) if wl == "oi" else np.abs(w.astype(np.float64)).T
+    scale = np.abs(x.astype(np.float64)) @ w_oi.T + np.abs(b.astype(np.float64))
+    y, z = K.dense_forward(x, w, b, activation=act, weight_layout=wl,
+                           keep_z=True)
+    assert_close(z, ref["z"], dtype, scale=scale, what="z")
+    assert_close(y, ref["y"], dtype, scale=scale, what="y")
+    dy = rng.standard_normal(y.shape).astype(dtype)
+    check_backward(x, w, b, wl, act, {}, dtype, dy)
+
+
+def test_empty_batch_values(backend, dtype, rng):
+    """0 rows: y is (0, out); dx is (0, in); dw and db are zeros."""
+    x, w, b = dyadic_dense((0, 7), 5, "oi", True, dtype, rng)
+    y, z = K.dense_forward(x, w, b, activation="gelu")
+    assert y.shape == (0, 5) and y.dtype == dtype
+    dx, dw, db = K.dense_backward(np.zeros((0, 5), dtype), x, w, y, z, activation="gelu")
+    assert dx.shape == (0, 7) and dx.dtype == dtype
+    np.testing.assert_array_equal(dw, np.zeros((5, 7)))
+    np.testing.assert_array_equal(db, np.zeros(5))
+
+
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("act", ["linear", "relu", "gelu", "softmax"])
+def test_large(backend, dtype, act, wl, rng):
+    """1031 rows x 257 in x 129 out: more rows than one parallel chunk of the kernels."""
+    x, w, b = dyadic_dense((1031, 257), 129, wl, True, dtype, rng)
+    dy = rng.standard_normal((1031, 129)).astype(dtype)
+    check_forward(x, w, b, wl, act, {}, dtype)
+    check_backward(x, w, b, wl, act, {}, dtype, dy)
