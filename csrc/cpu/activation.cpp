@@ -36,12 +36,12 @@ template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y
   T s = 0;
   if (log_out) {
 #pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
-    const T lse = mx + std::log(s);
+    for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
+    const T lse = mx + sm::log(s);
     for (int64_t j = 0; j < c; ++j) y[j] = x[j] - lse;
   } else {
 #pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) { y[j] = std::exp(x[j] - mx); s += y[j]; }
+    for (int64_t j = 0; j < c; ++j) { y[j] = sm::exp(x[j] - mx); s += y[j]; }
     const T inv = T(1) / s;
     for (int64_t j = 0; j < c; ++j) y[j] *= inv;
   }
@@ -52,7 +52,7 @@ template <class T> FASTNN_INLINE void softmax_grad_row(bool log_out, const T* y,
   if (log_out) {
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) s += dy[j];
-    for (int64_t j = 0; j < c; ++j) dx[j] = dy[j] - std::exp(y[j]) * s;
+    for (int64_t j = 0; j < c; ++j) dx[j] = dy[j] - sm::exp(y[j]) * s;
   } else {
 #pragma omp simd reduction(+ : s)
     for (int64_t j = 0; j < c; ++j) s += dy[j] * y[j];

@@ -109,8 +109,8 @@ template <class T> T row_lse(const T* x, int64_t c) {
   if (!(mx > -INFINITY)) mx = 0;
   T s = 0;
 #pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) s += std::exp(x[j] - mx);
-  return mx + std::log(s);
+  for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
+  return mx + sm::log(s);
 }
 
 // Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):
@@ -143,7 +143,7 @@ template <class T> void class_row_grad(const ClassArgs& a, const T* x, int64_t y
   const T lse = row_lse(x, c), ls = T(a.label_smoothing);
   const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(c);
   for (int64_t j = 0; j < c; ++j) {
-    const T pj = std::exp(x[j] - lse);
+    const T pj = sm::exp(x[j] - lse);
     dx[j] = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
   }
   dx[y] -= k1;
@@ -233,7 +233,7 @@ template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, c
       T* dx = dpred + r * cols;
       for (int64_t j = 0; j < cols; ++j) {
         const T wj = weight ? weight[j] : T(1);
-        dx[j] = g * (std::exp(x[j] - lse) * wt - wj * ((T(1) - ls) * t[j] + u));
+        dx[j] = g * (sm::exp(x[j] - lse) * wt - wj * ((T(1) - ls) * t[j] + u));
         if (dtarget) dtarget[r * cols + j] = -g * (T(1) - ls) * wj * (x[j] - lse);
       }
     }

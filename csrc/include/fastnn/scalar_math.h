@@ -29,6 +29,8 @@
 
 #if defined(__CUDACC_RTC__)
 // NVRTC has no <cmath>; CUDA's device math library provides the overloads.
+#elif !defined(__CUDACC__)
+#include "fastnn/cpu_math.h"  // host: exp, log, ... for float and double
 #else
 #include <cmath>
 #endif
@@ -68,12 +70,6 @@ struct ActParams {
 };
 
 namespace sm {
-
-#if !defined(__CUDACC__)
-// Host: the float and double overloads of <cmath> (CUDA has them as device functions).
-using std::erf; using std::erfc; using std::exp; using std::expm1; using std::fabs; using std::log;
-using std::log1p; using std::tanh;
-#endif
 
 // max(v, 0) that keeps NaN (fmax would drop it).
 template <class T> FASTNN_HD inline T relu0(T v) { return v > T(0) ? v : (v <= T(0) ? T(0) : v); }
