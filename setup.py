@@ -20,6 +20,7 @@ SOURCES = [
     "csrc/bindings.cpp",
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
+    "csrc/cpu/dense_ce.cpp",
     "csrc/cpu/loss.cpp",
     "csrc/cpu/parallel.cpp",
 ]

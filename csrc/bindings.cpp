@@ -208,6 +208,24 @@ template <class T> void class_bwd(const py::array& pred, const py::array& target
   fastnn::soft_class_backward<T>(class_args(log_probs, ignore, ls), pp, tp, wp, gp, gs, dp, dtp, r, c);
 }
 
+// ---- fused dense + cross-entropy ----------------------------------------------------
+template <class T> double dense_ce(const py::array& x, const py::array& w, bool w_oi, const OptArr& b,
+                                  const py::array& target, int64_t ignore, double ls, const OptArr& grad, double gs,
+                                  const OptArr& loss_rows, const OptArr& dx, const OptArr& dw, const OptArr& db,
+                                  int64_t chunk) {
+  const int64_t n = dim(x, 0, "x", 2), h = dim(x, 1, "x", 2);
+  const int64_t c = dim(w, w_oi ? 0 : 1, "w", 2);
+  if (w.shape(w_oi ? 1 : 0) != h) throw py::value_error("fastnn._C: w has shape " + shape_of(w) + ", not fitting x");
+  const T *xp = ptr<T>(x, "x", n * h, false), *wp = ptr<T>(w, "w", c * h, false), *bp = opt<T>(b, "b", c, false);
+  const int64_t* tp = ptr<int64_t>(target, "target", n, false);
+  const T* gp = opt<T>(grad, "grad", n, false);
+  T *lp = opt<T>(loss_rows, "loss", n, true), *dxp = opt<T>(dx, "dx", n * h, true);
+  T *dwp = opt<T>(dw, "dw", c * h, true), *dbp = opt<T>(db, "db", c, true);
+  if (chunk <= 0) chunk = fastnn::dense_ce_chunk(n, c, sizeof(T));
+  py::gil_scoped_release nogil;
+  return fastnn::dense_cross_entropy<T>(xp, wp, w_oi, bp, tp, n, h, c, ignore, ls, gp, gs, lp, dxp, dwp, dbp, chunk);
+}
+
 // Every binding dispatches on the dtype of its first array argument.
 #define BY_DTYPE(first, fn, ...) (is_f32(first) ? fn<float>(__VA_ARGS__) : fn<double>(__VA_ARGS__))
 
@@ -243,6 +261,12 @@ PYBIND11_MODULE(_C, m) {
                              py::array dpred, OptArr dtarget, bool log_probs, int64_t ignore_index, double ls) {
     BY_DTYPE(pred, class_bwd, pred, target, weight, grad, gs, dpred, dtarget, log_probs, ignore_index, ls);
   });
+  m.def("dense_cross_entropy", [](py::array x, py::array w, bool w_oi, OptArr b, py::array target, int64_t ignore,
+                                  double ls, OptArr grad, double gs, OptArr loss_rows, OptArr dx, OptArr dw, OptArr db,
+                                  int64_t chunk) {
+    return BY_DTYPE(x, dense_ce, x, w, w_oi, b, target, ignore, ls, grad, gs, loss_rows, dx, dw, db, chunk);
+  });
+  m.def("dense_ce_chunk", &fastnn::dense_ce_chunk);
   m.def("num_threads", &fastnn::num_threads, "Threads fastnn's CPU kernels use (the caller included).");
   m.def("set_num_threads", &fastnn::set_num_threads, "Set the threads fastnn's CPU kernels use (>= 1).");
   m.def("blas_config", [] { return std::string(fastnn::blas::config()); });

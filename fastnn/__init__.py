@@ -9,6 +9,7 @@ backend: "cpp" (C++ + OpenBLAS, the default on CPU), "numba", "cupy".
     >>> y, z = fastnn.dense_forward(x, w, None, "gelu")
 """
 from ._dispatch import available_backends, backends, get_backend, set_backend, use_backend
+from ._dense_ce import dense_cross_entropy
 from ._kernels import activation_backward, activation_forward, dense_backward, dense_forward, saved_for_backward
 from ._losses import loss_backward, loss_forward
 from ._registry import ACTIVATIONS, LOSSES
@@ -35,6 +36,6 @@ def set_num_threads(n):
 
 __all__ = [
     "ACTIVATIONS", "LOSSES", "activation_backward", "activation_forward", "available_backends", "backends",
-    "dense_backward", "dense_forward", "get_backend", "loss_backward", "loss_forward", "num_threads",
+    "dense_backward", "dense_cross_entropy", "dense_forward", "get_backend", "loss_backward", "loss_forward", "num_threads",
     "saved_for_backward", "set_backend", "set_num_threads", "use_backend",
 ]

@@ -16,6 +16,15 @@ inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, b
                  const double* a, blasint lda, const double* b, blasint ldb, double beta, double* c, blasint ldc) {
   scipy_cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
 }
+// y = alpha op(A) x + beta y (unit strides).
+inline void gemv(CBLAS_TRANSPOSE ta, blasint m, blasint n, float alpha, const float* a, blasint lda, const float* x,
+                 float beta, float* y) {
+  scipy_cblas_sgemv(CblasRowMajor, ta, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
+inline void gemv(CBLAS_TRANSPOSE ta, blasint m, blasint n, double alpha, const double* a, blasint lda,
+                 const double* x, double beta, double* y) {
+  scipy_cblas_dgemv(CblasRowMajor, ta, m, n, alpha, a, lda, x, 1, beta, y, 1);
+}
 inline const char* config() { return scipy_openblas_get_config(); }
 inline int get_num_threads() { return scipy_openblas_get_num_threads(); }
 }  // namespace blas

@@ -83,4 +83,16 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
                                        const T* w, bool w_oi, const T* zy, T* dx, T* dw, T* db,
                                        int64_t m, int64_t k, int64_t n);
 
+// ---- fused dense + cross-entropy (dense_ce.cpp) -------------------------------------
+// x (n, h); w (c, h) if w_oi else (h, c); b (c) or null; target (n) class indices.
+// Returns the sum of the row losses (written to loss_rows when not null). Gradients of
+// sum_i g_i loss_i (g_i = grad[i] or grad_scalar) go to dx (n, h), dw, db when not null.
+// Holds one (chunk, c) block of logits at a time.
+template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
+                                              int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
+                                              const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
+                                              int64_t chunk);
+// The default chunk (rows) for n rows of c classes.
+int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize);
+
 }  // namespace fastnn

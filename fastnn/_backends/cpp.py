@@ -101,3 +101,15 @@ def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad)
     _C.class_backward(pred, target, p.get("weight"), grad, grad_scalar, dpred, dtarget, spec.name == "nll",
                       p["ignore_index"], p.get("label_smoothing", 0.0))
     return dpred, dtarget
+
+
+def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
+                        need_grads, chunk_size):
+    n, c = x.shape[0], (w.shape[0] if w_oi else w.shape[1])
+    rows = np.empty(n, dtype=x.dtype) if want_none else None
+    dx = np.empty_like(x) if need_grads else None
+    dw = np.empty_like(w) if need_grads else None
+    db = np.empty(c, dtype=x.dtype) if need_grads else None
+    total = _C.dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, rows,
+                                   dx, dw, db, chunk_size or 0)
+    return total, rows, dx, dw, db
