@@ -4,9 +4,9 @@ import argparse
 import sys
 import time
 
-from . import activation, dense, impls, loss, machine, report, timing
+from . import activation, dense, dense_ce, impls, loss, machine, report, timing
 
-FAMILIES = ("dense", "activation", "loss")
+FAMILIES = ("dense", "activation", "loss", "dense_ce")
 
 
 def parse_args(argv):
@@ -46,6 +46,8 @@ def plan(args):
         jobs += [(activation, s) for s in activation.specs(args.quick, args.activation)]
     if "loss" in args.ops:
         jobs += [(loss, s) for s in loss.specs(args.quick)]
+    if "dense_ce" in args.ops:
+        jobs += [(dense_ce, s) for s in dense_ce.specs(args.quick)]
     return jobs
 
 
