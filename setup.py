@@ -7,6 +7,7 @@ best one is chosen at load time.
 Environment switches:
   FASTNN_SANITIZE=address,undefined   build with those sanitizers (debug aid)
   FASTNN_DEBUG=1                      -O0 -g
+  FASTNN_BASELINE=1                   no AVX2/AVX-512 clones (to test the baseline path)
 """
 import glob
 import os
@@ -37,6 +38,8 @@ sanitize = os.environ.get("FASTNN_SANITIZE", "").strip()
 if sanitize:
     compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"]
     link_args += [f"-fsanitize={sanitize}"]
+if os.environ.get("FASTNN_BASELINE"):  # only the baseline x86-64 code: tests the fallback ISA path
+    compile_args += ["-DFASTNN_NO_CLONES"]
 if os.environ.get("FASTNN_DEBUG"):
     compile_args += ["-O0", "-g"]
 
