@@ -33,6 +33,8 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
     if b is not None:
         C.expect_shape(F, "b", b, (ncls,), " (classes,)")
         b = xp.ascontiguousarray(b)
+    if ncls == 0 and x2.shape[0] > 0:
+        raise ValueError(f"{F}: w has shape {C.shape_str(w.shape)}: 0 classes; expected at least one")
     t = _targets(F, target, x.shape[:-1], ncls, spec.params["ignore_index"], xp)
     count = int((t != spec.params["ignore_index"]).sum())
     garr, gs = _grad(F, grad, reduction, x.shape[:-1], x.dtype, xp)

@@ -113,6 +113,7 @@ def test_all_ignored_mean_is_nan_with_zero_grads(backend, dtype, rng):
     (dict(b=np.zeros(4)), ValueError, "b has shape"),
 ])
 def test_errors(backend, bad, err, match):
+    bad = dict(bad)  # the parameter dict is shared by every backend's run
     args = dict(x=np.zeros((2, 4)), w=np.zeros((3, 4)), b=np.zeros(3), target=np.array([0, 2]))
     kwargs = {k: bad.pop(k) for k in list(bad) if k not in args}
     args.update(bad)

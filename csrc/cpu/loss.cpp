@@ -38,12 +38,15 @@ constexpr int64_t kChunk = 16384;  // elements per reduction chunk / parallel gr
     case Loss::log_cosh: GEN(sm::log_cosh_val(p, t), sm::log_cosh_dpred(p, t), -sm::log_cosh_dpred(p, t)) \
   }
 
-// pos_weight of element i (1 without one).
-#define PW (a.pos_weight ? a.pos_weight[(off + i) % a.pw_len] : T(1))
+// pos_weight of element i (1 without one); pw / pwl are locals, so the test is hoisted.
+#define PW (pw ? pw[(off + i) % pwl] : T(1))
 
-template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& a, const T* pred, const T* target, T* out,
+template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& args, const T* pred, const T* target, T* out,
                                                         int64_t off, int64_t n) {
+  const LossArgs<T> a = args;  // a local copy: stores to out cannot alias it, its flags are loop-invariant
   const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+  const T* const pw = a.pos_weight;
+  const int64_t pwl = a.pw_len;
 // Two loops (with and without per-element output) so each vectorizes.
 #define GEN(VAL, DP, DT)                                             \
   {                                                                  \
@@ -69,10 +72,13 @@ template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& a, co
   return 0.0;
 }
 
-template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& a, const T* pred, const T* target,
+template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& args, const T* pred, const T* target,
                                                       const T* grad, T gs, T* dpred, T* dtarget, int64_t off,
                                                       int64_t n) {
+  const LossArgs<T> a = args;
   const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+  const T* const pw = a.pos_weight;
+  const int64_t pwl = a.pw_len;
 #define GEN(VAL, DP, DT)                                             \
   for (int64_t i = 0; i < n; ++i) {                                  \
     const T p = pred[i], t = target[i], g = grad ? grad[i] : gs;     \

@@ -328,14 +328,12 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T huber_dpred(T p, T t, T delta)
 // smooth_l1(beta): |d| < beta ? d^2 / (2 beta) : |d| - beta/2; beta == 0 is l1.
 // dpred = d < -beta ? -1 : d > beta ? 1 : d / beta (sign(d) when beta == 0).
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T smooth_l1_val(T p, T t, T beta) {
-  const T d = p - t, a = fabs(d);
-  if (beta == T(0)) return a;
-  return a < beta ? T(0.5) * d * d / beta : a - T(0.5) * beta;
+  const T d = p - t, a = fabs(d), q = a < beta ? T(0.5) * d * d / beta : a - T(0.5) * beta;
+  return beta == T(0) ? a : q;
 }
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T smooth_l1_dpred(T p, T t, T beta) {
-  const T d = p - t;
-  if (beta == T(0)) return sign0(d);
-  return d < -beta ? T(-1) : (d > beta ? T(1) : d / beta);
+  const T d = p - t, q = d < -beta ? T(-1) : (d > beta ? T(1) : d / beta);
+  return beta == T(0) ? sign0(d) : q;
 }
 
 // bce (probabilities): -(t log p + (1 - t) log(1 - p)), each log clamped at -100;
