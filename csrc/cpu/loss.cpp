@@ -108,7 +108,7 @@ FASTNN_CLONES void loss_bwd_isa(const LossArgs<double>& a, const double* p, cons
 
 // ---- cross-entropy rows ------------------------------------------------------------
 // log-sum-exp of one row, stable: max + log(sum e^(x - max)).
-template <class T> T row_lse(const T* x, int64_t c) {
+template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
   T mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
@@ -122,7 +122,7 @@ template <class T> T row_lse(const T* x, int64_t c) {
 // Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):
 //   nll:  -w_y x_y
 //   ce:   (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
-template <class T> T class_row_loss(const ClassArgs& a, const T* x, int64_t y, const T* w, int64_t c) {
+template <class T> FASTNN_INLINE T class_row_loss(const ClassArgs& a, const T* x, int64_t y, const T* w, int64_t c) {
   const T wy = w ? w[y] : T(1);
   if (a.log_probs) return -wy * x[y];
   const T lse = row_lse(x, c), ls = T(a.label_smoothing);
@@ -138,7 +138,7 @@ template <class T> T class_row_loss(const ClassArgs& a, const T* x, int64_t y, c
 // d(loss)/dx of one row times g:
 //   nll: -g w_y at y, 0 elsewhere
 //   ce:  g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)],  W = sum_c w_c
-template <class T> void class_row_grad(const ClassArgs& a, const T* x, int64_t y, const T* w, T wsum, T g, T* dx,
+template <class T> FASTNN_INLINE void class_row_grad(const ClassArgs& a, const T* x, int64_t y, const T* w, T wsum, T g, T* dx,
                                        int64_t c) {
   const T wy = w ? w[y] : T(1);
   if (a.log_probs) {
@@ -148,15 +148,100 @@ template <class T> void class_row_grad(const ClassArgs& a, const T* x, int64_t y
   }
   const T lse = row_lse(x, c), ls = T(a.label_smoothing);
   const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(c);
-  for (int64_t j = 0; j < c; ++j) {
-    const T pj = sm::exp(x[j] - lse);
-    dx[j] = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
+  if (w) {
+    for (int64_t j = 0; j < c; ++j) {
+      const T pj = sm::exp(x[j] - lse);
+      dx[j] = k1 * pj + k2 * (wsum * pj - w[j]);
+    }
+  } else {  // a separate loop: a conditional load would keep it from vectorizing
+    const T k = k1 + k2 * wsum;
+    for (int64_t j = 0; j < c; ++j) dx[j] = k * sm::exp(x[j] - lse) - k2;
   }
   dx[y] -= k1;
 }
 
 bool valid_class(int64_t y, int64_t c) { return y >= 0 && y < c; }
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kChunk / std::max<int64_t>(cols, 1)); }
+
+
+// ---- row ranges [b, e) of the class losses (inlined into each ISA clone below) ----------
+template <class T> FASTNN_INLINE double class_fwd_serial(const ClassArgs& a, const T* pred, const int64_t* target,
+                                                         const T* weight, T* out, int64_t b, int64_t e, int64_t cols) {
+  double s = 0;
+  for (int64_t r = b; r < e; ++r) {
+    const int64_t y = target[r];
+    T v = T(0);
+    if (y != a.ignore_index) v = valid_class(y, cols) ? class_row_loss(a, pred + r * cols, y, weight, cols) : T(NAN);
+    if (out) out[r] = v;
+    s += v;
+  }
+  return s;
+}
+
+template <class T> FASTNN_INLINE void class_bwd_serial(const ClassArgs& a, const T* pred, const int64_t* target,
+                                                       const T* weight, T wsum, const T* grad, T gs, T* dpred,
+                                                       int64_t b, int64_t e, int64_t cols) {
+  for (int64_t r = b; r < e; ++r) {
+    const int64_t y = target[r];
+    T* dx = dpred + r * cols;
+    if (y == a.ignore_index || !valid_class(y, cols)) {
+      for (int64_t j = 0; j < cols; ++j) dx[j] = T(0);
+      continue;
+    }
+    class_row_grad(a, pred + r * cols, y, weight, wsum, grad ? grad[r] : gs, dx, cols);
+  }
+}
+
+// Probability targets t (rows, cols), smoothed t' = (1 - ls) t + ls / C:
+//   loss = -sum_c w_c t'_c (x_c - lse);  dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);
+//   dt_c = -g (1 - ls) w_c (x_c - lse).
+template <class T> FASTNN_INLINE double soft_fwd_serial(const ClassArgs& a, const T* pred, const T* target,
+                                                        const T* weight, T* out, int64_t b, int64_t e, int64_t cols) {
+  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  double s = 0;
+  for (int64_t r = b; r < e; ++r) {
+    const T *x = pred + r * cols, *t = target + r * cols;
+    const T lse = row_lse(x, cols);
+    T v = 0;
+    for (int64_t j = 0; j < cols; ++j) v -= (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u) * (x[j] - lse);
+    if (out) out[r] = v;
+    s += v;
+  }
+  return s;
+}
+
+template <class T> FASTNN_INLINE void soft_bwd_serial(const ClassArgs& a, const T* pred, const T* target,
+                                                      const T* weight, const T* grad, T gs, T* dpred, T* dtarget,
+                                                      int64_t b, int64_t e, int64_t cols) {
+  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  for (int64_t r = b; r < e; ++r) {
+    const T *x = pred + r * cols, *t = target + r * cols;
+    const T g = grad ? grad[r] : gs, lse = row_lse(x, cols);
+    T wt = 0;
+    for (int64_t j = 0; j < cols; ++j) wt += (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u);
+    T* dx = dpred + r * cols;
+    for (int64_t j = 0; j < cols; ++j) {
+      const T wj = weight ? weight[j] : T(1);
+      dx[j] = g * (sm::exp(x[j] - lse) * wt - wj * ((T(1) - ls) * t[j] + u));
+      if (dtarget) dtarget[r * cols + j] = -g * (T(1) - ls) * wj * (x[j] - lse);
+    }
+  }
+}
+
+// One entry point per (body, dtype), compiled for each ISA (see parallel.h).
+#define FASTNN_CLONE_PAIR(name, ret, body, params, args)                   \
+  FASTNN_CLONES ret name(float, params(float)) { return body<float> args; } \
+  FASTNN_CLONES ret name(double, params(double)) { return body<double> args; }
+#define P_CF(T) const ClassArgs& a, const T* p, const int64_t* t, const T* w, T* o, int64_t b, int64_t e, int64_t c
+FASTNN_CLONE_PAIR(class_fwd_isa, double, class_fwd_serial, P_CF, (a, p, t, w, o, b, e, c))
+#define P_CB(T) const ClassArgs& a, const T* p, const int64_t* t, const T* w, T ws, const T* g, T gs, T* d, \
+                int64_t b, int64_t e, int64_t c
+FASTNN_CLONE_PAIR(class_bwd_isa, void, class_bwd_serial, P_CB, (a, p, t, w, ws, g, gs, d, b, e, c))
+#define P_SF(T) const ClassArgs& a, const T* p, const T* t, const T* w, T* o, int64_t b, int64_t e, int64_t c
+FASTNN_CLONE_PAIR(soft_fwd_isa, double, soft_fwd_serial, P_SF, (a, p, t, w, o, b, e, c))
+#define P_SB(T) const ClassArgs& a, const T* p, const T* t, const T* w, const T* g, T gs, T* d, T* dt, int64_t b, \
+                int64_t e, int64_t c
+FASTNN_CLONE_PAIR(soft_bwd_isa, void, soft_bwd_serial, P_SB, (a, p, t, w, g, gs, d, dt, b, e, c))
 
 }  // namespace
 
@@ -177,15 +262,7 @@ template <class T> void loss_backward(const LossArgs<T>& a, const T* pred, const
 template <class T> double class_forward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
                                         T* out, int64_t rows, int64_t cols) {
   return chunked_sum(rows, row_grain(cols), [&](int64_t b, int64_t e) {
-    double s = 0;
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t y = target[r];
-      T v = T(0);
-      if (y != a.ignore_index) v = valid_class(y, cols) ? class_row_loss(a, pred + r * cols, y, weight, cols) : T(NAN);
-      if (out) out[r] = v;
-      s += v;
-    }
-    return s;
+    return class_fwd_isa(T(), a, pred, target, weight, out, b, e, cols);
   });
 }
 
@@ -194,55 +271,22 @@ template <class T> void class_backward(const ClassArgs& a, const T* pred, const 
   T wsum = T(cols);
   if (weight) { wsum = 0; for (int64_t j = 0; j < cols; ++j) wsum += weight[j]; }
   parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const int64_t y = target[r];
-      T* dx = dpred + r * cols;
-      if (y == a.ignore_index || !valid_class(y, cols)) {
-        for (int64_t j = 0; j < cols; ++j) dx[j] = T(0);
-        continue;
-      }
-      class_row_grad(a, pred + r * cols, y, weight, wsum, grad ? grad[r] : T(grad_scalar), dx, cols);
-    }
+    class_bwd_isa(T(), a, pred, target, weight, wsum, grad, T(grad_scalar), dpred, b, e, cols);
   });
 }
 
-// Probability targets t (rows, cols), smoothed t' = (1 - ls) t + ls / C:
-//   loss = -sum_c w_c t'_c (x_c - lse);  dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);
-//   dt_c = -g (1 - ls) w_c (x_c - lse).
 template <class T> double soft_class_forward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
                                              T* out, int64_t rows, int64_t cols) {
-  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
   return chunked_sum(rows, row_grain(cols), [&](int64_t b, int64_t e) {
-    double s = 0;
-    for (int64_t r = b; r < e; ++r) {
-      const T *x = pred + r * cols, *t = target + r * cols;
-      const T lse = row_lse(x, cols);
-      T v = 0;
-      for (int64_t j = 0; j < cols; ++j) v -= (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u) * (x[j] - lse);
-      if (out) out[r] = v;
-      s += v;
-    }
-    return s;
+    return soft_fwd_isa(T(), a, pred, target, weight, out, b, e, cols);
   });
 }
 
 template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
                                             const T* grad, double grad_scalar, T* dpred, T* dtarget, int64_t rows,
                                             int64_t cols) {
-  const T ls = T(a.label_smoothing), u = ls / T(cols > 0 ? cols : 1);
   parallel_for(rows, row_grain(cols), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; ++r) {
-      const T *x = pred + r * cols, *t = target + r * cols;
-      const T g = grad ? grad[r] : T(grad_scalar), lse = row_lse(x, cols);
-      T wt = 0;
-      for (int64_t j = 0; j < cols; ++j) wt += (weight ? weight[j] : T(1)) * ((T(1) - ls) * t[j] + u);
-      T* dx = dpred + r * cols;
-      for (int64_t j = 0; j < cols; ++j) {
-        const T wj = weight ? weight[j] : T(1);
-        dx[j] = g * (sm::exp(x[j] - lse) * wt - wj * ((T(1) - ls) * t[j] + u));
-        if (dtarget) dtarget[r * cols + j] = -g * (T(1) - ls) * wj * (x[j] - lse);
-      }
-    }
+    soft_bwd_isa(T(), a, pred, target, weight, grad, T(grad_scalar), dpred, dtarget, b, e, cols);
   });
 }
 
