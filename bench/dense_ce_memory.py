@@ -60,6 +60,7 @@ def child(impl, n, h, c, repeat):
         _keep = [np.ones_like(x), np.ones_like(w), np.ones_like(b)]
 
         def step():
+            _keep.clear()  # released first, as torch overwrites .grad in place
             loss, grads = fastnn.dense_cross_entropy(x, w, b, t)
             _keep[:] = grads
             return float(loss)

@@ -16,7 +16,7 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
     target int class indices of shape x.shape[:-1]. The gradients are those of the
     reduced loss times `grad` (a scalar, or for reduction "none" a per-row array; default
     1). need_grads=False computes the loss only and returns (None, None, None).
-    chunk_size: rows per chunk (default: about 64 MiB of logits, at least 256 rows).
+    chunk_size: rows per chunk (default: about 256 MiB of logits, at least 512 rows).
     """
     F = "dense_cross_entropy"
     spec = C.loss_spec(F, "cross_entropy", {"ignore_index": ignore_index, "label_smoothing": label_smoothing})
