@@ -36,7 +36,8 @@ def child(impl, n, h, c, repeat):
 
     rng = np.random.default_rng(0)
     x = rng.standard_normal((n, h), dtype=np.float32)
-    w = (rng.standard_normal((c, h), dtype=np.float32) / np.sqrt(h)).astype(np.float32)
+    w = rng.standard_normal((c, h), dtype=np.float32)
+    w *= np.float32(1 / np.sqrt(h))  # in place: a temporary copy of W would raise the peak RSS
     b = np.zeros(c, np.float32)
     t = rng.integers(0, c, n)
     if impl == "torch":
