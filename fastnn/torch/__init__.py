@@ -1,0 +1,41 @@
+"""fastnn.torch: drop-in torch.nn layers, activations and losses on fastnn's kernels.
+
+    >>> import torch, fastnn.torch as fnn
+    >>> layer = fnn.Linear(784, 128, activation="relu")   # nn.Linear + ReLU, fused
+    >>> loss = fnn.CrossEntropyLoss()(fnn.Linear(128, 10)(layer(torch.randn(32, 784))),
+    ...                               torch.randint(0, 10, (32,)))
+    >>> model = fnn.patch(torch_model)                     # swap the layers of a torch model
+
+- Modules with torch.nn's names, arguments, parameters and state_dict (each subclasses
+  its torch twin): ``Linear`` (plus ``activation=``), the activation modules and the
+  loss modules listed in ``__all__``.
+- ``fastnn.torch.functional``: torch.nn.functional's names (``linear(x, w, b,
+  activation=None, **params)``, ``relu``, ..., ``cross_entropy``).
+- ``patch(model)``: replace a model's torch layers by these, sharing the parameters.
+
+Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no graph
+break) and DistributedDataParallel work. CPU tensors reach the kernels as numpy views,
+CUDA tensors through DLPack to the CuPy backend (when fastnn has one).
+
+Performance: per call, the wrapper costs what a Python autograd.Function costs (~40 us
+for forward + backward) plus fastnn's own argument checks (~10-20 us per kernel call), so
+at tiny sizes a model is slower than stock torch; fusing the activation into Linear
+saves calls. At large sizes the kernels' speed shows. fastnn's BLAS threads and torch's
+OpenMP threads both busy-wait after their work: where fastnn layers alternate with torch
+ops on few cores, run with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4 (set
+before starting Python).
+"""
+from . import functional
+from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
+                     PoissonNLLLoss, SmoothL1Loss)
+from .modules import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, Linear, LogSigmoid,
+                      LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
+from .patch import patch
+
+__all__ = [
+    "functional", "patch", "Linear",
+    "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Hardsigmoid",
+    "Hardswish", "Tanh", "Softplus", "Softsign", "LogSigmoid", "Hardtanh", "Softmax", "LogSoftmax",
+    "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
+    "KLDivLoss", "PoissonNLLLoss",
+]
