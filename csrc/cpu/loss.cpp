@@ -154,8 +154,10 @@ template <class T> FASTNN_INLINE void class_row_grad(const ClassArgs& a, const T
       dx[j] = k1 * pj + k2 * (wsum * pj - w[j]);
     }
   } else {  // a separate loop: a conditional load would keep it from vectorizing
-    const T k = k1 + k2 * wsum;
-    for (int64_t j = 0; j < c; ++j) dx[j] = k * sm::exp(x[j] - lse) - k2;
+    for (int64_t j = 0; j < c; ++j) {
+      const T pj = sm::exp(x[j] - lse);
+      dx[j] = k1 * pj + k2 * (wsum * pj - T(1));  // this order: exactly 0 at y when p_y = 1
+    }
   }
   dx[y] -= k1;
 }
