@@ -5,7 +5,7 @@ import numpy as np
 
 from . import _checks as C
 from ._kernels import _dense_args, _setup
-from ._losses import _divide
+from ._losses import _divide, _grad
 
 
 def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean", ignore_index=-100,
@@ -37,7 +37,7 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
         raise ValueError(f"{F}: w has shape {C.shape_str(w.shape)}: 0 classes; expected at least one")
     t = _targets(F, target, x.shape[:-1], ncls, spec.params["ignore_index"], xp)
     count = int((t != spec.params["ignore_index"]).sum())
-    garr, gs = _grad(F, grad, reduction, x.shape[:-1], x.dtype, xp)
+    garr, gs = _grad(F, grad, {"reduction": reduction, "none_shape": x.shape[:-1]}, x.dtype, xp)
     if reduction == "mean":
         gs = float(_divide(gs, count))
     total, rows, dx, dw, db = be.dense_cross_entropy(
@@ -64,17 +64,3 @@ def _targets(F, target, shape, ncls, ignore_index, xp):
                          f"ignore_index ({ignore_index})")
     return t
 
-
-def _grad(F, grad, reduction, none_shape, dtype, xp):
-    if grad is None:
-        return None, 1.0
-    g = grad if xp is not np else C.to_numpy(F, "grad", grad)
-    if getattr(g, "ndim", 0) == 0 or (reduction != "none" and g.size == 1):
-        return None, float(g.reshape(()) if hasattr(g, "reshape") else g)
-    if reduction != "none":
-        raise ValueError(f"{F}: grad must be a scalar for reduction {reduction!r}, got shape {C.shape_str(g.shape)}")
-    g = C.float_array(F, "grad", g, xp)
-    if g.dtype != dtype:
-        raise TypeError(f"{F}: grad has dtype {g.dtype} but x is {dtype}; expected one dtype")
-    C.expect_shape(F, "grad", g, none_shape, " (one per row)")
-    return xp.ascontiguousarray(g.reshape(-1)), 1.0
