@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import fastnn
+import torch
 from _ref import activation_bands, activation_ref
 from conftest import K, LAYOUTS, as_layout, assert_close, param_id, shape_id
 
@@ -229,3 +230,16 @@ def test_zero_stride_view(backend, dtype, name):
     check_forward(name, {}, x, dtype)
     check_backward(name, {}, x, np.broadcast_to(np.linspace(1.0, 2.0, 33).astype(dtype), x.shape),
                    dtype)
+
+
+@pytest.mark.parametrize("alpha", [0.7, 1.3, 2.0])
+def test_celu_alpha_not_a_float32_value(backend, alpha):
+    """torch's celu backward divides by alpha rounded to float32 (elu_backward's
+    input_scale), also in float64; the forward uses alpha itself."""
+    x = np.linspace(-6.0, 2.0, 301)
+    xt = torch.tensor(x, requires_grad=True)
+    torch.nn.functional.celu(xt, alpha).sum().backward()
+    y = K.activation_forward(x, "celu", alpha=alpha)
+    dx = K.activation_backward(np.ones_like(x), "celu", x=x, alpha=alpha)
+    np.testing.assert_allclose(y, torch.nn.functional.celu(torch.tensor(x), alpha).numpy(), rtol=1e-14, atol=1e-16)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-14, atol=1e-16)

@@ -282,9 +282,10 @@ def bwd_span(code, x, dy, dx, p):
         a, scale = (a, T(1)) if code == ELU else (T(SELU_ALPHA), T(SELU_SCALE))
         for i in range(n):
             dx[i] = elu_bwd(x[i], dy[i], a, scale)
-    elif code == CELU:  # f' = x > 0 ? 1 : e^(x/a): 1 at 0; NaN: dy
+    elif code == CELU:  # f' = x > 0 ? 1 : e^(x/a): 1 at 0; NaN: dy; 1/a as torch: 1 / float32(a)
+        s = T(1.0 / float(np.float32(a)))
         for i in range(n):
-            dx[i] = dy[i] * math.exp(x[i] / a) if x[i] <= T(0) else dy[i]
+            dx[i] = dy[i] * s * a * math.exp(x[i] * s) if x[i] <= T(0) else dy[i]
     elif code == GELU and p[_P_APPROX] == 0.0:
         for i in range(n):
             dx[i] = gelu_erf_bwd(x[i], dy[i])

@@ -164,12 +164,18 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T selu_bwd(T x, T dy, const ActP
 }
 
 // celu(a) = max(0, x) + min(0, a (e^(x/a) - 1)); derivative x > 0 ? 1 : e^(x/a) (1 at 0).
+// torch's backward is elu_backward(input_scale = 1 / float(a)): it divides by alpha
+// rounded to float32, also for double tensors (its forward uses alpha itself); matched,
+// so float64 gradients agree to 1e-16 for any alpha.
+template <class T> FASTNN_HD FASTNN_INLINE_MATH T celu_scale(const ActParams& p) {
+  return T(1.0 / double(float(p.alpha)));
+}
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T celu_fwd(T x, const ActParams& p) {
-  const T a = T(p.alpha), neg = a * expm1(x / a);
+  const T a = T(p.alpha), neg = a * expm1(x / a);  // the forward divides by alpha itself
   return x > T(0) ? x : neg;
 }
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T celu_bwd(T x, T dy, const ActParams& p) {
-  const T neg = dy * exp(x / T(p.alpha));
+  const T s = celu_scale<T>(p), neg = dy * s * T(p.alpha) * exp(x * s);
   return x <= T(0) ? neg : dy;
 }
 
