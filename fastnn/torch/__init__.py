@@ -26,6 +26,7 @@ ops on few cores, run with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4
 before starting Python).
 """
 from . import functional
+from ._linear_ce import LinearCrossEntropyLoss
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
                      PoissonNLLLoss, SmoothL1Loss)
 from .modules import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, Linear, LogSigmoid,
@@ -37,5 +38,5 @@ __all__ = [
     "ReLU", "ReLU6", "LeakyReLU", "ELU", "SELU", "CELU", "GELU", "SiLU", "Mish", "Sigmoid", "Hardsigmoid",
     "Hardswish", "Tanh", "Softplus", "Softsign", "LogSigmoid", "Hardtanh", "Softmax", "LogSoftmax",
     "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
-    "KLDivLoss", "PoissonNLLLoss",
+    "KLDivLoss", "PoissonNLLLoss", "LinearCrossEntropyLoss",
 ]

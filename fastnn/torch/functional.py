@@ -184,9 +184,12 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 
 
 __all__ = [
+    "linear_cross_entropy",
     "linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
     "hardsigmoid", "hardswish", "tanh", "softplus", "softsign", "logsigmoid", "hardtanh", "softmax",
     "log_softmax", "relu_", "leaky_relu_", "elu_", "hardtanh_",
     "mse_loss", "l1_loss", "huber_loss", "smooth_l1_loss", "binary_cross_entropy",
     "binary_cross_entropy_with_logits", "cross_entropy", "nll_loss", "kl_div", "poisson_nll_loss",
 ]
+
+from ._linear_ce import linear_cross_entropy  # noqa: E402,F401 - fused Linear + cross_entropy
