@@ -14,8 +14,8 @@ from ._kernels import _setup
 
 
 def _pos_weight(F, pw, pred, xp):
-    """pos_weight as a 1-D C-contiguous array whose element i % len applies to element i."""
-    pw = C.float_array(F, "pos_weight", pw, xp)
+    """pos_weight (a float array) as a 1-D C-contiguous array whose element i % len applies
+    to element i."""
     if pred.size == 0:
         return None
     shape = tuple(pw.shape)
@@ -86,7 +86,8 @@ def _prepare(F, pred, target, name, reduction, params):
     t = C.float_array(F, "target", target, xp)
     C.expect_shape(F, "target", t, pred.shape, " (pred's shape; kernels do not broadcast)")
     if p.get("pos_weight") is not None:
-        C.same_dtype(F, pred=pred, target=t, pos_weight=C.float_array(F, "pos_weight", p["pos_weight"], xp))
+        p["pos_weight"] = C.float_array(F, "pos_weight", p["pos_weight"], xp)
+        C.same_dtype(F, pred=pred, target=t, pos_weight=p["pos_weight"])
         p["pos_weight"] = _pos_weight(F, p["pos_weight"], pred, xp)
     C.same_dtype(F, pred=pred, target=t)
     if spec.name == "bce":

@@ -2,12 +2,21 @@
 // OpenBLAS numpy ships) exports them with a "scipy_" prefix and 32-bit sizes.
 #pragma once
 
+#include <climits>
+#include <cstdint>
+#include <stdexcept>
+
 extern "C" {
 #include <cblas.h>
 }
 
 namespace fastnn {
 namespace blas {
+// A size or leading dimension as BLAS's 32-bit int; larger ones are refused, not truncated.
+inline blasint bi(int64_t v) {
+  if (v > INT_MAX) throw std::length_error("fastnn: matrix dimension exceeds 2^31 - 1 (32-bit BLAS)");
+  return static_cast<blasint>(v);
+}
 inline void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, blasint m, blasint n, blasint k, float alpha, const float* a,
                  blasint lda, const float* b, blasint ldb, float beta, float* c, blasint ldc) {
   scipy_cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);

@@ -26,11 +26,7 @@ namespace {
 constexpr int64_t kBlockBytes = 4 << 20;
 constexpr int64_t kMinBlockRows = 256;
 
-// scipy-openblas32 takes 32-bit sizes: every size passed must fit.
-blasint bi(int64_t v) {
-  if (v > INT_MAX) throw std::length_error("fastnn: matrix dimension exceeds 2^31 - 1 (32-bit BLAS)");
-  return static_cast<blasint>(v);
-}
+using blas::bi;  // 32-bit BLAS sizes, checked
 
 template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, T alpha,
                              const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {

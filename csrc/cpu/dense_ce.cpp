@@ -22,10 +22,7 @@
 namespace fastnn {
 namespace {
 
-blasint bi(int64_t v) {
-  if (v > INT_MAX) throw std::length_error("fastnn: matrix dimension exceeds 2^31 - 1 (32-bit BLAS)");
-  return static_cast<blasint>(v);
-}
+using blas::bi;  // 32-bit BLAS sizes, checked
 
 // One row of logits L (bias not yet added): returns the row's loss; when g_row != 0 and
 // grads are wanted, overwrites L with G (else leaves logits + bias in L).
