@@ -108,6 +108,8 @@ def _class_denominator(xp, t, p, is_index, ncls):
 
 
 def _divide(total, denom):
+    if not isinstance(total, (int, float, np.generic, np.ndarray)):  # a device scalar: stays there
+        return total / denom
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(total) / np.float64(denom)
 

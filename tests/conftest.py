@@ -24,6 +24,28 @@ torch.set_num_threads(1)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.modules.setdefault("conftest", sys.modules[__name__])
 
+
+def _register_cuda_emulator():
+    """Backend "cupy_emu": the CuPy backend's code and CUDA kernels run on the CPU emulator
+    (tests/cuda_emu), so every kernel test also checks the CUDA kernels without a GPU.
+    FASTNN_TEST_CUDA_EMU=0 leaves it out; a machine without g++ reports it unavailable."""
+    if os.environ.get("FASTNN_TEST_CUDA_EMU", "1") == "0":
+        return
+    from fastnn import _dispatch
+
+    name = "fastnn._backends._cupy_emu"
+    try:
+        from cuda_emu import backend as emu
+
+        sys.modules[name] = emu.load()
+    except Exception as e:  # noqa: BLE001 - reported as the backend's reason below
+        why = f"CUDA emulator not built: {type(e).__name__}: {e}"
+        sys.modules[name] = type(sys)(name)
+        sys.modules[name].unavailable = lambda: why
+    _dispatch._MODULES.setdefault("cupy_emu", name)
+
+
+_register_cuda_emulator()
 BACKENDS = list(fastnn.available_backends())
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 DTYPE_IDS = ["f32", "f64"]

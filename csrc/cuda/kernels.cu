@@ -1,0 +1,450 @@
+// kernels.cu — the CuPy backend's CUDA kernels, compiled at run time by NVRTC
+// (fastnn/_backends/_cuda_src.py builds the program: this file with its fastnn/ headers
+// inlined, the options, and one name expression per kernel and dtype).
+//
+// Every formula comes from scalar_math.h, the header the C++ CPU backend uses; this file
+// only loops, reduces and dispatches on the activation / loss code. Codes are the
+// indices of fastnn/_registry.py (checked by _cuda_src.py against the lists below).
+//
+// Conventions:
+//  * 1-D blocks of a power-of-two size (32..1024); grid-stride loops with 64-bit indices.
+//  * Reductions go through shared memory in a fixed tree order (no atomics, no warp
+//    shuffles): results are bit-identical run to run, and the kernels run unchanged on
+//    the CPU emulator of tests/cuda_emu (std::thread per CUDA thread, __syncthreads as a
+//    barrier), which checks them against the C++ backend without a GPU.
+//  * Pointers that may be absent are passed as null (0) and tested uniformly per kernel.
+//  * Every kernel whose blocks synchronize returns only after its block-wide loop, never
+//    from inside a branch that some threads of the block skip.
+#include "fastnn/scalar_math.h"
+
+#define FASTNN_GLOBAL __global__
+
+namespace fastnn {
+namespace sm {
+// Unqualified math, resolved where the formulas' is: CUDA's device overloads under NVRTC,
+// fastnn/cpu_math.h's on the host (the emulator).
+template <class T> __device__ __forceinline__ T k_exp(T x) { return exp(x); }
+template <class T> __device__ __forceinline__ T k_log(T x) { return log(x); }
+}  // namespace sm
+}  // namespace fastnn
+
+namespace fk {
+using fastnn::ActParams;
+namespace sm = fastnn::sm;
+
+// Activation codes: fastnn._registry.ACTIVATIONS (elementwise ones, then the row ones).
+#define FASTNN_CUDA_ACTS(X)                                                                 \
+  X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
+  X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid)  \
+  X(hard_tanh) X(exponential)
+// Loss codes: fastnn._registry.ELEMENTWISE_LOSSES.
+#define FASTNN_CUDA_LOSSES(X) \
+  X(mse) X(mae) X(huber) X(smooth_l1) X(bce) X(bce_with_logits) X(kl_div) X(poisson_nll) X(hinge) X(squared_hinge) X(log_cosh)
+
+#define FK_ENUM(f) A_##f,
+enum Act { FASTNN_CUDA_ACTS(FK_ENUM) A_softmax, A_log_softmax };
+#undef FK_ENUM
+#define FK_ENUM(f) L_##f,
+enum Loss { FASTNN_CUDA_LOSSES(FK_ENUM) };
+#undef FK_ENUM
+
+// The activation parameters travel as plain scalars (NVRTC kernels take no host structs).
+#define FK_ACT_DECL double p_ns, double p_mv, double p_th, double p_al, double p_be, double p_lo, double p_hi, int p_ap
+#define FK_ACT_PARAMS ActParams{p_ns, p_mv, p_th, p_al, p_be, p_lo, p_hi, p_ap}
+
+template <class T> __device__ __forceinline__ T act_fwd(int a, T x, const ActParams& p) {
+  switch (a) {
+#define FK_CASE(f) case A_##f: return sm::f##_fwd<T>(x, p);
+    FASTNN_CUDA_ACTS(FK_CASE)
+#undef FK_CASE
+    default: return x;
+  }
+}
+template <class T> __device__ __forceinline__ T act_bwd(int a, T x, T dy, const ActParams& p) {
+  switch (a) {
+#define FK_CASE(f) case A_##f: return sm::f##_bwd<T>(x, dy, p);
+    FASTNN_CUDA_ACTS(FK_CASE)
+#undef FK_CASE
+    default: return dy;
+  }
+}
+// From the output y: the activations of FROM_Y (relu only with torch's defaults).
+template <class T> __device__ __forceinline__ T act_bwd_y(int a, T y, T dy, const ActParams& p) {
+  switch (a) {
+    case A_relu: return sm::relu_bwd_y<T>(y, dy, p);
+    case A_sigmoid: return sm::sigmoid_bwd_y<T>(y, dy, p);
+    case A_tanh: return sm::tanh_bwd_y<T>(y, dy, p);
+    case A_exponential: return sm::exponential_bwd_y<T>(y, dy, p);
+    default: return dy;
+  }
+}
+
+__device__ __forceinline__ long long gtid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
+__device__ __forceinline__ long long gstride() { return (long long)gridDim.x * blockDim.x; }
+
+// Sum / max of v over the block (blockDim.x a power of two), every thread gets it.
+// sh holds blockDim.x values. Ends with a barrier, so sh can be reused at once.
+template <class T> __device__ __forceinline__ T block_sum(T v, T* sh) {
+  const unsigned t = threadIdx.x;
+  sh[t] = v;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s) sh[t] = sh[t] + sh[t + s];
+    __syncthreads();
+  }
+  const T r = sh[0];
+  __syncthreads();
+  return r;
+}
+// max that ignores NaN (as the C++ row max: NaN then spreads through the sum of exps).
+template <class T> __device__ __forceinline__ T block_max(T v, T* sh) {
+  const unsigned t = threadIdx.x;
+  sh[t] = v;
+  __syncthreads();
+  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
+    if (t < s) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
+    __syncthreads();
+  }
+  const T r = sh[0];
+  __syncthreads();
+  return r;
+}
+// -inf and NaN from their bits (no overflowing or 0/0 constant expressions to warn about).
+template <class T> __device__ __forceinline__ T neg_inf();
+template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float((int)0xff800000u); }
+template <> __device__ __forceinline__ double neg_inf<double>() {
+  return __longlong_as_double((long long)0xfff0000000000000ull);
+}
+template <class T> __device__ __forceinline__ T quiet_nan();
+template <> __device__ __forceinline__ float quiet_nan<float>() { return __int_as_float(0x7fc00000); }
+template <> __device__ __forceinline__ double quiet_nan<double>() {
+  return __longlong_as_double(0x7ff8000000000000ll);
+}
+
+// ---- elementwise activations -------------------------------------------------------
+
+template <class T> FASTNN_GLOBAL void act_forward(const T* x, T* y, long long n, int code, FK_ACT_DECL) {
+  const ActParams p = FK_ACT_PARAMS;
+  for (long long i = gtid(); i < n; i += gstride()) y[i] = act_fwd<T>(code, x[i], p);
+}
+
+// dx = dy * f'(x), or from the output y where from_y.
+template <class T> FASTNN_GLOBAL void act_backward(const T* xy, const T* dy, T* dx, long long n, int code, int from_y,
+                                                   FK_ACT_DECL) {
+  const ActParams p = FK_ACT_PARAMS;
+  if (from_y) {
+    for (long long i = gtid(); i < n; i += gstride()) dx[i] = act_bwd_y<T>(code, xy[i], dy[i], p);
+  } else {
+    for (long long i = gtid(); i < n; i += gstride()) dx[i] = act_bwd<T>(code, xy[i], dy[i], p);
+  }
+}
+
+// ---- softmax / log_softmax rows (one block per row) ---------------------------------
+
+// y = softmax(x) or log_softmax(x) along rows of `cols`; y may be x.
+template <class T> FASTNN_GLOBAL void softmax_forward(const T* x, T* y, long long rows, long long cols, int log_out) {
+  __shared__ T sh[1024];
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* yr = y + r * cols;
+    T mx = neg_inf<T>();
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
+    mx = block_max(mx, sh);
+    if (!(mx > neg_inf<T>())) mx = T(0);  // all -inf: 0/0 gives torch's NaN
+    T s = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
+    s = block_sum(s, sh);
+    if (log_out) {
+      const T lse = mx + sm::k_log(s);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = xr[j] - lse;
+    } else {
+      const T inv = T(1) / s;
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = sm::k_exp(xr[j] - mx) * inv;
+    }
+  }
+}
+
+// softmax: dx = y (dy - sum(dy y)); log_softmax: dx = dy - e^y sum(dy); y from x (from_x)
+// or given. dx may be dy.
+template <class T> FASTNN_GLOBAL void softmax_backward(const T* xy, const T* dy, T* dx, long long rows, long long cols,
+                                                       int log_out, int from_x) {
+  __shared__ T sh[1024];
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* ar = xy + r * cols;
+    const T* dr = dy + r * cols;
+    T* or_ = dx + r * cols;
+    T mx = T(0), inv = T(1), lse = T(0);
+    if (from_x) {
+      mx = neg_inf<T>();
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = ar[j] > mx ? ar[j] : mx;
+      mx = block_max(mx, sh);
+      if (!(mx > neg_inf<T>())) mx = T(0);
+      T s = T(0);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(ar[j] - mx);
+      s = block_sum(s, sh);
+      inv = T(1) / s;
+      lse = mx + sm::k_log(s);
+    }
+    T s2 = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+      const T yj = !from_x ? ar[j] : (log_out ? ar[j] - lse : sm::k_exp(ar[j] - mx) * inv);
+      s2 += log_out ? dr[j] : dr[j] * yj;
+    }
+    s2 = block_sum(s2, sh);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+      const T yj = !from_x ? ar[j] : (log_out ? ar[j] - lse : sm::k_exp(ar[j] - mx) * inv);
+      or_[j] = log_out ? dr[j] - sm::k_exp(yj) * s2 : yj * (dr[j] - s2);
+    }
+  }
+}
+
+// ---- dense epilogue / prologue -------------------------------------------------------
+
+// Over a (rows, cols) product z: v = z + b (b may be null); y = act(v); z = v when
+// y != z (keep_z). Blocks: x over columns, y over rows (strided).
+template <class T> FASTNN_GLOBAL void bias_act(T* z, T* y, const T* b, long long rows, long long cols, int code,
+                                               FK_ACT_DECL) {
+  const ActParams p = FK_ACT_PARAMS;
+  const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;  // no barriers in this kernel
+  const T bc = b ? b[c] : T(0);
+  for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
+    const long long i = r * cols + c;
+    const T v = b ? z[i] + bc : z[i];  // no "+ 0": it would turn -0 into +0
+    if (y != z && b) z[i] = v;
+    y[i] = act_fwd<T>(code, v, p);
+  }
+}
+
+// g = dy * act'(zy) (act given by code; zy null: g = dy, the linear case) over the rows
+// [blockIdx.y * rpc, +rpc) of column c, and partial[blockIdx.y, c] = sum of those g in
+// double (bias gradient, finished by col_reduce in chunk order). g and partial may be null.
+template <class T> FASTNN_GLOBAL void act_grad(const T* zy, const T* dy, T* g, double* partial, long long rows,
+                                               long long cols, long long rpc, int code, int from_y, FK_ACT_DECL) {
+  const ActParams p = FK_ACT_PARAMS;
+  const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+  if (c >= cols) return;  // no barriers in this kernel
+  const long long r0 = (long long)blockIdx.y * rpc;
+  const long long r1 = r0 + rpc < rows ? r0 + rpc : rows;
+  double s = 0.0;
+  for (long long r = r0; r < r1; ++r) {
+    const long long i = r * cols + c;
+    T v = dy[i];
+    if (zy) v = from_y ? act_bwd_y<T>(code, zy[i], v, p) : act_bwd<T>(code, zy[i], v, p);
+    if (g) g[i] = v;
+    s += (double)v;
+  }
+  if (partial) partial[(long long)blockIdx.y * cols + c] = s;
+}
+
+// out[c] = sum over k < nchunks of partial[k, c], in order.
+template <class T> FASTNN_GLOBAL void col_reduce(const double* partial, long long nchunks, long long cols, T* out) {
+  for (long long c = gtid(); c < cols; c += gstride()) {
+    double s = 0.0;
+    for (long long k = 0; k < nchunks; ++k) s += partial[k * cols + c];
+    out[c] = (T)s;
+  }
+}
+
+// out[0] = sum of v[0 .. n) in double, by one block (fixed order).
+template <class T> FASTNN_GLOBAL void sum_all(const T* v, long long n, double* out) {
+  __shared__ double sh[1024];
+  double s = 0.0;
+  for (long long i = threadIdx.x; i < n; i += blockDim.x) s += (double)v[i];
+  s = block_sum(s, sh);
+  if (threadIdx.x == 0) out[0] = s;
+}
+
+// ---- elementwise losses --------------------------------------------------------------
+
+template <class T> struct LossP {
+  T delta, beta, eps;
+  bool log_target, log_input, full;
+};
+
+template <class T> __device__ __forceinline__ T loss_val(int k, T p, T t, const LossP<T>& a, T pw) {
+  switch (k) {
+    case L_mse: return sm::mse_val(p, t);
+    case L_mae: return sm::mae_val(p, t);
+    case L_huber: return sm::huber_val(p, t, a.delta);
+    case L_smooth_l1: return sm::smooth_l1_val(p, t, a.beta);
+    case L_bce: return sm::bce_val(p, t);
+    case L_bce_with_logits: return sm::bce_logits_val(p, t, pw);
+    case L_kl_div: return sm::kl_div_val(p, t, a.log_target);
+    case L_poisson_nll: return sm::poisson_nll_val(p, t, a.log_input, a.full, a.eps);
+    case L_hinge: return sm::hinge_val(p, t);
+    case L_squared_hinge: return sm::squared_hinge_val(p, t);
+    default: return sm::log_cosh_val(p, t);
+  }
+}
+template <class T> __device__ __forceinline__ T loss_dpred(int k, T p, T t, const LossP<T>& a, T pw) {
+  switch (k) {
+    case L_mse: return sm::mse_dpred(p, t);
+    case L_mae: return sm::mae_dpred(p, t);
+    case L_huber: return sm::huber_dpred(p, t, a.delta);
+    case L_smooth_l1: return sm::smooth_l1_dpred(p, t, a.beta);
+    case L_bce: return sm::bce_dpred(p, t);
+    case L_bce_with_logits: return sm::bce_logits_dpred(p, t, pw);
+    case L_kl_div: return sm::kl_div_dpred(p, t, a.log_target);
+    case L_poisson_nll: return sm::poisson_nll_dpred(p, t, a.log_input, a.eps);
+    case L_hinge: return sm::hinge_dpred(p, t);
+    case L_squared_hinge: return sm::squared_hinge_dpred(p, t);
+    default: return sm::log_cosh_dpred(p, t);
+  }
+}
+template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, const LossP<T>& a, T pw) {
+  switch (k) {
+    case L_mse: return -sm::mse_dpred(p, t);
+    case L_mae: return -sm::mae_dpred(p, t);
+    case L_huber: return -sm::huber_dpred(p, t, a.delta);
+    case L_smooth_l1: return -sm::smooth_l1_dpred(p, t, a.beta);
+    case L_bce: return sm::bce_dtarget(p, t);
+    case L_bce_with_logits: return sm::bce_logits_dtarget(p, t, pw);
+    case L_kl_div: return sm::kl_div_dtarget(p, t, a.log_target);
+    case L_poisson_nll: return sm::poisson_nll_dtarget(p, t, a.log_input, a.full, a.eps);
+    case L_log_cosh: return -sm::log_cosh_dpred(p, t);
+    default: return T(0);  // hinge, squared_hinge: no target gradient
+  }
+}
+
+#define FK_LOSS_DECL int code, double delta, double beta, double eps, int log_target, int log_input, int full, \
+                     const T* pw, long long pwl
+#define FK_LOSS_PARAMS LossP<T>{T(delta), T(beta), T(eps), log_target != 0, log_input != 0, full != 0}
+
+// Per-element values to out (may be null) and partial[blockIdx.x] = this block's sum in
+// double; the caller sums the partials with sum_all (fixed grid for a given n: the
+// result is the same run to run).
+template <class T> FASTNN_GLOBAL void loss_forward(const T* pred, const T* target, T* out, long long n, FK_LOSS_DECL,
+                                                   double* partial) {
+  __shared__ double sh[1024];
+  const LossP<T> a = FK_LOSS_PARAMS;
+  double s = 0.0;
+  for (long long i = gtid(); i < n; i += gstride()) {
+    const T w = pw ? pw[i % pwl] : T(1);
+    const T v = loss_val<T>(code, pred[i], target[i], a, w);
+    if (out) out[i] = v;
+    s += (double)v;
+  }
+  s = block_sum(s, sh);
+  if (threadIdx.x == 0) partial[blockIdx.x] = s;
+}
+
+// dpred = g * dloss/dpred, dtarget (may be null) = g * dloss/dtarget; g = grad[i] or gs.
+template <class T> FASTNN_GLOBAL void loss_backward(const T* pred, const T* target, const T* grad, double gs, T* dpred,
+                                                    T* dtarget, long long n, FK_LOSS_DECL) {
+  const LossP<T> a = FK_LOSS_PARAMS;
+  const T gsc = T(gs);
+  for (long long i = gtid(); i < n; i += gstride()) {
+    const T w = pw ? pw[i % pwl] : T(1);
+    const T p = pred[i], t = target[i], g = grad ? grad[i] : gsc;
+    dpred[i] = g * loss_dpred<T>(code, p, t, a, w);
+    if (dtarget) dtarget[i] = g * loss_dtarget<T>(code, p, t, a, w);
+  }
+}
+
+// ---- cross_entropy / nll with class indices (one block per row) ----------------------
+// Row r of x (rows, cols), target y = target[r]:
+//   nll:  loss = -w_y x_y;                     dx = -g w_y at y, 0 elsewhere
+//   ce:   loss = (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
+//         dx_c = g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)],  W = sum_c w_c
+// An ignored row has loss 0 and dx 0. loss (rows) and dx may be null; dx may be x (the
+// fused dense + cross-entropy writes the logits' gradient over the logits).
+template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* target, const T* w, const T* grad,
+                                                 double gs, T* loss, T* dx, long long rows, long long cols, int nll,
+                                                 long long ignore_index, double label_smoothing) {
+  __shared__ T sh[1024];
+  const T ls = T(label_smoothing);
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    T* dr = dx ? dx + r * cols : (T*)0;
+    const long long y = target[r];
+    const bool valid = y >= 0 && y < cols;
+    const T g = grad ? grad[r] : T(gs);
+    if (y == ignore_index || !valid) {  // uniform over the block
+      if (loss && threadIdx.x == 0) loss[r] = y == ignore_index ? T(0) : quiet_nan<T>();
+      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = T(0);
+      continue;
+    }
+    const T wy = w ? w[y] : T(1);
+    if (nll) {
+      if (loss && threadIdx.x == 0) loss[r] = -wy * xr[y];
+      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = j == y ? -g * wy : T(0);
+      continue;
+    }
+    const T xy = xr[y];  // read before any thread writes dr (barriers below)
+    T mx = neg_inf<T>();
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
+    mx = block_max(mx, sh);
+    if (!(mx > neg_inf<T>())) mx = T(0);
+    T s = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
+    s = block_sum(s, sh);
+    const T lse = mx + sm::k_log(s);
+    T sw = T(0), wsum = T(cols);
+    if (ls != T(0)) {
+      if (loss) {
+        for (long long j = threadIdx.x; j < cols; j += blockDim.x) sw += (w ? w[j] : T(1)) * (lse - xr[j]);
+        sw = block_sum(sw, sh);
+      }
+      if (w && dr) {
+        T ws = T(0);
+        for (long long j = threadIdx.x; j < cols; j += blockDim.x) ws += w[j];
+        wsum = block_sum(ws, sh);
+      }
+    }
+    if (loss && threadIdx.x == 0) {
+      T v = (T(1) - ls) * wy * (lse - xy);
+      if (ls != T(0)) v += ls / T(cols) * sw;
+      loss[r] = v;
+    }
+    if (dr) {
+      const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(cols);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+        const T pj = sm::k_exp(xr[j] - lse);
+        T d = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
+        dr[j] = j == y ? d - k1 : d;
+      }
+    }
+  }
+}
+
+// ---- cross_entropy with probability targets (one block per row) -----------------------
+// t' = (1 - ls) t + ls / C:  loss = -sum_c w_c t'_c (x_c - lse);
+// dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);  dt_c = -g (1 - ls) w_c (x_c - lse).
+template <class T> FASTNN_GLOBAL void soft_rows(const T* x, const T* t, const T* w, const T* grad, double gs, T* loss,
+                                                T* dx, T* dt, long long rows, long long cols, double label_smoothing) {
+  __shared__ T sh[1024];
+  const T ls = T(label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
+    const T* xr = x + r * cols;
+    const T* tr = t + r * cols;
+    const T g = grad ? grad[r] : T(gs);
+    T mx = neg_inf<T>();
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
+    mx = block_max(mx, sh);
+    if (!(mx > neg_inf<T>())) mx = T(0);
+    T s = T(0);
+    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
+    s = block_sum(s, sh);
+    const T lse = mx + sm::k_log(s);
+    if (loss) {
+      T v = T(0);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+        v -= (w ? w[j] : T(1)) * ((T(1) - ls) * tr[j] + u) * (xr[j] - lse);
+      v = block_sum(v, sh);
+      if (threadIdx.x == 0) loss[r] = v;
+    }
+    if (dx || dt) {
+      T wt = T(0);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) wt += (w ? w[j] : T(1)) * ((T(1) - ls) * tr[j] + u);
+      wt = block_sum(wt, sh);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
+        const T wj = w ? w[j] : T(1);
+        if (dx) dx[r * cols + j] = g * (sm::k_exp(xr[j] - lse) * wt - wj * ((T(1) - ls) * tr[j] + u));
+        if (dt) dt[r * cols + j] = -g * (T(1) - ls) * wj * (xr[j] - lse);
+      }
+    }
+  }
+}
+
+}  // namespace fk

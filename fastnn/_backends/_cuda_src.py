@@ -1,0 +1,119 @@
+"""The CUDA program of the CuPy backend, described once for every consumer.
+
+* ``program(dtype)`` -> (source, options, name_expressions): what the CuPy backend hands
+  to ``cupy.RawModule`` and what the NVRTC check (tools/nvrtc_check.py) compiles without
+  a GPU. The source is csrc/cuda/kernels.cu with its ``#include "fastnn/..."`` headers
+  inlined, so CuPy's on-disk kernel cache is keyed on the full text (a header edit can
+  never be served a stale binary) and no include path is needed at run time.
+* ``KERNELS``: each kernel's parameter types, in order. The backend converts its launch
+  arguments with them (a Python int never reaches a ``long long`` parameter as the wrong
+  width), and the CPU emulator (tests/cuda_emu) generates its C wrappers from them and
+  checks them against the kernels' real signatures at compile time.
+
+The .cu and .h files ship inside the package (fastnn/_csrc, copied by setup.py); from a
+source checkout (editable install) they are read from the repository's csrc/.
+"""
+import os
+import re
+
+from .. import _registry as R
+
+_ACT = ["double"] * 7 + ["int"]                       # FK_ACT_DECL
+_LOSS = ["int", "double", "double", "double", "int", "int", "int", "const T*", "long long"]  # FK_LOSS_DECL
+
+# name -> parameter types ("T" is the dtype's C type).
+KERNELS = {
+    "act_forward": ["const T*", "T*", "long long", "int"] + _ACT,
+    "act_backward": ["const T*", "const T*", "T*", "long long", "int", "int"] + _ACT,
+    "softmax_forward": ["const T*", "T*", "long long", "long long", "int"],
+    "softmax_backward": ["const T*", "const T*", "T*", "long long", "long long", "int", "int"],
+    "bias_act": ["T*", "T*", "const T*", "long long", "long long", "int"] + _ACT,
+    "act_grad": ["const T*", "const T*", "T*", "double*", "long long", "long long", "long long", "int", "int"] + _ACT,
+    "col_reduce": ["const double*", "long long", "long long", "T*"],
+    "sum_all": ["const T*", "long long", "double*"],
+    "loss_forward": ["const T*", "const T*", "T*", "long long"] + _LOSS + ["double*"],
+    "loss_backward": ["const T*", "const T*", "const T*", "double", "T*", "T*", "long long"] + _LOSS,
+    "class_rows": ["const T*", "const long long*", "const T*", "const T*", "double", "T*", "T*", "long long",
+                   "long long", "int", "long long", "double"],
+    "soft_rows": ["const T*", "const T*", "const T*", "const T*", "double", "T*", "T*", "T*", "long long",
+                  "long long", "double"],
+}
+NAMESPACE = "fk"
+CTYPES = {"float32": "float", "float64": "double"}
+
+# Options for NVRTC (CuPy adds the architecture and, for RawModule, nothing else that
+# changes the language; tools/nvrtc_check.py compiles with and without
+# --device-as-default-execution-space, which some CuPy versions add).
+OPTIONS = ("-std=c++17",)
+
+
+def csrc_dir():
+    """The directory holding cuda/ and include/: the installed copy or the checkout's."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for d in (os.path.join(here, "_csrc"), os.path.join(os.path.dirname(here), "csrc")):
+        if os.path.isfile(os.path.join(d, "cuda", "kernels.cu")):
+            return d
+    raise FileNotFoundError("fastnn's CUDA sources (fastnn/_csrc or csrc/) are missing from this installation")
+
+
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"(fastnn/[^"]+)"\s*$', re.M)
+
+
+def _inline(path, inc_dir, seen):
+    text = open(path, encoding="utf-8").read()
+
+    def sub(m):
+        rel = m.group(1)
+        if rel in seen:
+            return f"// (already included: {rel})"
+        seen.add(rel)
+        return f"// ---- begin {rel}\n{_inline(os.path.join(inc_dir, rel), inc_dir, seen)}\n// ---- end {rel}"
+    return _INCLUDE.sub(sub, text)
+
+
+def source():
+    d = csrc_dir()
+    text = _inline(os.path.join(d, "cuda", "kernels.cu"), os.path.join(d, "include"), set())
+    _check_codes(text)
+    return text
+
+
+def _macro_list(text, name):
+    m = re.search(r"#define " + name + r"\(X\)((?:[^\n]*\\\n)*[^\n]*)", text)
+    return tuple(re.findall(r"X\((\w+)\)", m.group(1))) if m else ()
+
+
+def _check_codes(text):
+    acts = _macro_list(text, "FASTNN_CUDA_ACTS") + ("softmax", "log_softmax")
+    losses = _macro_list(text, "FASTNN_CUDA_LOSSES")
+    if acts != tuple(R.ACTIVATIONS) or losses != tuple(R.ELEMENTWISE_LOSSES):
+        raise RuntimeError("csrc/cuda/kernels.cu's activation / loss codes do not match fastnn._registry")
+
+
+def name_expression(kernel, dtype):
+    return f"{NAMESPACE}::{kernel}<{CTYPES[str(dtype)]}>"
+
+
+def program(dtype):
+    """(source, options, name_expressions) of the module for one dtype."""
+    return source(), OPTIONS, tuple(name_expression(k, dtype) for k in KERNELS)
+
+
+def signature(kernel, dtype):
+    """The C parameter types of one kernel instance."""
+    ct = CTYPES[str(dtype)]
+    return [re.sub(r"\bT\b", ct, t) for t in KERNELS[kernel]]
+
+
+def nvcc_instances():
+    """A .cu translation unit that instantiates every kernel for nvcc -c (CI)."""
+    lines = ['#include "kernels.cu"']
+    for dt in CTYPES:
+        for k in KERNELS:
+            sig = ", ".join(signature(k, dt))
+            lines.append(f"template __global__ void {name_expression(k, dt)}({sig});")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":  # python -m fastnn._backends._cuda_src > inst.cu
+    print(nvcc_instances(), end="")

@@ -1,0 +1,412 @@
+"""The CuPy CUDA backend: fused CUDA kernels (csrc/cuda/kernels.cu, compiled at run time
+by NVRTC through cupy.RawModule, one module per device and dtype, cached on disk by
+CuPy) and cuBLAS (through cupy.matmul) for the matrix products.
+
+The same functions, arguments and results as fastnn._backends.cpp, on cupy arrays:
+every function gets C-contiguous device arrays of one float dtype, validated by
+fastnn._kernels / _losses / _dense_ce, and returns freshly allocated outputs. Sums come
+back as 0-d float64 device arrays: nothing here synchronizes with the host.
+
+Everything device-specific goes through one runtime object (``_rt``): the array module,
+the kernel launcher and the launch limits. The tests swap in a CPU emulator runtime
+(tests/cuda_emu) that runs these very kernels as C++ threads on numpy arrays, so this
+file's launch logic is checked against the C++ backend without a GPU.
+"""
+import contextlib
+
+import numpy as np
+
+from . import _cuda_src as S
+
+DEVICE = "cuda"
+
+
+class CupyRuntime:
+    """Launches on the current CUDA device through CuPy."""
+
+    def __init__(self, cupy):
+        self.xp = cupy
+        self._modules = {}  # (device id, dtype) -> RawModule
+        self._funcs = {}
+        self.max_block = 1024   # threads of a row block
+        self.elem_block = 256   # threads of an elementwise block
+        self._sms = {}
+
+    def grid_limit(self):
+        """Blocks worth launching for a grid-stride loop on this device."""
+        dev = self.xp.cuda.Device()
+        if dev.id not in self._sms:
+            self._sms[dev.id] = int(dev.attributes["MultiProcessorCount"])
+        return self._sms[dev.id] * 16
+
+    def on(self, a):
+        return a.device  # a cupy Device is a context manager
+
+    def _function(self, dtype, name):
+        dev = self.xp.cuda.Device().id
+        key = (dev, str(dtype), name)
+        fn = self._funcs.get(key)
+        if fn is None:
+            mkey = (dev, str(dtype))
+            mod = self._modules.get(mkey)
+            if mod is None:
+                src, options, names = S.program(dtype)
+                mod = self.xp.RawModule(code=src, options=options, name_expressions=names)
+                self._modules[mkey] = mod
+            fn = self._funcs[key] = mod.get_function(S.name_expression(name, dtype))
+        return fn
+
+    def launch(self, dtype, name, grid, block, args):
+        fn = self._function(dtype, name)
+        conv = []
+        for t, a in zip(S.signature(name, dtype), args):
+            if t.endswith("*"):
+                conv.append(np.uint64(0) if a is None else a)  # a null pointer is 8 zero bytes
+            elif t == "long long":
+                conv.append(np.int64(a))
+            elif t == "int":
+                conv.append(np.int32(a))
+            elif t == "double":
+                conv.append(np.float64(a))
+            else:
+                raise TypeError(f"fastnn cupy backend: no conversion for parameter type {t}")
+        fn(tuple(grid), tuple(block), tuple(conv))
+
+
+def _init():
+    try:
+        import cupy
+    except Exception as e:  # noqa: BLE001 - reported by fastnn.backends()
+        return None, f"cupy not importable: {type(e).__name__}: {e}"
+    try:
+        if not cupy.is_available():
+            return None, "cupy found no CUDA device"
+    except Exception as e:  # noqa: BLE001
+        return None, f"cupy cannot reach a CUDA device: {type(e).__name__}: {e}"
+    try:
+        S.csrc_dir()
+    except FileNotFoundError as e:
+        return None, str(e)
+    return CupyRuntime(cupy), None
+
+
+_rt, _why = _init()
+
+
+def unavailable():
+    return _why
+
+
+def use_runtime(rt, device):
+    """Run this module's kernels through another runtime (the tests' CPU emulator)."""
+    global _rt, _why, DEVICE
+    _rt, _why, DEVICE = rt, None, device
+
+
+# ---- launch shapes ----------------------------------------------------------------------
+
+def _cdiv(a, b):
+    return -(-a // b)
+
+
+def _pow2_at_least(v, lo, hi):
+    p = lo
+    while p < v and p < hi:
+        p *= 2
+    return p
+
+
+def _elementwise(dtype, name, n, *args):
+    if n == 0:
+        return
+    block = min(_rt.elem_block, _rt.max_block)
+    grid = max(1, min(_cdiv(n, block), _rt.grid_limit()))
+    _rt.launch(dtype, name, (grid,), (block,), args)
+
+
+def _rows(dtype, name, rows, cols, *args):
+    """One block per row (strided over rows), as many threads as the row needs."""
+    if rows == 0:
+        return
+    block = _pow2_at_least(cols, 32, _rt.max_block)
+    grid = max(1, min(rows, _rt.grid_limit() * 4))
+    _rt.launch(dtype, name, (grid,), (block,), args)
+
+
+def _col_blocks(cols):
+    bx = _pow2_at_least(cols, 32, min(256, _rt.max_block))
+    return bx, _cdiv(cols, bx)
+
+
+def _act_args(spec):
+    return tuple(spec.numeric[:7]) + (int(spec.numeric[7]),)
+
+
+def _is_softmax(spec):
+    return spec.name in ("softmax", "log_softmax")
+
+
+def _device(a):
+    return _rt.on(a) if _rt is not None and hasattr(a, "device") and not isinstance(a, np.ndarray) \
+        else contextlib.nullcontext()
+
+
+# ---- activations ------------------------------------------------------------------------
+
+def activation_forward(x, spec, cols):
+    xp = _rt.xp
+    with _device(x):
+        y = xp.empty_like(x)
+        if _is_softmax(spec):
+            rows = x.size // cols if cols else 0
+            _rows(x.dtype, "softmax_forward", rows, cols, x, y, rows, cols, spec.name == "log_softmax")
+        else:
+            _elementwise(x.dtype, "act_forward", x.size, x, y, x.size, spec.code, *_act_args(spec))
+        return y
+
+
+def activation_backward(xy, dy, spec, from_y, cols):
+    xp = _rt.xp
+    with _device(dy):
+        dx = xp.empty_like(dy)
+        if _is_softmax(spec):
+            rows = dy.size // cols if cols else 0
+            _rows(dy.dtype, "softmax_backward", rows, cols, xy, dy, dx, rows, cols, spec.name == "log_softmax",
+                  not from_y)
+        else:
+            _elementwise(dy.dtype, "act_backward", dy.size, xy, dy, dx, dy.size, spec.code, bool(from_y),
+                         *_act_args(spec))
+        return dx
+
+
+# ---- dense ------------------------------------------------------------------------------
+
+_LINEAR = 0  # fastnn._registry.ACTIVATIONS.index("linear")
+
+
+def _bias_act(z, y, b, code, act_args):
+    m, n = z.shape
+    if m == 0 or n == 0:
+        return
+    bx, gx = _col_blocks(n)
+    gy = max(1, min(m, 65535, _cdiv(_rt.grid_limit() * 4, gx)))
+    _rt.launch(z.dtype, "bias_act", (gx, gy), (bx,), (z, y, b, m, n, code) + act_args)
+
+
+def dense_forward(x, w, w_oi, b, spec, keep_z):
+    xp = _rt.xp
+    with _device(x):
+        m = x.shape[0]
+        n = w.shape[0] if w_oi else w.shape[1]
+        z = xp.empty((m, n), dtype=x.dtype)
+        xp.matmul(x, w.T if w_oi else w, out=z)  # cuBLAS
+        y = xp.empty_like(z) if keep_z else z
+        if _is_softmax(spec):
+            if b is not None:
+                _bias_act(z, z, b, _LINEAR, _act_args(spec))
+            _rows(x.dtype, "softmax_forward", m, n, z, y, m, n, spec.name == "log_softmax")
+        elif b is not None or spec.name != "linear" or y is not z:
+            _bias_act(z, y, b, spec.code, _act_args(spec))
+        return y, (z if keep_z else None)
+
+
+def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
+    """One pass over dy (m, n), m, n > 0: g = dy * act'(zy) (where g is given; zy None is
+    the linear case) and, where want_db, the column sums of g in double per chunk of rows:
+    returns those (nchunks, n) partial sums (None without want_db)."""
+    m, n = dy.shape
+    bx, gx = _col_blocks(n)
+    nchunks = max(1, min(m, 65535, _cdiv(_rt.grid_limit() * 64, gx)))
+    rpc = _cdiv(m, nchunks)
+    nchunks = _cdiv(m, rpc)
+    partial = _rt.xp.empty((nchunks, n), dtype=np.float64) if want_db else None
+    code, act = (spec.code, _act_args(spec)) if spec is not None else (_LINEAR, (0.0,) * 7 + (0,))
+    _rt.launch(dy.dtype, "act_grad", (gx, nchunks), (bx,), (zy, dy, g, partial, m, n, rpc, code, bool(from_y)) + act)
+    return partial
+
+
+def _col_sums(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
+    """g (see _col_partials) and the column sums of g as dy's dtype (None without want_db)."""
+    m, n = dy.shape
+    db = _rt.xp.empty(n, dtype=dy.dtype) if want_db else None
+    if m == 0 or n == 0:
+        if db is not None:
+            db[...] = 0
+        return db
+    partial = _col_partials(dy, zy, g, spec, from_y, want_db)
+    if want_db:
+        _elementwise(dy.dtype, "col_reduce", n, partial, partial.shape[0], n, db)
+    return db
+
+
+def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
+    xp = _rt.xp
+    with _device(dy):
+        m, n = dy.shape
+        db = None
+        if spec.name == "linear":
+            g = dy
+            if need_db:
+                db = _col_sums(dy)
+        elif _is_softmax(spec):
+            g = xp.empty_like(dy)
+            _rows(dy.dtype, "softmax_backward", m, n, zy, dy, g, m, n, spec.name == "log_softmax", not from_y)
+            if need_db:
+                db = _col_sums(g)
+        else:
+            g = xp.empty_like(dy)
+            db = _col_sums(dy, zy, g, spec, from_y, need_db)  # g and its column sums in one pass
+        dx = dw = None
+        if need_dx:
+            dx = xp.empty_like(x)
+            xp.matmul(g, w if w_oi else w.T, out=dx)
+        if need_dw:
+            dw = xp.empty_like(w)
+            if w_oi:
+                xp.matmul(g.T, x, out=dw)
+            else:
+                xp.matmul(x.T, g, out=dw)
+        return dx, dw, db
+
+
+# ---- sums -------------------------------------------------------------------------------
+
+def _sum(v, n):
+    """Sum of v[:n] (a device array of T or float64) as a 0-d float64 device array."""
+    xp = _rt.xp
+    out = xp.zeros(1, dtype=np.float64)
+    if n:
+        _rt.launch(v.dtype, "sum_all", (1,), (_rt.max_block,), (v, n, out))
+    return out.reshape(())
+
+
+# ---- elementwise losses -----------------------------------------------------------------
+
+def _loss_args(spec, codes):
+    p = spec.params
+    pw = p.get("pos_weight")
+    return (codes, float(p.get("delta", 1.0)), float(p.get("beta", 1.0)), float(p.get("eps", 1e-8)),
+            bool(p.get("log_target", False)), bool(p.get("log_input", True)), bool(p.get("full", False)),
+            pw, 1 if pw is None else int(pw.size))
+
+
+def _loss_code(spec):
+    from .. import _registry as R
+    return R.ELEMENTWISE_LOSSES.index(spec.name)
+
+
+def loss_forward(pred, target, spec, want_none):
+    xp = _rt.xp
+    with _device(pred):
+        n = pred.size
+        out = xp.empty_like(pred) if want_none else None
+        if n == 0:
+            return xp.zeros((), dtype=np.float64), out
+        block = min(_rt.elem_block, _rt.max_block)
+        grid = max(1, min(_cdiv(n, block), _rt.grid_limit()))
+        partial = xp.empty(grid, dtype=np.float64)
+        args = (pred, target, out, n) + _loss_args(spec, _loss_code(spec)) + (partial,)
+        _rt.launch(pred.dtype, "loss_forward", (grid,), (block,), args)
+        # partial is float64: summed by the float64 instance of sum_all
+        total = xp.zeros(1, dtype=np.float64)
+        _rt.launch(np.dtype(np.float64), "sum_all", (1,), (_rt.max_block,), (partial, grid, total))
+        return total.reshape(()), out
+
+
+def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
+    xp = _rt.xp
+    with _device(pred):
+        dpred = xp.empty_like(pred)
+        dtarget = xp.empty_like(target) if need_target_grad else None
+        n = pred.size
+        _elementwise(pred.dtype, "loss_backward", n, pred, target, None if grad is None else grad.reshape(-1),
+                     float(grad_scalar), dpred, dtarget, n, *_loss_args(spec, _loss_code(spec)))
+        return dpred, dtarget
+
+
+# ---- cross_entropy / nll ----------------------------------------------------------------
+
+def _class_common(pred, spec):
+    p = spec.params
+    return p.get("weight"), float(p.get("label_smoothing", 0.0))
+
+
+def class_loss_forward(pred, target, spec, want_none):
+    xp = _rt.xp
+    with _device(pred):
+        rows, cols = pred.shape
+        out = xp.empty(rows, dtype=pred.dtype)
+        w, ls = _class_common(pred, spec)
+        if target.dtype.kind in "iu":
+            _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, None, 0.0, out, None, rows, cols,
+                  spec.name == "nll", spec.params["ignore_index"], ls)
+        else:
+            _rows(pred.dtype, "soft_rows", rows, cols, pred, target, w, None, 0.0, out, None, None, rows, cols, ls)
+        return _sum(out, rows), (out if want_none else None)
+
+
+def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
+    xp = _rt.xp
+    with _device(pred):
+        rows, cols = pred.shape
+        dpred = xp.empty_like(pred)
+        w, ls = _class_common(pred, spec)
+        g = None if grad is None else grad.reshape(-1)
+        if target.dtype.kind in "iu":
+            _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, g, float(grad_scalar), None, dpred, rows,
+                  cols, spec.name == "nll", spec.params["ignore_index"], ls)
+            return dpred, None
+        dtarget = xp.empty_like(target) if need_target_grad else None
+        _rows(pred.dtype, "soft_rows", rows, cols, pred, target, w, g, float(grad_scalar), None, dpred, dtarget,
+              rows, cols, ls)
+        return dpred, dtarget
+
+
+# ---- fused dense + cross-entropy ----------------------------------------------------------
+
+# Logits held at once by default: 1 GiB (the GPU's memory is large; chunks only bound it).
+_CE_CHUNK_BYTES = 1 << 30
+
+
+def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
+                        need_grads, chunk_size):
+    xp = _rt.xp
+    with _device(x):
+        n, h = x.shape
+        c = w.shape[0] if w_oi else w.shape[1]
+        chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * x.dtype.itemsize))
+        chunk = max(1, min(chunk, n))
+        rows = xp.empty(n, dtype=x.dtype)
+        dx = xp.empty_like(x) if need_grads else None
+        dw = xp.zeros_like(w) if need_grads else None
+        logits = xp.empty((chunk, c), dtype=x.dtype)
+        wt = w.T if w_oi else w              # (h, c)
+        partials = []
+        g = None if grad is None else grad.reshape(-1)
+        for s0 in range(0, n, chunk):
+            s1 = min(n, s0 + chunk)
+            xc, lc = x[s0:s1], logits[: s1 - s0]
+            xp.matmul(xc, wt, out=lc)
+            if b is not None:
+                _bias_act(lc, lc, b, _LINEAR, (0.0,) * 7 + (0,))
+            _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], None, None if g is None else g[s0:s1],
+                  float(grad_scalar), rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index,
+                  float(label_smoothing))
+            if not need_grads:
+                continue
+            xp.matmul(lc, w if w_oi else w.T, out=dx[s0:s1])
+            step = lc.T @ xc if w_oi else xc.T @ lc
+            if s0 == 0:
+                dw[...] = step
+            else:
+                dw += step
+            partials.append(_col_partials(lc))  # db: the logits' gradient summed over rows
+        db = None
+        if need_grads:
+            db = xp.empty(c, dtype=x.dtype)
+            if partials and c:
+                allp = partials[0] if len(partials) == 1 else xp.concatenate(partials, axis=0)
+                _elementwise(x.dtype, "col_reduce", c, allp, allp.shape[0], c, db)
+            else:
+                db[...] = 0
+        return _sum(rows, n), (rows if want_none else None), dx, dw, db
