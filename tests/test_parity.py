@@ -1,5 +1,6 @@
-"""Backend parity: the C++ backend ("cpp") against the Numba backend ("numba"), two
-independent implementations of the same formulas, on the same random inputs, for every
+"""Backend parity: the C++ backend ("cpp") against every other available backend (the
+Numba backend "numba", the CuPy backend "cupy" on a GPU, and its CPU emulation
+"cupy_emu"), independent implementations of the same formulas, on the same random inputs, for every
 kernel: each activation forward and backward (from x, and from y where that exists),
 each loss forward and backward with its target gradient and parameters, dense forward
 and backward (several activations, both weight layouts), and the fused
@@ -19,9 +20,21 @@ import pytest
 
 import fastnn
 
+from conftest import DEVICE_OF
+
+OTHERS = [b for b in fastnn.available_backends() if b != "cpp"]
 pytestmark = pytest.mark.skipif(
-    not {"cpp", "numba"} <= set(fastnn.available_backends()),
-    reason=f"needs the cpp and numba backends; fastnn.backends() = {fastnn.backends()}")
+    "cpp" not in fastnn.available_backends() or not OTHERS,
+    reason=f"needs the cpp backend and another one; fastnn.backends() = {fastnn.backends()}")
+_other = [None]
+
+
+@pytest.fixture(params=OTHERS, autouse=True)
+def other(request):
+    """The backend compared with cpp in this test."""
+    _other[0] = request.param
+    yield request.param
+    _other[0] = None
 
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 DTYPES = [pytest.param(F32, id="f32"), pytest.param(F64, id="f64")]
@@ -51,17 +64,32 @@ def run(backend, fn, *args, **kwargs):
         return fn(*args, **kwargs)
 
 
+def _map(f, v):
+    if isinstance(v, (tuple, list)):
+        return type(v)(_map(f, e) for e in v)
+    return f(v)
+
+
 def both(fn, *args, **kwargs):
-    """(cpp's result, numba's result) of fastnn.fn(*args, **kwargs)."""
-    return run("cpp", fn, *args, **kwargs), run("numba", fn, *args, **kwargs)
+    """(cpp's result, the other backend's result) of fastnn.fn(*args, **kwargs); a device
+    backend gets device copies of the arrays and its results come back as numpy."""
+    ref = run("cpp", fn, *args, **kwargs)
+    name = _other[0]
+    if DEVICE_OF.get(name) != "cuda":
+        return ref, run(name, fn, *args, **kwargs)
+    cp = pytest.importorskip("cupy")
+    dev = lambda a: cp.asarray(a) if isinstance(a, np.ndarray) else a  # noqa: E731
+    host = lambda a: cp.asnumpy(a) if isinstance(a, cp.ndarray) else a  # noqa: E731
+    got = run(name, fn, *_map(dev, args), **{k: _map(dev, v) for k, v in kwargs.items()})
+    return ref, _map(host, got)
 
 
 def check(got, ref, dtype, scale=0.0, what=""):
-    """numba's `got` against cpp's `ref`: same type, dtype and shape; NaN and +-inf at
+    """the other backend's `got` against cpp's `ref`: same type, dtype and shape; NaN and +-inf at
     the same places; elsewhere |got - ref| <= rtol * max(|ref|, scale) + tiny."""
     assert isinstance(got, np.ndarray) and isinstance(ref, np.ndarray), what
-    assert got.dtype == ref.dtype == dtype, f"{what}: dtypes {got.dtype} (numba), {ref.dtype} (cpp)"
-    assert got.shape == ref.shape, f"{what}: shapes {got.shape} (numba), {ref.shape} (cpp)"
+    assert got.dtype == ref.dtype == dtype, f"{what}: dtypes {got.dtype} (other), {ref.dtype} (cpp)"
+    assert got.shape == ref.shape, f"{what}: shapes {got.shape} (other), {ref.shape} (cpp)"
     g, r = got.astype(np.float64), ref.astype(np.float64)
     np.testing.assert_array_equal(np.isnan(g), np.isnan(r), err_msg=f"{what}: NaN positions")
     inf = np.isinf(r) | np.isinf(g)
@@ -73,8 +101,8 @@ def check(got, ref, dtype, scale=0.0, what=""):
     err = np.abs(g[fin] - r[fin]) / band[fin]
     if err.size and not err.max() <= 1.0:
         i = np.flatnonzero(fin)[np.argmax(err)]
-        raise AssertionError(f"{what}: |numba - cpp| is {err.max():.3g} x the band at flat index {i}: "
-                             f"numba {g.flat[i]!r}, cpp {r.flat[i]!r}, band {band.flat[i]:.3g}")
+        raise AssertionError(f"{what}: |other - cpp| is {err.max():.3g} x the band at flat index {i}: "
+                             f"other {g.flat[i]!r}, cpp {r.flat[i]!r}, band {band.flat[i]:.3g}")
 
 
 # ---------------------------------------------------------------------------- activations
