@@ -12,10 +12,15 @@ Environment switches:
 import glob
 import os
 import platform
+import shutil
 
 import scipy_openblas32 as openblas
-from pybind11.setup_helpers import Pybind11Extension, build_ext
+from pybind11.setup_helpers import ParallelCompile, Pybind11Extension, build_ext
 from setuptools import setup
+from setuptools.command.build_py import build_py
+
+# Compile the C++ sources in parallel (all cores; NPY_NUM_BUILD_JOBS=N to cap).
+ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 SOURCES = [
     "csrc/bindings.cpp",
@@ -55,4 +60,20 @@ ext = Pybind11Extension(
     cxx_std=17,
 )
 
-setup(ext_modules=[ext], cmdclass={"build_ext": build_ext})
+
+class build_py_with_cuda(build_py):
+    """Ships the CUDA kernels and the headers they include inside the package
+    (fastnn/_csrc), where the CuPy backend compiles them from at run time. An editable
+    install reads them from the checkout's csrc/ instead."""
+
+    def run(self):
+        super().run()
+        dest = os.path.join(self.build_lib, "fastnn", "_csrc")
+        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h"):
+            for src in glob.glob(pattern):
+                out = os.path.join(dest, os.path.relpath(src, "csrc"))
+                os.makedirs(os.path.dirname(out), exist_ok=True)
+                shutil.copyfile(src, out)
+
+
+setup(ext_modules=[ext], cmdclass={"build_ext": build_ext, "build_py": build_py_with_cuda})

@@ -96,19 +96,6 @@ template <class T> __device__ __forceinline__ T block_sum(T v, T* sh) {
   __syncthreads();
   return r;
 }
-// max that ignores NaN (as the C++ row max: NaN then spreads through the sum of exps).
-template <class T> __device__ __forceinline__ T block_max(T v, T* sh) {
-  const unsigned t = threadIdx.x;
-  sh[t] = v;
-  __syncthreads();
-  for (unsigned s = blockDim.x / 2; s > 0; s >>= 1) {
-    if (t < s) sh[t] = sh[t + s] > sh[t] ? sh[t + s] : sh[t];
-    __syncthreads();
-  }
-  const T r = sh[0];
-  __syncthreads();
-  return r;
-}
 // -inf and NaN from their bits (no overflowing or 0/0 constant expressions to warn about).
 template <class T> __device__ __forceinline__ T neg_inf();
 template <> __device__ __forceinline__ float neg_inf<float>() { return __int_as_float((int)0xff800000u); }
@@ -121,11 +108,114 @@ template <> __device__ __forceinline__ double quiet_nan<double>() {
   return __longlong_as_double(0x7ff8000000000000ll);
 }
 
+// ---- log-sum-exp of a row in one read: online (max, sum) ------------------------------
+// Each thread keeps m = max of its elements, s = sum of exp(x - m); pairs combine as
+// (max(m1, m2), s1 e^(m1 - m) + s2 e^(m2 - m)). NaN and infinities come out as the C++
+// backend's two-pass version gives them (torch's): a NaN anywhere, or a +inf (whose own
+// term is e^(inf - inf)), makes the sum NaN; an all -inf row gives m = -inf, s = 0.
+template <class T> __device__ __forceinline__ void lse_add(T& m, T& s, T v) {
+  if (v > m) {
+    s = s * sm::k_exp(m - v) + ((v - v) + T(1));  // (v - v) + 1: 1, or NaN for v = +inf
+    m = v;
+  } else {
+    s += m == neg_inf<T>() ? (v == v ? T(0) : v) : sm::k_exp(v - m);  // a NaN v makes s NaN
+  }
+}
+template <class T> __device__ __forceinline__ void lse_merge(T& m, T& s, T m2, T s2) {
+  const T mm = m2 > m ? m2 : m;
+  // a side with no finite element contributes 0, or its NaN
+  const T a = m == neg_inf<T>() ? (s == s ? T(0) : s) : s * sm::k_exp(m - mm);
+  const T b = m2 == neg_inf<T>() ? (s2 == s2 ? T(0) : s2) : s2 * sm::k_exp(m2 - mm);
+  m = mm;
+  s = a + b;
+}
+// (max, sum of e^(x - max)) of row xr over the block; sm_ and ss_ hold blockDim.x values.
+// The max is returned as 0 for a row of -inf (then 0/0 gives torch's NaN downstream).
+template <class T> __device__ __forceinline__ void row_max_sum(const T* xr, long long cols, T* sm_, T* ss_, T& mx,
+                                                               T& sum) {
+  const unsigned t = threadIdx.x, B = blockDim.x;
+  T m = neg_inf<T>(), s = T(0);
+  long long j = t;
+  for (; j + 3 * B < cols; j += 4 * B) {
+    const T v0 = xr[j], v1 = xr[j + B], v2 = xr[j + 2 * B], v3 = xr[j + 3 * B];
+    lse_add(m, s, v0);
+    lse_add(m, s, v1);
+    lse_add(m, s, v2);
+    lse_add(m, s, v3);
+  }
+  for (; j < cols; j += B) lse_add(m, s, xr[j]);
+  sm_[t] = m;
+  ss_[t] = s;
+  __syncthreads();
+  for (unsigned h = B / 2; h > 0; h >>= 1) {
+    if (t < h) {
+      T a = sm_[t], b = ss_[t];
+      lse_merge(a, b, sm_[t + h], ss_[t + h]);
+      sm_[t] = a;
+      ss_[t] = b;
+    }
+    __syncthreads();
+  }
+  mx = sm_[0];
+  sum = ss_[0];
+  __syncthreads();
+  if (!(mx > neg_inf<T>())) mx = T(0);
+}
+
+// yr[j] = f(xr[j], j) over a row, by the block: four loads in flight per thread.
+template <class T, class F> __device__ __forceinline__ void rowmap(const T* xr, T* yr, long long cols, F f) {
+  const long long B = blockDim.x;
+  long long j = threadIdx.x;
+  for (; j + 3 * B < cols; j += 4 * B) {
+    const T v0 = xr[j], v1 = xr[j + B], v2 = xr[j + 2 * B], v3 = xr[j + 3 * B];
+    yr[j] = f(v0, j);
+    yr[j + B] = f(v1, j + B);
+    yr[j + 2 * B] = f(v2, j + 2 * B);
+    yr[j + 3 * B] = f(v3, j + 3 * B);
+  }
+  for (; j < cols; j += B) yr[j] = f(xr[j], j);
+}
+
 // ---- elementwise activations -------------------------------------------------------
 
+// y[i] = f(x[i]) over a grid-stride loop, four elements per thread and step with all four
+// loads issued before any store (a bandwidth-bound kernel needs the loads in flight).
+template <class T, class F> __device__ __forceinline__ void map1(const T* x, T* y, long long n, F f) {
+  const long long s = gstride();
+  long long i = gtid();
+  for (; i + 3 * s < n; i += 4 * s) {
+    const T a0 = x[i], a1 = x[i + s], a2 = x[i + 2 * s], a3 = x[i + 3 * s];
+    y[i] = f(a0);
+    y[i + s] = f(a1);
+    y[i + 2 * s] = f(a2);
+    y[i + 3 * s] = f(a3);
+  }
+  for (; i < n; i += s) y[i] = f(x[i]);
+}
+// y[i] = f(a[i], b[i]), likewise.
+template <class T, class F> __device__ __forceinline__ void map2(const T* a, const T* b, T* y, long long n, F f) {
+  const long long s = gstride();
+  long long i = gtid();
+  for (; i + 3 * s < n; i += 4 * s) {
+    const T a0 = a[i], a1 = a[i + s], a2 = a[i + 2 * s], a3 = a[i + 3 * s];
+    const T b0 = b[i], b1 = b[i + s], b2 = b[i + 2 * s], b3 = b[i + 3 * s];
+    y[i] = f(a0, b0);
+    y[i + s] = f(a1, b1);
+    y[i + 2 * s] = f(a2, b2);
+    y[i + 3 * s] = f(a3, b3);
+  }
+  for (; i < n; i += s) y[i] = f(a[i], b[i]);
+}
+
+// The switch on the activation is outside the loop: one loop per activation.
 template <class T> FASTNN_GLOBAL void act_forward(const T* x, T* y, long long n, int code, FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
-  for (long long i = gtid(); i < n; i += gstride()) y[i] = act_fwd<T>(code, x[i], p);
+  switch (code) {
+#define FK_CASE(f) case A_##f: map1(x, y, n, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
+    FASTNN_CUDA_ACTS(FK_CASE)
+#undef FK_CASE
+    default: break;
+  }
 }
 
 // dx = dy * f'(x), or from the output y where from_y.
@@ -133,9 +223,19 @@ template <class T> FASTNN_GLOBAL void act_backward(const T* xy, const T* dy, T* 
                                                    FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   if (from_y) {
-    for (long long i = gtid(); i < n; i += gstride()) dx[i] = act_bwd_y<T>(code, xy[i], dy[i], p);
-  } else {
-    for (long long i = gtid(); i < n; i += gstride()) dx[i] = act_bwd<T>(code, xy[i], dy[i], p);
+    switch (code) {
+#define FK_CASE(f) case A_##f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd_y<T>(v, d, p); }); break;
+      FK_CASE(relu) FK_CASE(sigmoid) FK_CASE(tanh) FK_CASE(exponential)
+#undef FK_CASE
+      default: break;
+    }
+    return;
+  }
+  switch (code) {
+#define FK_CASE(f) case A_##f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd<T>(v, d, p); }); break;
+    FASTNN_CUDA_ACTS(FK_CASE)
+#undef FK_CASE
+    default: break;
   }
 }
 
@@ -144,22 +244,18 @@ template <class T> FASTNN_GLOBAL void act_backward(const T* xy, const T* dy, T* 
 // y = softmax(x) or log_softmax(x) along rows of `cols`; y may be x.
 template <class T> FASTNN_GLOBAL void softmax_forward(const T* x, T* y, long long rows, long long cols, int log_out) {
   __shared__ T sh[1024];
+  __shared__ T sh2[1024];
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* yr = y + r * cols;
-    T mx = neg_inf<T>();
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
-    mx = block_max(mx, sh);
-    if (!(mx > neg_inf<T>())) mx = T(0);  // all -inf: 0/0 gives torch's NaN
-    T s = T(0);
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
-    s = block_sum(s, sh);
+    T mx, s;
+    row_max_sum(xr, cols, sh, sh2, mx, s);
     if (log_out) {
       const T lse = mx + sm::k_log(s);
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = xr[j] - lse;
+      rowmap(xr, yr, cols, [&](T v, long long) { return v - lse; });
     } else {
       const T inv = T(1) / s;
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) yr[j] = sm::k_exp(xr[j] - mx) * inv;
+      rowmap(xr, yr, cols, [&](T v, long long) { return sm::k_exp(v - mx) * inv; });
     }
   }
 }
@@ -169,19 +265,15 @@ template <class T> FASTNN_GLOBAL void softmax_forward(const T* x, T* y, long lon
 template <class T> FASTNN_GLOBAL void softmax_backward(const T* xy, const T* dy, T* dx, long long rows, long long cols,
                                                        int log_out, int from_x) {
   __shared__ T sh[1024];
+  __shared__ T sh2[1024];
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* ar = xy + r * cols;
     const T* dr = dy + r * cols;
     T* or_ = dx + r * cols;
     T mx = T(0), inv = T(1), lse = T(0);
     if (from_x) {
-      mx = neg_inf<T>();
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = ar[j] > mx ? ar[j] : mx;
-      mx = block_max(mx, sh);
-      if (!(mx > neg_inf<T>())) mx = T(0);
-      T s = T(0);
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(ar[j] - mx);
-      s = block_sum(s, sh);
+      T s;
+      row_max_sum(ar, cols, sh, sh2, mx, s);
       inv = T(1) / s;
       lse = mx + sm::k_log(s);
     }
@@ -202,17 +294,39 @@ template <class T> FASTNN_GLOBAL void softmax_backward(const T* xy, const T* dy,
 
 // Over a (rows, cols) product z: v = z + b (b may be null); y = act(v); z = v when
 // y != z (keep_z). Blocks: x over columns, y over rows (strided).
+template <class T, class F> __device__ __forceinline__ void bias_act_loop(T* z, T* y, const T* b, long long rows,
+                                                                        long long cols, long long c, F f) {
+  const T bc = b ? b[c] : T(0);
+  const long long gs = gridDim.y;
+  long long r = blockIdx.y;
+  for (; r + 3 * gs < rows; r += 4 * gs) {
+    T v[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) v[u] = z[(r + u * gs) * cols + c];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (b) v[u] = v[u] + bc;  // no "+ 0" without b: it would turn -0 into +0
+      if (y != z && b) z[(r + u * gs) * cols + c] = v[u];
+      y[(r + u * gs) * cols + c] = f(v[u]);
+    }
+  }
+  for (; r < rows; r += gs) {
+    const long long i = r * cols + c;
+    const T v = b ? z[i] + bc : z[i];
+    if (y != z && b) z[i] = v;
+    y[i] = f(v);
+  }
+}
 template <class T> FASTNN_GLOBAL void bias_act(T* z, T* y, const T* b, long long rows, long long cols, int code,
                                                FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= cols) return;  // no barriers in this kernel
-  const T bc = b ? b[c] : T(0);
-  for (long long r = blockIdx.y; r < rows; r += gridDim.y) {
-    const long long i = r * cols + c;
-    const T v = b ? z[i] + bc : z[i];  // no "+ 0": it would turn -0 into +0
-    if (y != z && b) z[i] = v;
-    y[i] = act_fwd<T>(code, v, p);
+  switch (code) {
+#define FK_CASE(f) case A_##f: bias_act_loop(z, y, b, rows, cols, c, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
+    FASTNN_CUDA_ACTS(FK_CASE)
+#undef FK_CASE
+    default: break;
   }
 }
 
@@ -227,7 +341,24 @@ template <class T> FASTNN_GLOBAL void act_grad(const T* zy, const T* dy, T* g, d
   const long long r0 = (long long)blockIdx.y * rpc;
   const long long r1 = r0 + rpc < rows ? r0 + rpc : rows;
   double s = 0.0;
-  for (long long r = r0; r < r1; ++r) {
+  long long r = r0;
+  for (; r + 3 < r1; r += 4) {  // four rows' loads in flight; summed in row order
+    T v[4], a[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) v[u] = dy[(r + u) * cols + c];
+    if (zy) {
+#pragma unroll
+      for (int u = 0; u < 4; ++u) a[u] = zy[(r + u) * cols + c];
+#pragma unroll
+      for (int u = 0; u < 4; ++u) v[u] = from_y ? act_bwd_y<T>(code, a[u], v[u], p) : act_bwd<T>(code, a[u], v[u], p);
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      if (g) g[(r + u) * cols + c] = v[u];
+      s += (double)v[u];
+    }
+  }
+  for (; r < r1; ++r) {
     const long long i = r * cols + c;
     T v = dy[i];
     if (zy) v = from_y ? act_bwd_y<T>(code, zy[i], v, p) : act_bwd<T>(code, zy[i], v, p);
@@ -319,9 +450,25 @@ template <class T> FASTNN_GLOBAL void loss_forward(const T* pred, const T* targe
   __shared__ double sh[1024];
   const LossP<T> a = FK_LOSS_PARAMS;
   double s = 0.0;
-  for (long long i = gtid(); i < n; i += gstride()) {
-    const T w = pw ? pw[i % pwl] : T(1);
-    const T v = loss_val<T>(code, pred[i], target[i], a, w);
+  const long long st = gstride();
+  long long i = gtid();
+  for (; i + 3 * st < n; i += 4 * st) {  // four elements' loads in flight, summed in order
+    T p[4], t[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      p[u] = pred[i + u * st];
+      t[u] = target[i + u * st];
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const long long k = i + u * st;
+      const T v = loss_val<T>(code, p[u], t[u], a, pw ? pw[k % pwl] : T(1));
+      if (out) out[k] = v;
+      s += (double)v;
+    }
+  }
+  for (; i < n; i += st) {
+    const T v = loss_val<T>(code, pred[i], target[i], a, pw ? pw[i % pwl] : T(1));
     if (out) out[i] = v;
     s += (double)v;
   }
@@ -334,7 +481,25 @@ template <class T> FASTNN_GLOBAL void loss_backward(const T* pred, const T* targ
                                                     T* dtarget, long long n, FK_LOSS_DECL) {
   const LossP<T> a = FK_LOSS_PARAMS;
   const T gsc = T(gs);
-  for (long long i = gtid(); i < n; i += gstride()) {
+  const long long st = gstride();
+  long long i = gtid();
+  for (; i + 3 * st < n; i += 4 * st) {  // four elements' loads in flight
+    T p[4], t[4], g[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      p[u] = pred[i + u * st];
+      t[u] = target[i + u * st];
+      g[u] = grad ? grad[i + u * st] : gsc;
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const long long k = i + u * st;
+      const T w = pw ? pw[k % pwl] : T(1);
+      dpred[k] = g[u] * loss_dpred<T>(code, p[u], t[u], a, w);
+      if (dtarget) dtarget[k] = g[u] * loss_dtarget<T>(code, p[u], t[u], a, w);
+    }
+  }
+  for (; i < n; i += st) {
     const T w = pw ? pw[i % pwl] : T(1);
     const T p = pred[i], t = target[i], g = grad ? grad[i] : gsc;
     dpred[i] = g * loss_dpred<T>(code, p, t, a, w);
@@ -353,6 +518,7 @@ template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* ta
                                                  double gs, T* loss, T* dx, long long rows, long long cols, int nll,
                                                  long long ignore_index, double label_smoothing) {
   __shared__ T sh[1024];
+  __shared__ T sh2[1024];
   const T ls = T(label_smoothing);
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
@@ -372,13 +538,8 @@ template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* ta
       continue;
     }
     const T xy = xr[y];  // read before any thread writes dr (barriers below)
-    T mx = neg_inf<T>();
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
-    mx = block_max(mx, sh);
-    if (!(mx > neg_inf<T>())) mx = T(0);
-    T s = T(0);
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
-    s = block_sum(s, sh);
+    T mx, s;
+    row_max_sum(xr, cols, sh, sh2, mx, s);
     const T lse = mx + sm::k_log(s);
     T sw = T(0), wsum = T(cols);
     if (ls != T(0)) {
@@ -399,11 +560,11 @@ template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* ta
     }
     if (dr) {
       const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(cols);
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-        const T pj = sm::k_exp(xr[j] - lse);
-        T d = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
-        dr[j] = j == y ? d - k1 : d;
-      }
+      rowmap(xr, dr, cols, [&](T v, long long j) {
+        const T pj = sm::k_exp(v - lse);
+        const T d = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
+        return j == y ? d - k1 : d;
+      });
     }
   }
 }
@@ -414,18 +575,14 @@ template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* ta
 template <class T> FASTNN_GLOBAL void soft_rows(const T* x, const T* t, const T* w, const T* grad, double gs, T* loss,
                                                 T* dx, T* dt, long long rows, long long cols, double label_smoothing) {
   __shared__ T sh[1024];
+  __shared__ T sh2[1024];
   const T ls = T(label_smoothing), u = ls / T(cols > 0 ? cols : 1);
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     const T* tr = t + r * cols;
     const T g = grad ? grad[r] : T(gs);
-    T mx = neg_inf<T>();
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) mx = xr[j] > mx ? xr[j] : mx;
-    mx = block_max(mx, sh);
-    if (!(mx > neg_inf<T>())) mx = T(0);
-    T s = T(0);
-    for (long long j = threadIdx.x; j < cols; j += blockDim.x) s += sm::k_exp(xr[j] - mx);
-    s = block_sum(s, sh);
+    T mx, s;
+    row_max_sum(xr, cols, sh, sh2, mx, s);
     const T lse = mx + sm::k_log(s);
     if (loss) {
       T v = T(0);

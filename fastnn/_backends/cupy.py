@@ -216,7 +216,8 @@ def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
     returns those (nchunks, n) partial sums (None without want_db)."""
     m, n = dy.shape
     bx, gx = _col_blocks(n)
-    nchunks = max(1, min(m, 65535, _cdiv(_rt.grid_limit() * 64, gx)))
+    # about grid_limit() / 2 blocks in all: enough to fill the device, few partial sums
+    nchunks = max(1, min(m, 65535, _cdiv(_rt.grid_limit(), 2 * gx)))
     rpc = _cdiv(m, nchunks)
     nchunks = _cdiv(m, rpc)
     partial = _rt.xp.empty((nchunks, n), dtype=np.float64) if want_db else None

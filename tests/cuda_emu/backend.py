@@ -3,7 +3,7 @@ on the CPU emulator: numpy arrays, kernels as C++ threads (build.py). Registered
 tests' conftest as backend "cupy_emu", so the whole kernel suite checks the CUDA kernels
 and the backend's launch logic against the same references as every other backend.
 
-Launch limits are small (blocks of 32 threads, at most 3 blocks) so that every
+Launch limits are small (blocks of 32 threads, grids of a few blocks) so that every
 grid-stride loop, multi-block reduction and row-strided kernel path is taken on the
 tests' small shapes.
 """
@@ -29,7 +29,7 @@ class EmuRuntime:
         self.lib = lib
 
     def grid_limit(self):
-        return 3
+        return 6
 
     def on(self, a):  # pragma: no cover - numpy arrays take the nullcontext path
         raise AssertionError("the emulator runs on numpy arrays")

@@ -1,7 +1,7 @@
 // emu.h — runs fastnn's CUDA kernels (csrc/cuda/kernels.cu) on the CPU, for tests.
 //
-// Each CUDA thread of a block is a std::thread; the blocks of a grid run one after the
-// other. __syncthreads() is a std::barrier over the block's threads, and a thread that
+// Each CUDA thread of a block is a std::thread (from a persistent pool); the blocks of a
+// grid run one after the other. __syncthreads() is a std::barrier over the block's threads, and a thread that
 // returns leaves the barrier (arrive_and_drop), as exited threads do on the GPU.
 // __shared__ variables become function-local statics: one copy, shared by the block's
 // threads (blocks never overlap). A missing __syncthreads then shows up as a wrong
@@ -10,6 +10,8 @@
 #pragma once
 
 #include <barrier>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <functional>
 #include <thread>
@@ -24,27 +26,73 @@ inline thread_local dim3 tid, bid;
 inline dim3 bdim, gdim;
 inline std::barrier<>* bar = nullptr;
 
+// Persistent worker threads, one per CUDA thread of the largest block seen: creating
+// threads per block would dominate the tests' run time.
+struct Pool {
+  std::vector<std::thread> threads;
+  std::mutex mu;
+  std::condition_variable start, done;
+  unsigned gen = 0, active = 0, remaining = 0;
+  const std::function<void()>* body = nullptr;
+  dim3 block_idx;
+  bool stop = false;
+
+  void ensure(unsigned n) {
+    while (threads.size() < n) {
+      const unsigned id = static_cast<unsigned>(threads.size());
+      threads.emplace_back([this, id] { work(id); });
+    }
+  }
+  void work(unsigned id) {
+    unsigned seen = 0;
+    std::unique_lock<std::mutex> lk(mu);
+    for (;;) {
+      start.wait(lk, [&] { return stop || (gen != seen && id < active); });
+      if (stop) return;
+      seen = gen;
+      const std::function<void()>* f = body;
+      const dim3 bi = block_idx, bd = bdim;
+      lk.unlock();
+      tid = dim3{id % bd.x, (id / bd.x) % bd.y, id / (bd.x * bd.y)};
+      bid = bi;
+      (*f)();
+      bar->arrive_and_drop();  // an exited thread no longer takes part in barriers
+      lk.lock();
+      if (--remaining == 0) done.notify_one();
+    }
+  }
+  void run_block(unsigned nt, dim3 bi, const std::function<void()>& f) {
+    ensure(nt);
+    std::barrier<> b(nt);
+    std::unique_lock<std::mutex> lk(mu);
+    bar = &b;
+    body = &f;
+    block_idx = bi;
+    active = nt;
+    remaining = nt;
+    ++gen;
+    start.notify_all();
+    done.wait(lk, [&] { return remaining == 0; });
+    bar = nullptr;
+  }
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lk(mu);
+      stop = true;
+    }
+    start.notify_all();
+    for (auto& t : threads) t.join();
+  }
+};
+
 inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
+  static Pool pool;
   gdim = grid;
   bdim = block;
   const unsigned nt = block.x * block.y * block.z;
   for (unsigned bz = 0; bz < grid.z; ++bz)
     for (unsigned by = 0; by < grid.y; ++by)
-      for (unsigned bx = 0; bx < grid.x; ++bx) {
-        std::barrier<> b(nt);
-        bar = &b;
-        std::vector<std::thread> threads;
-        threads.reserve(nt);
-        for (unsigned t = 0; t < nt; ++t)
-          threads.emplace_back([&, t] {
-            tid = dim3{t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-            bid = dim3{bx, by, bz};
-            body();
-            b.arrive_and_drop();
-          });
-        for (auto& th : threads) th.join();
-        bar = nullptr;
-      }
+      for (unsigned bx = 0; bx < grid.x; ++bx) pool.run_block(nt, dim3{bx, by, bz}, body);
 }
 }  // namespace emu
 
