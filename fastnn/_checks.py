@@ -4,6 +4,7 @@ function, the argument, what it was and what was expected.
 """
 import math
 import operator
+import types
 from typing import NamedTuple, Optional
 
 import numpy as np
@@ -167,6 +168,63 @@ def activation_spec(func, name, params):
     from_y = name in R.FROM_Y or (name == "relu" and p["negative_slope"] == 0 and p["threshold"] == 0
                                   and mv is None)
     return ActSpec(name, R.ACTIVATIONS.index(name), p, numeric, from_y, axis)
+
+
+# ---- resolved specs, cached ----------------------------------------------------------------
+# activation_spec / loss_spec re-resolve and re-check the params on every call (a few us);
+# the cached forms below resolve each distinct (func, name, params) once. Only results are
+# cached (a call that raises raises every time, with its own message), and the key tells
+# apart values that compare equal but behave differently (True / 1 / 1.0, 0.0 / -0.0), so a
+# cached spec is exactly what the uncached call returns. Cached specs are shared: their
+# params are read-only mappings.
+
+_SPEC_CACHE_SIZE = 1024  # distinct (func, name, params) kept; all dropped when full
+_act_cache = {}
+_loss_cache = {}
+_SCALARS = (type(None), bool, int, float, str, np.generic)
+
+
+def _exact(v):
+    if isinstance(v, (float, np.floating)):
+        return float(v).hex()
+    if not isinstance(v, _SCALARS):  # arrays, tensors, lists: never part of a cached spec
+        raise TypeError(f"not a scalar: {type(v).__name__}")
+    return v
+
+
+def params_key(params):
+    """A hashable key of a params dict of scalars that equals another's only for identical
+    values (same type and, for floats, the same bits: 0.0 and -0.0 differ); raises
+    TypeError for a value that is not a scalar."""
+    if not params:
+        return ()
+    return tuple([(k, v.__class__, _exact(v)) for k, v in params.items()])
+
+
+def _cached(cache, resolve, func, name, params):
+    try:
+        key = (func, name, params_key(params))
+        spec = cache.get(key)
+    except TypeError:  # an unhashable value: resolve (and report) it uncached
+        return resolve(func, name, params)
+    if spec is None:
+        spec = resolve(func, name, params)
+        spec = spec._replace(params=types.MappingProxyType(spec.params))
+        if len(cache) >= _SPEC_CACHE_SIZE:
+            cache.clear()
+        cache[key] = spec
+    return spec
+
+
+def activation_spec_cached(func, name, params):
+    """activation_spec(func, name, params), resolved once per distinct arguments."""
+    return _cached(_act_cache, activation_spec, func, name, params)
+
+
+def loss_spec_cached(func, name, params):
+    """loss_spec(func, name, params), resolved once per distinct arguments (params holding
+    arrays, such as weight, are resolved uncached)."""
+    return _cached(_loss_cache, loss_spec, func, name, params)
 
 
 def normalize_axis(func, axis, ndim):

@@ -11,6 +11,7 @@ numba; cupy -> cupy). A forced backend that cannot serve the inputs raises Runti
 nothing falls back silently inside a call.
 """
 import contextlib
+import functools
 import importlib
 import os
 import threading
@@ -23,9 +24,49 @@ _loaded = {}      # name -> module or reason string
 _lock = threading.Lock()
 _global = None    # set_backend()
 _local = threading.local()
+_auto = {}        # device -> the backend automatic selection chose
+
+
+def _env_reader():
+    """A function returning FASTNN_BACKEND's value (bytes or str) or None, always current.
+
+    select() runs once per kernel call, and os.environ.get costs ~0.7 us (it encodes the
+    key and handles KeyError). On CPython, os.environ keeps its values in the dict
+    os.environ._data under os.environ.encodekey(name), updated by every assignment or
+    deletion through os.environ (monkeypatch.setenv too): reading that dict is ~0.05 us
+    and sees every change os.environ.get would. Elsewhere, os.environ.get."""
+    data, encodekey = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
+    if isinstance(data, dict) and encodekey is not None:
+        try:
+            key = encodekey("FASTNN_BACKEND")
+        except Exception:  # noqa: BLE001 - an unexpected os.environ: the portable reader
+            key = None
+        if key is not None:
+            return functools.partial(data.get, key)
+    return functools.partial(os.environ.get, "FASTNN_BACKEND")
+
+
+_env_raw = _env_reader()
+_env_cache = (None, None)  # (raw value, its backend name or None)
+
+
+def _env_backend():
+    """The backend FASTNN_BACKEND names, or None (unset or blank)."""
+    global _env_cache
+    raw = _env_raw()
+    if raw is None:
+        return None
+    cache = _env_cache  # one read: another thread may replace it
+    if raw is not cache[0]:
+        value = os.environ.get("FASTNN_BACKEND", "").strip()
+        cache = _env_cache = (raw, value or None)
+    return cache[1]
 
 
 def _load(name):
+    mod = _loaded.get(name)
+    if mod is not None:
+        return mod
     with _lock:
         if name not in _loaded:
             try:
@@ -84,8 +125,7 @@ def get_backend():
         return stack[-1]
     if _global is not None:
         return _global
-    env = os.environ.get("FASTNN_BACKEND", "").strip()
-    return env or None
+    return _env_backend()
 
 
 @contextlib.contextmanager
@@ -107,8 +147,18 @@ def use_backend(name):
 
 def select(device):
     """The backend module serving inputs on `device` ("cpu" or "cuda")."""
-    forced = get_backend()
-    if forced is not None:
+    stack = getattr(_local, "stack", None)  # get_backend(), inlined: this runs once per kernel call
+    if stack:
+        forced = stack[-1]
+    else:
+        forced = _global
+        if forced is None and _env_raw() is not None:
+            forced = _env_backend()
+    if forced is None:
+        mod = _auto.get(device)
+        if mod is not None:
+            return mod
+    else:
         _check_name(forced)
         mod = _require(forced)
         if mod.DEVICE != device:
@@ -118,6 +168,7 @@ def select(device):
     for name in _AUTO[device]:
         mod = _load(name)
         if not isinstance(mod, str):
+            _auto[device] = mod  # a backend's availability never changes once loaded
             return mod
         reasons.append(f"{name}: {mod}")
     raise RuntimeError(f"no fastnn backend can serve {device} inputs ({'; '.join(reasons)})")

@@ -5,6 +5,8 @@ Reductions ("mean" / "batchmean" denominators) and the scaling of the upstream g
 are done here, identically for every backend; backends compute sums and per-element
 values.
 """
+import math
+
 import numpy as np
 
 from . import _checks as C
@@ -30,7 +32,7 @@ def _setup(func, **arrays):
 
 def saved_for_backward(name, **params):
     """What activation_backward needs for `name`: frozenset of "x" and/or "y"."""
-    spec = C.activation_spec("saved_for_backward", name, params)
+    spec = C.activation_spec_cached("saved_for_backward", name, params)
     if spec.name == "linear":
         return frozenset()
     return frozenset({"y"} if spec.from_y else {"x"})
@@ -54,7 +56,7 @@ def _from_last(xp, a, axis, shape):
 def activation_forward(x, name="relu", **params):
     """y = f(x), elementwise (softmax / log_softmax along `axis`). Any shape."""
     F = "activation_forward"
-    spec = C.activation_spec(F, name, params)
+    spec = C.activation_spec_cached(F, name, params)
     be, xp = _setup(F, x=x)
     x = C.float_array(F, "x", x, xp)
     axis = C.normalize_axis(F, spec.axis, x.ndim) if spec.axis is not None else None
@@ -67,7 +69,7 @@ def activation_backward(dy, name="relu", x=None, y=None, **params):
     """dx = dy * f'(x), from x or y as saved_for_backward(name) says (given both, the
     cheaper one is used; given x where y is preferred, x works too)."""
     F = "activation_backward"
-    spec = C.activation_spec(F, name, params)
+    spec = C.activation_spec_cached(F, name, params)
     be, xp = _setup(F, dy=dy, x=x, y=y)
     dy = C.float_array(F, "dy", dy, xp)
     x = None if x is None else C.float_array(F, "x", x, xp)
@@ -115,7 +117,7 @@ def _dense_args(F, x, w, layout, spec):
     if not w.flags.c_contiguous and w.T.flags.c_contiguous:  # Fortran order: use w.T, other layout
         w, w_oi, flipped = w.T, not w_oi, True
     xp = np if isinstance(w, np.ndarray) else _xp("cuda")
-    m = int(np.prod(x.shape[:-1], dtype=np.int64))
+    m = math.prod(x.shape[:-1])
     x2 = xp.ascontiguousarray(x.reshape(m, k))
     return x2, xp.ascontiguousarray(w), w_oi, flipped, n
 
@@ -124,7 +126,7 @@ def dense_forward(x, w, b=None, activation="linear", *, weight_layout="oi", keep
     """y = act(x @ W + b) with x (..., in), w (out, in) ("oi") or (in, out) ("io").
     Returns (y, z); z is the pre-activation when backward needs it or keep_z=True."""
     F = "dense_forward"
-    spec = C.activation_spec(F, activation, act_params)
+    spec = C.activation_spec_cached(F, activation, act_params)
     be, xp = _setup(F, x=x, w=w, b=b)
     x, w = C.float_array(F, "x", x, xp), C.float_array(F, "w", w, xp)
     b = None if b is None else C.float_array(F, "b", b, xp)
@@ -143,7 +145,7 @@ def dense_backward(dy, x, w, y, z=None, activation="linear", *, weight_layout="o
                    need_db=True, **act_params):
     """(dx, dw, db) of dense_forward; entries not asked for are None."""
     F = "dense_backward"
-    spec = C.activation_spec(F, activation, act_params)
+    spec = C.activation_spec_cached(F, activation, act_params)
     be, xp = _setup(F, dy=dy, x=x, w=w, y=y, z=z)
     dy, x, w = (C.float_array(F, n, a, xp) for n, a in (("dy", dy), ("x", x), ("w", w)))
     y = None if y is None else C.float_array(F, "y", y, xp)

@@ -46,6 +46,8 @@ def _register_cuda_emulator():
 
 
 _register_cuda_emulator()
+# Registered by this file only: a fresh process (FASTNN_BACKEND=... in a subprocess) lacks them.
+TEST_ONLY_BACKENDS = frozenset({"cupy_emu"})
 BACKENDS = list(fastnn.available_backends())
 DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 DTYPE_IDS = ["f32", "f64"]

@@ -49,9 +49,13 @@ def _constant(func, argname, t):
 def _pointwise(func, name, input, target, reduction, params, out_dtype=None, pos_weight=None):
     """An elementwise loss after torch's promotion and broadcasting; result in out_dtype
     (default: the promoted dtype)."""
-    dt = result_float_dtype(func, input, target)
-    cd = compute_dtype(func, dt)
-    x, t = cast(input, cd), cast(target, cd)
+    dt = input.dtype
+    if dt is target.dtype and (dt is torch.float32 or dt is torch.float64):  # the common case, no promotion
+        cd, x, t = dt, input, target
+    else:
+        dt = result_float_dtype(func, input, target)
+        cd = compute_dtype(func, dt)
+        x, t = cast(input, cd), cast(target, cd)
     if x.shape != t.shape:
         x, t = torch.broadcast_tensors(x, t)
     out = _ops.loss(x, t, name, reduction, params, pos_weight=cast(pos_weight, cd))

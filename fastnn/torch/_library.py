@@ -24,6 +24,17 @@ from torch import Tensor
 from . import _kernels as K
 from ._bridge import decode, dense_keeps_z, saves_y
 
+
+def _act(name, params):
+    """The resolved activation of an op's (name, params string)."""
+    return K.act_spec("fastnn.torch." + name, name, decode(params))
+
+
+def _loss(name, reduction, params):
+    """The resolved loss of an op's (name, reduction, params string)."""
+    return K.loss_spec("fastnn.torch." + name, name, reduction, decode(params))
+
+
 CLASS_LOSSES = ("cross_entropy", "nll")  # "none" gives one value per row (class axis last)
 
 
@@ -40,7 +51,7 @@ def _out(t, like):
 
 @torch.library.custom_op("fastnn::dense", mutates_args=())
 def dense(x: Tensor, w: Tensor, b: Optional[Tensor], activation: str, params: str) -> tuple[Tensor, Tensor]:
-    y, z = K.dense_forward(x, w, b, activation, decode(params))
+    y, z, _ = K.dense_forward(x, w, b, _act(activation, params))
     return _out(y, x), _out(z, x)
 
 
@@ -53,7 +64,7 @@ def _(x, w, b, activation, params):
 @torch.library.custom_op("fastnn::dense_backward", mutates_args=())
 def dense_backward(dy: Tensor, x: Tensor, w: Tensor, y: Optional[Tensor], z: Optional[Tensor], activation: str,
                    params: str, need_dx: bool, need_dw: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
-    dx, dw, db = K.dense_backward(dy, x, w, y, z, activation, decode(params), need_dx, need_dw, need_db)
+    dx, dw, db = K.dense_backward(dy, x, w, y, z, _act(activation, params), need_dx, need_dw, need_db)
     return _out(dx, x), _out(dw, x), _out(db, x)
 
 
@@ -88,7 +99,7 @@ dense.register_autograd(_dense_backward, setup_context=_dense_setup)
 
 @torch.library.custom_op("fastnn::activation", mutates_args=())
 def activation(x: Tensor, name: str, params: str) -> Tensor:
-    return K.activation_forward(x, name, decode(params)).contiguous()
+    return K.activation_forward(x, _act(name, params)).contiguous()
 
 
 @activation.register_fake
@@ -98,7 +109,7 @@ def _(x, name, params):
 
 @torch.library.custom_op("fastnn::activation_backward", mutates_args=())
 def activation_backward(dy: Tensor, src: Tensor, from_y: bool, name: str, params: str) -> Tensor:
-    return K.activation_backward(dy, src, from_y, name, decode(params)).contiguous()
+    return K.activation_backward(dy, src, from_y, _act(name, params)).contiguous()
 
 
 @activation_backward.register_fake
@@ -126,7 +137,7 @@ activation.register_autograd(_activation_backward, setup_context=_activation_set
 @torch.library.custom_op("fastnn::loss", mutates_args=())
 def loss(pred: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor], name: str,
          reduction: str, params: str) -> Tensor:
-    return K.loss_forward(pred, target, name, reduction, decode(params), weight, pos_weight).contiguous()
+    return K.loss_forward(pred, target, _loss(name, reduction, params), reduction, weight, pos_weight)[0].contiguous()
 
 
 @loss.register_fake
@@ -139,8 +150,8 @@ def _(pred, target, weight, pos_weight, name, reduction, params):
 @torch.library.custom_op("fastnn::loss_backward", mutates_args=())
 def loss_backward(grad: Tensor, pred: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor],
                   name: str, reduction: str, params: str, need_target_grad: bool) -> tuple[Tensor, Tensor]:
-    dpred, dtarget = K.loss_backward(grad, pred, target, name, reduction, decode(params), weight, pos_weight,
-                                     need_target_grad)
+    dpred, dtarget = K.loss_backward(grad, pred, target, _loss(name, reduction, params), reduction, weight,
+                                     pos_weight, need_target_grad)
     return dpred.contiguous(), _out(dtarget, pred)
 
 

@@ -7,32 +7,44 @@
 - Nothing requires grad, or grad mode is off: the kernel directly, no autograd node.
 
 Why not the custom ops in eager mode too: their dispatcher and autograd registration
-cost more per call. Measured per call (us, best of 7 runs of 4000 calls; one torch thread,
-2-core EPYC VM; x (8, 16), w (16, 16); loss on (8, 1)):
+cost more per call. Measured per call (us, best of 7 runs of 4000 calls, one torch
+thread, 2-core EPYC VM: python examples/torch_overhead.py; x (8, 16), w (16, 16), bce
+on (8, 1)); "kernel alone" is the public numpy API, which validates its arguments:
 
     case                      this eager path   custom op   torch   fastnn kernel alone
-    linear+relu fwd, no grad        24              51        4.3          16
-    linear+relu fwd, grad           41              91        6.7
-    linear+relu fwd+bwd            190             293       69
-    relu fwd, no grad               12              25        1.2           8
-    relu fwd+bwd                   119             186       29
-    bce fwd, no grad                30              56        6.0          23
-    bce fwd+bwd                    166             264       37
+    linear+relu fwd, no grad        11              27        6.3           8
+    linear+relu fwd, grad           16              52        6.7
+    linear+relu fwd+bwd             68             162       55
+    relu fwd, no grad                7              19        3.1           4
+    relu fwd+bwd                    44             100       20
+    bce fwd, no grad                16              33        8.0          18
+    bce fwd+bwd                     75             179       36
 
-Of the ~120 us of a relu fwd+bwd, ~40 are torch's own cost of a Python autograd.Function
-(an empty one costs that much), ~20 the two kernel calls (fastnn's argument checks),
-~5 once_differentiable and the rest the conversions and this module's bookkeeping.
+(before the CPU fast path of _kernels: 27 / 42 / 147, 14 / 80 and 33 / 155 eager.) Of
+the ~68 us of a linear+relu fwd+bwd, ~35 are torch's own cost of a Python
+autograd.Function with three inputs and their gradients (an empty one costs that much),
+~5 the two kernels themselves, and the rest the tensor <-> numpy conversions (~0.8 us
+each), the backend selection and this module's bookkeeping. Once-differentiability is
+checked only where a backward runs with grad mode on (create_graph), which saves
+once_differentiable's no_grad block on every other backward.
 
 Backward saves only what the kernel needs: x and w, plus y or the pre-activation z for
 Dense (whichever dense_forward returns); y or x for activations (saved_for_backward).
-Backward is once-differentiable: double backward raises instead of returning zeros.
+The specs (resolved activation / loss) are resolved before apply, once per distinct
+name + params (_kernels.act_spec); forward also keeps on ctx the checked arrays it handed
+the kernel when they are views of its inputs (``ctx.kept``, dropped by backward), and
+backward still unpacks the saved tensors first, so an input modified in place in between
+raises as usual. Backward is once-differentiable: double backward raises instead of
+returning zeros.
 """
+import functools
+
 import torch
 from torch.autograd.function import once_differentiable
 
 from . import _kernels as K
 from . import _library
-from ._bridge import encode, saves_y
+from ._bridge import encode
 
 FORCE_LIBRARY = False  # tests set it to run the custom-op path in eager mode
 
@@ -41,66 +53,84 @@ def _library_path():
     return FORCE_LIBRARY or torch.compiler.is_compiling()
 
 
-def _recording(*tensors):
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+def _once(backward):
+    """once_differentiable (double backward raises instead of returning zeros), without
+    its cost where it does nothing: in a backward without create_graph grad mode is off,
+    and once_differentiable then only runs the function under no_grad."""
+    guarded = once_differentiable(backward)
+
+    @functools.wraps(backward)
+    def wrapper(ctx, *grads):
+        if torch.is_grad_enabled():
+            return guarded(ctx, *grads)
+        return backward(ctx, *grads)
+    return wrapper
 
 
 # ---- Dense ------------------------------------------------------------------------------
 
 class DenseFunction(torch.autograd.Function):
-    """y = act(x @ w.T + b): x (..., in), w (out, in), b (out,) or None."""
+    """y = act(x @ w.T + b): x (..., in), w (out, in), b (out,) or None; spec: the
+    resolved activation (K.act_spec)."""
 
     @staticmethod
-    def forward(ctx, x, w, b, activation, params):
-        y, z = K.dense_forward(x, w, b, activation, params)
-        ctx.activation, ctx.params, ctx.has_b = activation, params, b is not None
-        ctx.save_for_backward(x, w, y if z is None and activation != "linear" else None, z)
+    def forward(ctx, x, w, b, spec):
+        y, z, ctx.kept = K.dense_forward(x, w, b, spec)
+        ctx.spec, ctx.has_b = spec, b is not None
+        ctx.save_for_backward(x, w, y if z is None and spec.name != "linear" else None, z)
         return y
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, dy):
-        x, w, y, z = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dx, dw, db = K.dense_backward(dy, x, w, y, z, ctx.activation, ctx.params, need[0], need[1],
-                                      ctx.has_b and need[2])
-        return dx, dw, db, None, None
+        x, w, y, z = ctx.saved_tensors  # raises if any of them changed in place since forward
+        kept, ctx.kept = ctx.kept, None  # held no longer than the saved tensors
+        need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
+        dx, dw, db = K.dense_backward(dy, x, w, y, z, ctx.spec, need_dx, need_dw, ctx.has_b and need_db, kept)
+        return dx, dw, db, None
 
 
 def dense(x, w, b, activation, params):
     """y = act(x @ w.T + b) on the path this call needs (see the module docstring)."""
     if _library_path():
         return _library.dense(x, w, b, activation, encode(params))[0]
-    if _recording(x, w, b):
-        return DenseFunction.apply(x, w, b, activation, params)
-    return K.dense_forward(x, w, b, activation, params)[0]
+    spec = K.act_spec("fastnn.torch.linear", activation, params)
+    if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
+        return DenseFunction.apply(x, w, b, spec)
+    return K.dense_forward(x, w, b, spec)[0]
 
 
 # ---- activations --------------------------------------------------------------------------
 
 class ActivationFunction(torch.autograd.Function):
-    """y = f(x), elementwise (softmax / log_softmax along params["axis"])."""
+    """y = f(x), elementwise (softmax / log_softmax along the spec's axis)."""
 
     @staticmethod
-    def forward(ctx, x, name, params, from_y):
-        y = K.activation_forward(x, name, params)
-        ctx.name, ctx.params, ctx.from_y = name, params, from_y
-        ctx.save_for_backward(y if from_y else x)
+    def forward(ctx, x, spec):
+        y = K.activation_forward(x, spec)
+        ctx.spec = spec
+        ctx.save_for_backward(y if spec.from_y else x)
         return y
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, dy):
         (src,) = ctx.saved_tensors
-        return K.activation_backward(dy, src, ctx.from_y, ctx.name, ctx.params), None, None, None
+        return K.activation_backward(dy, src, ctx.spec.from_y, ctx.spec), None
+
+
+def saves_y(name, params):
+    """True if the activation's backward reads its output y (else its input x)."""
+    return K.act_spec("fastnn.torch." + name, name, params).from_y
 
 
 def activation(x, name, params):
     if _library_path():
         return _library.activation(x, name, encode(params))
-    if _recording(x):
-        return ActivationFunction.apply(x, name, params, saves_y(name, encode(params)))
-    return K.activation_forward(x, name, params)
+    spec = K.act_spec("fastnn.torch." + name, name, params)
+    if torch.is_grad_enabled() and x.requires_grad:
+        return ActivationFunction.apply(x, spec)
+    return K.activation_forward(x, spec)
 
 
 # ---- losses ---------------------------------------------------------------------------
@@ -110,24 +140,27 @@ class LossFunction(torch.autograd.Function):
     pos_weight are constants here (the functional refuses ones that require grad)."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, pos_weight, name, reduction, params):
-        ctx.name, ctx.reduction, ctx.params = name, reduction, params
+    def forward(ctx, pred, target, weight, pos_weight, spec, reduction):
+        ctx.spec, ctx.reduction = spec, reduction
         ctx.save_for_backward(pred, target, weight, pos_weight)
-        return K.loss_forward(pred, target, name, reduction, params, weight, pos_weight)
+        out, ctx.kept = K.loss_forward(pred, target, spec, reduction, weight, pos_weight)
+        return out
 
     @staticmethod
-    @once_differentiable
+    @_once
     def backward(ctx, grad):
-        pred, target, weight, pos_weight = ctx.saved_tensors
-        need = ctx.needs_input_grad
-        dpred, dtarget = K.loss_backward(grad, pred, target, ctx.name, ctx.reduction, ctx.params, weight,
-                                         pos_weight, need[1])
-        return (dpred if need[0] else None), dtarget, None, None, None, None, None
+        pred, target, weight, pos_weight = ctx.saved_tensors  # raises if any changed in place
+        kept, ctx.kept = ctx.kept, None  # held no longer than the saved tensors
+        need_pred, need_target = ctx.needs_input_grad[:2]
+        dpred, dtarget = K.loss_backward(grad, pred, target, ctx.spec, ctx.reduction, weight, pos_weight,
+                                         need_target, kept)
+        return (dpred if need_pred else None), dtarget, None, None, None, None
 
 
 def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
     if _library_path():
         return _library.loss(pred, target, weight, pos_weight, name, reduction, encode(params))
-    if _recording(pred, target):
-        return LossFunction.apply(pred, target, weight, pos_weight, name, reduction, params)
-    return K.loss_forward(pred, target, name, reduction, params, weight, pos_weight)
+    spec = K.loss_spec("fastnn.torch." + name, name, reduction, params)
+    if torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad):
+        return LossFunction.apply(pred, target, weight, pos_weight, spec, reduction)
+    return K.loss_forward(pred, target, spec, reduction, weight, pos_weight)[0]

@@ -16,7 +16,7 @@ needs the input for the backward of that activation it is copied first).
 import torch
 
 from . import _ops
-from ._bridge import KERNEL_DTYPES, cast, compute_dtype, encode, saves_y
+from ._bridge import KERNEL_DTYPES, cast, compute_dtype
 from ._functional_losses import (binary_cross_entropy, binary_cross_entropy_with_logits, cross_entropy,
                                  huber_loss, kl_div, l1_loss, mse_loss, nll_loss, poisson_nll_loss,
                                  smooth_l1_loss)
@@ -37,7 +37,7 @@ def _activation(x, name, params, inplace=False):
         # autograd may need x itself in backward: run on a copy, then overwrite x (under
         # torch.compile always: functionalization removes the copy)
         keep = torch.is_grad_enabled() and x.requires_grad and (torch.compiler.is_compiling()
-                                                                 or not saves_y(name, encode(params)))
+                                                                 or not _ops.saves_y(name, params))
         return x.copy_(_activation(x.clone() if keep else x, name, params))
     if dt in KERNEL_DTYPES:
         return _ops.activation(x, name, params)
@@ -70,11 +70,11 @@ def linear(input, weight, bias=None, activation=None, **params):
     softmax/log_softmax take ``dim=-1`` or ``axis=-1``: the last axis only). All tensors
     share one dtype, as torch.nn.functional.linear requires."""
     name, params = dense_activation(activation, params)
-    for arg, t in (("weight", weight), ("bias", bias)):
-        if t is not None and t.dtype != input.dtype:
-            raise RuntimeError(f"fastnn.torch.linear: input is {input.dtype} but {arg} is {t.dtype}; expected "
-                               f"one dtype (as torch.nn.functional.linear)")
     dt = input.dtype
+    if weight.dtype != dt or (bias is not None and bias.dtype != dt):
+        arg, t = ("weight", weight) if weight.dtype != dt else ("bias", bias)
+        raise RuntimeError(f"fastnn.torch.linear: input is {dt} but {arg} is {t.dtype}; expected "
+                           f"one dtype (as torch.nn.functional.linear)")
     if dt in KERNEL_DTYPES:
         return _ops.dense(input, weight, bias, name, params)
     cd = compute_dtype("fastnn.torch.linear", dt)
