@@ -39,6 +39,10 @@ class CupyRuntime:
             self._sms[dev.id] = int(dev.attributes["MultiProcessorCount"])
         return self._sms[dev.id] * 16
 
+    def max_threads(self, dtype, name):
+        """The most threads a block of this kernel can have (its registers decide)."""
+        return int(self._function(dtype, name).max_threads_per_block)
+
     def on(self, a):
         return a.device  # a cupy Device is a context manager
 
@@ -128,7 +132,9 @@ def _rows(dtype, name, rows, cols, *args):
     """One block per row (strided over rows), as many threads as the row needs."""
     if rows == 0:
         return
-    block = _pow2_at_least(cols, 32, _rt.max_block)
+    cap = min(_rt.max_block, _rt.max_threads(dtype, name))
+    cap = 1 << (cap.bit_length() - 1)  # a power of two: the block reductions need one
+    block = _pow2_at_least(cols, min(32, cap), cap)
     grid = max(1, min(rows, _rt.grid_limit() * 4))
     _rt.launch(dtype, name, (grid,), (block,), args)
 

@@ -31,6 +31,9 @@ class EmuRuntime:
     def grid_limit(self):
         return 6
 
+    def max_threads(self, dtype, name):
+        return self.max_block
+
     def on(self, a):  # pragma: no cover - numpy arrays take the nullcontext path
         raise AssertionError("the emulator runs on numpy arrays")
 

@@ -85,8 +85,12 @@ struct Pool {
   }
 };
 
+// One launch at a time (the grid's state and the __shared__ statics are global): Python
+// threads calling kernels concurrently queue here, as launches on one stream would.
 inline void launch(dim3 grid, dim3 block, const std::function<void()>& body) {
   static Pool pool;
+  static std::mutex launch_mu;
+  std::lock_guard<std::mutex> one_at_a_time(launch_mu);
   gdim = grid;
   bdim = block;
   const unsigned nt = block.x * block.y * block.z;
