@@ -51,7 +51,7 @@ step "GPU tests: the kernel suite and the parity suite on the cupy backend"
 set +e
 FASTNN_TEST_CUDA_EMU=0 timeout 270 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -n 8 \
   tests/test_activations.py tests/test_losses.py tests/test_dense.py tests/test_dense_ce.py \
-  tests/test_precision.py tests/test_parity.py tests/test_errors.py -k "cupy" 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+  tests/test_precision.py tests/test_parity.py tests/test_errors.py tests/test_torch_cuda.py -k "cupy or cuda" 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 rc=${PIPESTATUS[0]}
 set -e
 echo "GPU tests exit status: $rc"
