@@ -58,7 +58,11 @@ def scope(t):
     if not t.is_cuda:
         return _CPU_SCOPE
     cp = _cupy()
-    stream = cp.cuda.ExternalStream(torch.cuda.current_stream(t.device).cuda_stream, t.device.index)
+    ts = torch.cuda.current_stream(t.device)
+    try:  # CuPy >= 14: the CUDA stream protocol; ExternalStream is deprecated there
+        stream = cp.cuda.Stream.from_external(ts)
+    except Exception:  # noqa: BLE001 - older CuPy / torch: the stream by its handle
+        stream = cp.cuda.ExternalStream(ts.cuda_stream, t.device.index)
     scope_ = contextlib.ExitStack()
     scope_.enter_context(cp.cuda.Device(t.device.index))
     scope_.enter_context(stream)
