@@ -48,12 +48,25 @@ print(f"NVRTC compile + first calls: {time.perf_counter() - t:.2f}s")
 EOF
 
 step "GPU tests: the kernel suite and the parity suite on the cupy backend"
+TESTS=${FASTNN_GPU_TESTS:-tests/test_activations.py tests/test_losses.py tests/test_dense.py tests/test_dense_ce.py \
+  tests/test_precision.py tests/test_parity.py tests/test_errors.py tests/test_torch_cuda.py}
 set +e
-FASTNN_TEST_CUDA_EMU=0 timeout 270 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -n 8 \
-  tests/test_activations.py tests/test_losses.py tests/test_dense.py tests/test_dense_ce.py \
-  tests/test_precision.py tests/test_parity.py tests/test_errors.py tests/test_torch_cuda.py -k "cupy or cuda" 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
+FASTNN_TEST_CUDA_EMU=0 timeout 270 $PY -m pytest -q --maxfail=40 -p no:cacheprovider -n 8 $TESTS \
+  -k "cupy or cuda" 2>&1 | tee "$OUT/gpu_tests.log" | tail -25
 rc=${PIPESTATUS[0]}
 set -e
+
+if [ "${FASTNN_GPU_SANITIZE:-0}" = 1 ] && command -v compute-sanitizer >/dev/null; then
+  for tool in racecheck memcheck synccheck; do
+    step "compute-sanitizer --tool $tool on every kernel (bench/gpu_sanitize.py)"
+    set +e
+    timeout 90 compute-sanitizer --tool $tool --error-exitcode 9 $PY bench/gpu_sanitize.py 2>&1 | tail -6
+    s=${PIPESTATUS[0]}
+    set -e
+    echo "compute-sanitizer $tool exit status: $s"
+    [ "$s" = 0 ] || rc=1
+  done
+fi
 echo "GPU tests exit status: $rc"
 
 step "GPU benchmark (fastnn cupy vs torch CUDA)"
