@@ -41,7 +41,8 @@ if platform.system() == "Linux" and platform.machine() == "x86_64":
     libraries.append("mvec")  # glibc's SIMD math (csrc/cpu/vecmath.h)
 sanitize = os.environ.get("FASTNN_SANITIZE", "").strip()
 if sanitize:
-    compile_args += [f"-fsanitize={sanitize}", "-fno-omit-frame-pointer", "-g", "-O1"]
+    # -fno-sanitize-recover: a UBSan finding aborts (a test failure), not just a message
+    compile_args += [f"-fsanitize={sanitize}", "-fno-sanitize-recover=all", "-fno-omit-frame-pointer", "-g", "-O1"]
     link_args += [f"-fsanitize={sanitize}"]
 if os.environ.get("FASTNN_BASELINE"):  # only the baseline x86-64 code: tests the fallback ISA path
     compile_args += ["-DFASTNN_NO_CLONES"]
