@@ -316,9 +316,10 @@ def bwd_span(code, x, dy, dx, p):
     elif code == SOFTPLUS:  # f' = beta x > threshold ? 1 : sigmoid(beta x)
         for i in range(n):
             dx[i] = dy[i] if beta * x[i] > th else dy[i] * sigmoid(beta * x[i])
-    elif code == SOFTSIGN:  # 1 / (1 + |x|)^2
+    elif code == SOFTSIGN:  # 1 / (1 + |x|)^2; NaN at x = +-inf, as torch's autograd
         for i in range(n):
-            dx[i] = dy[i] / ((T(1) + abs(x[i])) * (T(1) + abs(x[i])))
+            d = T(1) + abs(x[i])
+            dx[i] = dy[i] / (d * d) if d * T(0) == T(0) else d * T(0)
     elif code == LOG_SIGMOID:  # (-softplus(-x))' = sigmoid(-x)
         for i in range(n):
             dx[i] = dy[i] * sigmoid(-x[i])

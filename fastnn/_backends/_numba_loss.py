@@ -55,9 +55,9 @@ def softplus(x):
 # d = p - t. Kinks: derivative 0 where p == t (mae, huber, smooth_l1).
 @njit(**OPTS)
 def sign0(d):
-    # sign with sign(0) = 0 and NaN kept
+    # torch.sign: 0 at 0 and at NaN
     T = type(d)
-    return T(1) if d > T(0) else (T(-1) if d < T(0) else (T(0) if d == T(0) else d))
+    return T(1) if d > T(0) else (T(-1) if d < T(0) else T(0))
 
 
 @njit(**OPTS)

@@ -282,9 +282,11 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T softplus_bwd(T x, T dy, const 
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T softsign_fwd(T x, const ActParams&) {
   return x / (T(1) + fabs(x));
 }
+// softsign' = 1 / (1 + |x|)^2; at x = +-inf torch's autograd (through x / (1 + |x|))
+// gives NaN, and so does this (d * 0 is NaN exactly when d is infinite or NaN).
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T softsign_bwd(T x, T dy, const ActParams&) {
-  const T d = T(1) + fabs(x);
-  return dy / (d * d);
+  const T d = T(1) + fabs(x), r = dy / (d * d);
+  return d * T(0) == T(0) ? r : d * T(0);
 }
 
 // log_sigmoid(x) = -softplus(-x) = min(x, 0) - log1p(e^-|x|); y' = sigmoid(-x).
@@ -308,8 +310,10 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T exponential_bwd(T x, T dy, con
 // d = pred - target unless said otherwise. dpred/dtarget are d(loss_i)/d(pred_i),
 // d(loss_i)/d(target_i). Kinks: 0 where pred == target (mae, huber, smooth_l1).
 
+// sign(d) as torch.sign: 0 at 0 and at NaN (so mae's gradient at a NaN prediction is 0,
+// as torch's; found by tests/test_properties.py).
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T sign0(T d) {
-  return d > T(0) ? T(1) : (d < T(0) ? T(-1) : (d == T(0) ? T(0) : d));
+  return d > T(0) ? T(1) : (d < T(0) ? T(-1) : T(0));
 }
 
 // mse: d^2; dpred = 2 d; dtarget = -2 d.
