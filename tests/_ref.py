@@ -57,8 +57,11 @@ def _sigmoid_np(x):
 def _keras_relu(negative_slope=0.0, max_value=None, threshold=0.0):
     # Keras 3 relu: x > threshold ? min(x, max_value) : negative_slope * (x - threshold)
     hi = np.inf if max_value is None else max_value
-    f = lambda x: np.where(x > threshold, np.minimum(x, hi), negative_slope * (x - threshold))
-    df = lambda x: np.where(x > threshold, (x < hi).astype(np.float64), negative_slope)
+    # (slope 0: exactly 0 below the threshold, -inf included, as Keras' clip does; NaN stays)
+    f = lambda x: np.where(x > threshold, np.minimum(x, hi), np.where(
+        np.isnan(x), x, 0.0 if negative_slope == 0 else negative_slope * (x - threshold)))
+    # at NaN: 1, the convention of torch's relu (threshold_backward passes dy there)
+    df = lambda x: np.where(x > threshold, (x < hi).astype(np.float64), np.where(np.isnan(x), 1.0, negative_slope))
     return _numpy_op(f, df)
 
 

@@ -1,4 +1,5 @@
-"""Property tests (hypothesis) over every kernel family and every available backend:
+"""Property tests (hypothesis) over every kernel family (activations, losses, dense,
+dense_cross_entropy) and every available backend:
 random shapes (0 and 1 included), dtypes, memory layouts (C, Fortran, sliced, negative
 strides, read-only), values (NaN, +-inf, signed zeros, subnormals, +-1e30, ordinary
 numbers), parameters and reductions.
@@ -21,7 +22,10 @@ from hypothesis.extra import numpy as hnp
 
 import fastnn
 from conftest import BACKENDS, LAYOUTS, K, as_layout, dyadic_dense
+from test_activations import PARAMS as ACT_PARAMS
 from test_activations import check_backward, check_forward
+from test_dense_ce import make as dce_make
+from test_dense_ce import torch_ref as dce_ref
 from test_dense import check_forward as dense_check_forward
 from test_losses import PARAMS, make_inputs, reductions, target_kinds
 from _ref import loss_ref, loss_scale
@@ -75,10 +79,13 @@ TORCH_NAN_GRAD_UNDEFINED = frozenset({"relu6", "hard_tanh", "elu", "selu", "celu
 def test_activation_property(each_backend, data):
     dtype = data.draw(DTYPES, "dtype")
     name = data.draw(st.sampled_from(fastnn.ACTIVATIONS), "name")
-    shape = data.draw(shapes(min_dims=1 if name in ("softmax", "log_softmax") else 0), "shape")
+    params = data.draw(st.sampled_from(ACT_PARAMS.get(name, [{}])), "params")
+    rows = name in ("softmax", "log_softmax")
+    shape = data.draw(shapes(min_dims=2 if rows and "axis" in params and params["axis"] == 0 else (1 if rows else 0)),
+                      "shape")
     x = data.draw(values(dtype, shape), "x")
     layout = data.draw(st.sampled_from(LAYOUTS), "layout")
-    check_forward(name, {}, as_layout(x, layout) if x.ndim else x, dtype)
+    check_forward(name, params, as_layout(x, layout) if x.ndim else x, dtype)
     dy = data.draw(values(dtype, shape, -4.0, 4.0, specials=False), "dy")
     if name in TORCH_NAN_GRAD_UNDEFINED:
         # torch has no single gradient at x = NaN for these: its vectorized CPU loop and
@@ -87,7 +94,7 @@ def test_activation_property(each_backend, data):
         # celu / hard_silu: NaN vs dy (64 float32 elements give NaN, 16 give dy). Found by
         # this test; fastnn gives the scalar loop's answer everywhere.
         x = np.where(np.isnan(x), dtype.type(0), x)
-    check_backward(name, {}, x, as_layout(dy, layout) if dy.ndim else dy, dtype)
+    check_backward(name, params, x, as_layout(dy, layout) if dy.ndim else dy, dtype)
 
 
 # ---- elementwise and class losses -------------------------------------------------------
@@ -148,6 +155,32 @@ def test_dense_property(each_backend, data):
     layout = data.draw(st.sampled_from(LAYOUTS), "layout")
     dense_check_forward(as_layout(x, layout), as_layout(w, layout), b, wl, act, {}, dtype,
                         keep_z=data.draw(st.booleans(), "keep_z"))
+
+
+# ---- fused dense + cross-entropy ------------------------------------------------------------
+
+@examples(150)
+@given(data=st.data())
+def test_dense_cross_entropy_property(each_backend, data):
+    dtype = data.draw(DTYPES, "dtype")
+    n, h, c = data.draw(st.integers(0, 40), "rows"), data.draw(st.integers(0, 9), "in"), data.draw(st.integers(1, 12), "classes")
+    wl = data.draw(st.sampled_from(["oi", "io"]), "weight_layout")
+    red = data.draw(st.sampled_from(["mean", "sum", "none"]), "reduction")
+    ls = data.draw(st.sampled_from([0.0, 0.1, 1.0]), "label_smoothing")
+    chunk = data.draw(st.sampled_from([None, 1, 3, 64]), "chunk_size")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1), "seed"))
+    x, w, w_oi, b, t = dce_make(n, h, c, wl, dtype, rng, bias=data.draw(st.booleans(), "bias"))
+    grad = rng.standard_normal(n).astype(dtype) if red == "none" else 0.7
+    loss, (dx, dw, db) = K.dense_cross_entropy(x, w, b, t, weight_layout=wl, reduction=red, label_smoothing=ls,
+                                               chunk_size=chunk, grad=grad)
+    rl, rdx, rdw, rdb = dce_ref(x, w_oi, b if b is not None else np.zeros(c, dtype), t, red, ls, grad)
+    assert_close(loss, rl, dtype, normwise=True, what="loss")
+    assert_close(dx, rdx, dtype, normwise=True, what="dx")
+    assert_close(dw, rdw if wl == "oi" else rdw.T, dtype, normwise=True, what="dw")
+    # db sums one term of size <= |g| per row: compared on that scale (its exact value
+    # can be 0, where the float64 reference holds only rounding noise)
+    assert_close(db, rdb, dtype, opscale=np.full(c, float(np.abs(grad).sum()) if red == "none" else 0.7 * max(n, 1)),
+                 what="db")
 
 
 # ---- bad input: only the documented errors ----------------------------------------------
