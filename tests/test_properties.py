@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import fastnn
-from conftest import BACKENDS, LAYOUTS, K, as_layout, dyadic_dense
+from conftest import LAYOUTS, K, as_layout, assert_close, dyadic_dense
 from test_activations import PARAMS as ACT_PARAMS
 from test_activations import check_backward, check_forward
 from test_dense_ce import make as dce_make
@@ -29,7 +29,6 @@ from test_dense_ce import torch_ref as dce_ref
 from test_dense import check_forward as dense_check_forward
 from test_losses import PARAMS, make_inputs, reductions, target_kinds
 from _ref import loss_ref, loss_scale
-from conftest import assert_close
 
 SCALE = float(os.environ.get("FASTNN_PROPERTY_EXAMPLES", "1"))
 
@@ -56,18 +55,6 @@ def values(dtype, shape, lo=-80.0, hi=80.0, specials=True):
     return hnp.arrays(dtype, shape, elements=elems.map(lambda v: dtype.type(v)))
 
 
-@pytest.fixture(params=BACKENDS)
-def each_backend(request):
-    """The backend fixture of conftest without the per-test function scope trouble:
-    hypothesis runs many examples inside one test call."""
-    K.xp = pytest.importorskip("cupy") if request.param == "cupy" else None
-    try:
-        with fastnn.use_backend(request.param):
-            yield request.param
-    finally:
-        K.xp = None
-
-
 # ---- activations ----------------------------------------------------------------------
 
 # Activations whose torch gradient at x = NaN depends on which CPU loop handles the
@@ -76,7 +63,7 @@ TORCH_NAN_GRAD_UNDEFINED = frozenset({"relu6", "hard_tanh", "elu", "selu", "celu
 
 @examples(400)
 @given(data=st.data())
-def test_activation_property(each_backend, data):
+def test_activation_property(backend, data):
     dtype = data.draw(DTYPES, "dtype")
     name = data.draw(st.sampled_from(fastnn.ACTIVATIONS), "name")
     params = data.draw(st.sampled_from(ACT_PARAMS.get(name, [{}])), "params")
@@ -112,7 +99,7 @@ LOSS_CASES = [(n, p, k) for n in fastnn.LOSSES for p in PARAMS.get(n, [{}]) for 
 
 @examples(600)
 @given(data=st.data())
-def test_loss_property(each_backend, data):
+def test_loss_property(backend, data):
     dtype = data.draw(DTYPES, "dtype")
     name, params, kind = data.draw(st.sampled_from(LOSS_CASES), "case")
     is_class = name in ("cross_entropy", "nll")
@@ -156,7 +143,7 @@ def test_loss_property(each_backend, data):
 
 @examples(300)
 @given(data=st.data())
-def test_dense_property(each_backend, data):
+def test_dense_property(backend, data):
     dtype = data.draw(DTYPES, "dtype")
     batch = data.draw(shapes(min_dims=0, max_dims=2), "batch")
     k, n = data.draw(st.integers(0, 9), "in"), data.draw(st.integers(1, 9), "out")
@@ -174,7 +161,7 @@ def test_dense_property(each_backend, data):
 
 @examples(150)
 @given(data=st.data())
-def test_dense_cross_entropy_property(each_backend, data):
+def test_dense_cross_entropy_property(backend, data):
     dtype = data.draw(DTYPES, "dtype")
     n, h, c = data.draw(st.integers(0, 40), "rows"), data.draw(st.integers(0, 9), "in"), data.draw(st.integers(1, 12), "classes")
     wl = data.draw(st.sampled_from(["oi", "io"]), "weight_layout")
@@ -203,7 +190,7 @@ BAD_DTYPES = [np.int32, np.int64, np.float16, np.complex64, np.bool_, np.float32
 
 @examples(800)
 @given(data=st.data())
-def test_bad_input_raises_only_documented_errors(each_backend, data):
+def test_bad_input_raises_only_documented_errors(backend, data):
     """Arbitrary dtypes, mismatched shapes, unknown names and odd parameters: the result
     is either a value or ValueError / TypeError, never another exception or a crash."""
     da, db = data.draw(st.sampled_from(BAD_DTYPES)), data.draw(st.sampled_from(BAD_DTYPES))

@@ -17,8 +17,6 @@
 //    from inside a branch that some threads of the block skip.
 #include "fastnn/scalar_math.h"
 
-#define FASTNN_GLOBAL __global__
-
 namespace fastnn {
 namespace sm {
 // Unqualified math, resolved where the formulas' is: CUDA's device overloads under NVRTC,
@@ -298,7 +296,7 @@ template <class T, class F> __device__ __forceinline__ void map2(const T* a, con
 }
 
 // The switch on the activation is outside the loop: one loop per activation.
-template <class T> FASTNN_GLOBAL void act_forward(const T* x, T* y, long long n, int code, FK_ACT_DECL) {
+template <class T> __global__ void act_forward(const T* x, T* y, long long n, int code, FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   switch (code) {
 #define FK_CASE(f) case A_##f: map1(x, y, n, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
@@ -309,7 +307,7 @@ template <class T> FASTNN_GLOBAL void act_forward(const T* x, T* y, long long n,
 }
 
 // dx = dy * f'(x), or from the output y where from_y.
-template <class T> FASTNN_GLOBAL void act_backward(const T* xy, const T* dy, T* dx, long long n, int code, int from_y,
+template <class T> __global__ void act_backward(const T* xy, const T* dy, T* dx, long long n, int code, int from_y,
                                                    FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   if (from_y) {
@@ -332,7 +330,7 @@ template <class T> FASTNN_GLOBAL void act_backward(const T* xy, const T* dy, T* 
 // ---- softmax / log_softmax rows (one block per row) ---------------------------------
 
 // y = softmax(x) or log_softmax(x) along rows of `cols`; y may be x.
-template <class T> FASTNN_GLOBAL void softmax_forward(const T* x, T* y, long long rows, long long cols, int log_out) {
+template <class T> __global__ void softmax_forward(const T* x, T* y, long long rows, long long cols, int log_out) {
   __shared__ T sh[1024];
   __shared__ T sh2[1024];
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -352,7 +350,7 @@ template <class T> FASTNN_GLOBAL void softmax_forward(const T* x, T* y, long lon
 
 // softmax: dx = y (dy - sum(dy y)); log_softmax: dx = dy - e^y sum(dy); y from x (from_x)
 // or given. dx may be dy.
-template <class T> FASTNN_GLOBAL void softmax_backward(const T* xy, const T* dy, T* dx, long long rows, long long cols,
+template <class T> __global__ void softmax_backward(const T* xy, const T* dy, T* dx, long long rows, long long cols,
                                                        int log_out, int from_x) {
   __shared__ T sh[1024];
   __shared__ T sh2[1024];
@@ -407,7 +405,7 @@ template <class T, class F> __device__ __forceinline__ void bias_act_loop(T* z, 
     y[i] = f(v);
   }
 }
-template <class T> FASTNN_GLOBAL void bias_act(T* z, T* y, const T* b, long long rows, long long cols, int code,
+template <class T> __global__ void bias_act(T* z, T* y, const T* b, long long rows, long long cols, int code,
                                                FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -423,7 +421,7 @@ template <class T> FASTNN_GLOBAL void bias_act(T* z, T* y, const T* b, long long
 // g = dy * act'(zy) (act given by code; zy null: g = dy, the linear case) over the rows
 // [blockIdx.y * rpc, +rpc) of column c, and partial[blockIdx.y, c] = sum of those g in
 // double (bias gradient, finished by col_reduce in chunk order). g and partial may be null.
-template <class T> FASTNN_GLOBAL void act_grad(const T* zy, const T* dy, T* g, double* partial, long long rows,
+template <class T> __global__ void act_grad(const T* zy, const T* dy, T* g, double* partial, long long rows,
                                                long long cols, long long rpc, int code, int from_y, FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
@@ -459,7 +457,7 @@ template <class T> FASTNN_GLOBAL void act_grad(const T* zy, const T* dy, T* g, d
 }
 
 // out[c] = sum over k < nchunks of partial[k, c], in order.
-template <class T> FASTNN_GLOBAL void col_reduce(const double* partial, long long nchunks, long long cols, T* out) {
+template <class T> __global__ void col_reduce(const double* partial, long long nchunks, long long cols, T* out) {
   for (long long c = gtid(); c < cols; c += gstride()) {
     double s = 0.0;
     for (long long k = 0; k < nchunks; ++k) s += partial[k * cols + c];
@@ -468,7 +466,7 @@ template <class T> FASTNN_GLOBAL void col_reduce(const double* partial, long lon
 }
 
 // out[0] = sum of v[0 .. n) in double, by one block (fixed order).
-template <class T> FASTNN_GLOBAL void sum_all(const T* v, long long n, double* out) {
+template <class T> __global__ void sum_all(const T* v, long long n, double* out) {
   __shared__ double sh[1024];
   double s = 0.0;
   for (long long i = threadIdx.x; i < n; i += blockDim.x) s += (double)v[i];
@@ -535,7 +533,7 @@ template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, co
 // Per-element values to out (may be null) and partial[blockIdx.x] = this block's sum in
 // double; the caller sums the partials with sum_all (fixed grid for a given n: the
 // result is the same run to run).
-template <class T> FASTNN_GLOBAL void loss_forward(const T* pred, const T* target, T* out, long long n, FK_LOSS_DECL,
+template <class T> __global__ void loss_forward(const T* pred, const T* target, T* out, long long n, FK_LOSS_DECL,
                                                    double* partial) {
   __shared__ double sh[1024];
   const LossP<T> a = FK_LOSS_PARAMS;
@@ -567,7 +565,7 @@ template <class T> FASTNN_GLOBAL void loss_forward(const T* pred, const T* targe
 }
 
 // dpred = g * dloss/dpred, dtarget (may be null) = g * dloss/dtarget; g = grad[i] or gs.
-template <class T> FASTNN_GLOBAL void loss_backward(const T* pred, const T* target, const T* grad, double gs, T* dpred,
+template <class T> __global__ void loss_backward(const T* pred, const T* target, const T* grad, double gs, T* dpred,
                                                     T* dtarget, long long n, FK_LOSS_DECL) {
   const LossP<T> a = FK_LOSS_PARAMS;
   const T gsc = T(gs);
@@ -604,7 +602,7 @@ template <class T> FASTNN_GLOBAL void loss_backward(const T* pred, const T* targ
 //         dx_c = g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)],  W = sum_c w_c
 // An ignored row has loss 0 and dx 0. loss (rows) and dx may be null; dx may be x (the
 // fused dense + cross-entropy writes the logits' gradient over the logits).
-template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* target, const T* w, const T* grad,
+template <class T> __global__ void class_rows(const T* x, const long long* target, const T* w, const T* grad,
                                                  double gs, T* loss, T* dx, long long rows, long long cols, int nll,
                                                  long long ignore_index, double label_smoothing) {
   __shared__ T sh[1024];
@@ -662,7 +660,7 @@ template <class T> FASTNN_GLOBAL void class_rows(const T* x, const long long* ta
 // ---- cross_entropy with probability targets (one block per row) -----------------------
 // t' = (1 - ls) t + ls / C:  loss = -sum_c w_c t'_c (x_c - lse);
 // dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);  dt_c = -g (1 - ls) w_c (x_c - lse).
-template <class T> FASTNN_GLOBAL void soft_rows(const T* x, const T* t, const T* w, const T* grad, double gs, T* loss,
+template <class T> __global__ void soft_rows(const T* x, const T* t, const T* w, const T* grad, double gs, T* loss,
                                                 T* dx, T* dt, long long rows, long long cols, double label_smoothing) {
   __shared__ T sh[1024];
   __shared__ T sh2[1024];

@@ -14,6 +14,7 @@ import numpy as np
 from numba import njit
 
 from . import _numba_act as A
+from ._common import input_grads
 from ._numba_act import OPTS
 
 # Rows per product in the forward: the epilogue (bias + activation) runs on each block
@@ -77,15 +78,7 @@ def backward(dy, x, w, w_oi, zy, from_y, code, p, need_dx, need_dw, need_db):
         A.parallel_for(m, grain, run)
         if need_db:
             db = dbp.sum(axis=0).astype(dy.dtype) if nch else np.zeros(n, dtype=dy.dtype)
-    if need_dx:
-        dx = np.empty_like(x)
-        np.matmul(g, w if w_oi else w.T, out=dx)
-    if need_dw:
-        dw = np.empty_like(w)
-        if w_oi:
-            np.matmul(g.T, x, out=dw)
-        else:
-            np.matmul(x.T, g, out=dw)
+    dx, dw = input_grads(np, g, x, w, w_oi, need_dx, need_dw)
     return dx, dw, db
 
 

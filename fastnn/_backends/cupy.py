@@ -12,11 +12,11 @@ the kernel launcher and the launch limits. The tests swap in a CPU emulator runt
 (tests/cuda_emu) that runs these very kernels as C++ threads on numpy arrays, so this
 file's launch logic is checked against the C++ backend without a GPU.
 """
-import contextlib
-
 import numpy as np
 
+from .. import _registry as R
 from . import _cuda_src as S
+from ._common import input_grads
 
 DEVICE = "cuda"
 
@@ -120,11 +120,16 @@ def _pow2_at_least(v, lo, hi):
     return p
 
 
+def _grid(n):
+    """(grid, block) of a grid-stride loop over n > 0 elements."""
+    block = min(_rt.elem_block, _rt.max_block)
+    return max(1, min(_cdiv(n, block), _rt.grid_limit())), block
+
+
 def _elementwise(dtype, name, n, *args):
     if n == 0:
         return
-    block = min(_rt.elem_block, _rt.max_block)
-    grid = max(1, min(_cdiv(n, block), _rt.grid_limit()))
+    grid, block = _grid(n)
     _rt.launch(dtype, name, (grid,), (block,), args)
 
 
@@ -153,8 +158,7 @@ def _is_softmax(spec):
 
 
 def _device(a):
-    return _rt.on(a) if _rt is not None and hasattr(a, "device") and not isinstance(a, np.ndarray) \
-        else contextlib.nullcontext()
+    return _rt.on(a)
 
 
 # ---- activations ------------------------------------------------------------------------
@@ -187,7 +191,8 @@ def activation_backward(xy, dy, spec, from_y, cols):
 
 # ---- dense ------------------------------------------------------------------------------
 
-_LINEAR = 0  # fastnn._registry.ACTIVATIONS.index("linear")
+_LINEAR = R.ACTIVATIONS.index("linear")
+_NO_ACT = (0.0,) * 7 + (0,)  # the activation parameters of "linear" (unused)
 
 
 def _bias_act(z, y, b, code, act_args):
@@ -209,7 +214,7 @@ def dense_forward(x, w, w_oi, b, spec, keep_z):
         y = xp.empty_like(z) if keep_z else z
         if _is_softmax(spec):
             if b is not None:
-                _bias_act(z, z, b, _LINEAR, _act_args(spec))
+                _bias_act(z, z, b, _LINEAR, _NO_ACT)
             _rows(x.dtype, "softmax_forward", m, n, z, y, m, n, spec.name == "log_softmax")
         elif b is not None or spec.name != "linear" or y is not z:
             _bias_act(z, y, b, spec.code, _act_args(spec))
@@ -227,7 +232,7 @@ def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
     rpc = _cdiv(m, nchunks)
     nchunks = _cdiv(m, rpc)
     partial = _rt.xp.empty((nchunks, n), dtype=np.float64) if want_db else None
-    code, act = (spec.code, _act_args(spec)) if spec is not None else (_LINEAR, (0.0,) * 7 + (0,))
+    code, act = (spec.code, _act_args(spec)) if spec is not None else (_LINEAR, _NO_ACT)
     _rt.launch(dy.dtype, "act_grad", (gx, nchunks), (bx,), (zy, dy, g, partial, m, n, rpc, code, bool(from_y)) + act)
     return partial
 
@@ -263,16 +268,7 @@ def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
         else:
             g = xp.empty_like(dy)
             db = _col_sums(dy, zy, g, spec, from_y, need_db)  # g and its column sums in one pass
-        dx = dw = None
-        if need_dx:
-            dx = xp.empty_like(x)
-            xp.matmul(g, w if w_oi else w.T, out=dx)
-        if need_dw:
-            dw = xp.empty_like(w)
-            if w_oi:
-                xp.matmul(g.T, x, out=dw)
-            else:
-                xp.matmul(x.T, g, out=dw)
+        dx, dw = input_grads(xp, g, x, w, w_oi, need_dx, need_dw)
         return dx, dw, db
 
 
@@ -289,17 +285,16 @@ def _sum(v, n):
 
 # ---- elementwise losses -----------------------------------------------------------------
 
-def _loss_args(spec, codes):
+_LOSS_CODE = {name: i for i, name in enumerate(R.ELEMENTWISE_LOSSES)}
+
+
+def _loss_args(spec):
+    """The FK_LOSS_DECL arguments of the loss kernels."""
     p = spec.params
     pw = p.get("pos_weight")
-    return (codes, float(p.get("delta", 1.0)), float(p.get("beta", 1.0)), float(p.get("eps", 1e-8)),
+    return (_LOSS_CODE[spec.name], float(p.get("delta", 1.0)), float(p.get("beta", 1.0)), float(p.get("eps", 1e-8)),
             bool(p.get("log_target", False)), bool(p.get("log_input", True)), bool(p.get("full", False)),
             pw, 1 if pw is None else int(pw.size))
-
-
-def _loss_code(spec):
-    from .. import _registry as R
-    return R.ELEMENTWISE_LOSSES.index(spec.name)
 
 
 def loss_forward(pred, target, spec, want_none):
@@ -309,15 +304,10 @@ def loss_forward(pred, target, spec, want_none):
         out = xp.empty_like(pred) if want_none else None
         if n == 0:
             return xp.zeros((), dtype=np.float64), out
-        block = min(_rt.elem_block, _rt.max_block)
-        grid = max(1, min(_cdiv(n, block), _rt.grid_limit()))
-        partial = xp.empty(grid, dtype=np.float64)
-        args = (pred, target, out, n) + _loss_args(spec, _loss_code(spec)) + (partial,)
-        _rt.launch(pred.dtype, "loss_forward", (grid,), (block,), args)
-        # partial is float64: summed by the float64 instance of sum_all
-        total = xp.zeros(1, dtype=np.float64)
-        _rt.launch(np.dtype(np.float64), "sum_all", (1,), (_rt.max_block,), (partial, grid, total))
-        return total.reshape(()), out
+        grid, block = _grid(n)
+        partial = xp.empty(grid, dtype=np.float64)  # one sum per block, then summed in order
+        _rt.launch(pred.dtype, "loss_forward", (grid,), (block,), (pred, target, out, n) + _loss_args(spec) + (partial,))
+        return _sum(partial, grid), out
 
 
 def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
@@ -327,13 +317,13 @@ def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
         dtarget = xp.empty_like(target) if need_target_grad else None
         n = pred.size
         _elementwise(pred.dtype, "loss_backward", n, pred, target, None if grad is None else grad.reshape(-1),
-                     float(grad_scalar), dpred, dtarget, n, *_loss_args(spec, _loss_code(spec)))
+                     float(grad_scalar), dpred, dtarget, n, *_loss_args(spec))
         return dpred, dtarget
 
 
 # ---- cross_entropy / nll ----------------------------------------------------------------
 
-def _class_common(pred, spec):
+def _class_common(spec):
     p = spec.params
     return p.get("weight"), float(p.get("label_smoothing", 0.0))
 
@@ -343,7 +333,7 @@ def class_loss_forward(pred, target, spec, want_none):
     with _device(pred):
         rows, cols = pred.shape
         out = xp.empty(rows, dtype=pred.dtype)
-        w, ls = _class_common(pred, spec)
+        w, ls = _class_common(spec)
         if target.dtype.kind in "iu":
             _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, None, 0.0, out, None, rows, cols,
                   spec.name == "nll", spec.params["ignore_index"], ls)
@@ -357,7 +347,7 @@ def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad)
     with _device(pred):
         rows, cols = pred.shape
         dpred = xp.empty_like(pred)
-        w, ls = _class_common(pred, spec)
+        w, ls = _class_common(spec)
         g = None if grad is None else grad.reshape(-1)
         if target.dtype.kind in "iu":
             _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, g, float(grad_scalar), None, dpred, rows,
@@ -385,7 +375,7 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
         chunk = max(1, min(chunk, n))
         rows = xp.empty(n, dtype=x.dtype)
         dx = xp.empty_like(x) if need_grads else None
-        dw = xp.zeros_like(w) if need_grads else None
+        dw = xp.empty_like(w) if need_grads else None
         logits = xp.empty((chunk, c), dtype=x.dtype)
         wt = w.T if w_oi else w              # (h, c)
         partials = []
@@ -395,23 +385,25 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
             xc, lc = x[s0:s1], logits[: s1 - s0]
             xp.matmul(xc, wt, out=lc)
             if b is not None:
-                _bias_act(lc, lc, b, _LINEAR, (0.0,) * 7 + (0,))
+                _bias_act(lc, lc, b, _LINEAR, _NO_ACT)
             _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], None, None if g is None else g[s0:s1],
                   float(grad_scalar), rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index,
                   float(label_smoothing))
             if not need_grads:
                 continue
             xp.matmul(lc, w if w_oi else w.T, out=dx[s0:s1])
-            step = lc.T @ xc if w_oi else xc.T @ lc
+            a, bm = (lc.T, xc) if w_oi else (xc.T, lc)
             if s0 == 0:
-                dw[...] = step
+                xp.matmul(a, bm, out=dw)
             else:
-                dw += step
+                dw += a @ bm
             partials.append(_col_partials(lc))  # db: the logits' gradient summed over rows
         db = None
         if need_grads:
+            if n == 0:
+                dw[...] = 0
             db = xp.empty(c, dtype=x.dtype)
-            if partials and c:
+            if partials:
                 allp = partials[0] if len(partials) == 1 else xp.concatenate(partials, axis=0)
                 _elementwise(x.dtype, "col_reduce", c, allp, allp.shape[0], c, db)
             else:
