@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 
+#include "cpu/api.h"
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
@@ -270,4 +271,8 @@ PYBIND11_MODULE(_C, m) {
   m.def("num_threads", &fastnn::num_threads, "Threads fastnn's CPU kernels use (the caller included).");
   m.def("set_num_threads", &fastnn::set_num_threads, "Set the threads fastnn's CPU kernels use (>= 1).");
   m.def("blas_config", [] { return std::string(fastnn::blas::config()); });
+  // The kernel table for C++ consumers (csrc/cpu/api.h): the torch autograd extension.
+  static const fastnn::CpuApi api{fastnn::kCpuApiVersion, sizeof(fastnn::CpuApi), fastnn::cpu_kernels<float>(),
+                                  fastnn::cpu_kernels<double>(), &fastnn::act_has_y_backward};
+  m.attr("_cpu_api") = py::capsule(&api, "fastnn._C.cpu_api");
 }

@@ -9,6 +9,10 @@ API's validation and dispatch, so here it must give
 - autograd's protection against inputs modified in place between forward and backward
   (the arrays forward hands the kernel are reused by backward);
 - the public API's errors where it falls back to it.
+
+Both fast paths are tested: the C++ autograd nodes (fastnn/torch/_native.py, the default
+where they build) and the Python autograd.Functions (what runs without them): the autouse
+``path`` fixture runs every test on each.
 """
 import pytest
 import torch
@@ -19,9 +23,28 @@ import fastnn.torch as fnn
 import fastnn.torch.functional as F
 from fastnn import _checks as C
 from fastnn.torch import _kernels as K
+from fastnn.torch import _native as N
+from fastnn.torch import _ops
 from test_torch_functional import DTYPE_IDS, DTYPES, assert_close, leaf, strided
 
 CPU_BACKENDS = [b for b in fastnn.available_backends() if b != "cupy"]
+
+
+PATHS = ["native", "python"] if N.status() == "ok" else ["python"]
+
+
+@pytest.fixture(autouse=True, params=PATHS)
+def path(request, monkeypatch):
+    """Which fast path serves the calls: the C++ nodes, or the Python Functions."""
+    if request.param == "python":
+        monkeypatch.setattr(_ops, "_native", lambda t: None)
+    return request.param
+
+
+def test_native_nodes_are_built_here():
+    """Where a C++ compiler and torch's headers exist (as in CI), the C++ nodes load: a
+    silent fallback would leave them untested."""
+    assert N.status() == "ok", N.status()
 
 
 def _g(seed=0):
@@ -105,6 +128,7 @@ def test_fast_path_is_the_public_api_bit_for_bit(case, fn, ref, make, dtype, bac
         fast, gfast = _run(fn, inputs)
         with monkeypatch.context() as m:
             m.setattr(K, "_cpu", lambda t: False)  # every kernel call through the public API
+            m.setattr(_ops, "_native", lambda t: None)
             slow, gslow = _run(fn, _fresh(inputs))
     assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape
     assert torch.equal(fast, slow), f"{case}: value differs from the public API's"
@@ -135,7 +159,9 @@ KERNELS = ("dense_forward", "dense_backward", "activation_forward", "activation_
 
 @pytest.fixture
 def spy(monkeypatch):
-    """[(backend module name, kernel)] of every backend kernel call."""
+    """[(backend module name, kernel)] of every backend kernel call from Python (the C++
+    nodes call the C++ kernels directly: the tests using spy run on the Python path)."""
+    monkeypatch.setattr(_ops, "_native", lambda t: None)
     from fastnn import _dispatch  # noqa: PLC0415
 
     calls = []
@@ -263,7 +289,9 @@ def test_input_modified_in_place_after_forward_still_raises():
         loss.backward()
 
 
-def test_kept_arrays_are_released_by_backward_and_retain_graph_works():
+def test_kept_arrays_are_released_by_backward_and_retain_graph_works(path):
+    if path == "native":
+        pytest.skip("ctx.kept belongs to the Python Functions (the C++ nodes keep nothing besides saved tensors)")
     x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     y = F.linear(x, w, activation="gelu")

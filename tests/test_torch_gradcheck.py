@@ -1,5 +1,6 @@
-"""torch.autograd.gradcheck (float64) for every fastnn.torch op, on both autograd paths:
-the eager autograd.Function and the torch.library custom ops that torch.compile uses;
+"""torch.autograd.gradcheck (float64) for every fastnn.torch op, on each autograd path:
+the C++ autograd nodes (fastnn/torch/_native.py, eager default), the eager Python
+autograd.Functions and the torch.library custom ops that torch.compile uses;
 and torch.library.opcheck on the custom ops (schema, fake implementations, autograd
 registration)."""
 import pytest
@@ -7,12 +8,16 @@ import torch
 
 import fastnn
 import fastnn.torch.functional as F
-from fastnn.torch import _library, _ops
+from fastnn.torch import _library, _native, _ops
 from test_torch_functional import each_backend  # noqa: F401 - runs every test on every backend
 
 
-@pytest.fixture(params=["function", "custom_op"])
+@pytest.fixture(params=["native", "function", "custom_op"])
 def path(request, monkeypatch):
+    if request.param == "native" and _native.status() != "ok":
+        pytest.fail(f"the C++ autograd nodes did not load: {_native.status()}")
+    if request.param != "native":
+        monkeypatch.setattr(_ops, "_native", lambda t: None)
     monkeypatch.setattr(_ops, "FORCE_LIBRARY", request.param == "custom_op")
     return request.param
 
@@ -106,10 +111,12 @@ def test_loss_gradcheck(case, make, reduction, path):
         gradcheck(lambda x: fn(x, t, **kw), x)
 
 
-def test_custom_op_path_is_taken(path):
+def test_custom_op_path_is_taken(path, each_backend):
     x = _x((3, 4))
     y = F.linear(x, _x((2, 4), seed=1), activation="tanh")
-    assert ("DenseFunction" in type(y.grad_fn).__name__) == (path == "function")
+    native = path == "native" and each_backend == "cpp"  # the C++ nodes call the C++ kernels only
+    assert ("DenseFunction" in type(y.grad_fn).__name__) == (path == "function" or (path == "native" and not native))
+    assert ("fastnn_torch::DenseFn" in y.grad_fn.name()) == native, y.grad_fn.name()
 
 
 # ---- torch.library.opcheck: schema, fake tensors, autograd registration, AOT dispatch ------

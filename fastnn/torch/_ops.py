@@ -42,8 +42,12 @@ import functools
 import torch
 from torch.autograd.function import once_differentiable
 
+from fastnn._backends import cpp as _cpp
+from fastnn._dispatch import select
+
 from . import _kernels as K
 from . import _library
+from . import _native as N
 from ._bridge import encode
 
 FORCE_LIBRARY = False  # tests set it to run the custom-op path in eager mode
@@ -51,6 +55,21 @@ FORCE_LIBRARY = False  # tests set it to run the custom-op path in eager mode
 
 def _library_path():
     return FORCE_LIBRARY or torch.compiler.is_compiling()
+
+
+def _native(t):
+    """The C++ autograd nodes (_native) for a call on t, or None: t is on the CPU, they
+    were built, and the CPU backend selected for this call is the C++ one (use_backend,
+    set_backend and FASTNN_BACKEND are honoured per call)."""
+    if not t.is_cpu:
+        return None
+    mod = N.module()
+    if mod is None:
+        return None
+    try:
+        return mod if select("cpu") is _cpp else None
+    except RuntimeError:  # a GPU backend forced: the Python path raises the dispatcher's error
+        return None
 
 
 def _once(backward):
@@ -95,6 +114,11 @@ def dense(x, w, b, activation, params):
     if _library_path():
         return _library.dense(x, w, b, activation, encode(params))[0]
     spec = K.act_spec("fastnn.torch.linear", activation, params)
+    nat = _native(x)
+    if nat is not None:
+        y = nat.dense(x, w, b, N.act_id(spec))
+        if y is not None:
+            return y
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
         return DenseFunction.apply(x, w, b, spec)
     return K.dense_forward(x, w, b, spec)[0]
@@ -128,6 +152,11 @@ def activation(x, name, params):
     if _library_path():
         return _library.activation(x, name, encode(params))
     spec = K.act_spec("fastnn.torch." + name, name, params)
+    nat = _native(x)
+    if nat is not None:
+        y = nat.activation(x, N.act_id(spec))
+        if y is not None:
+            return y
     if torch.is_grad_enabled() and x.requires_grad:
         return ActivationFunction.apply(x, spec)
     return K.activation_forward(x, spec)
@@ -161,6 +190,13 @@ def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
     if _library_path():
         return _library.loss(pred, target, weight, pos_weight, name, reduction, encode(params))
     spec = K.loss_spec("fastnn.torch." + name, name, reduction, params)
+    if weight is None and pos_weight is None:
+        nat = _native(pred)
+        if nat is not None:
+            lid = N.loss_id(spec)
+            out = None if lid is None else nat.loss(pred, target, lid, N.reduction_code(reduction))
+            if out is not None:
+                return out
     if torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad):
         return LossFunction.apply(pred, target, weight, pos_weight, spec, reduction)
     return K.loss_forward(pred, target, spec, reduction, weight, pos_weight)[0]

@@ -1,0 +1,154 @@
+"""The issue's Keras example, stock keras.layers.Dense vs fastnn.keras.Dense, on whatever
+backend KERAS_BACKEND names (tensorflow, jax, torch).
+
+    KERAS_BACKEND=jax python examples/keras_mlp.py            # 100 epochs, both models
+    KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 5 --large --overhead
+
+Both models start from the same weights and see the same deterministic synthetic data
+(20 features, a binary label from a fixed random hyperplane); the script prints both
+final losses and the time per training step. --large also times a 1024->1024->1 model at
+batch 1024 (stock vs fastnn, median step time); --overhead the fixed cost of the bridge:
+one tiny Dense (8 -> 8, batch 8) forward + backward, fastnn minus stock.
+"""
+import argparse
+import os
+import time
+
+import keras
+import numpy as np
+
+import fastnn.keras
+
+
+def data(n=1000, features=20, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, features)).astype("float32")
+    w = rng.standard_normal(features)
+    y = ((x @ w + 0.5 * rng.standard_normal(n)) > 0).astype("float32").reshape(-1, 1)
+    return x, y
+
+
+def mlp(Dense, sizes, seed):
+    """Sequential([Dense(sizes[1], input_dim=sizes[0], relu), ..., Dense(1, sigmoid)])."""
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential()
+    model.add(Dense(sizes[1], input_dim=sizes[0], activation="relu"))
+    for units in sizes[2:-1]:
+        model.add(Dense(units, activation="relu"))
+    model.add(Dense(sizes[-1], activation="sigmoid"))
+    return model
+
+
+class StepTimer(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter() - self.t0)
+
+    def on_train_begin(self, logs=None):
+        self.times = []
+
+
+def train_pair(sizes, x, y, epochs, batch_size):
+    """Train the stock and the fastnn twin; returns {name: (history losses, step times)}."""
+    out = {}
+    for name, Dense in (("stock", keras.layers.Dense), ("fastnn", fastnn.keras.Dense)):
+        model = mlp(Dense, sizes, seed=1)
+        if name == "fastnn":
+            model.set_weights(ref_weights)
+        else:
+            ref_weights = model.get_weights()  # noqa: F841 - read by the fastnn twin
+        model.compile(loss="binary_crossentropy", optimizer="adam", metrics=["accuracy"])
+        timer = StepTimer()
+        hist = model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=False, callbacks=[timer])
+        out[name] = (hist.history["loss"], timer.times)
+    return out
+
+
+def overhead(reps=300):
+    """Median seconds of one Dense(8 -> 8) forward + backward (batch 8), stock and fastnn,
+    through the backend's own gradient call."""
+    x = np.random.default_rng(0).standard_normal((8, 8)).astype("float32")
+    be = keras.backend.backend()
+    res = {}
+    for name, Dense in (("stock", keras.layers.Dense), ("fastnn", fastnn.keras.Dense)):
+        layer = Dense(8, activation="relu")
+        layer.build((None, 8))
+        step = _grad_step(be, layer, x)
+        for _ in range(20):
+            step()
+        ts = []
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+        res[name] = float(np.median(ts))
+    return res
+
+
+def _grad_step(be, layer, x):
+    """A compiled forward + backward of sum(layer(x)) w.r.t. the weights (tf.function,
+    jax.jit of a stateless call, torch eager: what fit runs on each backend)."""
+    if be == "tensorflow":
+        import tensorflow as tf
+
+        @tf.function
+        def step():
+            with tf.GradientTape() as tape:
+                loss = tf.reduce_sum(layer(x))
+            return tape.gradient(loss, layer.trainable_variables)
+        return step
+    if be == "jax":
+        import jax
+
+        def loss(tv):
+            y, _ = layer.stateless_call(tv, [], x)
+            return y.sum()
+        g = jax.jit(jax.grad(loss))
+        tv = [v.value for v in layer.trainable_variables]
+        return lambda: jax.block_until_ready(g(tv))
+    import torch
+    xt = torch.from_numpy(x)
+
+    def step():
+        for v in layer.trainable_variables:
+            v.value.grad = None
+        layer(xt).sum().backward()
+    return step
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--batch-size", type=int, default=10)
+    ap.add_argument("--large", action="store_true", help="also time a 1024->1024->1 model at batch 1024")
+    ap.add_argument("--large-steps", type=int, default=20)
+    ap.add_argument("--overhead", action="store_true", help="also measure the bridge's fixed overhead")
+    args = ap.parse_args()
+    be = keras.backend.backend()
+    x, y = data()
+    res = train_pair((20, 10, 1), x, y, args.epochs, args.batch_size)
+    print(f"backend {be}, keras {keras.__version__}: issue example, {args.epochs} epochs, batch {args.batch_size}")
+    for name, (losses, times) in res.items():
+        print(f"  {name:6s} final loss {losses[-1]:.6f}   median step {np.median(times[5:]) * 1e3:.3f} ms")
+    diff = max(abs(a - b) for a, b in zip(res["stock"][0], res["fastnn"][0]))
+    print(f"  max |loss difference| over the epochs: {diff:.2e}")
+    if args.large:
+        rng = np.random.default_rng(1)
+        n = 1024 * (args.large_steps + 2)
+        xl = rng.standard_normal((n, 1024)).astype("float32")
+        yl = (rng.random((n, 1)) > 0.5).astype("float32")
+        big = train_pair((1024, 1024, 1), xl, yl, 1, 1024)
+        med = {k: float(np.median(v[1][2:])) for k, v in big.items()}
+        print(f"  1024->1024->1 at batch 1024: stock {med['stock'] * 1e3:.2f} ms/step, fastnn "
+              f"{med['fastnn'] * 1e3:.2f} ms/step (fastnn/stock {med['fastnn'] / med['stock']:.3f})")
+    if args.overhead:
+        o = overhead()
+        print(f"  Dense(8->8) fwd+bwd: stock {o['stock'] * 1e6:.0f} us, fastnn {o['fastnn'] * 1e6:.0f} us, "
+              f"bridge overhead {(o['fastnn'] - o['stock']) * 1e6:.0f} us")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    main()

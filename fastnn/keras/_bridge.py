@@ -1,0 +1,56 @@
+"""Which bridge runs the kernels (the one for keras.backend.backend(), imported on first
+use) and the dtype rule shared by the layers and losses.
+
+dtype rule: float32 and float64 run on the kernels as they are; float16 and bfloat16
+(mixed_float16 / mixed_bfloat16 policies) are computed in float32 and the result is
+cast back to the input dtype, as the torch wrapper does; anything else is cast to the
+layer's compute dtype first (as stock Dense's matmul promotes an integer input).
+"""
+import importlib
+import math
+
+import keras
+from keras import ops
+
+_MODULES = {"tensorflow": "._tf", "jax": "._jax", "torch": "._torch"}
+KERNEL_DTYPES = ("float32", "float64")
+LOW_PRECISION = ("float16", "bfloat16")
+_loaded = {}
+
+
+def backend_name():
+    return keras.backend.backend()
+
+
+def get():
+    """The bridge module of the current Keras backend."""
+    name = backend_name()
+    mod = _loaded.get(name)
+    if mod is None:
+        if name not in _MODULES:
+            raise RuntimeError(f"fastnn.keras: Keras backend {name!r} is not supported; expected one of "
+                               f"{sorted(_MODULES)} (set KERAS_BACKEND)")
+        mod = _loaded[name] = importlib.import_module(_MODULES[name], __package__)
+    return mod
+
+
+def dtype_of(x):
+    return keras.backend.standardize_dtype(x.dtype)
+
+
+def compute_dtype(dtype):
+    """The dtype the kernels run in for a tensor of `dtype`."""
+    return "float32" if dtype in LOW_PRECISION else dtype
+
+
+def cast(x, dtype):
+    return x if x is None or dtype_of(x) == dtype else ops.cast(x, dtype)
+
+
+def params_key(params):
+    """A hashable, canonical form of a params dict (jax's static arguments need one)."""
+    return tuple(sorted((k, float(v) if isinstance(v, (int, float)) and not isinstance(v, bool)
+                         and k != "axis" else v) for k, v in params.items()))
+
+
+INF = math.inf

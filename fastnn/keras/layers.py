@@ -1,0 +1,176 @@
+"""Keras layers on fastnn kernels: Dense and the activation layers.
+
+Each subclasses its keras.layers twin, so constructor arguments, weights (Dense: kernel
+(in, units), then bias (units,)), variable order, build, get_config,
+compute_output_shape, masking, LoRA (``enable_lora``: ``self.kernel`` folds the
+low-rank delta in) and quantization (``quantize()``: Keras routes quantized layers to
+its own ``quantized_call``) are Keras' own; only ``call`` changes:
+
+    Dense.call:  y = act(x @ kernel + bias), one fused fastnn kernel, forward and backward
+
+Where fastnn has no kernel for the activation (a Keras activation such as squareplus,
+or a user function) the fastnn linear part runs and then Keras' function. On
+tensorflow, a sigmoid / softmax output stays Keras' own op after the fastnn linear
+part: stock TF losses find its logits there (``_keras_logits``), so the loss values and
+gradients are stock Keras'.
+
+Registered serializable as "fastnn>Dense", ...: ``model.save`` / ``load_model``
+round-trip; weights swap with the stock layers through get_weights / set_weights.
+"""
+import keras
+from keras import ops
+
+from . import _activations as A
+from . import _bridge as B
+
+_FLOATS = B.KERNEL_DTYPES + B.LOW_PRECISION
+
+
+def _input(layer, inputs):
+    """inputs as a tensor of a float dtype (others cast to the compute dtype, where
+    stock's matmul would promote)."""
+    x = ops.convert_to_tensor(inputs)
+    return x if B.dtype_of(x) in _FLOATS else ops.cast(x, layer.compute_dtype)
+
+
+def dense(x, kernel, bias, name, params):
+    """act(x @ kernel + bias) on the current backend's bridge, in float32 for half
+    dtypes (cast back), float64 as float64."""
+    dt = B.dtype_of(x)
+    cd = B.compute_dtype(dt)
+    w = B.cast(ops.convert_to_tensor(kernel), cd)
+    b = None if bias is None else B.cast(ops.convert_to_tensor(bias), cd)
+    y = B.get().dense(B.cast(x, cd), w, b, name, B.params_key(params))
+    return B.cast(y, dt)
+
+
+def activation(x, name, params):
+    """The fastnn activation `name` on x (half dtypes computed in float32)."""
+    dt = B.dtype_of(x)
+    y = B.get().activation(B.cast(x, B.compute_dtype(dt)), name, B.params_key(params))
+    return B.cast(y, dt)
+
+
+def _tf_keeps_logits(fn):
+    return B.backend_name() == "tensorflow" and any(fn is f for f in A.TAGS_LOGITS)
+
+
+def _no_jit_on_tf(layer):
+    # XLA cannot compile tf.numpy_function; with a GPU visible, jit_compile="auto" would
+    # pick XLA for a model whose layers all support it
+    if B.backend_name() == "tensorflow":
+        layer.supports_jit = False
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class Dense(keras.layers.Dense):
+    """keras.layers.Dense (same arguments, weights and config; also the Keras 2 style
+    ``input_dim=``) computed by one fused fastnn kernel: act(x @ kernel + bias).
+
+    Input (batch, ..., in) -> output (batch, ..., units).
+
+        >>> from fastnn.keras import Dense
+        >>> model = keras.Sequential([keras.Input((20,)), Dense(10, activation="relu"),
+        ...                           Dense(1, activation="sigmoid")])
+    """
+
+    def __init__(self, units, activation=None, use_bias=True, **kwargs):
+        super().__init__(units, activation=activation, use_bias=use_bias, **kwargs)
+        _no_jit_on_tf(self)
+
+    def call(self, inputs, training=None):
+        spec = A.fastnn_spec(self.activation)
+        x = _input(self, inputs)
+        if spec is None or _tf_keeps_logits(self.activation):
+            return self.activation(dense(x, self.kernel, self.bias, "linear", {}))
+        return dense(x, self.kernel, self.bias, *spec)
+
+    def quantize(self, mode=None, type_check=True, config=None, **kwargs):
+        """Keras' quantization (its quantized_call then runs, not fastnn). Stock Dense
+        refuses subclasses (type_check); this class keeps Dense's variables and build."""
+        return super().quantize(mode, type_check=False, config=config, **kwargs)
+
+
+class _Activation:
+    """call() through fastnn where _spec() names a kernel, else the Keras layer's own."""
+
+    def _spec(self):
+        raise NotImplementedError
+
+    def call(self, inputs):
+        spec = self._spec()
+        if spec is None:
+            return super().call(inputs)
+        return activation(_input(self, inputs), *spec)
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class Activation(_Activation, keras.layers.Activation):
+    """keras.layers.Activation(activation): fastnn's kernel for every activation of
+    fastnn_spec (relu, gelu, softmax, ...), Keras' function for the others."""
+
+    def __init__(self, activation, **kwargs):
+        super().__init__(activation, **kwargs)
+        _no_jit_on_tf(self)
+
+    def _spec(self):
+        return None if _tf_keeps_logits(self.activation) else A.fastnn_spec(self.activation)
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class ReLU(_Activation, keras.layers.ReLU):
+    """keras.layers.ReLU(max_value=None, negative_slope=0.0, threshold=0.0)."""
+
+    def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
+        super().__init__(max_value=max_value, negative_slope=negative_slope, threshold=threshold, **kwargs)
+        _no_jit_on_tf(self)
+
+    def _spec(self):
+        return A.relu_spec(self.negative_slope, self.max_value, self.threshold)
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class LeakyReLU(_Activation, keras.layers.LeakyReLU):
+    """keras.layers.LeakyReLU(negative_slope=0.3)."""
+
+    def __init__(self, negative_slope=0.3, **kwargs):
+        super().__init__(negative_slope=negative_slope, **kwargs)
+        _no_jit_on_tf(self)
+
+    def _spec(self):
+        # Keras computes max(x, slope * x): the same as leaky_relu for slopes <= 1
+        s = float(self.negative_slope)
+        return ("leaky_relu", {"negative_slope": s}) if s <= 1.0 else None
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class ELU(_Activation, keras.layers.ELU):
+    """keras.layers.ELU(alpha=1.0)."""
+
+    def __init__(self, alpha=1.0, **kwargs):
+        super().__init__(alpha=alpha, **kwargs)
+        _no_jit_on_tf(self)
+
+    def _spec(self):
+        return ("elu", {"alpha": float(self.alpha)})
+
+
+@keras.saving.register_keras_serializable(package="fastnn")
+class Softmax(_Activation, keras.layers.Softmax):
+    """keras.layers.Softmax(axis=-1); a mask, a tuple of axes, or (on tensorflow, where
+    losses read the logits of a softmax op) Keras' own softmax."""
+
+    def __init__(self, axis=-1, **kwargs):
+        super().__init__(axis=axis, **kwargs)
+        _no_jit_on_tf(self)
+
+    def _spec(self):
+        if not isinstance(self.axis, int) or B.backend_name() == "tensorflow":
+            return None
+        return ("softmax", {"axis": self.axis})
+
+    def call(self, inputs, mask=None):
+        spec = self._spec()
+        if spec is None or mask is not None:
+            return keras.layers.Softmax.call(self, inputs, mask=mask)
+        return activation(_input(self, inputs), *spec)

@@ -1,0 +1,165 @@
+"""fastnn.torch's C++ autograd nodes (csrc/torch/native.cpp): built on first use, cached.
+
+The extension is compiled against the torch that is imported (its headers, its ABI) the
+first time fastnn.torch runs an op on CPU tensors, with the C++ compiler ($CXX or g++;
+~20 s, once per torch version and source), and cached under $FASTNN_CACHE_DIR
+(default ~/.cache/fastnn). It calls the kernels of fastnn._C through their C++ table, so
+it needs no copy of them and gives the same bits as the Python path.
+
+Where it cannot be built or loaded (no compiler, a torch without headers, the C++ backend
+unavailable), or with FASTNN_TORCH_NATIVE=0, fastnn.torch runs its Python
+torch.autograd.Functions instead (same kernels, same results, ~35 us more per op
+forward + backward); ``status()`` says which and why.
+
+Specs (a resolved activation or loss) are registered with the extension once and then
+referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
+"""
+import hashlib
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import warnings
+
+import torch
+
+from fastnn import _registry as R
+from fastnn._backends import _cuda_src
+
+_lock = threading.Lock()
+_state = {"module": None, "why": None, "tried": False}
+_act_ids, _loss_ids = {}, {}  # id(spec) -> (spec, extension id); the spec is held so its id stays unique
+
+
+def _sources():
+    csrc = _cuda_src.csrc_dir()
+    main = os.path.join(csrc, "torch", "native.cpp")
+    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h")]
+    headers.append(os.path.join(csrc, "include", "fastnn", "scalar_math.h"))
+    return csrc, main, headers
+
+
+def _cache_dir():
+    root = os.environ.get("FASTNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fastnn")
+    return os.path.join(root, "torch_native")
+
+
+def _build_command(src, out, csrc, cxx):
+    from torch.utils import cpp_extension as ce
+
+    abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
+    inc = ce.include_paths() + [sysconfig.get_paths()["include"], csrc, os.path.join(csrc, "include")]
+    libdir = os.path.join(os.path.dirname(torch.__file__), "lib")
+    return ([cxx, "-O2", "-std=c++20", "-shared", "-fPIC", "-fvisibility=hidden", "-w",
+             f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-DTORCH_API_INCLUDE_EXTENSION_H",
+             "-DTORCH_EXTENSION_NAME=_fastnn_torch_native"]
+            + ["-I" + p for p in inc]
+            + [src, "-o", out, "-L" + libdir, "-Wl,-rpath," + libdir, "-lc10", "-ltorch_cpu", "-ltorch",
+               "-ltorch_python"])
+
+
+def _build():
+    """Path of the built extension (compiled now unless cached)."""
+    csrc, src, headers = _sources()
+    cxx = os.environ.get("CXX", "g++")
+    h = hashlib.sha256()
+    for p in [src] + headers:
+        with open(p, "rb") as f:
+            h.update(f.read())
+    h.update(f"{torch.__version__}|{sys.version}|{cxx}".encode())
+    d = _cache_dir()
+    os.makedirs(d, exist_ok=True)
+    so = os.path.join(d, f"_fastnn_torch_native_{h.hexdigest()[:16]}.so")
+    if not os.path.exists(so):
+        fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)  # several processes may build at once: rename is atomic
+        os.close(fd)
+        try:
+            r = subprocess.run(_build_command(src, tmp, csrc, cxx), capture_output=True, text=True)
+            if r.returncode != 0:
+                raise RuntimeError(f"compiling {src} failed:\n{r.stderr[-3000:]}")
+            os.replace(tmp, so)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+    return so
+
+
+def _load():
+    from importlib.machinery import ExtensionFileLoader
+    from importlib.util import module_from_spec, spec_from_loader
+
+    from fastnn._backends import cpp
+
+    if cpp.unavailable():
+        raise RuntimeError(f"the C++ backend is unavailable ({cpp.unavailable()})")
+    path = _build()
+    loader = ExtensionFileLoader("_fastnn_torch_native", path)
+    mod = module_from_spec(spec_from_loader("_fastnn_torch_native", loader))
+    loader.exec_module(mod)
+    mod.init(cpp._C._cpu_api)
+    return mod
+
+
+def module():
+    """The extension, or None (then ``status()`` says why)."""
+    if _state["tried"]:
+        return _state["module"]
+    with _lock:
+        if not _state["tried"]:
+            if os.environ.get("FASTNN_TORCH_NATIVE", "1") == "0":
+                _state["why"] = "disabled by FASTNN_TORCH_NATIVE=0"
+            else:
+                try:
+                    _state["module"] = _load()
+                except Exception as e:  # noqa: BLE001 - reported, then the Python path runs
+                    _state["why"] = f"{type(e).__name__}: {e}"
+                    warnings.warn(f"fastnn.torch: C++ autograd nodes unavailable, using the Python path "
+                                  f"({_state['why'][:300]})", RuntimeWarning, stacklevel=3)
+            _state["tried"] = True
+    return _state["module"]
+
+
+def status():
+    """"ok" if the C++ autograd nodes are in use, else why not."""
+    return "ok" if module() is not None else _state["why"]
+
+
+def act_id(spec):
+    """The extension's id of a resolved activation (ActSpec)."""
+    hit = _act_ids.get(id(spec))
+    if hit is not None:
+        return hit[1]
+    num = spec.numeric
+    i = _state["module"].register_activation(spec.code, [float(v) for v in num[:7]], int(num[7]),
+                                             bool(spec.from_y), spec.axis)
+    _act_ids[id(spec)] = (spec, i)
+    return i
+
+
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
+
+
+def loss_id(spec):
+    """The extension's id of a resolved loss (LossSpec) without array parameters, or None."""
+    hit = _loss_ids.get(id(spec))
+    if hit is not None:
+        return hit[1]
+    p = spec.params
+    if p.get("weight") is not None or p.get("pos_weight") is not None:
+        return None
+    if spec.name in R.CLASS_LOSSES:
+        kind = -1 if spec.name == "cross_entropy" else -2
+    else:
+        kind = R.ELEMENTWISE_LOSSES.index(spec.name)
+    i = _state["module"].register_loss(kind, float(p.get("delta", 1.0)), float(p.get("beta", 1.0)),
+                                       float(p.get("eps", 1e-8)), bool(p.get("log_target", False)),
+                                       bool(p.get("log_input", True)), bool(p.get("full", False)),
+                                       int(p.get("ignore_index", -100)), float(p.get("label_smoothing", 0.0)))
+    _loss_ids[id(spec)] = (spec, i)
+    return i
+
+
+def reduction_code(reduction):
+    return _REDUCTIONS[reduction]

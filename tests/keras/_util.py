@@ -1,0 +1,52 @@
+"""Helpers of the fastnn.keras suite: stock twins and tolerances.
+
+Tolerances (fastnn vs stock Keras on the same inputs and weights):
+  float32: rtol 2e-5, atol 2e-6 on O(1) values. The two sides sum the matrix products in
+           different orders (OpenBLAS vs oneDNN / Eigen / XLA / ATen) and use different
+           exp / erf / tanh code: a few float32 roundoffs (6e-8) per operation, a few
+           dozen operations deep.
+  float64: rtol 1e-6, atol 1e-9. fastnn is float64-accurate, but stock Keras is not
+           everywhere: on jax, XLA's CPU tanh (hence tanh, mish, ...) is a float32-accurate
+           approximation even for float64 (1e-7 relative). The check still tells float64
+           from float32 arithmetic in the matrix products only through the dtype asserts.
+  Updates after one optimizer step are compared relative to the largest update of the
+  weight (normwise), since an update entry can be small through cancellation.
+"""
+import keras
+import numpy as np
+
+TOL = {"float32": (2e-5, 2e-6), "float64": (1e-6, 1e-9)}
+
+
+def np_(t):
+    return np.asarray(keras.ops.convert_to_numpy(t))
+
+
+def close(got, ref, dtype="float32", what="", scale=1.0):
+    rtol, atol = TOL[dtype]
+    np.testing.assert_allclose(np_(got), np_(ref), rtol=rtol * scale, atol=atol * scale, err_msg=what)
+
+
+def close_updates(after_f, after_s, before, dtype="float32", what=""):
+    """The weights after one step agree: each update (after - before) to rtol of the
+    largest update of that weight."""
+    rtol, atol = TOL[dtype]
+    for i, (f, s, b) in enumerate(zip(after_f, after_s, before)):
+        uf, us = np.asarray(f, np.float64) - b, np.asarray(s, np.float64) - b
+        band = atol + rtol * max(np.max(np.abs(us)), np.max(np.abs(b)) * 1e-2)
+        np.testing.assert_allclose(uf, us, rtol=0, atol=band * 10, err_msg=f"{what}: weight #{i} update")
+
+
+def twin(build, fast_mod, stock_mod):
+    """(fastnn model, stock model) from build(mod) with the same initial weights."""
+    f = build(fast_mod)
+    s = build(stock_mod)
+    s.set_weights(f.get_weights())
+    return f, s
+
+
+def one_step(model, x, y, loss, sample_weight=None, lr=0.5, run_eagerly=False):
+    """Compile with SGD(lr), one train_on_batch; returns (loss value, weights after)."""
+    model.compile(loss=loss, optimizer=keras.optimizers.SGD(lr), run_eagerly=run_eagerly)
+    out = model.train_on_batch(x, y, sample_weight=sample_weight)
+    return float(np.asarray(out).reshape(-1)[0]), [np.asarray(w) for w in model.get_weights()]

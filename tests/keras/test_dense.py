@@ -1,0 +1,153 @@
+"""fastnn.keras.Dense against keras.layers.Dense: every activation string fastnn maps,
+with and without bias, 2-D and 3-D inputs, float32 and float64; values, and weights
+after one SGD step (which checks the gradients of x, kernel and bias: every branch
+below reads the input through another Dense)."""
+import keras
+import numpy as np
+import pytest
+from _util import close, close_updates, np_, one_step
+
+import fastnn.keras as fk
+from fastnn.keras import _activations
+
+# every Keras activation string fastnn has a kernel for, plus None and one it has not
+MAPPED = ["linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "swish", "mish",
+          "sigmoid", "hard_sigmoid", "hard_silu", "hard_swish", "tanh", "softplus", "softsign", "log_sigmoid",
+          "hard_tanh", "exponential", "softmax", "log_softmax"]
+ACTIVATIONS = MAPPED + [None, "squareplus"]
+
+
+def test_every_mapped_string_has_a_kernel():
+    for name in MAPPED:
+        assert _activations.fastnn_spec(keras.activations.get(name)) is not None, name
+    assert _activations.fastnn_spec(keras.activations.get("squareplus")) is None
+
+
+def _branches(layers, shape, use_bias, dtype):
+    """One input, a Dense(4) feature layer, then one Dense(3, act) branch per activation,
+    concatenated: one model checks every activation."""
+    inp = keras.Input(shape, dtype=dtype)
+    h = layers.Dense(4, use_bias=use_bias, dtype=dtype, name="features")(inp)
+    outs = [layers.Dense(3, activation=a, use_bias=use_bias, dtype=dtype, name=f"act_{a}")(h) for a in ACTIVATIONS]
+    return keras.Model(inp, keras.layers.Concatenate(dtype=dtype)(outs))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rank,use_bias", [(2, True), (3, False), (2, False), (3, True)])
+def test_dense_matches_stock(rank, use_bias, dtype, rng):
+    shape = (6,) if rank == 2 else (2, 6)
+    fast = _branches(fk, shape, use_bias, dtype)
+    stock = _branches(keras.layers, shape, use_bias, dtype)
+    weights = fast.get_weights()
+    if use_bias:  # nonzero biases, so a missing bias term shows
+        weights = [w + rng.uniform(-0.3, 0.3, w.shape).astype(w.dtype) if w.ndim == 1 else w for w in weights]
+        fast.set_weights(weights)
+    stock.set_weights(weights)
+    x = rng.uniform(-1.5, 1.5, (5,) + shape).astype(dtype)
+    y = rng.uniform(-1, 1, (5,) + shape[:-1] + (3 * len(ACTIVATIONS),)).astype(dtype)
+    yf, ys = fast.predict(x, verbose=0), stock.predict(x, verbose=0)
+    assert yf.dtype == ys.dtype == np.dtype(dtype)
+    for i, a in enumerate(ACTIVATIONS):
+        close(yf[..., 3 * i:3 * i + 3], ys[..., 3 * i:3 * i + 3], dtype, what=f"forward {a}")
+    lf, wf = one_step(fast, x, y, "mse")
+    ls, ws = one_step(stock, x, y, "mse")
+    close(lf, ls, dtype, what="loss")
+    names = [v.path for v in fast.weights]
+    for name, f, s, b in zip(names, wf, ws, weights):
+        close_updates([f], [s], [b], dtype, what=name)
+
+
+def test_kernel_path_is_taken(monkeypatch, rng):
+    """The layer calls the bridge (and not Keras' matmul) for mapped activations."""
+    from fastnn.keras import _bridge
+    calls = []
+    real = _bridge.get
+
+    class Spy:
+        def __getattr__(self, name):
+            fn = getattr(real(), name)
+            return lambda *a, **k: calls.append(name) or fn(*a, **k)
+
+    monkeypatch.setattr(_bridge, "get", lambda: Spy())
+    layer = fk.Dense(3, activation="gelu")
+    layer(rng.standard_normal((2, 4)).astype("float32"))
+    assert calls == ["dense"]
+
+
+def test_config_weights_and_swap(rng):
+    f = fk.Dense(5, activation="relu", input_dim=4)
+    s = keras.layers.Dense(5, activation="relu", input_shape=(4,))
+    f.build((None, 4))
+    s.build((None, 4))
+    cf, cs = f.get_config(), s.get_config()
+    cf.pop("name"), cs.pop("name")
+    assert cf == cs
+    assert [w.shape for w in f.weights] == [(4, 5), (5,)] and [v.name for v in f.weights] == ["kernel", "bias"]
+    s.set_weights(f.get_weights())
+    x = rng.standard_normal((3, 4)).astype("float32")
+    close(f(x), s(x))
+    f.set_weights([w * 2 for w in s.get_weights()])
+    s.set_weights(f.get_weights())
+    close(f(x), s(x))
+    assert f.compute_output_shape((None, 7, 4)) == (None, 7, 5)
+
+
+def test_summary_save_load_and_partial_batch(tmp_path, rng):
+    model = keras.Sequential([fk.Dense(6, input_dim=5, activation="tanh"), fk.Dense(2)])
+    lines = []
+    model.summary(print_fn=lambda s, **k: lines.append(s))
+    text = "\n".join(lines)
+    assert "Dense" in text and "Total params: 50" in text.replace(",", "")
+    x = rng.standard_normal((25, 5)).astype("float32")  # batch 10: a last batch of 5
+    y = model.predict(x, batch_size=10, verbose=0)
+    assert y.shape == (25, 2)
+    close(y, model(x))
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    loaded = keras.models.load_model(path)
+    assert all(type(a) is type(b) for a, b in zip(loaded.layers, model.layers))
+    assert type(loaded.layers[0]) is fk.Dense
+    np.testing.assert_array_equal(loaded.predict(x, batch_size=10, verbose=0), y)
+
+
+def test_lora_and_quantize_pass_through(rng):
+    x = rng.standard_normal((4, 6)).astype("float32")
+    f, s = fk.Dense(3, activation="relu"), keras.layers.Dense(3, activation="relu")
+    f.build((None, 6))
+    s.build((None, 6))
+    s.set_weights(f.get_weights())
+    f.enable_lora(2)
+    s.enable_lora(2)
+    for a, b in zip(f.weights, s.weights):  # nonzero lora_kernel_b, so the delta matters
+        b.assign(a + 0.1 if a.path.endswith("lora_kernel_b") else a)
+    for a, b in zip(f.weights, s.weights):
+        a.assign(b)
+    close(f(x), s(x))
+    fq, sq = fk.Dense(3), keras.layers.Dense(3)
+    fq.build((None, 6))
+    sq.build((None, 6))
+    sq.set_weights(fq.get_weights())
+    fq.quantize("int8")
+    sq.quantize("int8")
+    np.testing.assert_allclose(np_(fq(x)), np_(sq(x)), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_inputs_do_not_crash(bad, rng):
+    model = keras.Sequential([keras.Input((4,)), fk.Dense(3, activation="relu"), fk.Dense(1, activation="sigmoid")])
+    x = rng.standard_normal((6, 4)).astype("float32")
+    x[1, 2] = bad
+    assert model.predict(x, verbose=0).shape == (6, 1)
+    model.compile(loss=fk.losses.BinaryCrossentropy(), optimizer="sgd")
+    model.train_on_batch(x, np.ones((6, 1), "float32"))  # NaN loss and weights; no exception
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="units"):
+        fk.Dense(0)
+    with pytest.raises(ValueError):
+        fk.Dense(3, activation="no_such_activation")
+    layer = fk.Dense(3)
+    layer.build((None, 4))
+    with pytest.raises(ValueError):
+        layer(np.zeros((2, 5), "float32"))
