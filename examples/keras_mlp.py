@@ -14,10 +14,11 @@ import argparse
 import os
 import time
 
-import keras
-import numpy as np
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
-import fastnn.keras
+import fastnn.keras  # noqa: E402
 
 
 def data(n=1000, features=20, seed=0):
@@ -150,5 +151,4 @@ def main():
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     main()

@@ -5,17 +5,19 @@ Tolerances (fastnn vs stock Keras on the same inputs and weights):
            different orders (OpenBLAS vs oneDNN / Eigen / XLA / ATen) and use different
            exp / erf / tanh code: a few float32 roundoffs (6e-8) per operation, a few
            dozen operations deep.
-  float64: rtol 1e-6, atol 1e-9. fastnn is float64-accurate, but stock Keras is not
-           everywhere: on jax, XLA's CPU tanh (hence tanh, mish, ...) is a float32-accurate
-           approximation even for float64 (1e-7 relative). The check still tells float64
-           from float32 arithmetic in the matrix products only through the dtype asserts.
+  float64: the float32 tolerance. Stock Keras is not float64-accurate for a float64
+           model on every backend: on torch, fit / predict hand the model float32 batches
+           (its data adapter) and a stock float64 Dense is off by 3e-7; on jax, XLA's CPU
+           tanh is a float32-accurate approximation even in float64. What float64 adds
+           here is the dtype checks; fastnn's float64 accuracy is tested at the kernel
+           level (tests/test_dense.py, against float64 references).
   Updates after one optimizer step are compared relative to the largest update of the
   weight (normwise), since an update entry can be small through cancellation.
 """
 import keras
 import numpy as np
 
-TOL = {"float32": (2e-5, 2e-6), "float64": (1e-6, 1e-9)}
+TOL = {"float32": (2e-5, 2e-6), "float64": (2e-5, 2e-6)}
 
 
 def np_(t):

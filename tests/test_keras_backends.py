@@ -1,0 +1,32 @@
+"""Runs the fastnn.keras suite (tests/keras) once per Keras backend, each in its own
+process (one process cannot switch Keras backends):
+
+    FASTNN_KERAS_SUITE=1 KERAS_BACKEND=<backend> python -m pytest tests/keras -q -x -p no:cacheprovider
+
+Skipped, with the reason, where keras or the backend's framework is not installed."""
+import importlib.util
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FRAMEWORK = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
+def test_keras_suite(backend):
+    for mod in ("keras", FRAMEWORK[backend]):
+        if importlib.util.find_spec(mod) is None:
+            pytest.skip(f"fastnn.keras suite on {backend}: {mod} is not installed "
+                        f"(pip install -e \".[test]\" installs it)")
+    env = dict(os.environ, KERAS_BACKEND=backend, FASTNN_KERAS_SUITE="1", TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "pytest", "tests/keras", "-q", "-x", "-p", "no:cacheprovider",
+           "-W", "ignore::DeprecationWarning"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        tail = (proc.stdout + proc.stderr)[-6000:]
+        pytest.fail(f"fastnn.keras suite failed on KERAS_BACKEND={backend} (exit {proc.returncode}):\n{tail}",
+                    pytrace=False)
