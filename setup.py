@@ -29,6 +29,7 @@ SOURCES = [
     "csrc/cpu/dense_ce.cpp",
     "csrc/cpu/loss.cpp",
     "csrc/cpu/parallel.cpp",
+    "csrc/cpu/pool.cpp",
 ]
 
 # -fno-math-errno / -fno-trapping-math: lets the compiler vectorize selects and inline

@@ -16,6 +16,7 @@
 #include "cpu/blas.h"
 #include "cpu/kernels.h"
 #include "cpu/parallel.h"
+#include "cpu/pool.h"
 
 namespace py = pybind11;
 using fastnn::Act;
@@ -227,6 +228,39 @@ template <class T> double dense_ce(const py::array& x, const py::array& w, bool 
   return fastnn::dense_cross_entropy<T>(xp, wp, w_oi, bp, tp, n, h, c, ignore, ls, gp, gs, lp, dxp, dwp, dbp, chunk);
 }
 
+// ---- outputs from the buffer cache (cpu/pool.h) ----------------------------------------
+// An uninitialized C-contiguous array of `shape` and `dtype` whose memory comes from the
+// pool; the memory goes back when the array and every view of it are gone (its base is
+// a capsule that owns the block).
+py::array pooled_empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype) {
+  size_t count = 1;
+  for (py::ssize_t d : shape) {
+    if (d < 0) throw py::value_error("fastnn._C.empty: negative dimension");
+    if (d && count > SIZE_MAX / size_t(d)) throw std::bad_alloc();
+    count *= size_t(d);
+  }
+  const size_t item = size_t(dtype.itemsize());
+  if (count > SIZE_MAX / item) throw std::bad_alloc();
+  size_t block = 0;
+  void* p = fastnn::pool::acquire(count * item, &block);
+  struct Owner { void* p; size_t bytes; };
+  Owner* owner = nullptr;
+  py::capsule base;
+  try {
+    owner = new Owner{p, block};
+    base = py::capsule(owner, [](void* o) {
+      auto* ow = static_cast<Owner*>(o);
+      fastnn::pool::release(ow->p, ow->bytes);
+      delete ow;
+    });
+  } catch (...) {  // the capsule does not own the block yet
+    delete owner;
+    fastnn::pool::release(p, block);
+    throw;
+  }
+  return py::array(dtype, shape, {}, p, base);
+}
+
 // Every binding dispatches on the dtype of its first array argument.
 #define BY_DTYPE(first, fn, ...) (is_f32(first) ? fn<float>(__VA_ARGS__) : fn<double>(__VA_ARGS__))
 
@@ -271,6 +305,19 @@ PYBIND11_MODULE(_C, m) {
   m.def("num_threads", &fastnn::num_threads, "Threads fastnn's CPU kernels use (the caller included).");
   m.def("set_num_threads", &fastnn::set_num_threads, "Set the threads fastnn's CPU kernels use (>= 1).");
   m.def("blas_config", [] { return std::string(fastnn::blas::config()); });
+  m.def("empty", &pooled_empty, "An uninitialized array from the output buffer cache.");
+  m.def("cache_min_bytes", [] { return fastnn::pool::kMinBytes; });
+  m.def("empty_cache", &fastnn::pool::empty_cache, "Free the cached output buffers; returns the bytes freed.");
+  m.def("cache_stats", [] {
+    const auto s = fastnn::pool::stats();
+    py::dict d;
+    d["cached_bytes"] = s.cached_bytes;
+    d["limit_bytes"] = s.limit_bytes;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    return d;
+  });
+  m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
   // The kernel table for C++ consumers (csrc/cpu/api.h): the torch autograd extension.
   static const fastnn::CpuApi api{fastnn::kCpuApiVersion, sizeof(fastnn::CpuApi), fastnn::cpu_kernels<float>(),
                                   fastnn::cpu_kernels<double>(), &fastnn::act_has_y_backward};

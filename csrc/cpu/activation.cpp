@@ -61,7 +61,22 @@ template <class T> FASTNN_INLINE void softmax_grad_row(bool log_out, const T* y,
 }
 
 // ---- serial bodies (always inlined into each ISA clone below) -------------------------
+// gelu's erf and tanh forms get a loop each: with p.approximate only known at run time,
+// GCC if-converts the branch inside the vectorized loop and computes both forms (gelu
+// forward was 1.9 ns per element instead of 1.2 here).
+template <class T, class F> FASTNN_INLINE void gelu_loops(const ActParams& pr, int64_t n, F body) {
+  ActParams p = pr;
+  if (pr.approximate) {
+    p.approximate = 1;
+    for (int64_t i = 0; i < n; ++i) body(i, p);
+  } else {
+    p.approximate = 0;
+    for (int64_t i = 0; i < n; ++i) body(i, p);
+  }
+}
 template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, const T* x, T* y, int64_t n) {
+  if (a == Act::gelu)
+    return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { y[i] = sm::gelu_fwd<T>(x[i], p); });
   const ActParams p = pr;  // a local copy: stores to y cannot alias it
   switch (a) {
 #define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) y[i] = sm::f##_fwd<T>(x[i], p); break;
@@ -71,6 +86,8 @@ template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, con
   }
 }
 template <class T> FASTNN_INLINE void bwd_x_serial(Act a, const ActParams& pr, const T* x, const T* dy, T* dx, int64_t n) {
+  if (a == Act::gelu)
+    return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { dx[i] = sm::gelu_bwd<T>(x[i], dy[i], p); });
   const ActParams p = pr;
   switch (a) {
 #define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) dx[i] = sm::f##_bwd<T>(x[i], dy[i], p); break;

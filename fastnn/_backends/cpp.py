@@ -35,6 +35,22 @@ def unavailable():
     return _why
 
 
+_MIN_POOLED = 1 << 20  # fastnn._C.cache_min_bytes(): smaller outputs come from numpy
+
+
+def _like(a):
+    """An uninitialized array like C-contiguous a: from the C++ backend's buffer cache
+    (csrc/cpu/pool.h: reused memory, no first-touch page faults) when large."""
+    return _C.empty(a.shape, a.dtype) if a.nbytes >= _MIN_POOLED else np.empty_like(a)
+
+
+def _empty(shape, dtype):
+    n = dtype.itemsize
+    for d in shape:
+        n *= d
+    return _C.empty(shape, dtype) if n >= _MIN_POOLED else np.empty(shape, dtype)
+
+
 def _loss_params(spec):
     p = spec.params
     return {"delta": p.get("delta", 1.0), "beta": p.get("beta", 1.0), "eps": p.get("eps", 1e-8),
@@ -43,43 +59,43 @@ def _loss_params(spec):
 
 
 def activation_forward(x, spec, cols):
-    y = np.empty_like(x)
+    y = _like(x)
     _C.act_forward(x, y, spec.code, spec.numeric, cols)
     return y
 
 
 def activation_backward(xy, dy, spec, from_y, cols):
-    dx = np.empty_like(dy)
+    dx = _like(dy)
     _C.act_backward(xy, dy, dx, spec.code, spec.numeric, cols, from_y)
     return dx
 
 
 def dense_forward(x, w, w_oi, b, spec, keep_z):
     n = w.shape[0] if w_oi else w.shape[1]
-    y = np.empty((x.shape[0], n), dtype=x.dtype)
-    z = np.empty_like(y) if keep_z else None
+    y = _empty((x.shape[0], n), x.dtype)
+    z = _like(y) if keep_z else None
     _C.dense_forward(x, w, w_oi, b, y, z, spec.code, spec.numeric)
     return y, z
 
 
 def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
-    dx = np.empty_like(x) if need_dx else None
-    dw = np.empty_like(w) if need_dw else None
-    db = np.empty(dy.shape[1], dtype=dy.dtype) if need_db else None
+    dx = _like(x) if need_dx else None
+    dw = _like(w) if need_dw else None
+    db = _empty((dy.shape[1],), dy.dtype) if need_db else None
     _C.dense_backward(dy, x, w, w_oi, zy, from_y, dx, dw, db, spec.code, spec.numeric)
     return dx, dw, db
 
 
 def loss_forward(pred, target, spec, want_none):
-    out = np.empty_like(pred) if want_none else None
+    out = _like(pred) if want_none else None
     pw = spec.params.get("pos_weight")
     s = _C.loss_forward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, out, _loss_params(spec), pw)
     return s, out
 
 
 def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
-    dpred = np.empty_like(pred)
-    dtarget = np.empty_like(target) if need_target_grad else None
+    dpred = _like(pred)
+    dtarget = _like(target) if need_target_grad else None
     pw = spec.params.get("pos_weight")
     _C.loss_backward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, grad, grad_scalar, dpred, dtarget,
                      _loss_params(spec), pw)
@@ -87,7 +103,7 @@ def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
 
 
 def class_loss_forward(pred, target, spec, want_none):
-    out = np.empty(pred.shape[0], dtype=pred.dtype) if want_none else None
+    out = _empty((pred.shape[0],), pred.dtype) if want_none else None
     p = spec.params
     s = _C.class_forward(pred, target, p.get("weight"), out, spec.name == "nll", p["ignore_index"],
                          p.get("label_smoothing", 0.0))
@@ -95,8 +111,8 @@ def class_loss_forward(pred, target, spec, want_none):
 
 
 def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
-    dpred = np.empty_like(pred)
-    dtarget = np.empty_like(target) if need_target_grad else None
+    dpred = _like(pred)
+    dtarget = _like(target) if need_target_grad else None
     p = spec.params
     _C.class_backward(pred, target, p.get("weight"), grad, grad_scalar, dpred, dtarget, spec.name == "nll",
                       p["ignore_index"], p.get("label_smoothing", 0.0))
@@ -106,10 +122,10 @@ def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad)
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
                         need_grads, chunk_size):
     n, c = x.shape[0], (w.shape[0] if w_oi else w.shape[1])
-    rows = np.empty(n, dtype=x.dtype) if want_none else None
-    dx = np.empty_like(x) if need_grads else None
-    dw = np.empty_like(w) if need_grads else None
-    db = np.empty(c, dtype=x.dtype) if need_grads else None
+    rows = _empty((n,), x.dtype) if want_none else None
+    dx = _like(x) if need_grads else None
+    dw = _like(w) if need_grads else None
+    db = _empty((c,), x.dtype) if need_grads else None
     total = _C.dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, rows,
                                    dx, dw, db, chunk_size or 0)
     return total, rows, dx, dw, db
