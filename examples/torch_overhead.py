@@ -1,7 +1,8 @@
 """Per-call cost of fastnn.torch at tiny sizes, where the wrapper's own overhead is all
-there is to measure: fastnn.torch's eager path (autograd.Function), its torch.library
-custom ops (the torch.compile path, forced in eager mode), stock torch, and the fastnn
-kernel alone (the public numpy API, which validates its arguments).
+there is to measure: fastnn.torch's eager path (its C++ autograd nodes, and the Python
+autograd.Functions that run without them), its torch.library custom ops (the
+torch.compile path, forced in eager mode), stock torch, and the fastnn kernel alone (the
+public numpy API, which validates its arguments).
 
     python examples/torch_overhead.py [--calls 4000] [--runs 7] [--threads 1]
 
@@ -19,7 +20,7 @@ import torch.nn.functional as TF
 
 import fastnn
 import fastnn.torch.functional as F
-from fastnn.torch import _ops
+from fastnn.torch import _native, _ops
 
 
 def per_call(fn, calls, runs):
@@ -86,17 +87,22 @@ def main():
     torch.set_num_threads(args.threads)
     print(f"us per call, best of {args.runs} runs of {args.calls} calls; torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch thread(s), numpy {np.__version__}")
-    print(f"{'case':<26}{'eager':>8}{'custom op':>11}{'torch':>8}{'kernel alone':>14}")
+    print(f"C++ autograd nodes: {_native.status()}")
+    print(f"{'case':<26}{'eager C++':>10}{'eager Py':>10}{'custom op':>11}{'torch':>8}{'kernel alone':>14}")
+    native = _ops._native
     for name, mine, theirs, kernel in cases():
         eager = per_call(mine, args.calls, args.runs)
-        _ops.FORCE_LIBRARY = True
+        _ops._native = lambda t: None  # the Python autograd.Functions
         try:
+            python = per_call(mine, args.calls, args.runs)
+            _ops.FORCE_LIBRARY = True
             custom = per_call(mine, args.calls, args.runs)
         finally:
             _ops.FORCE_LIBRARY = False
+            _ops._native = native
         ref = per_call(theirs, args.calls, args.runs)
         alone = f"{per_call(kernel, args.calls, args.runs):14.1f}" if kernel else f"{'':14}"
-        print(f"{name:<26}{eager:8.1f}{custom:11.1f}{ref:8.1f}{alone}")
+        print(f"{name:<26}{eager:10.1f}{python:10.1f}{custom:11.1f}{ref:8.1f}{alone}")
 
 
 if __name__ == "__main__":

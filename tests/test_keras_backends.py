@@ -1,7 +1,7 @@
-"""Runs the fastnn.keras suite (tests/keras) once per Keras backend, each in its own
+"""Runs the fastnn.keras suite (tests_keras/) once per Keras backend, each in its own
 process (one process cannot switch Keras backends):
 
-    FASTNN_KERAS_SUITE=1 KERAS_BACKEND=<backend> python -m pytest tests/keras -q -x -p no:cacheprovider
+    KERAS_BACKEND=<backend> python -m pytest tests_keras -q -x -p no:cacheprovider
 
 Skipped, with the reason, where keras or the backend's framework is not installed."""
 import importlib.util
@@ -22,8 +22,8 @@ def test_keras_suite(backend):
         if importlib.util.find_spec(mod) is None:
             pytest.skip(f"fastnn.keras suite on {backend}: {mod} is not installed "
                         f"(pip install -e \".[test]\" installs it)")
-    env = dict(os.environ, KERAS_BACKEND=backend, FASTNN_KERAS_SUITE="1", TF_CPP_MIN_LOG_LEVEL="3")
-    cmd = [sys.executable, "-m", "pytest", "tests/keras", "-q", "-x", "-p", "no:cacheprovider",
+    env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+    cmd = [sys.executable, "-m", "pytest", "tests_keras", "-q", "-x", "-p", "no:cacheprovider",
            "-W", "ignore::DeprecationWarning"]
     proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:

@@ -17,16 +17,17 @@ Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no gra
 break) and DistributedDataParallel work. CPU tensors reach the kernels as numpy views,
 CUDA tensors through DLPack to the CuPy backend (when fastnn has one).
 
-Performance: per call, the wrapper costs what a Python autograd.Function costs (~35 us
-for forward + backward) plus ~5-8 us per kernel call (tensor <-> numpy views, backend
-selection; CPU tensors skip the public API's argument checks, see _kernels), so at tiny
-sizes a layer is slower than the stock torch op it replaces (relu fwd+bwd 44 us vs 20 on
-(8, 16)); fusing the activation into Linear saves a whole autograd.Function (Linear+ReLU
-fwd+bwd 68 us vs torch's 55; examples/torch_overhead.py). At large sizes the kernels'
-speed shows. fastnn's BLAS threads and torch's
-OpenMP threads both busy-wait after their work: where fastnn layers alternate with torch
-ops on few cores, run with OMP_WAIT_POLICY=PASSIVE and OPENBLAS_THREAD_TIMEOUT=4 (set
-before starting Python).
+Performance: on CPU tensors the autograd nodes are C++ (fastnn/torch/_native.py:
+csrc/torch/native.cpp, compiled against the installed torch on first use and cached),
+which call the C++ kernels directly: at tiny sizes a fused Linear + ReLU forward +
+backward costs less than torch's two ops (42 us vs 55 on x (8, 16), w (16, 16);
+examples/torch_overhead.py) and the example MLP trains faster than stock torch
+(examples/torch_mlp.py). Where they cannot be built (no C++ compiler) or with
+FASTNN_TORCH_NATIVE=0, Python autograd.Functions run the same kernels (~35 us more per
+op forward + backward). At large sizes the kernels' speed shows. fastnn's BLAS threads
+and torch's OpenMP threads both busy-wait after their work: where fastnn layers
+alternate with torch ops on few cores, run with OMP_WAIT_POLICY=PASSIVE and
+OPENBLAS_THREAD_TIMEOUT=4 (set before starting Python).
 """
 from . import functional
 from ._linear_ce import LinearCrossEntropyLoss

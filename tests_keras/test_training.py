@@ -11,7 +11,7 @@ from _util import close, close_updates, one_step
 import fastnn.keras as fk
 
 _spec = importlib.util.spec_from_file_location(
-    "keras_mlp", os.path.join(os.path.dirname(__file__), "..", "..", "examples", "keras_mlp.py"))
+    "keras_mlp", os.path.join(os.path.dirname(__file__), "..", "examples", "keras_mlp.py"))
 example = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(example)
 
