@@ -1,6 +1,12 @@
 """Autograd for the fastnn kernels, and which path each call takes.
 
-- Eager, some input requires grad: a ``torch.autograd.Function``.
+- Eager, CPU tensors, the C++ backend selected: the C++ autograd nodes of _native
+  (csrc/torch/native.cpp: DenseFn, ActFn, LossFn), with or without grad. They serve the
+  common calls and return None for the rest (class weights, pos_weight, a target that
+  requires grad, softmax across a non-last axis, values the public API must refuse),
+  which then take the next path.
+- Eager otherwise, some input requires grad: a Python ``torch.autograd.Function``
+  (the same kernels, through _kernels' fast path or the public API).
 - Under torch.compile / torch.export (``torch.compiler.is_compiling()``): the custom ops
   of ``_library`` (fastnn::dense, ...), which the compiler sees as one opaque op each,
   forward and backward, with fake (meta) implementations: no graph break.
@@ -11,22 +17,22 @@ cost more per call. Measured per call (us, best of 7 runs of 4000 calls, one tor
 thread, 2-core EPYC VM: python examples/torch_overhead.py; x (8, 16), w (16, 16), bce
 on (8, 1)); "kernel alone" is the public numpy API, which validates its arguments:
 
-    case                      this eager path   custom op   torch   fastnn kernel alone
-    linear+relu fwd, no grad        11              27        6.3           8
-    linear+relu fwd, grad           16              52        6.7
-    linear+relu fwd+bwd             68             162       55
-    relu fwd, no grad                7              19        3.1           4
-    relu fwd+bwd                    44             100       20
-    bce fwd, no grad                16              33        8.0          18
-    bce fwd+bwd                     75             179       36
+    case                      eager C++  eager Python  custom op   torch  kernel alone
+    linear+relu fwd, no grad      7.7       10.7          27.0       6.2       8.6
+    linear+relu fwd, grad         7.1       16.2          52.0       6.7
+    linear+relu fwd+bwd          41.4       68.3         165.9      55.9
+    relu fwd, no grad             6.5        7.5          18.9       3.1       4.3
+    relu fwd+bwd                 27.4       44.4         102.1      19.8
+    bce fwd, no grad              8.1       15.9          31.7       7.9      17.8
+    bce fwd+bwd                  34.7       74.6         179.0      36.0
 
-(before the CPU fast path of _kernels: 27 / 42 / 147, 14 / 80 and 33 / 155 eager.) Of
-the ~68 us of a linear+relu fwd+bwd, ~35 are torch's own cost of a Python
-autograd.Function with three inputs and their gradients (an empty one costs that much),
-~5 the two kernels themselves, and the rest the tensor <-> numpy conversions (~0.8 us
-each), the backend selection and this module's bookkeeping. Once-differentiability is
-checked only where a backward runs with grad mode on (create_graph), which saves
-once_differentiable's no_grad block on every other backward.
+Of the Python path's ~68 us for a linear+relu fwd+bwd, ~35 are torch's own cost of a
+Python autograd.Function with three inputs and their gradients (an empty one costs that
+much); the C++ nodes remove that and the tensor <-> numpy conversions. What remains of
+a C++ call is this module's Python (spec lookup, backend selection: ~3 us) and torch's
+node bookkeeping. Once-differentiability is checked only where a backward runs with
+grad mode on (create_graph), which saves once_differentiable's no_grad block on every
+other backward; the C++ nodes do the same with torch's DelayedError.
 
 Backward saves only what the kernel needs: x and w, plus y or the pre-activation z for
 Dense (whichever dense_forward returns); y or x for activations (saved_for_backward).
