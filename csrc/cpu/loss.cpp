@@ -119,6 +119,22 @@ template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
   return mx + sm::log(s);
 }
 
+// e_j = e^(x_j - max) for one row, written to e; returns sum_j e_j (all -inf: max taken
+// as 0, so the sum is 0 and the caller's 0 / 0 gives NaN, as torch).
+template <class T> FASTNN_INLINE T row_exp(const T* x, T* e, int64_t c) {
+  T mx = -INFINITY;
+#pragma omp simd reduction(max : mx)
+  for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
+  if (!(mx > -INFINITY)) mx = 0;
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < c; ++j) {
+    e[j] = sm::exp(x[j] - mx);
+    s += e[j];
+  }
+  return s;
+}
+
 // Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):
 //   nll:  -w_y x_y
 //   ce:   (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
@@ -146,16 +162,18 @@ template <class T> FASTNN_INLINE void class_row_grad(const ClassArgs& a, const T
     dx[y] = -g * wy;
     return;
   }
-  const T lse = row_lse(x, c), ls = T(a.label_smoothing);
+  // p_c = e_c / s with e_c = e^(x_c - max) kept in dx: one exp per element (exp(x_c - lse)
+  // recomputed them all, and the exps were most of the backward's time)
+  const T inv = T(1) / row_exp(x, dx, c), ls = T(a.label_smoothing);
   const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(c);
   if (w) {
     for (int64_t j = 0; j < c; ++j) {
-      const T pj = sm::exp(x[j] - lse);
+      const T pj = dx[j] * inv;
       dx[j] = k1 * pj + k2 * (wsum * pj - w[j]);
     }
   } else {  // a separate loop: a conditional load would keep it from vectorizing
     for (int64_t j = 0; j < c; ++j) {
-      const T pj = sm::exp(x[j] - lse);
+      const T pj = dx[j] * inv;
       dx[j] = k1 * pj + k2 * (wsum * pj - T(1));  // this order: exactly 0 at y when p_y = 1
     }
   }
