@@ -19,9 +19,25 @@ def _load_openblas():
     # fastnn._C links libscipy_openblas.so. Loading it first (RTLD_GLOBAL) lets the
     # dynamic loader resolve the extension's dependency by soname, wherever pip put
     # the scipy-openblas32 wheel (an editable install has no relative rpath to it).
-    import scipy_openblas32 as ob
+    #
+    # OPENBLAS_THREAD_TIMEOUT=4 (unless the user set it): OpenBLAS's worker threads sleep
+    # right after a product instead of spinning for 2^28 cycles (~0.1 s), during which
+    # they took half of this 2-core machine from whatever ran next: fastnn's own
+    # elementwise kernels after a GEMM ran 2x slower (gelu on 4M floats 4.45 ms vs 2.34),
+    # and so would torch's or TensorFlow's ops. Waking them costs ~50 us on the next
+    # product (a 64x256x256 layer fwd+bwd: 0.197 -> 0.25 ms); large products are unchanged.
+    # OpenBLAS reads it once, when this copy of the library loads (importing
+    # scipy_openblas32 loads it; numpy's own OpenBLAS is a different copy, unaffected);
+    # the process environment is restored after.
+    had = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    try:
+        import scipy_openblas32 as ob
 
-    ctypes.CDLL(os.path.join(ob.get_lib_dir(), ob.get_library(fullname=True)), mode=ctypes.RTLD_GLOBAL)
+        ctypes.CDLL(os.path.join(ob.get_lib_dir(), ob.get_library(fullname=True)), mode=ctypes.RTLD_GLOBAL)
+    finally:
+        if had is None:
+            del os.environ["OPENBLAS_THREAD_TIMEOUT"]
 
 
 try:
