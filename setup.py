@@ -74,7 +74,7 @@ class build_py_with_cuda(build_py):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
         for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/cpu/api.h",
-                        "csrc/cpu/kernels.h"):
+                        "csrc/cpu/kernels.h", "csrc/cpu/pool.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))
                 os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -319,7 +319,9 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
   // The kernel table for C++ consumers (csrc/cpu/api.h): the torch autograd extension.
-  static const fastnn::CpuApi api{fastnn::kCpuApiVersion, sizeof(fastnn::CpuApi), fastnn::cpu_kernels<float>(),
-                                  fastnn::cpu_kernels<double>(), &fastnn::act_has_y_backward};
+  static const fastnn::CpuApi api{fastnn::kCpuApiVersion,      sizeof(fastnn::CpuApi),
+                                  fastnn::cpu_kernels<float>(),  fastnn::cpu_kernels<double>(),
+                                  &fastnn::act_has_y_backward,   &fastnn::pool::acquire,
+                                  &fastnn::pool::release};
   m.attr("_cpu_api") = py::capsule(&api, "fastnn._C.cpu_api");
 }

@@ -175,3 +175,26 @@ def test_no_compiler_warns_once_and_runs_the_python_path(tmp_path):
     assert lines[0].startswith("RuntimeError: compiling") and lines[-1] == "DenseFunctionBackward", r.stdout
     assert r.stderr.count("C++ autograd nodes unavailable") == 1, r.stderr
     assert not [p for p in tmp_path.rglob("*.so")]  # nothing half-built left behind
+
+
+def test_large_outputs_come_from_the_buffer_cache_and_go_back():
+    fastnn.empty_cache()
+    x = torch.linspace(-4, 4, 1 << 19, dtype=torch.float32, requires_grad=True)  # 2 MiB
+    y = F.gelu(x)
+    view = y[100:200]
+    expected = TF.gelu(x.detach()[100:200].double()).float()  # float64 reference (torch's float32 gelu
+    # loses relative accuracy in the tail)
+    del y  # the view keeps the block
+    assert fastnn.cache_info()["cached_bytes"] == 0
+    z = F.relu(-x)  # would get the block had it been released
+    torch.testing.assert_close(view.detach(), expected, rtol=1e-6, atol=1e-7)
+    del view
+    assert fastnn.cache_info()["cached_bytes"] >= x.numel() * 4
+    ptr_free = fastnn.cache_info()["hits"]
+    w = F.silu(x)  # reuses it
+    assert fastnn.cache_info()["hits"] == ptr_free + 1
+    torch.testing.assert_close(w, TF.silu(x.double()).float(), rtol=1e-6, atol=1e-7)
+    w.sum().backward()  # a gradient in pooled memory too, accumulated by autograd
+    torch.testing.assert_close(x.grad, torch.autograd.grad(TF.silu(x).sum(), x)[0], rtol=1e-5, atol=1e-6)
+    del z, w
+    fastnn.empty_cache()

@@ -7,11 +7,14 @@
 // agree; a stale build of either side is refused, not misread).
 #pragma once
 
+#include <cstddef>
+
 #include "cpu/kernels.h"
+#include "cpu/pool.h"
 
 namespace fastnn {
 
-inline constexpr int kCpuApiVersion = 1;
+inline constexpr int kCpuApiVersion = 2;
 
 template <class T> struct CpuKernels {
   void (*act_forward)(Act, const ActParams&, const T*, T*, int64_t, int64_t);
@@ -34,6 +37,9 @@ struct CpuApi {
   CpuKernels<float> f32;
   CpuKernels<double> f64;
   bool (*act_has_y_backward)(Act);
+  // The output buffer cache (cpu/pool.h): blocks of >= pool::kMinBytes.
+  void* (*pool_acquire)(size_t bytes, size_t* block_bytes);
+  void (*pool_release)(void* p, size_t block_bytes);
 };
 
 template <class T> constexpr CpuKernels<T> cpu_kernels() {

@@ -72,6 +72,26 @@ template <class T> const fastnn::CpuKernels<T>& K() {
   if constexpr (std::is_same_v<T, float>) return g_api->f32; else return g_api->f64;
 }
 
+// An uninitialized output: large ones (>= 1 MiB) from fastnn's buffer cache (cpu/pool.h),
+// given back when torch frees the tensor, so repeated calls skip the first-touch page
+// faults of fresh memory (torch's allocator maps large tensors anew every time).
+Tensor out_empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
+  int64_t n = 1;
+  for (int64_t d : sizes) n *= d;
+  const size_t bytes = static_cast<size_t>(n) * opt.dtype().itemsize();
+  if (bytes < fastnn::pool::kMinBytes) return at::empty(sizes, opt);
+  size_t block = 0;
+  void* p = g_api->pool_acquire(bytes, &block);
+  const auto release = g_api->pool_release;
+  try {
+    return at::from_blob(p, sizes, [release, block](void* q) { release(q, block); }, opt);
+  } catch (...) {
+    release(p, block);
+    throw;
+  }
+}
+Tensor out_like(const Tensor& t) { return out_empty(t.sizes(), t.options()); }
+
 bool kernel_dtype(const Tensor& t) {
   return t.device().is_cpu() && t.layout() == at::kStrided &&
          (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
@@ -126,9 +146,9 @@ template <class T> std::pair<Tensor, Tensor> dense_fwd(const Tensor& x, const Te
   const Tensor x2 = x.contiguous();
   const WView wv = w_view(w);
   const Tensor bc = b.defined() ? b.contiguous() : b;
-  Tensor y = at::empty({m, n}, x.options());
+  Tensor y = out_empty({m, n}, x.options());
   const bool need_z = s.act != fastnn::Act::linear && !s.from_y;
-  Tensor z = need_z ? at::empty({m, n}, x.options()) : Tensor();
+  Tensor z = need_z ? out_empty({m, n}, x.options()) : Tensor();
   K<T>().dense_forward(s.act, s.p, x2.data_ptr<T>(), wv.w.data_ptr<T>(), wv.w_oi,
                        bc.defined() ? bc.data_ptr<T>() : nullptr, y.data_ptr<T>(), need_z ? z.data_ptr<T>() : nullptr,
                        m, k, n);
@@ -162,8 +182,8 @@ struct DenseFn : public torch::autograd::Function<DenseFn> {
     const Tensor x2 = x.contiguous(), dy = dy_in.contiguous();
     const Tensor zyc = zy.defined() ? zy.contiguous() : zy;
     const WView wv = w_view(w);
-    Tensor dx = need_dx ? at::empty_like(x2) : Tensor();
-    Tensor dw = need_dw ? at::empty_like(wv.w) : Tensor();
+    Tensor dx = need_dx ? out_like(x2) : Tensor();
+    Tensor dw = need_dw ? out_like(wv.w) : Tensor();
     Tensor db = need_db ? at::empty({n}, x.options()) : Tensor();
     K<T>().dense_backward(s.act, s.p, s.from_y, dy.data_ptr<T>(), x2.data_ptr<T>(), wv.w.data_ptr<T>(), wv.w_oi,
                           zyc.defined() ? zyc.data_ptr<T>() : nullptr, need_dx ? dx.data_ptr<T>() : nullptr,
@@ -209,7 +229,7 @@ struct ActFn : public torch::autograd::Function<ActFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t id) {
     const ActSpec& s = act_spec(id);
     const Tensor xc = x.contiguous();
-    Tensor y = at::empty_like(xc);
+    Tensor y = out_like(xc);
     if (x.scalar_type() == at::kFloat)
       K<float>().act_forward(s.act, s.p, xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), act_cols(xc));
     else
@@ -221,7 +241,7 @@ struct ActFn : public torch::autograd::Function<ActFn> {
 
   template <class T> static Tensor bwd(const ActSpec& s, const Tensor& src, const Tensor& dy_in) {
     const Tensor sc = src.contiguous(), dy = dy_in.contiguous();
-    Tensor dx = at::empty_like(sc);
+    Tensor dx = out_like(sc);
     auto fn = s.from_y ? K<T>().act_backward_y : K<T>().act_backward_x;
     fn(s.act, s.p, sc.data_ptr<T>(), dy.data_ptr<T>(), dx.data_ptr<T>(), sc.numel(), act_cols(sc));
     return dx;
@@ -277,7 +297,7 @@ template <class T> Tensor loss_fwd(const LossSpec& s, const Tensor& pc, const Te
   Tensor per;
   double total;
   if (s.kind == LossKind::elementwise) {
-    if (reduction == kNone) per = at::empty_like(pc);
+    if (reduction == kNone) per = out_like(pc);
     total = K<T>().loss_forward(largs<T>(s), pc.data_ptr<T>(), tc.data_ptr<T>(),
                                 per.defined() ? per.data_ptr<T>() : nullptr, pc.numel());
   } else {
@@ -319,7 +339,7 @@ struct LossFn : public torch::autograd::Function<LossFn> {
       gc = grad.contiguous();
     }
     const T* gp = gc.defined() ? gc.data_ptr<T>() : nullptr;
-    Tensor dpred = at::empty_like(pc);
+    Tensor dpred = out_like(pc);
     if (s.kind == LossKind::elementwise) {
       K<T>().loss_backward(largs<T>(s), pc.data_ptr<T>(), tc.data_ptr<T>(), gp, gs, dpred.data_ptr<T>(), nullptr,
                            pc.numel());
