@@ -1,11 +1,19 @@
-"""Elementwise activation benchmark (gelu by default, or relu), forward and backward.
+"""Elementwise activations, forward and backward: relu, gelu, sigmoid, silu, tanh,
+softplus (torch's definitions and defaults).
 
-gelu (exact, torch's approximate="none"):
-    y = x * Phi(x) = x/2 * (1 + erf(x / sqrt(2)))
-    dy/dx = Phi(x) + x * phi(x),  phi(x) = exp(-x^2/2) / sqrt(2*pi)
-relu: y = max(x, 0); dy/dx = [x > 0] (0 at 0, as torch).
+    relu      y = max(x, 0)                     dy/dx = [x > 0] (0 at 0, as torch)
+    gelu      y = x * Phi(x) = x/2 (1 + erf(x / sqrt(2)))   (exact, approximate="none")
+              dy/dx = Phi(x) + x phi(x),  phi(x) = exp(-x^2/2) / sqrt(2 pi)
+    sigmoid   y = s(x) = 1 / (1 + exp(-x))      dy/dx = y (1 - y)
+    silu      y = x s(x)                        dy/dx = s(x) (1 + x (1 - s(x)))
+    tanh      y = tanh(x)                       dy/dx = 1 - y^2
+    softplus  y = log(1 + exp(x)), y = x where x > 20 (beta 1, threshold 20)
+              dy/dx = s(x), 1 where x > 20
 Bytes moved per call (what GB/s counts): forward reads x and writes y, 2*n*itemsize;
 backward reads dy and x (or y) and writes dx, 3*n*itemsize.
+Outputs are fresh, as a user's call allocates them: torch and numpy map new pages for
+each output > 32 MB; fastnn's C++ backend reuses cached buffers, and the row
+"fastnn[cpp] no cache" shows it with that cache off (see impls.py).
 """
 
 import math
@@ -16,11 +24,14 @@ from .timing import Case, Impl
 
 MODES = ("forward", "backward")
 SIZES = [2 ** 20, 2 ** 24]
-QUICK_SIZES = [2 ** 20, 2 ** 22]
-NAMES = ("gelu", "relu")
+QUICK_SIZES = [2 ** 24]  # the targets' size: 64 MB outputs, past the mmap threshold
+COMPILE_MIN_SIZE = 2 ** 24
+NAMES = ("relu", "gelu", "sigmoid", "silu", "tanh", "softplus")
+QUICK_NAMES = ("relu",)  # gelu at 16M is in the quick run's threads rows
 
 SQRT1_2 = 1.0 / math.sqrt(2.0)
 INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+SOFTPLUS_THRESHOLD = 20.0  # torch's default: linear where x > 20
 
 try:
     from scipy.special import erf as _erf
@@ -35,6 +46,12 @@ def _erf64(x):
     return np.vectorize(math.erf, otypes=[np.float64])(x)
 
 
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+# numpy compositions: (forward(x), backward(dy, x)); `erf` lets the float64
+# reference use scipy's or math's erf.
 def gelu_forward(x, erf=_erf):
     return 0.5 * x * (1.0 + erf(x * SQRT1_2))
 
@@ -44,30 +61,51 @@ def gelu_backward(dy, x, erf=_erf):
     return dy * (cdf + x * (INV_SQRT_2PI * np.exp(-0.5 * x * x)))
 
 
-def relu_forward(x, erf=None):
-    return np.maximum(x, 0)
+def softplus_forward(x, erf=None):
+    return np.where(x > SOFTPLUS_THRESHOLD, x, np.log1p(np.exp(x)))
 
 
-def relu_backward(dy, x, erf=None):
-    return dy * (x > 0)
+def softplus_backward(dy, x, erf=None):
+    return dy * np.where(x > SOFTPLUS_THRESHOLD, 1.0, _sigmoid(x)).astype(x.dtype)
 
 
-NUMPY = {"gelu": (gelu_forward, gelu_backward), "relu": (relu_forward, relu_backward)}
+def silu_backward(dy, x, erf=None):
+    s = _sigmoid(x)
+    return dy * (s * (1.0 + x * (1.0 - s)))
 
 
-def numpy_note(name):
-    """A header line on how the numpy rows of activation `name` are made, or None."""
-    if name != "gelu":
+NUMPY = {
+    "relu": (lambda x, erf=None: np.maximum(x, 0), lambda dy, x, erf=None: dy * (x > 0)),
+    "gelu": (gelu_forward, gelu_backward),
+    "sigmoid": (lambda x, erf=None: _sigmoid(x),
+                lambda dy, x, erf=None: dy * (_sigmoid(x) * (1.0 - _sigmoid(x)))),
+    "silu": (lambda x, erf=None: x * _sigmoid(x), silu_backward),
+    "tanh": (lambda x, erf=None: np.tanh(x),
+             lambda dy, x, erf=None: dy * (1.0 - np.tanh(x) ** 2)),
+    "softplus": (softplus_forward, softplus_backward),
+}
+
+
+def torch_fn(fw, name):
+    """torch's own function of activation `name`."""
+    return {"relu": fw.F.relu, "gelu": fw.F.gelu, "sigmoid": fw.torch.sigmoid,
+            "silu": fw.F.silu, "tanh": fw.torch.tanh, "softplus": fw.F.softplus}[name]
+
+
+def numpy_note(names):
+    """A header line on how the numpy gelu rows are made, or None."""
+    if "gelu" not in names:
         return None
     if _erf is None:
         return "numpy gelu rows skipped: numpy has no erf and scipy is not installed"
     return "numpy gelu uses scipy.special.erf (numpy has no erf)"
 
 
-def specs(quick, name="gelu"):
+def specs(quick, names=None):
     """[(op, mode, shape)] this family runs."""
-    return [(name, mode, (n,)) for n in (QUICK_SIZES if quick else SIZES)
-            for mode in MODES]
+    names = names or (QUICK_NAMES if quick else NAMES)
+    return [(name, mode, (n,)) for name in names
+            for n in (QUICK_SIZES if quick else SIZES) for mode in MODES]
 
 
 def bytes_moved(mode, shape, itemsize):
@@ -77,16 +115,15 @@ def bytes_moved(mode, shape, itemsize):
 
 def _fastnn_impls(fw, name, mode, x, dy):
     fn = fw.fastnn
-    if mode == "forward":
-        def run():
-            return fn.activation_forward(x, name)
-        return [Impl(impl, run, ctx) for impl, ctx in fw.fastnn_impls()]
     impls = []
-    for impl_name, ctx in fw.fastnn_impls():
+    for impl_name, ctx in fw.fastnn_impls(cache_row=True):
+        if mode == "forward":
+            impls.append(Impl(impl_name, lambda: fn.activation_forward(x, name), ctx))
+            continue
         try:
             with ctx():  # what backward needs could differ per backend: ask each
                 saved = fn.saved_for_backward(name)
-                y = fn.activation_forward(x, name) if "y" in saved else None
+                y = fn.activation_forward(x, name).copy() if "y" in saved else None
         except Exception as exc:
             impls.append(Impl(impl_name, None, ctx, error=f"setup raised {exc!r}"))
             continue
@@ -98,19 +135,26 @@ def _fastnn_impls(fw, name, mode, x, dy):
     return impls
 
 
-def _torch_impl(fw, name, mode, x, dy):
-    """torch's F.gelu / F.relu; backward through autograd.grad with retain_graph."""
-    torch, F = fw.torch, fw.F
-    act = getattr(F, name)
-    if mode == "forward":
-        xt = torch.from_numpy(x)
-        return Impl("torch", lambda: act(xt))
-    xt = torch.from_numpy(x).requires_grad_(True)
-    yt, dyt = act(xt), torch.from_numpy(dy)
+def _torch_impls(fw, name, mode, x, dy):
+    """torch eager and torch.compile; backward through autograd.grad on a kept graph.
+    torch.compile only at the targets' size (16M): each compile takes seconds."""
+    torch, act = fw.torch, torch_fn(fw, name)
+    compiled = fw.torch_compile(act) if x.size >= COMPILE_MIN_SIZE else None
+    impls = []
+    for impl_name, f in (("torch", act), ("torch.compile", compiled)):
+        if f is None:
+            continue
+        if mode == "forward":
+            xt = torch.from_numpy(x)
+            impls.append(Impl(impl_name, lambda f=f, xt=xt: f(xt)))
+            continue
+        xt = torch.from_numpy(x).requires_grad_(True)
+        yt, dyt = f(xt), torch.from_numpy(dy)
 
-    def run():
-        return torch.autograd.grad(yt, xt, dyt, retain_graph=True)[0]
-    return Impl("torch", run)
+        def run(yt=yt, xt=xt):
+            return torch.autograd.grad(yt, xt, dyt, retain_graph=True)[0]
+        impls.append(Impl(impl_name, run))
+    return impls
 
 
 def _numpy_impl(name, mode, x, dy):
@@ -121,27 +165,38 @@ def _numpy_impl(name, mode, x, dy):
     return Impl("numpy", run)
 
 
+def make_inputs(shape, dtype, seed):
+    """x ~ N(0, 4) spans [-10, 10]: the tails, the curved middle and the kink all
+    show up; dy ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    x = (2.0 * rng.standard_normal(shape)).astype(dtype)
+    dy = rng.standard_normal(shape).astype(dtype)
+    return x, dy
+
+
+def reference(name, mode, x, dy):
+    """float64 numpy result of activation `name` (a 1-tuple)."""
+    fwd, bwd = NUMPY[name]
+    x64 = x.astype(np.float64)
+    with np.errstate(over="ignore"):
+        if mode == "forward":
+            return (fwd(x64, erf=_erf64),)
+        return (bwd(dy.astype(np.float64), x64, erf=_erf64),)
+
+
 def make_case(spec, dtype, fw, seed=0):
     """The Case for one (name, mode, shape) spec, with its reference and impls."""
     name, mode, shape = spec
-    rng = np.random.default_rng(seed)
-    # Spread over [-6, 6]: gelu's tails, its curved middle and its kink all show up.
-    x = (2.0 * rng.standard_normal(shape)).astype(dtype)
-    dy = rng.standard_normal(shape).astype(dtype)
-    fwd, bwd = NUMPY[name]
-    x64 = x.astype(np.float64)
-    if mode == "forward":
-        reference = (fwd(x64, erf=_erf64),)
-    else:
-        reference = (bwd(dy.astype(np.float64), x64, erf=_erf64),)
+    x, dy = make_inputs(shape, dtype, seed)
     impls = []
     if fw.fastnn is not None:
         impls += _fastnn_impls(fw, name, mode, x, dy)
     if fw.torch is not None:
-        impls.append(_torch_impl(fw, name, mode, x, dy))
+        impls += _torch_impls(fw, name, mode, x, dy)
     numpy_impl = _numpy_impl(name, mode, x, dy)
     if numpy_impl is not None:
         impls.append(numpy_impl)
     return Case(op=name, mode=mode, shape=shape, dtype=dtype, unit="GB/s",
                 work=bytes_moved(mode, shape, np.dtype(dtype).itemsize),
-                ceiling="bandwidth", reference=reference, impls=impls)
+                ceiling="bandwidth", reference=reference(name, mode, x, dy),
+                impls=impls)

@@ -4,16 +4,21 @@ import argparse
 import sys
 import time
 
-from . import activation, dense, dense_ce, impls, loss, machine, report, timing
+from . import (activation, dense, dense_ce, impls, loss, machine, mlp, plot, report,
+               softmax, targets, threads, timing)
 
-FAMILIES = ("dense", "activation", "loss", "dense_ce")
+# Run order; every family a module with specs(quick) and make_case(spec, dtype, fw).
+FAMILIES = {"dense": dense, "activation": activation, "softmax": softmax, "loss": loss,
+            "dense_ce": dense_ce, "mlp": mlp, "threads": threads}
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(
         prog="python -m fastnn.bench",
-        description="Time fastnn's kernels (each CPU backend) against torch and a "
-                    "plain numpy composition: Dense+relu, one activation, one loss.")
+        description="Time fastnn's kernels (each CPU backend) against torch (eager "
+                    "and torch.compile) and a plain numpy composition: Dense+relu, "
+                    "activations, softmax, losses, the fused Dense+cross-entropy, an "
+                    "MLP training step, threads; then check issue 6's targets.")
     p.add_argument("--quick", action="store_true",
                    help="small sizes and short timing (well under a minute)")
     p.add_argument("--dtype", choices=sorted(timing.TOLERANCES), default="float32",
@@ -23,8 +28,19 @@ def parse_args(argv):
     p.add_argument("--ops", default=",".join(FAMILIES),
                    help=f"comma-separated op families to run (default: all of "
                         f"{','.join(FAMILIES)})")
-    p.add_argument("--activation", choices=activation.NAMES, default="gelu",
-                   help="the activation of the activation rows (default: gelu)")
+    p.add_argument("--activations", default=None,
+                   help=f"comma-separated activations of the activation rows (default: "
+                        f"{','.join(activation.NAMES)}; --quick: "
+                        f"{','.join(activation.QUICK_NAMES)})")
+    p.add_argument("--plot", metavar="FILE.png",
+                   help="draw throughput vs size per implementation (needs matplotlib)")
+    p.add_argument("--no-compile", action="store_true",
+                   help="no torch.compile rows (they are on in the full run, off with "
+                        "--quick: compiling takes seconds per case)")
+    p.add_argument("--no-output-cache", action="store_true",
+                   help="turn fastnn's output buffer cache off for the whole run (by "
+                        "default it is on, and extra 'fastnn[cpp] no cache' rows show "
+                        "activations, softmax and losses without it)")
     p.add_argument("--seed", type=int, default=0, help="seed of the input data")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress indicator on stderr")
@@ -34,20 +50,26 @@ def parse_args(argv):
     if unknown or not args.ops:
         p.error(f"--ops {','.join(unknown) or '(empty)'}: expected a comma-separated "
                 f"subset of {','.join(FAMILIES)}")
+    if args.activations is not None:
+        args.activations = [a.strip() for a in args.activations.split(",") if a.strip()]
+        bad = sorted(set(args.activations) - set(activation.NAMES))
+        if bad or not args.activations:
+            p.error(f"--activations {','.join(bad) or '(empty)'}: expected a "
+                    f"comma-separated subset of {','.join(activation.NAMES)}")
+    if args.plot and plot.missing():
+        p.error(plot.missing())
     return args
 
 
 def plan(args):
     """[(family module, (op, mode, shape))] in run order."""
     jobs = []
-    if "dense" in args.ops:
-        jobs += [(dense, s) for s in dense.specs(args.quick)]
-    if "activation" in args.ops:
-        jobs += [(activation, s) for s in activation.specs(args.quick, args.activation)]
-    if "loss" in args.ops:
-        jobs += [(loss, s) for s in loss.specs(args.quick)]
-    if "dense_ce" in args.ops:
-        jobs += [(dense_ce, s) for s in dense_ce.specs(args.quick)]
+    for name, family in FAMILIES.items():
+        if name not in args.ops:
+            continue
+        specs = (family.specs(args.quick, args.activations) if family is activation
+                 else family.specs(args.quick))
+        jobs += [(family, s) for s in specs]
     return jobs
 
 
@@ -58,8 +80,11 @@ def header(args, fw):
              f"cpu: {machine.cpu_model()}, {machine.core_count()} cores",
              *impls.versions(fw),
              f"commit: {machine.git_commit()}"]
-    if "activation" in args.ops and activation.numpy_note(args.activation):
-        lines.append(activation.numpy_note(args.activation))
+    names = args.activations or (activation.QUICK_NAMES if args.quick else activation.NAMES)
+    if "activation" in args.ops and activation.numpy_note(names):
+        lines.append(activation.numpy_note(names))
+    lines.append("torch.compile rows: " + ("on (compile time is not timed)" if fw.compile
+                                          else "off" + (" (--quick)" if args.quick else "")))
     return lines + fw.notes
 
 
@@ -92,8 +117,8 @@ def load_line(background, cores):
     return line
 
 
-def footer(ceilings, described, failures, elapsed):
-    lines = ["", "ceilings: " + "; ".join(
+def footer(ceilings, described, failures, elapsed, rows):
+    lines = ["", *targets.evaluate(rows), "", "ceilings: " + "; ".join(
         f"{described[k]}: {v:.1f} {'GFLOP/s' if k == 'gemm' else 'GB/s'}"
         for k, v in ceilings.items()),
         "p50/p20-p80: median and 20th-80th percentile time per call; rate at p50",
@@ -115,6 +140,9 @@ def main(argv=None):
         print(f"error: {report.csv_problem(args.csv)}", file=sys.stderr)
         return 2
     fw = impls.load()
+    fw.compile = not (args.quick or args.no_compile)
+    if args.no_output_cache and fw.fastnn is not None:
+        impls.disable_output_cache(fw)
     print("\n".join(header(args, fw)), flush=True)
     jobs = plan(args)
     progress = timing.Progress(2 + len(jobs), enabled=not args.no_progress)
@@ -128,7 +156,7 @@ def main(argv=None):
     print()
     print(report.format_table(rows))
     print("\n".join(footer(ceilings, described, failures,
-                           time.perf_counter() - start)))
+                           time.perf_counter() - start, rows)))
     print(load_line(background, machine.core_count()), flush=True)
     if args.csv:
         context = {"cpu": f"{machine.cpu_model()} ({machine.core_count()} cores)",
@@ -137,4 +165,9 @@ def main(argv=None):
                    "background": "" if background is None else f"{background:.3f}"}
         n = report.append_csv(args.csv, rows, context)
         print(f"appended {n} rows to {args.csv}")
+    if args.plot:
+        title = (f"fastnn.bench {args.dtype}, {machine.cpu_model()} "
+                 f"({machine.core_count()} cores), {machine.git_commit()}")
+        n = plot.draw(rows, args.plot, title)
+        print(f"plotted {n} panels to {args.plot}")
     return 1 if failures else 0

@@ -12,8 +12,12 @@ from .timing import Case, Impl
 
 OP = "dense_relu"
 MODES = ("forward", "forward+backward")
-SHAPES = [(64, 256, 256), (256, 1024, 1024), (1024, 1024, 1024)]
-QUICK_SHAPES = SHAPES[:2]
+# Issue 6's targets: the seed-size layer (10,20,10) through the kernel API vs the
+# numpy composition (call overhead: validation and dispatch), a small layer
+# (64,256,256) vs torch, and four layers where the matrix products dominate.
+SHAPES = [(10, 20, 10), (64, 256, 256), (256, 1024, 1024), (1024, 1024, 1024),
+          (4096, 1024, 1024), (2048, 4096, 4096)]
+QUICK_SHAPES = SHAPES[:3]
 
 
 def specs(quick):

@@ -2,8 +2,19 @@
 
 Everything optional is imported here, once, so that a missing torch or an
 unbuilt fastnn turns into a note in the header instead of a traceback.
+
+Two extra kinds of row, both what a reader would otherwise ask about:
+- "torch.compile": the same torch function under torch.compile (inductor), what a
+  user tries before reaching for a kernel library. Compiling happens in the
+  correctness check, outside the timings.
+- "fastnn[cpp] no cache": fastnn's C++ backend with its output buffer cache turned
+  off (csrc/cpu/pool.h). By default large outputs come from buffers that earlier
+  outputs gave back, already faulted in; torch and numpy map fresh pages for every
+  output > 32 MB (glibc's mmap threshold) and pay ~16k first-touch page faults per
+  64 MB. This row shows what fastnn costs when it pays them too.
 """
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -18,15 +29,73 @@ class Frameworks:
     torch: Optional[object] = None
     F: Optional[object] = None            # torch.nn.functional
     notes: list = field(default_factory=list)       # why something is skipped
+    compile: bool = True     # add torch.compile rows where a family has them
+    cache_rows: bool = True  # add "fastnn[cpp] no cache" rows where outputs are large
 
-    def fastnn_impls(self):
-        """[(impl name, context factory)] for each CPU backend of fastnn."""
-        return [(f"fastnn[{name}]", _backend_context(self.fastnn, name))
-                for name in self.backends]
+    def fastnn_impls(self, cache_row=False):
+        """[(impl name, context factory)] for each CPU backend of fastnn, plus the
+        C++ backend with its output cache off when `cache_row` (and it can be)."""
+        out = [(f"fastnn[{name}]", _backend_context(self.fastnn, name))
+               for name in self.backends]
+        if cache_row and self.cache_rows and _cpp_C(self.fastnn) is not None:
+            out.append((NO_CACHE, lambda: _no_cache(self.fastnn)))
+        return out
+
+    def torch_compile(self, fn):
+        """torch.compile(fn), or None where compile rows are off or unavailable.
+
+        Dynamo's caches are reset first: every case builds its functions from the
+        same code objects, and past the recompile limit (8) dynamo would silently run
+        them eagerly -- a "torch.compile" row that is really torch eager.
+        """
+        if not self.compile or self.torch is None:
+            return None
+        import torch._dynamo
+        torch._dynamo.reset()
+        return self.torch.compile(fn, dynamic=False)
+
+
+NO_CACHE = "fastnn[cpp] no cache"
 
 
 def _backend_context(fastnn, name):
     return lambda: fastnn.use_backend(name)
+
+
+def _cpp_C(fastnn):
+    """fastnn's C++ extension module if it has the cache controls, else None."""
+    try:
+        from fastnn._backends import cpp
+    except Exception:
+        return None
+    C = getattr(cpp, "_C", None)
+    return C if C is not None and hasattr(C, "set_cache_limit") else None
+
+
+@contextlib.contextmanager
+def _no_cache(fastnn):
+    """The C++ backend with its output cache off (limit 0, emptied) inside the block."""
+    C = _cpp_C(fastnn)
+    limit = fastnn.cache_info()["limit_bytes"]
+    C.set_cache_limit(0)
+    fastnn.empty_cache()
+    try:
+        with fastnn.use_backend("cpp"):
+            yield
+    finally:
+        C.set_cache_limit(limit)
+
+
+def disable_output_cache(fw):
+    """--no-output-cache: the C++ backend's cache off for the whole run."""
+    C = _cpp_C(fw.fastnn) if fw.fastnn is not None else None
+    if C is None:
+        fw.notes.append("--no-output-cache: this fastnn build has no output cache")
+        return
+    C.set_cache_limit(0)
+    fw.fastnn.empty_cache()
+    fw.cache_rows = False  # every fastnn[cpp] row is already cache-off
+    fw.notes.append("output cache: OFF for every fastnn row (--no-output-cache)")
 
 
 def _load_fastnn(fw):
@@ -97,4 +166,8 @@ def versions(fw):
         threads = f"; {threads()} threads" if callable(threads) else ""
         lines.append(f"fastnn: {getattr(fw.fastnn, '__version__', '?')} "
                      f"({describe_backends(fw.fastnn)}{threads})")
+        info = fw.fastnn.cache_info() if hasattr(fw.fastnn, "cache_info") else None
+        if info is not None:
+            lines.append(f"fastnn output cache: limit {info['limit_bytes'] >> 20} MB "
+                         f"(rows '{NO_CACHE}' run with it off)")
     return lines

@@ -1,48 +1,55 @@
-"""cross_entropy benchmark: logits pred (N, C), int64 class targets (N,), mean.
+"""Losses, forward + backward, reduction "mean":
 
-    loss = mean_i [ logsumexp(pred_i) - pred_i[t_i] ]
-    dloss/dpred_i = (softmax(pred_i) - onehot(t_i)) / N
-Bytes moved per call (what GB/s counts): forward reads pred, N*C*itemsize;
-forward+backward also writes dpred, 2*N*C*itemsize. The targets (N int64s) are
-left out, as are second reads of pred that an implementation chooses to make.
+    cross_entropy    pred (N, C) logits, int64 class targets t (N,)
+                     loss = mean_i [ logsumexp(pred_i) - pred_i[t_i] ]
+                     dpred_i = (softmax(pred_i) - onehot(t_i)) / N
+    mse              pred, target (n,):  loss = mean (p - t)^2,  dpred = 2 (p - t) / n
+    bce_with_logits  pred (n,) logits, target (n,) in [0, 1]
+                     loss = mean [ max(p, 0) - p t + log(1 + e^-|p|) ]
+                     dpred = (s(p) - t) / n,  s = sigmoid
+Bytes moved per call (what GB/s counts), the least any implementation must move:
+cross_entropy reads pred and writes dpred, 2*N*C*itemsize (the N targets left out);
+mse and bce_with_logits read pred and target and write dpred, 3*n*itemsize.
+fastnn: loss_forward then loss_backward (two calls, as a framework makes them);
+torch: the functional loss and autograd.grad, eager and under torch.compile.
 """
+
+import math
 
 import numpy as np
 
 from .timing import Case, Impl
 
-OP = "cross_entropy"
-MODES = ("forward", "forward+backward")
-SHAPES = [(8192, 1000)]
-QUICK_SHAPES = [(1024, 1000)]
+MODES = ("forward+backward",)
+CE_SHAPES = [(8192, 1000), (1024, 32000)]  # a classifier's logits; an LM's vocabulary
+ELEMENTWISE_SHAPES = [(2 ** 24,)]
+OPS = ("cross_entropy", "mse", "bce_with_logits")
 
 
 def specs(quick):
-    """[(op, mode, shape)] this family runs."""
-    return [(OP, mode, shape) for shape in (QUICK_SHAPES if quick else SHAPES)
-            for mode in MODES]
+    """--quick: cross_entropy at (8192, 1000) and mse; bce_with_logits is full only
+    (its numba and C++ kernels took ~0.4 s a call at 16M here: most of a quick run)."""
+    ce = CE_SHAPES[:1] if quick else CE_SHAPES
+    elementwise = OPS[1:2] if quick else OPS[1:]
+    return ([("cross_entropy", m, s) for s in ce for m in MODES]
+            + [(op, m, s) for op in elementwise for s in ELEMENTWISE_SHAPES for m in MODES])
 
 
-def bytes_moved(mode, shape, itemsize):
-    n, c = shape
-    return (1 if mode == "forward" else 2) * n * c * itemsize
+def bytes_moved(op, shape, itemsize):
+    return (2 if op == "cross_entropy" else 3) * math.prod(shape) * itemsize
 
 
-def _softmax_parts(pred):
-    """(exp(pred - max), row sums, row max): the pieces of a stable logsumexp."""
+def numpy_forward_backward(op, pred, target):
+    """(loss, dpred) as a plain numpy composition."""
+    if op == "mse":
+        d = pred - target
+        return np.mean(d * d), d * (2.0 / d.size)
+    if op == "bce_with_logits":
+        loss = np.mean(np.maximum(pred, 0) - pred * target + np.log1p(np.exp(-np.abs(pred))))
+        return loss, (1.0 / (1.0 + np.exp(-pred)) - target) / pred.size
     m = pred.max(axis=1, keepdims=True)
     e = np.exp(pred - m)
-    return e, e.sum(axis=1, keepdims=True), m
-
-
-def numpy_forward(pred, target):
-    e, s, m = _softmax_parts(pred)
-    lse = np.log(s[:, 0]) + m[:, 0]
-    return np.mean(lse - pred[np.arange(len(target)), target])
-
-
-def numpy_forward_backward(pred, target):
-    e, s, m = _softmax_parts(pred)
+    s = e.sum(axis=1, keepdims=True)
     rows = np.arange(len(target))
     loss = np.mean(np.log(s[:, 0]) + m[:, 0] - pred[rows, target])
     dpred = e / s
@@ -51,52 +58,56 @@ def numpy_forward_backward(pred, target):
     return loss, dpred
 
 
-def _fastnn_impls(fw, mode, pred, target):
-    fn = fw.fastnn
-    if mode == "forward":
-        def run():
-            return fn.loss_forward(pred, target, OP)
+def make_inputs(op, shape, dtype, seed):
+    rng = np.random.default_rng(seed)
+    pred = (2.0 * rng.standard_normal(shape)).astype(dtype)
+    if op == "cross_entropy":
+        target = rng.integers(0, shape[1], shape[0], dtype=np.int64)
+    elif op == "mse":
+        target = rng.standard_normal(shape).astype(dtype)
     else:
-        def run():
-            loss = fn.loss_forward(pred, target, OP)
-            return loss, fn.loss_backward(pred, target, OP)
-    return [Impl(name, run, ctx) for name, ctx in fw.fastnn_impls()]
+        target = rng.random(shape).astype(dtype)
+    return pred, target
 
 
-def _torch_impl(fw, mode, pred, target):
-    torch, F = fw.torch, fw.F
-    tt = torch.from_numpy(target)
-    if mode == "forward":
-        pt = torch.from_numpy(pred)
-        return Impl("torch", lambda: F.cross_entropy(pt, tt))
-    pt = torch.from_numpy(pred).requires_grad_(True)
+def _fastnn_impls(fw, op, pred, target):
+    fn = fw.fastnn
 
     def run():
-        loss = F.cross_entropy(pt, tt)
-        return loss, torch.autograd.grad(loss, pt)[0]
-    return Impl("torch", run)
+        return fn.loss_forward(pred, target, op), fn.loss_backward(pred, target, op)
+    return [Impl(name, run, ctx) for name, ctx in fw.fastnn_impls(cache_row=True)]
+
+
+def _torch_impls(fw, op, pred, target):
+    torch, F = fw.torch, fw.F
+    loss_fn = {"cross_entropy": F.cross_entropy, "mse": F.mse_loss,
+               "bce_with_logits": F.binary_cross_entropy_with_logits}[op]
+    pt = torch.from_numpy(pred).requires_grad_(True)
+    tt = torch.from_numpy(target)
+    impls = []
+    for name, f in (("torch", loss_fn), ("torch.compile", fw.torch_compile(loss_fn))):
+        if f is None:
+            continue
+
+        def run(f=f):
+            loss = f(pt, tt)
+            return loss, torch.autograd.grad(loss, pt)[0]
+        impls.append(Impl(name, run))
+    return impls
 
 
 def make_case(spec, dtype, fw, seed=0):
     """The Case for one (op, mode, shape) spec, with its reference and impls."""
     op, mode, shape = spec
-    rng = np.random.default_rng(seed)
-    pred = (2.0 * rng.standard_normal(shape)).astype(dtype)
-    target = rng.integers(0, shape[1], shape[0], dtype=np.int64)
-    pred64 = pred.astype(np.float64)
-    if mode == "forward":
-        reference = (np.asarray(numpy_forward(pred64, target)),)
-        numpy_run = lambda: numpy_forward(pred, target)  # noqa: E731
-    else:
-        loss, dpred = numpy_forward_backward(pred64, target)
-        reference = (np.asarray(loss), dpred)
-        numpy_run = lambda: numpy_forward_backward(pred, target)  # noqa: E731
+    pred, target = make_inputs(op, shape, dtype, seed)
+    t64 = target if op == "cross_entropy" else target.astype(np.float64)
+    loss, dpred = numpy_forward_backward(op, pred.astype(np.float64), t64)
     impls = []
     if fw.fastnn is not None:
-        impls += _fastnn_impls(fw, mode, pred, target)
+        impls += _fastnn_impls(fw, op, pred, target)
     if fw.torch is not None:
-        impls.append(_torch_impl(fw, mode, pred, target))
-    impls.append(Impl("numpy", numpy_run))
+        impls += _torch_impls(fw, op, pred, target)
+    impls.append(Impl("numpy", lambda: numpy_forward_backward(op, pred, target)))
     return Case(op=op, mode=mode, shape=shape, dtype=dtype, unit="GB/s",
-                work=bytes_moved(mode, shape, np.dtype(dtype).itemsize),
-                ceiling="bandwidth", reference=reference, impls=impls)
+                work=bytes_moved(op, shape, np.dtype(dtype).itemsize),
+                ceiling="bandwidth", reference=(np.asarray(loss), dpred), impls=impls)

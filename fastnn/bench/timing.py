@@ -9,6 +9,7 @@ all of them alike rather than on whichever ran last.
 """
 
 import contextlib
+import dataclasses
 import gc
 import math
 import shutil
@@ -41,15 +42,24 @@ class Timing:
     budget_s: float
     calibrate_s: float   # time spent finding an impl's best single-call time
     settle_s: float      # most untimed warm-up per turn (beyond its first call)
+    heavy_s: float = 0.1  # a case with a call slower than this: see heavier()
+
+    def heavier(self):
+        """The plan for a case whose calls take > heavy_s (Dense at 2048x4096x4096:
+        ~1.2 s per forward+backward): one sample per turn, three rounds. Such calls
+        are long enough that one sample is already a stable average, and the usual
+        plan would spend minutes on a single row."""
+        return dataclasses.replace(self, samples_per_turn=1,
+                                   min_rounds=min(self.min_rounds, 3))
 
 
 # settle_s: on the 2-vCPU VM this was tuned on, a call right after another library's
 # burst ran ~100x slow (8 ms instead of 0.06 ms, a worker thread off its core) for
 # up to ~100 ms; a slow spell of that kind also comes now and then unprovoked.
 QUICK = Timing(min_sample_s=0.002, samples_per_turn=3, min_rounds=3, max_rounds=30,
-               budget_s=1.0, calibrate_s=0.15, settle_s=0.15)
+               budget_s=0.7, calibrate_s=0.1, settle_s=0.15)
 FULL = Timing(min_sample_s=0.005, samples_per_turn=3, min_rounds=5, max_rounds=100,
-              budget_s=4.0, calibrate_s=0.3, settle_s=0.3)
+              budget_s=2.5, calibrate_s=0.3, settle_s=0.3)
 
 
 @dataclass
@@ -140,7 +150,7 @@ def _calibrate(impl, timing):
     """Set impl.best (fastest single call) and impl.inner (calls per sample)."""
     with impl.context():
         start, times = time.perf_counter(), []
-        while len(times) < 3 or time.perf_counter() - start < timing.calibrate_s:
+        while len(times) < 2 or time.perf_counter() - start < timing.calibrate_s:
             times.append(_call_seconds(impl))
     impl.best = min(times)
     impl.inner = max(1, math.ceil(timing.min_sample_s / max(impl.best, 1e-9)))
@@ -194,6 +204,8 @@ def time_case(case, timing, tick=None):
     """
     impls = [i for i in case.impls if i.error is None]
     impls = [i for i in impls if _guarded(i, _calibrate, timing)]
+    if any(i.best > timing.heavy_s for i in impls):
+        timing = timing.heavier()
     start = time.perf_counter()
     gc_was_enabled = gc.isenabled()
     gc.disable()
@@ -233,7 +245,9 @@ class Progress:
         """Start the next step, called `label`."""
         self.label = label
         if self.enabled and not self.tty:
-            print(f"[{self.done + 1}/{self.total}] {label}", file=self.stream, flush=True)
+            elapsed = time.perf_counter() - self.start
+            print(f"[{self.done + 1}/{self.total}] {elapsed:5.1f}s {label}",
+                  file=self.stream, flush=True)
         self.redraw()
 
     def finish_step(self):
