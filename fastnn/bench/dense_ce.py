@@ -22,9 +22,8 @@ def specs(quick):
     return [(OP, mode, shape) for shape in (QUICK_SHAPES if quick else SHAPES) for mode in MODES]
 
 
-def reference(x, w, b, t):
-    """float64 numpy: (loss, dx, dw, db) of the mean cross-entropy of x @ w.T + b."""
-    z = x @ w.T + b
+def mean_cross_entropy(z, t):
+    """numpy: (mean cross-entropy of logits z (n, c) with class indices t, d loss / d z)."""
     z = z - z.max(axis=1, keepdims=True)
     p = np.exp(z)
     s = p.sum(axis=1, keepdims=True)
@@ -33,6 +32,12 @@ def reference(x, w, b, t):
     g = p / s
     g[rows, t] -= 1
     g /= len(t)
+    return loss, g
+
+
+def reference(x, w, b, t):
+    """float64 numpy: (loss, dx, dw, db) of the mean cross-entropy of x @ w.T + b."""
+    loss, g = mean_cross_entropy(x @ w.T + b, t)
     return loss, g @ w, g.T @ x, g.sum(axis=0)
 
 
