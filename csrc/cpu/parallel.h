@@ -34,10 +34,12 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 
 // Sum of f(b, e) over fixed chunks [b, e) of `chunk` items, in chunk order: the same
 // bits whatever the number of threads or the pool's state (deterministic reductions).
-template <class F> double chunked_sum(int64_t n, int64_t chunk, F f) {
+// Threads get parts of at least `min_part` items (a whole number of chunks).
+template <class F> double chunked_sum(int64_t n, int64_t chunk, F f, int64_t min_part = 0) {
   if (n <= 0) return 0.0;
   std::vector<double> partial((n + chunk - 1) / chunk, 0.0);
-  parallel_for(n, chunk, [&](int64_t b, int64_t e) {
+  const int64_t grain = chunk * std::max<int64_t>(1, min_part / chunk);
+  parallel_for(n, grain, [&](int64_t b, int64_t e) {
     for (int64_t c = b; c < e; c += chunk) partial[c / chunk] = f(c, std::min(c + chunk, e));
   });
   double s = 0.0;
