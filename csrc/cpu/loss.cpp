@@ -89,11 +89,25 @@ template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& args, c
   const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
   const T* const pw = a.pos_weight;
   const int64_t pwl = a.pw_len;
+// Separate loops with and without dtarget / a per-element grad, so the common one (no
+// dtarget, a scalar grad) has no test inside and vectorizes.
 #define GEN(VAL, DP, DT)                                             \
-  for (int64_t i = 0; i < n; ++i) {                                  \
-    const T p = pred[i], t = target[i], g = grad ? grad[i] : gs;     \
-    dpred[i] = g * (DP);                                             \
-    if (dtarget) dtarget[i] = g * (DT);                              \
+  if (dtarget) {                                                     \
+    for (int64_t i = 0; i < n; ++i) {                                \
+      const T p = pred[i], t = target[i], g = grad ? grad[i] : gs;   \
+      dpred[i] = g * (DP);                                           \
+      dtarget[i] = g * (DT);                                         \
+    }                                                                \
+  } else if (grad) {                                                 \
+    for (int64_t i = 0; i < n; ++i) {                                \
+      const T p = pred[i], t = target[i];                            \
+      dpred[i] = grad[i] * (DP);                                     \
+    }                                                                \
+  } else {                                                           \
+    for (int64_t i = 0; i < n; ++i) {                                \
+      const T p = pred[i], t = target[i];                            \
+      dpred[i] = gs * (DP);                                          \
+    }                                                                \
   }                                                                  \
   return;
   FASTNN_LOSS_SWITCH(a, GEN)
