@@ -122,11 +122,39 @@ def _dense_args(F, x, w, layout, spec):
     return x2, xp.ascontiguousarray(w), w_oi, flipped, n
 
 
+# ---- the common small call without the general checks --------------------------------
+# Where every array is what the backend takes as it is (numpy, C-contiguous, one kernel
+# dtype, 2-D x, w as (out, in), the shapes fitting) the Dense calls hand them over
+# directly: the general checks below cost ~7 us per call, more than a (10, 20) x (20, 10)
+# layer itself (fastnn.bench's seed-size row). Anything else, including every call that
+# must raise, takes the general path, so results and errors are the same either way.
+_KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _plain(a, dtype, shape):
+    return type(a) is np.ndarray and a.dtype == dtype and a.shape == shape and a.flags.c_contiguous
+
+
+def _plain_dense(x, w, layout, spec):
+    """(m, k, n) when x and w can go to the backend as they are, else None."""
+    if (layout != "oi" or type(x) is not np.ndarray or x.ndim != 2 or x.dtype not in _KERNEL_DTYPES
+            or spec.axis not in (None, -1, 1) or not x.flags.c_contiguous):
+        return None
+    m, k = x.shape
+    if type(w) is not np.ndarray or w.ndim != 2 or w.shape[1] != k or not _plain(w, x.dtype, w.shape):
+        return None
+    return m, k, w.shape[0]
+
+
 def dense_forward(x, w, b=None, activation="linear", *, weight_layout="oi", keep_z=False, **act_params):
     """y = act(x @ W + b) with x (..., in), w (out, in) ("oi") or (in, out) ("io").
     Returns (y, z); z is the pre-activation when backward needs it or keep_z=True."""
     F = "dense_forward"
     spec = C.activation_spec_cached(F, activation, act_params)
+    dims = _plain_dense(x, w, weight_layout, spec)
+    if dims is not None and (b is None or _plain(b, x.dtype, (dims[2],))):
+        need_z = bool(keep_z) or (spec.name != "linear" and not spec.from_y)
+        return select("cpu").dense_forward(x, w, True, b, spec, need_z)
     be, xp = _setup(F, x=x, w=w, b=b)
     x, w = C.float_array(F, "x", x, xp), C.float_array(F, "w", w, xp)
     b = None if b is None else C.float_array(F, "b", b, xp)
@@ -146,6 +174,17 @@ def dense_backward(dy, x, w, y, z=None, activation="linear", *, weight_layout="o
     """(dx, dw, db) of dense_forward; entries not asked for are None."""
     F = "dense_backward"
     spec = C.activation_spec_cached(F, activation, act_params)
+    dims = _plain_dense(x, w, weight_layout, spec)
+    if dims is not None:
+        out = (dims[0], dims[2])
+        dt = x.dtype
+        if _plain(dy, dt, out) and (y is None or _plain(y, dt, out)) and (z is None or _plain(z, dt, out)):
+            zy, from_y = None, False
+            if spec.name != "linear":
+                zy, from_y = (y, True) if spec.from_y and y is not None else (z, False)
+            if spec.name == "linear" or zy is not None:
+                return select("cpu").dense_backward(dy, x, w, True, zy, from_y, spec, bool(need_dx), bool(need_dw),
+                                                    bool(need_db))
     be, xp = _setup(F, dy=dy, x=x, w=w, y=y, z=z)
     dy, x, w = (C.float_array(F, n, a, xp) for n, a in (("dy", dy), ("x", x), ("w", w)))
     y = None if y is None else C.float_array(F, "y", y, xp)

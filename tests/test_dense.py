@@ -167,3 +167,31 @@ def test_large(backend, dtype, act, wl, rng):
     dy = rng.standard_normal((1031, 129)).astype(dtype)
     check_forward(x, w, b, wl, act, {}, dtype)
     check_backward(x, w, b, wl, act, {}, dtype, dy)
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu", "gelu", "softmax"])
+def test_small_call_fast_path_is_the_general_path(backend, activation, monkeypatch):
+    """fastnn._kernels hands plain 2-D C-contiguous numpy calls to the backend without the
+    general checks: the same bits as the general path, on every CPU backend."""
+    from conftest import DEVICE_OF  # noqa: PLC0415
+    from fastnn import _kernels
+
+    if DEVICE_OF.get(backend) == "cuda":
+        pytest.skip("numpy inputs go to CPU backends only (a GPU backend refuses them on both paths)")
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((10, 20)).astype(np.float32)
+    w = rng.standard_normal((7, 20)).astype(np.float32)
+    b = rng.standard_normal(7).astype(np.float32)
+    dy = rng.standard_normal((10, 7)).astype(np.float32)
+
+    def run():
+        with fastnn.use_backend(backend):
+            y, z = fastnn.dense_forward(x, w, b, activation, keep_z=True)
+            return (y, z) + fastnn.dense_backward(dy, x, w, y, z, activation)
+
+    fast = run()
+    monkeypatch.setattr(_kernels, "_plain_dense", lambda *a: None)
+    slow = run()
+    for a, s in zip(fast, slow):
+        np.testing.assert_array_equal(a, s)
