@@ -20,17 +20,19 @@ def _load_openblas():
     # dynamic loader resolve the extension's dependency by soname, wherever pip put
     # the scipy-openblas32 wheel (an editable install has no relative rpath to it).
     #
-    # OPENBLAS_THREAD_TIMEOUT=4 (unless the user set it): OpenBLAS's worker threads sleep
-    # right after a product instead of spinning for 2^28 cycles (~0.1 s), during which
-    # they took half of this 2-core machine from whatever ran next: fastnn's own
-    # elementwise kernels after a GEMM ran 2x slower (gelu on 4M floats 4.45 ms vs 2.34),
-    # and so would torch's or TensorFlow's ops. Waking them costs ~50 us on the next
-    # product (a 64x256x256 layer fwd+bwd: 0.197 -> 0.25 ms); large products are unchanged.
+    # OPENBLAS_THREAD_TIMEOUT=16 (unless the user set it): OpenBLAS's worker threads spin
+    # 2^16 cycles (~20 us) after a product, then sleep, instead of the default 2^28 (~0.1 s),
+    # during which they took half of this 2-core machine from whatever ran next: fastnn's
+    # own elementwise kernels after a GEMM ran 2x slower (gelu on 4M floats 4.5 ms vs 2.35),
+    # and so would torch's or TensorFlow's ops. 2^16 still covers the gaps between the
+    # products of one small layer (64x256x256 fwd+bwd 0.18-0.23 ms, as with the default;
+    # at 2^4 they slept between products: 0.30 ms); 2^18 already lets the spin reach the
+    # next kernel (gelu after a GEMM 4.1 ms).
     # OpenBLAS reads it once, when this copy of the library loads (importing
     # scipy_openblas32 loads it; numpy's own OpenBLAS is a different copy, unaffected);
     # the process environment is restored after.
     had = os.environ.get("OPENBLAS_THREAD_TIMEOUT")
-    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+    os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "16")
     try:
         import scipy_openblas32 as ob
 

@@ -28,8 +28,8 @@ op forward + backward). At large sizes the kernels' speed shows. torch's OpenMP 
 busy-wait for a while after each torch op and take cores from the fastnn kernels that
 follow (a Linear(1024, 1024) + ReLU fwd+bwd between torch ops: 46 ms, 24 ms with
 OMP_WAIT_POLICY=PASSIVE set before starting Python); fastnn's own BLAS threads sleep
-right after their work (fastnn sets OPENBLAS_THREAD_TIMEOUT=4 for its OpenBLAS unless
-you set it).
+~20 us after their work (fastnn sets OPENBLAS_THREAD_TIMEOUT=16 for its OpenBLAS
+unless you set it).
 """
 from . import functional
 from ._linear_ce import LinearCrossEntropyLoss
