@@ -14,9 +14,9 @@ namespace fastnn {
 namespace {
 
 constexpr int64_t kChunk = 16384;  // elements per reduction chunk (fixed: it decides the sums' bits)
-// Elements per thread's part: waking the pool's other thread costs ~35 us on this VM,
-// so a part must be worth several times that (an elementwise loss is 0.1-1 ns per
-// element, a cross-entropy row element ~1 ns).
+// Elements per thread's part: waking the pool's other thread costs ~35 us on this VM
+// (activation.cpp, elementwise_grain), so a part must hold several times that much work;
+// the losses cost about what the exp-class activations do per element.
 constexpr int64_t kPart = int64_t(1) << 19;
 constexpr int64_t kRowPart = int64_t(1) << 16;
 
@@ -132,24 +132,26 @@ FASTNN_CLONES void loss_bwd_isa(const LossArgs<double>& a, const double* p, cons
 
 // ---- cross-entropy rows ------------------------------------------------------------
 // log-sum-exp of one row, stable: max + log(sum e^(x - max)).
-template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
+// The row's max, or 0 when every entry is -inf (then e^(x - max) are all 0 and the
+// caller's log 0 / 0 / 0 gives -inf or NaN, as torch).
+template <class T> FASTNN_INLINE T row_max(const T* x, int64_t c) {
   T mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
-  if (!(mx > -INFINITY)) mx = 0;
+  return mx > -INFINITY ? mx : T(0);
+}
+
+template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
+  const T mx = row_max(x, c);
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
   return mx + sm::log(s);
 }
 
-// e_j = e^(x_j - max) for one row, written to e; returns sum_j e_j (all -inf: max taken
-// as 0, so the sum is 0 and the caller's 0 / 0 gives NaN, as torch).
+// e_j = e^(x_j - max) for one row, written to e; returns sum_j e_j.
 template <class T> FASTNN_INLINE T row_exp(const T* x, T* e, int64_t c) {
-  T mx = -INFINITY;
-#pragma omp simd reduction(max : mx)
-  for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
-  if (!(mx > -INFINITY)) mx = 0;
+  const T mx = row_max(x, c);
   T s = 0;
 #pragma omp simd reduction(+ : s)
   for (int64_t j = 0; j < c; ++j) {

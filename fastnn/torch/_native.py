@@ -153,9 +153,11 @@ def loss_id(spec):
         kind = -1 if spec.name == "cross_entropy" else -2
     else:
         kind = R.ELEMENTWISE_LOSSES.index(spec.name)
-    i = _state["module"].register_loss(kind, float(p.get("delta", 1.0)), float(p.get("beta", 1.0)),
-                                       float(p.get("eps", 1e-8)), bool(p.get("log_target", False)),
-                                       bool(p.get("log_input", True)), bool(p.get("full", False)),
+    from fastnn._backends import cpp  # the C++ backend's own defaults for the loss parameters
+
+    e = cpp._loss_params(spec)
+    i = _state["module"].register_loss(kind, float(e["delta"]), float(e["beta"]), float(e["eps"]),
+                                       bool(e["log_target"]), bool(e["log_input"]), bool(e["full"]),
                                        int(p.get("ignore_index", -100)), float(p.get("label_smoothing", 0.0)))
     _loss_ids[id(spec)] = (spec, i)
     return i
