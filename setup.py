@@ -66,14 +66,15 @@ ext = Pybind11Extension(
 class build_py_with_cuda(build_py):
     """Ships the CUDA kernels and the headers they include inside the package
     (fastnn/_csrc), where the CuPy backend compiles them from at run time, and the source
-    of fastnn.torch's C++ autograd nodes with the kernel table headers it includes
-    (compiled against the installed torch on first use). An editable install reads them
+    of fastnn.torch's C++ autograd nodes and of fastnn.keras' XLA FFI handlers with the
+    kernel table headers they include (compiled against the installed torch / jaxlib on
+    first use). An editable install reads them
     from the checkout's csrc/ instead."""
 
     def run(self):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
-        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/cpu/api.h",
+        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/jax/*.cpp", "csrc/cpu/api.h",
                         "csrc/cpu/kernels.h", "csrc/cpu/pool.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))

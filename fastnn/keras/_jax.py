@@ -1,6 +1,8 @@
 """JAX bridge: fastnn kernels inside jax.grad and jax.jit (Keras' fit jits its step).
 
-Each op is a ``jax.custom_vjp`` whose forward and backward run the kernels through
+On a CPU jax the ops are XLA FFI custom calls (_jax_ffi.py: the compiled step never
+leaves XLA). Otherwise (a GPU jax, no compiler, FASTNN_JAX_FFI=0, calls the handlers do
+not take) each op is a ``jax.custom_vjp`` whose forward and backward run the kernels through
 ``jax.pure_callback`` (``vmap_method="sequential"``: under vmap the kernel runs once
 per batch element, since a batched weight is not a Dense kernel). pure_callback is pure:
 XLA removes a call whose result is unused (the first layer's dx). The callbacks receive
@@ -12,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import _numpy as N
+from . import _jax_ffi as F, _numpy as N
 
 _VMAP = "sequential"
 
@@ -62,6 +64,8 @@ _dense.defvjp(_dense_fwd, _dense_bwd)
 
 def dense(x, w, b, name, params):
     """act(x @ w + b): x (..., in), w (in, out), b (out,) or None; one float dtype."""
+    if F.usable() and F.act_last_axis(name, params, len(x.shape)):
+        return F.dense(x, w, b, name, params)
     return _dense(x, w, b, name, params)
 
 
@@ -85,6 +89,8 @@ _activation.defvjp(_activation_fwd, _activation_bwd)
 
 
 def activation(x, name, params):
+    if F.usable() and F.act_last_axis(name, params, len(x.shape)):
+        return F.activation(x, name, params)
     return _activation(x, name, params)
 
 
@@ -113,6 +119,8 @@ _loss.defvjp(_loss_fwd, _loss_bwd)
 
 def loss(pred, target, name, params, none_shape):
     """The "none" loss (per element, or per row for cross_entropy); d/d pred only."""
+    if F.usable() and F.loss_serves(name, pred, target):
+        return F.loss(pred, target, name, params, none_shape)
     return _loss(pred, target, name, params, tuple(none_shape))
 
 

@@ -14,18 +14,15 @@ forward + backward); ``status()`` says which and why.
 Specs (a resolved activation or loss) are registered with the extension once and then
 referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
 """
-import hashlib
 import os
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import warnings
 
 import torch
 
-from fastnn import _registry as R
+from fastnn import _extbuild, _registry as R
 from fastnn._backends import _cuda_src
 
 _lock = threading.Lock()
@@ -39,11 +36,6 @@ def _sources():
     headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h")]
     headers.append(os.path.join(csrc, "include", "fastnn", "scalar_math.h"))
     return csrc, main, headers
-
-
-def _cache_dir():
-    root = os.environ.get("FASTNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fastnn")
-    return os.path.join(root, "torch_native")
 
 
 def _build_command(src, out, csrc, cxx):
@@ -63,27 +55,9 @@ def _build_command(src, out, csrc, cxx):
 def _build():
     """Path of the built extension (compiled now unless cached)."""
     csrc, src, headers = _sources()
-    cxx = os.environ.get("CXX", "g++")
-    h = hashlib.sha256()
-    for p in [src] + headers:
-        with open(p, "rb") as f:
-            h.update(f.read())
-    h.update(f"{torch.__version__}|{sys.version}|{cxx}".encode())
-    d = _cache_dir()
-    os.makedirs(d, exist_ok=True)
-    so = os.path.join(d, f"_fastnn_torch_native_{h.hexdigest()[:16]}.so")
-    if not os.path.exists(so):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)  # several processes may build at once: rename is atomic
-        os.close(fd)
-        try:
-            r = subprocess.run(_build_command(src, tmp, csrc, cxx), capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"compiling {src} failed:\n{r.stderr[-3000:]}")
-            os.replace(tmp, so)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-    return so
+    return _extbuild.build("_fastnn_torch_native", [src] + headers,
+                           lambda out, cxx: _build_command(src, out, csrc, cxx),
+                           f"{torch.__version__}|{sys.version}", "torch_native")
 
 
 def _load():

@@ -1,0 +1,163 @@
+"""The jax bridge's XLA FFI route (csrc/jax/ffi.cpp, fastnn/keras/_jax_ffi.py).
+
+The FFI handlers run the very kernels the pure_callback route runs, so every op here must
+give the same bits as that route: values and gradients, float32 and float64, 2-D and
+3-D. (The pure_callback route itself is compared with stock Keras by the rest of this
+suite, which runs on the FFI route: on a CPU jax it is what fastnn.keras uses.)
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import keras
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the XLA FFI route is jax's")
+
+if keras.backend.backend() == "jax":
+    import jax
+    import jax.numpy as jnp
+
+    from fastnn.keras import _jax as J, _jax_ffi as F
+
+ACTS = [("linear", ()), ("relu", ()), ("gelu", ()), ("gelu", (("approximate", "tanh"),)), ("sigmoid", ()),
+        ("tanh", ()), ("silu", ()), ("elu", (("alpha", 0.7),)), ("leaky_relu", (("negative_slope", 0.1),)),
+        ("softplus", ()), ("softmax", (("axis", -1),)), ("log_softmax", (("axis", -1),))]
+
+
+def _same(a, b, what):
+    for i, (u, v) in enumerate(zip(a, b)):
+        np.testing.assert_array_equal(np.asarray(u), np.asarray(v), err_msg=f"{what}: output #{i}")
+
+
+def test_the_ffi_route_is_built_and_used_here():
+    assert F.status() == "ok"  # CI has a compiler: the FFI route must build there
+    x, w = jnp.ones((4, 3), jnp.float32), jnp.ones((3, 2), jnp.float32)
+    step = jax.jit(jax.grad(lambda x, w: J.dense(x, w, None, "relu", ()).sum(), argnums=(0, 1)))
+    hlo = step.lower(x, w).as_text()
+    for target in ("fastnn_dense_fwd", "fastnn_dense_bwd_w", "fastnn_dense_bwd_x"):
+        assert target in hlo
+    assert "callback" not in hlo  # the step never leaves XLA
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(6, 5), (2, 3, 5), (0, 5)])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("name,params", ACTS, ids=[a[0] + str(len(a[1])) for a in ACTS])
+def test_dense_matches_the_callback_route(rng, name, params, bias, shape, dtype):
+    x = jnp.asarray(rng.standard_normal(shape).astype(dtype))
+    w = jnp.asarray(rng.standard_normal((5, 4)).astype(dtype))
+    b = jnp.asarray(rng.standard_normal(4).astype(dtype)) if bias else None
+    probe = jnp.asarray(rng.standard_normal(shape[:-1] + (4,)).astype(dtype))
+
+    def f(x, w, b, op):
+        return (op(x, w, b, name, params) * probe).sum()
+
+    for argnums in ((0, 1, 2) if bias else (0, 1)), (1,):  # (1,): XLA drops the unused dx call
+        ref = jax.jit(jax.value_and_grad(f, argnums), static_argnums=3)(x, w, b, J._dense)
+        got = jax.jit(jax.value_and_grad(f, argnums), static_argnums=3)(x, w, b, F.dense)
+        _same([ref[0], *ref[1]], [got[0], *got[1]], f"{name} {argnums}")
+    _same([J._dense(x, w, b, name, params)], [F.dense(x, w, b, name, params)], "eager forward")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,params", ACTS, ids=[a[0] + str(len(a[1])) for a in ACTS])
+def test_activations_match_the_callback_route(rng, name, params, dtype):
+    x = jnp.asarray((3 * rng.standard_normal((3, 4, 9))).astype(dtype))
+    probe = jnp.asarray(rng.standard_normal(x.shape).astype(dtype))
+    for op in (J._activation, F.activation):
+        g = jax.jit(jax.value_and_grad(lambda x: (op(x, name, params) * probe).sum()))(x)
+        if op is J._activation:
+            ref = g
+    _same(ref, g, name)
+
+
+LOSSES = [("mse", ()), ("mae", ()), ("huber", (("delta", 0.5),)), ("log_cosh", ()), ("hinge", ()),
+          ("squared_hinge", ()), ("bce_with_logits", ()), ("bce", ()), ("kl_div", ()),
+          ("poisson_nll", (("eps", 1e-7), ("full", False), ("log_input", False)))]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name,params", LOSSES, ids=[a[0] for a in LOSSES])
+def test_elementwise_losses_match_the_callback_route(rng, name, params, dtype):
+    pred = jnp.asarray(rng.uniform(0.02, 0.98, (4, 6)).astype(dtype))
+    target = jnp.asarray(rng.uniform(0, 1, (4, 6)).astype(dtype))
+    probe = jnp.asarray(rng.standard_normal((4, 6)).astype(dtype))
+    out = []
+    for op in (J._loss, F.loss):
+        out.append(jax.jit(jax.value_and_grad(lambda p: (op(p, target, name, params, p.shape) * probe).sum()))(pred))
+    _same(out[0], out[1], name)
+
+
+@pytest.mark.parametrize("bad", [np.nan, 1.5, -0.25])
+def test_bce_outside_the_unit_interval_takes_the_callback_formula(rng, bad):
+    """Keras' probability BCE never raises (a loss-scale overflow gives NaN predictions):
+    outside [0, 1] both routes compute _numpy.py's formula."""
+    pred = jnp.asarray(rng.uniform(0.1, 0.9, (3, 4)).astype("float32")).at[1, 2].set(bad)
+    target = jnp.asarray((rng.random((3, 4)) > 0.5).astype("float32"))
+    out = [jax.jit(jax.value_and_grad(lambda p: op(p, target, "bce", (), p.shape).sum()))(pred)
+           for op in (J._loss, F.loss)]
+    _same(out[0], out[1], "bce")
+    p, t = np.asarray(pred, np.float64), np.asarray(target, np.float64)
+    with np.errstate(all="ignore"):
+        ref = -(t * np.maximum(np.log(p), -100) + (1 - t) * np.maximum(np.log1p(-p), -100))
+    np.testing.assert_allclose(np.asarray(out[1][0]), ref.sum(), rtol=1e-6)  # NaN where ref is NaN
+
+
+@pytest.mark.parametrize("label_dtype", ["int32", "int64"])
+@pytest.mark.parametrize("name,params", [("cross_entropy", ()), ("cross_entropy", (("label_smoothing", 0.1),)),
+                                         ("nll", ())])
+def test_class_losses_match_the_callback_route(rng, name, params, label_dtype):
+    pred = jnp.asarray(rng.standard_normal((2, 5, 7)).astype("float32"))
+    labels = jnp.asarray(rng.integers(0, 7, (2, 5)).astype(label_dtype))
+    out = [jax.jit(jax.value_and_grad(lambda p: (op(p, labels, name, params, p.shape[:-1]) ** 2).sum()))(pred)
+           for op in (J._loss, F.loss)]
+    _same(out[0], out[1], name)
+
+
+def test_out_of_range_class_index_is_an_error_not_a_read_out_of_bounds():
+    pred = jnp.zeros((3, 4), jnp.float32)
+    for bad in (4, -1, 1 << 30):
+        labels = jnp.asarray([0, bad, 2], jnp.int32)
+        with pytest.raises(Exception, match=rf"class index {bad} is out of range \[0, 4\)"):
+            jax.block_until_ready(F.loss(pred, labels, "cross_entropy", (), (3,)))
+
+
+def test_vmap_runs_the_kernel_per_example(rng):
+    xs = jnp.asarray(rng.standard_normal((3, 4, 5)).astype("float32"))
+    ws = jnp.asarray(rng.standard_normal((3, 5, 2)).astype("float32"))
+    got = jax.vmap(lambda x, w: F.dense(x, w, None, "tanh", ()))(xs, ws)
+    np.testing.assert_allclose(np.asarray(got), np.tanh(np.einsum("bij,bjk->bik", np.asarray(xs, np.float64),
+                                                                   np.asarray(ws, np.float64))), rtol=2e-6, atol=2e-6)
+
+
+_PROBE = """
+import os, warnings
+os.environ["KERAS_BACKEND"] = "jax"
+import jax, jax.numpy as jnp
+from fastnn.keras import _jax, _jax_ffi
+y = jax.jit(lambda x: _jax.dense(x, jnp.ones((3, 2)), None, "relu", ()))(jnp.ones((4, 3)))
+print(_jax_ffi.status()); print(float(y.sum()))
+"""
+
+
+def _python(**env):
+    r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, **env))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def test_disabled_by_environment():
+    r = _python(FASTNN_JAX_FFI="0")
+    assert r.stdout.split("\n")[:2] == ["disabled by FASTNN_JAX_FFI=0", "24.0"], r.stdout
+
+
+def test_no_compiler_warns_once_and_takes_the_callback_route(tmp_path):
+    r = _python(CXX="/bin/false", FASTNN_CACHE_DIR=str(tmp_path))
+    lines = r.stdout.strip().split("\n")
+    assert lines[0].startswith("RuntimeError: compiling") and lines[-1] == "24.0", r.stdout
+    assert r.stderr.count("XLA FFI kernels unavailable") == 1, r.stderr
+    assert not list(tmp_path.rglob("*.so"))
