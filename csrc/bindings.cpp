@@ -317,11 +317,14 @@ PYBIND11_MODULE(_C, m) {
     d["misses"] = s.misses;
     return d;
   });
+  m.def("_thread_counters", &fastnn::thread_counters,
+        "(runs on a host thread executor, OpenBLAS threads callbacks) so far (csrc/cpu/parallel.h)");
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
   // The kernel table for C++ consumers (csrc/cpu/api.h): the torch autograd extension.
   static const fastnn::CpuApi api{fastnn::kCpuApiVersion,      sizeof(fastnn::CpuApi),
                                   fastnn::cpu_kernels<float>(),  fastnn::cpu_kernels<double>(),
                                   &fastnn::act_has_y_backward,   &fastnn::pool::acquire,
-                                  &fastnn::pool::release};
+                                  &fastnn::pool::release,        &fastnn::set_thread_executor,
+                                  &fastnn::use_blas_callback};
   m.attr("_cpu_api") = py::capsule(&api, "fastnn._C.cpu_api");
 }

@@ -198,3 +198,76 @@ def test_large_outputs_come_from_the_buffer_cache_and_go_back():
     torch.testing.assert_close(x.grad, torch.autograd.grad(TF.silu(x).sum(), x)[0], rtol=1e-5, atol=1e-6)
     del z, w
     fastnn.empty_cache()
+
+
+# ---- threads: inside the nodes the kernels run on torch's intra-op pool -------------------
+
+_THREADS_PROBE = """
+import sys, numpy as np, torch, fastnn, fastnn.torch.functional as F
+from fastnn._backends import cpp
+torch.set_num_threads(int(sys.argv[1]))
+g = torch.Generator().manual_seed(0)
+x = torch.randn(700, 600, generator=g, requires_grad=True)
+w = torch.randn(500, 600, generator=g, requires_grad=True)
+b = torch.randn(500, generator=g, requires_grad=True)
+before = cpp._C._thread_counters()
+y = F.linear(x, w, b, activation="gelu")
+(y * torch.linspace(-1, 1, 500)).sum().backward()
+inside = cpp._C._thread_counters()
+fastnn.dense_forward(x.detach().numpy(), w.detach().numpy(), None, "relu")  # the public API, outside a node
+after = cpp._C._thread_counters()
+print([inside[0] - before[0], inside[1] - before[1], after[1] - inside[1]])
+np.save(sys.argv[2], np.concatenate([t.detach().numpy().ravel() for t in (y, x.grad, w.grad, b.grad)]))
+"""
+
+
+@pytest.mark.parametrize("share,torch_threads", [("1", 2), ("1", 1), ("0", 2)])
+def test_kernels_run_on_torch_threads_inside_the_nodes_only(tmp_path, share, torch_threads):
+    """With 2 torch threads the nodes hand fastnn's parallel parts and OpenBLAS's jobs to
+    torch's pool (counted by _thread_counters); with 1 torch thread, or
+    FASTNN_TORCH_SHARED_THREADS=0, they do not. Outside a node OpenBLAS runs its own
+    threads again. The bits never depend on it."""
+    out = tmp_path / "r.npy"
+    env = dict(os.environ, FASTNN_TORCH_SHARED_THREADS=share, FASTNN_NUM_THREADS="2")
+    r = subprocess.run([sys.executable, "-c", _THREADS_PROBE, str(torch_threads), str(out)], capture_output=True,
+                       text=True, env=env, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs, callbacks, outside = eval(r.stdout.strip().split("\n")[-1])
+    if share == "1" and torch_threads > 1:
+        assert runs > 0 and callbacks > 0, r.stdout  # GEMMs of 700x600x500 are threaded by OpenBLAS
+    else:
+        assert runs == 0 and callbacks == 0, r.stdout
+    assert outside == 0
+    got = torch.from_numpy(__import__("numpy").load(out))
+    ref_path = tmp_path / "ref.npy"
+    r = subprocess.run([sys.executable, "-c", _THREADS_PROBE, "2", str(ref_path)], capture_output=True, text=True,
+                       env=dict(os.environ, FASTNN_TORCH_SHARED_THREADS="0", FASTNN_NUM_THREADS="1"), timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    # the bits of OpenBLAS's own threads and of a single-threaded fastnn pool (OpenBLAS's
+    # GEMM partition is the same whichever threads run its jobs)
+    assert torch.equal(got, torch.from_numpy(__import__("numpy").load(ref_path)))
+
+
+def test_nodes_from_many_threads_share_torch_pool_safely():
+    """Python threads calling the nodes at once: each gets its own OpenMP team (or runs
+    serially inside one); every result equals the single-threaded one."""
+    torch.manual_seed(0)
+    x = torch.randn(300, 400)
+    w = torch.randn(350, 400)
+    ref = F.linear(x, w, activation="relu")
+    errors = []
+
+    def work():
+        for _ in range(5):
+            xi = x.clone().requires_grad_(True)
+            y = F.linear(xi, w, activation="relu")
+            y.sum().backward()
+            if not torch.equal(y, ref):
+                errors.append("forward differs")
+
+    ts = [threading.Thread(target=work) for _ in range(4)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    assert not errors

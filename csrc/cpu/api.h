@@ -10,11 +10,12 @@
 #include <cstddef>
 
 #include "cpu/kernels.h"
+#include "cpu/parallel.h"
 #include "cpu/pool.h"
 
 namespace fastnn {
 
-inline constexpr int kCpuApiVersion = 2;
+inline constexpr int kCpuApiVersion = 3;
 
 template <class T> struct CpuKernels {
   void (*act_forward)(Act, const ActParams&, const T*, T*, int64_t, int64_t);
@@ -40,6 +41,9 @@ struct CpuApi {
   // The output buffer cache (cpu/pool.h): blocks of >= pool::kMinBytes.
   void* (*pool_acquire)(size_t bytes, size_t* block_bytes);
   void (*pool_release)(void* p, size_t block_bytes);
+  // Threads (cpu/parallel.h): a host pool for the calling thread; OpenBLAS's jobs through it.
+  void (*set_thread_executor)(Executor exec, void* ctx, int max_threads);
+  void (*use_blas_callback)(bool on);
 };
 
 template <class T> constexpr CpuKernels<T> cpu_kernels() {

@@ -14,6 +14,10 @@
 #include <thread>
 #include <vector>
 
+extern "C" {
+#include <cblas.h>
+}
+
 namespace fastnn {
 namespace {
 
@@ -94,6 +98,25 @@ class Pool {
 
 std::atomic<int> g_threads{0};
 
+struct ThreadExecutor {
+  Executor exec = nullptr;
+  void* ctx = nullptr;
+  int max_threads = 0;
+};
+thread_local ThreadExecutor t_exec;
+std::atomic<int64_t> g_executor_runs{0}, g_blas_callbacks{0};  // thread_counters()
+
+void call_job(void* jctx, int i) { (*static_cast<const std::function<void(int)>*>(jctx))(i); }
+
+// OpenBLAS's threads callback: its n jobs synchronize with one another (a GEMM's parts
+// share packed panels), so they must all run at once: run_concurrent guarantees that.
+void blas_jobs(int /*sync*/, openblas_dojob_callback dojob, int numjobs, size_t elsize, void* jobdata,
+               int dojob_data) {
+  char* base = static_cast<char*>(jobdata);
+  g_blas_callbacks.fetch_add(1, std::memory_order_relaxed);
+  run_concurrent(numjobs, [&](int i) { dojob(i, base + static_cast<size_t>(i) * elsize, dojob_data); });
+}
+
 Pool& pool() {
   // Workers are created once, for the machine's CPU count; set_num_threads only
   // lowers how many of them a call uses.
@@ -110,6 +133,40 @@ int num_threads() {
 
 void set_num_threads(int n) { g_threads.store(std::max(1, n), std::memory_order_relaxed); }
 
+void set_thread_executor(Executor exec, void* ctx, int max_threads) {
+  t_exec = exec && max_threads > 1 ? ThreadExecutor{exec, ctx, max_threads} : ThreadExecutor{};
+}
+
+std::pair<int64_t, int64_t> thread_counters() {
+  return {g_executor_runs.load(std::memory_order_relaxed), g_blas_callbacks.load(std::memory_order_relaxed)};
+}
+
+void use_blas_callback(bool on) {
+  static std::mutex m;
+  static int users = 0;
+  std::lock_guard<std::mutex> lk(m);
+  users = std::max(0, users + (on ? 1 : -1));
+  if (users == (on ? 1 : 0)) scipy_openblas_set_threads_callback_function(on ? &blas_jobs : nullptr);
+}
+
+void run_concurrent(int n, const std::function<void(int)>& job) {
+  if (n <= 1) {
+    if (n == 1) job(0);
+    return;
+  }
+  if (t_exec.exec && n <= t_exec.max_threads) {
+    g_executor_runs.fetch_add(1, std::memory_order_relaxed);
+    t_exec.exec(t_exec.ctx, n, &call_job, const_cast<void*>(static_cast<const void*>(&job)));
+    return;
+  }
+  Pool& p = pool();
+  if (n <= p.workers() + 1 && p.usable() && p.run(n, job)) return;
+  std::vector<std::thread> extra;  // rare: the pool is busy (a nested call) or too small
+  for (int i = 1; i < n; ++i) extra.emplace_back([&job, i] { job(i); });
+  job(0);
+  for (auto& t : extra) t.join();
+}
+
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;
   grain = std::max<int64_t>(grain, 1);
@@ -119,7 +176,7 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   Pool& p = pool();
-  parts = std::min<int64_t>(parts, p.workers() + 1);
+  parts = std::min<int64_t>(parts, t_exec.exec ? t_exec.max_threads : p.workers() + 1);
   // Even split, each part a multiple of `grain` except the last (so chunked reductions
   // that use `grain` as their chunk never straddle two parts).
   const int64_t chunks = (n + grain - 1) / grain;
@@ -128,7 +185,15 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     const int64_t b = c0 * grain, e = std::min(n, c1 * grain);
     if (b < e) fn(b, e);
   };
-  if (parts <= 1 || !p.usable() || !p.run(static_cast<int>(parts), job)) fn(0, n);
+  if (parts <= 1) {
+    fn(0, n);
+  } else if (t_exec.exec) {
+    g_executor_runs.fetch_add(1, std::memory_order_relaxed);
+    const std::function<void(int)> part_job = job;
+    t_exec.exec(t_exec.ctx, static_cast<int>(parts), &call_job, const_cast<void*>(static_cast<const void*>(&part_job)));
+  } else if (!p.usable() || !p.run(static_cast<int>(parts), job)) {
+    fn(0, n);
+  }
 }
 
 }  // namespace fastnn

@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 namespace fastnn {
@@ -31,6 +32,33 @@ void set_num_threads(int);  // 1 disables threading; takes effect on the next ca
 
 // Run fn(begin, end) over [0, n) in parallel parts of at least `grain` items.
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& fn);
+
+// Run job(i) for every i in [0, n), each on its own thread, all at once (the jobs may wait
+// for one another, as OpenBLAS's GEMM jobs do): on this thread's executor if one is set,
+// else on the pool, else (pool busy, or more jobs than workers) on threads started for it.
+void run_concurrent(int n, const std::function<void(int)>& job);
+
+// A host framework's thread pool, for the calling thread only (a thread_local):
+// exec(ctx, n, job, jctx) must run job(jctx, i) for i in [0, n) each on its own thread,
+// concurrently, and return when all are done; n <= max_threads. While set, parallel_for
+// and OpenBLAS's jobs (see use_blas_callback) run on it instead of fastnn's pool and
+// OpenBLAS's own threads. fastnn.torch's C++ nodes set torch's intra-op pool: its threads
+// are the ones spinning after torch's last op, so they start at once instead of
+// competing for the cores with fastnn's threads. nullptr restores the default.
+using JobFn = void (*)(void* jctx, int i);
+using Executor = void (*)(void* ctx, int n, JobFn job, void* jctx);
+void set_thread_executor(Executor exec, void* ctx, int max_threads);
+
+// OpenBLAS hands its threads' jobs to run_concurrent (its threads callback) instead of
+// running them on its own thread server while at least one use_blas_callback(true) is not
+// yet matched by a use_blas_callback(false). Global (any thread's GEMMs), so users turn it
+// on only around their calls: OpenBLAS's own server keeps its warm threads for the rest
+// (fastnn's pool wakes slower: a 64x256x256 layer forward took 82 us on it, 58 on OpenBLAS's).
+void use_blas_callback(bool on);
+
+// (calls run on a thread executor, OpenBLAS callbacks received) since the process started:
+// what tests check to see where the work went.
+std::pair<int64_t, int64_t> thread_counters();
 
 // Sum of f(b, e) over fixed chunks [b, e) of `chunk` items, in chunk order: the same
 // bits whatever the number of threads or the pool's state (deterministic reductions).

@@ -27,7 +27,10 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <ATen/Parallel.h>
 
 #include "cpu/api.h"
 
@@ -67,6 +70,46 @@ std::deque<LossSpec> g_loss;
 
 const ActSpec& act_spec(int64_t id) { return g_act.at(static_cast<size_t>(id)); }
 const LossSpec& loss_spec(int64_t id) { return g_loss.at(static_cast<size_t>(id)); }
+
+// ---- threads: the kernels run on torch's intra-op pool -----------------------------------
+// After each parallel torch op, torch's OpenMP workers spin for a while (GOMP's default
+// wait policy) before they sleep. fastnn's own threads and OpenBLAS's, started then, share
+// the two cores with them: a Linear(1024)+ReLU forward + backward between torch ops took
+// 46 ms instead of 24 (OMP_WAIT_POLICY=PASSIVE). So inside these nodes fastnn's
+// parallel_for and OpenBLAS's jobs (through its threads callback) run on torch's pool:
+// the spinning workers take them at once. FASTNN_TORCH_SHARED_THREADS=0 turns it off.
+bool g_share_threads = false;
+
+// fastnn's executor contract: every job on its own thread, all at once (OpenBLAS's GEMM
+// jobs wait for one another). at::parallel_for with grain 1 gives each job its own
+// OpenMP thread when the team is as large as asked; if it ever is not, the jobs a thread
+// got beyond its first run on threads started here, so none waits on a job not yet running.
+void torch_exec(void*, int n, fastnn::JobFn job, void* jctx) {
+  at::parallel_for(0, n, 1, [&](int64_t b, int64_t e) {
+    std::vector<std::thread> extra;
+    for (int64_t i = b + 1; i < e; ++i) extra.emplace_back([=] { job(jctx, static_cast<int>(i)); });
+    job(jctx, static_cast<int>(b));
+    for (auto& t : extra) t.join();
+  });
+}
+
+struct TorchThreads {  // for the scope of one node's kernels, on this thread
+  bool on;
+  TorchThreads() : on(g_share_threads && !at::in_parallel_region() && at::get_num_threads() > 1) {
+    if (on) {
+      g_api->set_thread_executor(&torch_exec, nullptr, at::get_num_threads());
+      g_api->use_blas_callback(true);
+    }
+  }
+  ~TorchThreads() {
+    if (on) {
+      g_api->use_blas_callback(false);
+      g_api->set_thread_executor(nullptr, nullptr, 0);
+    }
+  }
+  TorchThreads(const TorchThreads&) = delete;
+  TorchThreads& operator=(const TorchThreads&) = delete;
+};
 
 template <class T> const fastnn::CpuKernels<T>& K() {
   if constexpr (std::is_same_v<T, float>) return g_api->f32; else return g_api->f64;
@@ -163,6 +206,7 @@ struct DenseFn : public torch::autograd::Function<DenseFn> {
                         int64_t id) {
     const Tensor b = b_opt.value_or(Tensor());
     const ActSpec& s = act_spec(id);
+    TorchThreads threads;
     auto [y, z] = x.scalar_type() == at::kFloat ? dense_fwd<float>(x, w, b, s) : dense_fwd<double>(x, w, b, s);
     ctx->saved_data["id"] = id;
     ctx->saved_data["has_b"] = b.defined();
@@ -194,6 +238,7 @@ struct DenseFn : public torch::autograd::Function<DenseFn> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const Tensor& dy = grads[0];
+    TorchThreads threads;
     auto out = dy.scalar_type() == at::kFloat ? bwd<float>(ctx, dy) : bwd<double>(ctx, dy);
     return once_differentiable(grads, std::move(out));
   }
@@ -230,6 +275,7 @@ struct ActFn : public torch::autograd::Function<ActFn> {
     const ActSpec& s = act_spec(id);
     const Tensor xc = x.contiguous();
     Tensor y = out_like(xc);
+    TorchThreads threads;
     if (x.scalar_type() == at::kFloat)
       K<float>().act_forward(s.act, s.p, xc.data_ptr<float>(), y.data_ptr<float>(), xc.numel(), act_cols(xc));
     else
@@ -251,6 +297,7 @@ struct ActFn : public torch::autograd::Function<ActFn> {
     const auto saved = ctx->get_saved_variables();
     const ActSpec& s = act_spec(ctx->saved_data["id"].toInt());
     const Tensor& dy = grads[0];
+    TorchThreads threads;
     Tensor dx = dy.scalar_type() == at::kFloat ? bwd<float>(s, saved[0], dy) : bwd<double>(s, saved[0], dy);
     return once_differentiable(grads, {dx, Tensor()});
   }
@@ -318,6 +365,7 @@ struct LossFn : public torch::autograd::Function<LossFn> {
     const Tensor pc = pred.contiguous(), tc = target.contiguous();
     const double denom = reduction == kMean || reduction == kBatchMean ? loss_denominator(s, pc, tc, reduction) : 1.0;
     const auto none_shape = s.kind == LossKind::elementwise ? pred.sizes() : pred.sizes().slice(0, pred.dim() - 1);
+    TorchThreads threads;
     Tensor out = pred.scalar_type() == at::kFloat ? loss_fwd<float>(s, pc, tc, reduction, denom, none_shape)
                                                   : loss_fwd<double>(s, pc, tc, reduction, denom, none_shape);
     ctx->saved_data["id"] = id;
@@ -358,6 +406,7 @@ struct LossFn : public torch::autograd::Function<LossFn> {
     const int64_t red = ctx->saved_data["reduction"].toInt();
     const double denom = ctx->saved_data["denom"].toDouble();
     const Tensor& g = grads[0];
+    TorchThreads threads;
     Tensor d = saved[0].scalar_type() == at::kFloat ? bwd<float>(s, saved[0], saved[1], g, red, denom)
                                                     : bwd<double>(s, saved[0], saved[1], g, red, denom);
     return once_differentiable(grads, {d, Tensor(), Tensor(), Tensor()});
@@ -411,12 +460,13 @@ py::object loss(const Tensor& pred, const Tensor& target, int64_t id, int64_t re
 
 // ---- registration ---------------------------------------------------------------------
 
-void init(py::capsule cap) {
+void init(py::capsule cap, bool share_threads) {
   if (std::string(cap.name()) != "fastnn._C.cpu_api") throw std::invalid_argument("not fastnn's kernel table");
   const auto* api = static_cast<const fastnn::CpuApi*>(cap.get_pointer());
   if (api->version != fastnn::kCpuApiVersion || api->size != static_cast<int>(sizeof(fastnn::CpuApi)))
     throw std::invalid_argument("fastnn._C's kernel table does not match this build (rebuild both)");
   g_api = api;
+  g_share_threads = share_threads;
 }
 
 int64_t register_activation(int64_t code, const std::vector<double>& p, int64_t approximate, bool from_y,

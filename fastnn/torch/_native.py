@@ -44,7 +44,9 @@ def _build_command(src, out, csrc, cxx):
     abi = int(getattr(torch._C, "_GLIBCXX_USE_CXX11_ABI", True))
     inc = ce.include_paths() + [sysconfig.get_paths()["include"], csrc, os.path.join(csrc, "include")]
     libdir = os.path.join(os.path.dirname(torch.__file__), "lib")
-    return ([cxx, "-O2", "-std=c++20", "-shared", "-fPIC", "-fvisibility=hidden", "-w",
+    # -fopenmp: at::parallel_for's OpenMP body is compiled here (ATen/ParallelOpenMP.h); at run
+    # time its GOMP calls bind to the libgomp torch already loaded (one soname, one runtime).
+    return ([cxx, "-O2", "-std=c++20", "-shared", "-fPIC", "-fvisibility=hidden", "-w", "-fopenmp",
              f"-D_GLIBCXX_USE_CXX11_ABI={abi}", "-DTORCH_API_INCLUDE_EXTENSION_H",
              "-DTORCH_EXTENSION_NAME=_fastnn_torch_native"]
             + ["-I" + p for p in inc]
@@ -72,7 +74,7 @@ def _load():
     loader = ExtensionFileLoader("_fastnn_torch_native", path)
     mod = module_from_spec(spec_from_loader("_fastnn_torch_native", loader))
     loader.exec_module(mod)
-    mod.init(cpp._C._cpu_api)
+    mod.init(cpp._C._cpu_api, os.environ.get("FASTNN_TORCH_SHARED_THREADS", "1") != "0")
     return mod
 
 

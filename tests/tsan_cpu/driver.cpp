@@ -5,6 +5,7 @@
 // second finds the pool busy and runs serially), and must give the bits of a
 // single-threaded run. OpenBLAS itself is not instrumented (its own threads are kept at 1
 // by OPENBLAS_NUM_THREADS=1 in the test), so reports can only come from fastnn's code.
+#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -86,6 +87,8 @@ template <class T> static Run<T> all_kernels(unsigned seed) {
   return r;
 }
 
+static void host_exec(void*, int n, JobFn job, void* jctx);
+
 template <class T> static void check(const char* what) {
   set_num_threads(1);
   const Run<T> serial = all_kernels<T>(1), serial2 = all_kernels<T>(2);
@@ -99,11 +102,55 @@ template <class T> static void check(const char* what) {
   same(b.out, serial2.out, what);
   const Run<T> c = all_kernels<T>(1);  // the pool alone, 4 threads
   same(c.out, serial.out, what);
+  Run<T> d;  // on a host framework's pool (set_thread_executor), beside a caller on fastnn's pool
+  std::thread t3([&] {
+    set_thread_executor(&host_exec, nullptr, 3);
+    d = all_kernels<T>(1);
+    set_thread_executor(nullptr, nullptr, 0);
+  });
+  std::thread t4([&] { b = all_kernels<T>(2); });
+  t3.join();
+  t4.join();
+  same(d.out, serial.out, what);
+  same(b.out, serial2.out, what);
+}
+
+// A host pool as fastnn.torch's nodes hand one in: every job on its own thread.
+static void host_exec(void*, int n, JobFn job, void* jctx) {
+  std::vector<std::thread> ts;
+  for (int i = 1; i < n; ++i) ts.emplace_back([=] { job(jctx, i); });
+  job(jctx, 0);
+  for (auto& t : ts) t.join();
+}
+
+// run_concurrent's promise (OpenBLAS's GEMM jobs wait for one another): 4 jobs that each
+// wait until all 4 have started, from three callers at once (so the pool is busy for
+// some and too small for all: 4 jobs on FASTNN_NUM_THREADS=... workers) and on a host
+// executor. A broken promise hangs here (the test's timeout).
+static void check_concurrent() {
+  set_num_threads(2);
+  auto run = [](bool host) {
+    if (host) set_thread_executor(&host_exec, nullptr, 4);
+    for (int rep = 0; rep < 50; ++rep) {
+      std::atomic<int> arrived{0};
+      run_concurrent(4, [&](int) {
+        arrived.fetch_add(1);
+        while (arrived.load() < 4) std::this_thread::yield();
+      });
+    }
+    if (host) set_thread_executor(nullptr, nullptr, 0);
+  };
+  std::thread t1([&] { run(true); }), t2([&] { run(false); }), t3([&] { run(false); });
+  t1.join();
+  t2.join();
+  t3.join();
+  std::printf("tsan_cpu: run_concurrent ok\n");
 }
 
 int main() {
   check<float>("float32");
   check<double>("float64");
+  check_concurrent();
   std::printf("tsan_cpu: %d failed checks\n", failures);
   return failures;
 }
