@@ -14,9 +14,10 @@ tensorflow, jax and torch Keras backends.
 
 The kernels run through one small bridge per backend, imported on first use:
 tf.custom_gradient + tf.numpy_function (layers set supports_jit=False on tensorflow:
-XLA cannot compile a Python callback), jax.custom_vjp + jax.pure_callback (works under
-jax.jit, as fit uses it), and the fastnn.torch ops (autograd Functions, custom ops
-under torch.compile). float16 / bfloat16 (mixed precision policies) are computed in
+XLA cannot compile a Python callback), jax.custom_vjp over XLA FFI custom calls on a CPU
+jax (csrc/jax/ffi.cpp, built on first use; the jitted step never leaves XLA) or
+jax.pure_callback elsewhere, and the fastnn.torch ops (C++ autograd nodes on torch's
+thread pool; custom ops under torch.compile). float16 / bfloat16 (mixed precision policies) are computed in
 float32 and cast back; float64 stays float64.
 """
 from . import losses
