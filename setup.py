@@ -74,8 +74,9 @@ class build_py_with_cuda(build_py):
     def run(self):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
-        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/jax/*.cpp", "csrc/cpu/api.h",
-                        "csrc/cpu/kernels.h", "csrc/cpu/pool.h"):
+        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/jax/*.cpp", "csrc/tf/*.cc",
+                        "csrc/host/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h", "csrc/cpu/pool.h",
+                        "csrc/cpu/parallel.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))
                 os.makedirs(os.path.dirname(out), exist_ok=True)

@@ -43,7 +43,8 @@ def _build():
 
     csrc = _cuda_src.csrc_dir()
     src = os.path.join(csrc, "jax", "ffi.cpp")
-    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h")]
+    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h", "parallel.h")]
+    headers.append(os.path.join(csrc, "host", "ops.h"))
 
     def command(out, cxx):
         return [cxx, "-O2", "-std=c++17", "-shared", "-fPIC", "-w",  # the handler symbols are exported

@@ -33,7 +33,7 @@ _act_ids, _loss_ids = {}, {}  # id(spec) -> (spec, extension id); the spec is he
 def _sources():
     csrc = _cuda_src.csrc_dir()
     main = os.path.join(csrc, "torch", "native.cpp")
-    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h")]
+    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h", "parallel.h")]
     headers.append(os.path.join(csrc, "include", "fastnn", "scalar_math.h"))
     return csrc, main, headers
 
