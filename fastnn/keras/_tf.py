@@ -1,6 +1,8 @@
 """TensorFlow bridge: fastnn kernels inside TF autodiff and tf.function.
 
-Each op is a ``tf.custom_gradient`` whose forward and backward are
+The ops run as TensorFlow ops built from csrc/tf/ops.cc (_tf_ops.py: no Python inside the
+step). Where those are unavailable (no compiler, FASTNN_TF_OPS=0) or a call is not one
+they take, each op is a ``tf.custom_gradient`` whose forward and backward are
 ``tf.numpy_function(..., stateful=False)`` calls (stateless, so a graph that does not
 use a result prunes its call: the first layer's dx is never computed). numpy_function
 loses static shapes; they are restored with set_shape. XLA cannot compile a Python
@@ -11,7 +13,7 @@ Cost: each numpy_function is ~60-100 us of fixed overhead (examples/keras_mlp.py
 """
 import tensorflow as tf
 
-from . import _numpy as N
+from . import _numpy as N, _tf_ops as O
 
 
 def _call(fn, inputs, dtypes, shapes):
@@ -24,6 +26,8 @@ def _call(fn, inputs, dtypes, shapes):
 
 def dense(x, w, b, name, params):
     """act(x @ w + b): x (..., in), w (in, out), b (out,) or None; one float dtype."""
+    if O.usable() and O.act_last_axis(name, params, x.shape.rank):
+        return O.dense(x, w, b, name, params)
     # tensors, not tf.Variables: a variable read inside the custom_gradient function would
     # make TF ask grad for a `variables=` argument
     x, w = tf.convert_to_tensor(x), tf.convert_to_tensor(w)
@@ -54,8 +58,10 @@ def dense(x, w, b, name, params):
 
 
 def activation(x, name, params):
-    kind = N.saves(name, params)
     x = tf.convert_to_tensor(x)
+    if O.usable() and O.act_last_axis(name, params, x.shape.rank):
+        return O.activation(x, name, params)
+    kind = N.saves(name, params)
 
     @tf.custom_gradient
     def op(x):
@@ -73,6 +79,8 @@ def activation(x, name, params):
 def loss(pred, target, name, params, none_shape):
     """The "none" loss (per element, or per row for cross_entropy); d/d pred only."""
     pred, target = tf.convert_to_tensor(pred), tf.stop_gradient(target)
+    if O.usable() and O.loss_serves(name, pred, target):
+        return O.loss(pred, target, name, params, none_shape)
 
     @tf.custom_gradient
     def op(pred):
