@@ -107,13 +107,16 @@ template <class T> T nan_max(T a, T b) {
 }
 
 // Keras' probability BCE takes any float (a loss-scale overflow, odd labels); the kernel
-// keeps torch's domain [0, 1]. Outside it: fastnn/keras/_numpy.py's formula, elementwise.
+// keeps torch's domain [0, 1]. Outside it: fastnn/keras/_numpy.py's formula, elementwise,
+// in double (NaN where a log is; the numpy route rounds each step to the dtype, so the
+// two agree to an ulp or two, not bit for bit).
 template <class T> void bce_outside(const T* p, const T* t, const T* g, T* out, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
+    const double pi = p[i], ti = t[i];
     if (g)
-      out[i] = g[i] * (p[i] - t[i]) / nan_max(p[i] * (T(1) - p[i]), T(1e-12));
+      out[i] = static_cast<T>(g[i] * (pi - ti) / nan_max(pi * (1.0 - pi), 1e-12));
     else
-      out[i] = -(t[i] * nan_max(std::log(p[i]), T(-100)) + (T(1) - t[i]) * nan_max(std::log1p(-p[i]), T(-100)));
+      out[i] = static_cast<T>(-(ti * nan_max(std::log(pi), -100.0) + (1.0 - ti) * nan_max(std::log1p(-pi), -100.0)));
   }
 }
 
