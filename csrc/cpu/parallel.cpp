@@ -1,6 +1,6 @@
 // parallel.cpp — a small persistent thread pool (no OpenMP: torch and OpenBLAS bring
 // their own runtimes, and a third one in the same process is how oversubscription and
-// fork hangs start). Workers sleep on a condition variable between calls.
+// fork hangs start). Workers spin briefly, then sleep on a condition variable, between calls.
 #include "parallel.h"
 
 #include <sched.h>
@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -29,6 +30,37 @@ int detect_threads() {
   cpu_set_t set;
   if (sched_getaffinity(0, sizeof(set), &set) == 0) return std::max(1, CPU_COUNT(&set));
   return std::max(1u, std::thread::hardware_concurrency());
+}
+
+// How long a worker (and a caller waiting for its parts) spins before it sleeps. Waking a
+// sleeping worker (futex) took ~35 us here, more than a whole 1 MB activation takes; a
+// caller making kernel calls back to back finds the workers still spinning. OpenBLAS's
+// own threads spin ~20 us (cpp.py sets OPENBLAS_THREAD_TIMEOUT). FASTNN_SPIN_US overrides.
+int64_t spin_ns() {
+  static const int64_t ns = [] {
+    const char* env = std::getenv("FASTNN_SPIN_US");
+    const long us = env ? std::atol(env) : 30;
+    return static_cast<int64_t>(std::max(0L, std::min(us, 100000L))) * 1000;
+  }();
+  return ns;
+}
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// true once ready() holds, false if it still does not after spin_ns().
+template <class F> bool spin_until(F ready) {
+  const int64_t limit = spin_ns();
+  if (limit <= 0) return ready();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (unsigned i = 1;; ++i) {
+    if (ready()) return true;
+    cpu_relax();
+    if ((i & 63) == 0 && std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(limit)) return ready();
+  }
 }
 
 class Pool {
@@ -56,13 +88,17 @@ class Pool {
       std::lock_guard<std::mutex> lk(m_);
       job_ = &job;
       parts_ = parts;
-      pending_ = parts - 1;
+      pending_.store(parts - 1, std::memory_order_relaxed);
       ++generation_;
+      published_.store(generation_, std::memory_order_release);
     }
-    cv_.notify_all();
+    cv_.notify_all();  // no system call when every worker is still spinning
     job(0);
-    std::unique_lock<std::mutex> lk(m_);
-    done_cv_.wait(lk, [this] { return pending_ == 0; });
+    if (!spin_until([this] { return pending_.load(std::memory_order_acquire) == 0; })) {
+      std::unique_lock<std::mutex> lk(m_);
+      done_cv_.wait(lk, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+    }
+    std::lock_guard<std::mutex> lk(m_);
     job_ = nullptr;
     return true;
   }
@@ -72,6 +108,7 @@ class Pool {
     uint64_t seen = 0;
     for (;;) {
       const std::function<void(int)>* job;
+      spin_until([&] { return published_.load(std::memory_order_acquire) != seen; });
       {
         std::unique_lock<std::mutex> lk(m_);
         cv_.wait(lk, [&] { return stop_ || generation_ != seen; });
@@ -81,17 +118,21 @@ class Pool {
         job = job_;
       }
       (*job)(index);
-      std::lock_guard<std::mutex> lk(m_);
-      if (--pending_ == 0) done_cv_.notify_one();
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lk(m_);  // the caller checks pending_ under m_: no lost wake-up
+        done_cv_.notify_one();
+      }
     }
   }
 
   std::vector<std::thread> threads_;
   std::mutex busy_, m_;
   std::condition_variable cv_, done_cv_;
-  const std::function<void(int)>* job_ = nullptr;
-  int parts_ = 0, pending_ = 0;
+  const std::function<void(int)>* job_ = nullptr;  // these three: under m_
+  int parts_ = 0;
   uint64_t generation_ = 0;
+  std::atomic<uint64_t> published_{0};  // generation_, for the workers' spin
+  std::atomic<int> pending_{0};         // parts not yet done
   bool stop_ = false;
   pid_t pid_;
 };
