@@ -2,6 +2,10 @@
 with and without bias, 2-D and 3-D inputs, float32 and float64; values, and weights
 after one SGD step (which checks the gradients of x, kernel and bias: every branch
 below reads the input through another Dense)."""
+import os
+import subprocess
+import sys
+
 import keras
 import numpy as np
 import pytest
@@ -151,3 +155,37 @@ def test_bad_arguments_raise():
     layer.build((None, 4))
     with pytest.raises(ValueError):
         layer(np.zeros((2, 5), "float32"))
+
+
+_SAVE_ELSEWHERE = """
+import os, sys
+import numpy as np
+import keras
+import fastnn.keras as fk
+import fastnn.keras.losses as fl
+keras.utils.set_random_seed(3)
+model = keras.Sequential([keras.Input((5,)), fk.Dense(6, activation="gelu"), fk.ReLU(),
+                          fk.Dense(3, use_bias=False), fk.Softmax()])
+model.compile(loss=fl.CategoricalCrossentropy(label_smoothing=0.1), optimizer="sgd")
+x = np.random.default_rng(0).standard_normal((9, 5)).astype("float32")
+np.save(sys.argv[2], x)
+np.save(sys.argv[3], model.predict(x, verbose=0))
+model.save(sys.argv[1])
+"""
+
+
+@pytest.mark.parametrize("source", ["tensorflow", "jax", "torch"])
+def test_a_model_saved_on_another_backend_loads_here(tmp_path, source):
+    """.keras files carry no backend: one saved by a fastnn model on `source` loads on this
+    backend as fastnn layers and losses, with the same predictions."""
+    if source == keras.backend.backend():
+        pytest.skip("the same backend: test_summary_save_load_and_partial_batch")
+    path, xs, ys = (str(tmp_path / n) for n in ("m.keras", "x.npy", "y.npy"))
+    env = dict(os.environ, KERAS_BACKEND=source)
+    r = subprocess.run([sys.executable, "-c", _SAVE_ELSEWHERE, path, xs, ys], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    loaded = keras.models.load_model(path)
+    assert [type(layer).__module__ for layer in loaded.layers] == ["fastnn.keras.layers"] * 4
+    assert type(loaded.loss).__module__ == "fastnn.keras.losses"
+    close(loaded.predict(np.load(xs), verbose=0), np.load(ys))
