@@ -188,3 +188,25 @@ def test_no_compiler_warns_once_and_takes_the_callback_route(tmp_path):
     assert lines[0].startswith("RuntimeError: compiling") and lines[-1] == "24.0", r.stdout
     assert r.stderr.count("TensorFlow ops unavailable") == 1, r.stderr
     assert not list(tmp_path.rglob("*.so"))
+
+
+def test_large_outputs_come_from_the_buffer_cache_and_go_back(rng):
+    """Outputs of >= 1 MiB are fastnn's cached blocks (first-touch faults skipped); a block
+    goes back to the cache only when TensorFlow drops the tensor, and a live tensor keeps
+    its values while later calls reuse other blocks."""
+    import fastnn
+
+    fastnn.empty_cache()
+    x = tf.constant(rng.standard_normal((1024, 300)).astype("float32"))
+    w = tf.constant(rng.standard_normal((300, 512)).astype("float32"))
+    ref = np.maximum(np.asarray(x, np.float64) @ np.asarray(w, np.float64), 0)
+    y1 = T.dense(x, w, None, "relu", ())  # 2 MiB
+    before = fastnn.cache_info()
+    assert before["misses"] >= 1
+    for _ in range(3):
+        T.dense(x, w, None, "relu", ())  # dropped at once: its block comes back and is reused
+    after = fastnn.cache_info()
+    assert after["hits"] >= before["hits"] + 2
+    np.testing.assert_allclose(np.asarray(y1), ref, rtol=1e-4, atol=1e-3)  # y1's block was never handed out
+    del y1
+    assert fastnn.cache_info()["cached_bytes"] >= 2 << 20
