@@ -1,6 +1,7 @@
 // parallel.cpp — a small persistent thread pool (no OpenMP: torch and OpenBLAS bring
 // their own runtimes, and a third one in the same process is how oversubscription and
-// fork hangs start). Workers spin briefly, then sleep on a condition variable, between calls.
+// fork hangs start). Workers sleep on a condition variable between calls
+// (or spin first: FASTNN_SPIN_US).
 #include "parallel.h"
 
 #include <sched.h>
@@ -32,14 +33,17 @@ int detect_threads() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-// How long a worker (and a caller waiting for its parts) spins before it sleeps. Waking a
-// sleeping worker (futex) took ~35 us here, more than a whole 1 MB activation takes; a
-// caller making kernel calls back to back finds the workers still spinning. OpenBLAS's
-// own threads spin ~20 us (cpp.py sets OPENBLAS_THREAD_TIMEOUT). FASTNN_SPIN_US overrides.
+// How long a worker (and a caller waiting for its parts) spins before it sleeps: 0 (off)
+// unless FASTNN_SPIN_US says otherwise. Spinning skips the ~35 us futex wake of a sleeping
+// worker, which back-to-back mid-size elementwise calls pay (30 us of spin: gelu forward
+// on 512K floats 330 -> 275 us, relu on 4M 461 -> 372 us), but a spinning worker takes a
+// core from OpenBLAS's threads in the products that follow: a 64x256x256 Dense+relu
+// forward + backward went from 0.31 to 0.53 ms and 256x1024x1024 from 9.0 to 10.0 ms with
+// 30 us (python -m fastnn.bench --ops dense, same session). Layers matter more.
 int64_t spin_ns() {
   static const int64_t ns = [] {
     const char* env = std::getenv("FASTNN_SPIN_US");
-    const long us = env ? std::atol(env) : 30;
+    const long us = env ? std::atol(env) : 0;
     return static_cast<int64_t>(std::max(0L, std::min(us, 100000L))) * 1000;
   }();
   return ns;
