@@ -13,6 +13,8 @@ import hashlib
 import os
 import subprocess
 import tempfile
+import threading
+import warnings
 
 
 def cache_dir(sub):
@@ -45,3 +47,57 @@ def build(name, sources, command, key, sub):
             if os.path.exists(tmp):
                 os.remove(tmp)
     return so
+
+
+class Lazy:
+    """An extension loaded on first use by `load()`, once per process (thread-safe).
+    ``get()`` is the loaded object, or None when `env` is "0" or loading failed; then
+    ``why`` says why, and a failure warns once that `what` is unavailable and `fallback`
+    runs instead."""
+
+    def __init__(self, load, env, what, fallback):
+        self._load, self._env, self._what, self._fallback = load, env, what, fallback
+        self._lock = threading.Lock()
+        self._tried = False
+        self.value = self.why = None
+
+    def get(self):
+        if self._tried:
+            return self.value
+        with self._lock:
+            if not self._tried:
+                if os.environ.get(self._env, "1") == "0":
+                    self.why = f"disabled by {self._env}=0"
+                else:
+                    try:
+                        self.value = self._load()
+                    except Exception as e:  # noqa: BLE001 - reported, then the fallback runs
+                        self.why = f"{type(e).__name__}: {e}"
+                        warnings.warn(f"{self._what} unavailable, using {self._fallback} ({self.why[:300]})",
+                                      RuntimeWarning, stacklevel=4)
+                self._tried = True
+        return self.value
+
+
+def cpu_api_address():
+    """The address of fastnn._C's C++ kernel table (csrc/cpu/api.h), for an extension
+    loaded with ctypes; raises if the C++ backend is unavailable."""
+    import ctypes
+
+    from fastnn._backends import cpp
+
+    if cpp.unavailable():
+        raise RuntimeError(f"the C++ backend is unavailable ({cpp.unavailable()})")
+    get = ctypes.pythonapi.PyCapsule_GetPointer
+    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
+    return get(cpp._C._cpu_api, b"fastnn._C.cpu_api")
+
+
+def init_ctypes(lib, symbol):
+    """Hand fastnn._C's kernel table to `lib`'s init function `symbol` (0: accepted)."""
+    import ctypes
+
+    fn = getattr(lib, symbol)
+    fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
+    if fn(cpu_api_address()) != 0:
+        raise RuntimeError(f"fastnn._C's kernel table does not match {symbol}'s build (rebuild fastnn)")

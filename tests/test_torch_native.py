@@ -13,6 +13,7 @@ import sys
 import threading
 import weakref
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as TF
@@ -238,14 +239,14 @@ def test_kernels_run_on_torch_threads_inside_the_nodes_only(tmp_path, share, tor
     else:
         assert runs == 0 and callbacks == 0, r.stdout
     assert outside == 0
-    got = torch.from_numpy(__import__("numpy").load(out))
+    got = torch.from_numpy(np.load(out))
     ref_path = tmp_path / "ref.npy"
     r = subprocess.run([sys.executable, "-c", _THREADS_PROBE, "2", str(ref_path)], capture_output=True, text=True,
                        env=dict(os.environ, FASTNN_TORCH_SHARED_THREADS="0", FASTNN_NUM_THREADS="1"), timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     # the bits of OpenBLAS's own threads and of a single-threaded fastnn pool (OpenBLAS's
     # GEMM partition is the same whichever threads run its jobs)
-    assert torch.equal(got, torch.from_numpy(__import__("numpy").load(ref_path)))
+    assert torch.equal(got, torch.from_numpy(np.load(ref_path)))
 
 
 def test_nodes_from_many_threads_share_torch_pool_safely():

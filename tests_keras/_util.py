@@ -52,3 +52,39 @@ def one_step(model, x, y, loss, sample_weight=None, lr=0.5, run_eagerly=False):
     model.compile(loss=loss, optimizer=keras.optimizers.SGD(lr), run_eagerly=run_eagerly)
     out = model.train_on_batch(x, y, sample_weight=sample_weight)
     return float(np.asarray(out).reshape(-1)[0]), [np.asarray(w) for w in model.get_weights()]
+
+
+# ---- the compiled bridges' tests (test_jax_ffi.py, test_tf_ops.py) ----------------------
+
+# (name, params) of every activation form the handlers / ops take
+BRIDGE_ACTS = [("linear", ()), ("relu", ()), ("gelu", ()), ("gelu", (("approximate", "tanh"),)), ("sigmoid", ()),
+               ("tanh", ()), ("silu", ()), ("elu", (("alpha", 0.7),)), ("leaky_relu", (("negative_slope", 0.1),)),
+               ("softplus", ()), ("softmax", (("axis", -1),)), ("log_softmax", (("axis", -1),))]
+BRIDGE_LOSSES = [("mse", ()), ("mae", ()), ("huber", (("delta", 0.5),)), ("log_cosh", ()), ("hinge", ()),
+                 ("squared_hinge", ()), ("bce_with_logits", ()), ("bce", ()), ("kl_div", ()),
+                 ("poisson_nll", (("eps", 1e-7), ("full", False), ("log_input", False)))]
+
+
+def run_probe(code, **env):
+    """Run `code` in a fresh Python with `env` added; its CompletedProcess (must succeed)."""
+    import os
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, **env))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+
+def check_fallbacks(probe, disable_env, warning, tmp_path):
+    """`probe` prints the route's status() and a Dense result (24.0): with `disable_env`=0
+    the route is off; with no compiler it warns once, runs the fallback and leaves no
+    half-built library behind."""
+    r = run_probe(probe, **{disable_env: "0"})
+    assert r.stdout.split("\n")[:2] == [f"disabled by {disable_env}=0", "24.0"], r.stdout
+    r = run_probe(probe, CXX="/bin/false", FASTNN_CACHE_DIR=str(tmp_path))
+    lines = r.stdout.strip().split("\n")
+    assert lines[0].startswith("RuntimeError: compiling") and lines[-1] == "24.0", r.stdout
+    assert r.stderr.count(warning) == 1, r.stderr
+    assert not list(tmp_path.rglob("*.so"))

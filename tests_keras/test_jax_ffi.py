@@ -5,14 +5,10 @@ give the same bits as that route: values and gradients, float32 and float64, 2-D
 3-D. (The pure_callback route itself is compared with stock Keras by the rest of this
 suite, which runs on the FFI route: on a CPU jax it is what fastnn.keras uses.)
 """
-import os
-import subprocess
-import sys
-
+import keras
 import numpy as np
 import pytest
-
-import keras
+from _util import BRIDGE_ACTS, BRIDGE_LOSSES, check_fallbacks
 
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "jax", reason="the XLA FFI route is jax's")
 
@@ -22,9 +18,7 @@ if keras.backend.backend() == "jax":
 
     from fastnn.keras import _jax as J, _jax_ffi as F
 
-ACTS = [("linear", ()), ("relu", ()), ("gelu", ()), ("gelu", (("approximate", "tanh"),)), ("sigmoid", ()),
-        ("tanh", ()), ("silu", ()), ("elu", (("alpha", 0.7),)), ("leaky_relu", (("negative_slope", 0.1),)),
-        ("softplus", ()), ("softmax", (("axis", -1),)), ("log_softmax", (("axis", -1),))]
+ACTS, LOSSES = BRIDGE_ACTS, BRIDGE_LOSSES
 
 
 def _same(a, b, what):
@@ -73,10 +67,6 @@ def test_activations_match_the_callback_route(rng, name, params, dtype):
             ref = g
     _same(ref, g, name)
 
-
-LOSSES = [("mse", ()), ("mae", ()), ("huber", (("delta", 0.5),)), ("log_cosh", ()), ("hinge", ()),
-          ("squared_hinge", ()), ("bce_with_logits", ()), ("bce", ()), ("kl_div", ()),
-          ("poisson_nll", (("eps", 1e-7), ("full", False), ("log_input", False)))]
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
@@ -147,21 +137,5 @@ print(_jax_ffi.status()); print(float(y.sum()))
 """
 
 
-def _python(**env):
-    r = subprocess.run([sys.executable, "-c", _PROBE], capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, **env))
-    assert r.returncode == 0, r.stderr[-3000:]
-    return r
-
-
-def test_disabled_by_environment():
-    r = _python(FASTNN_JAX_FFI="0")
-    assert r.stdout.split("\n")[:2] == ["disabled by FASTNN_JAX_FFI=0", "24.0"], r.stdout
-
-
-def test_no_compiler_warns_once_and_takes_the_callback_route(tmp_path):
-    r = _python(CXX="/bin/false", FASTNN_CACHE_DIR=str(tmp_path))
-    lines = r.stdout.strip().split("\n")
-    assert lines[0].startswith("RuntimeError: compiling") and lines[-1] == "24.0", r.stdout
-    assert r.stderr.count("XLA FFI kernels unavailable") == 1, r.stderr
-    assert not list(tmp_path.rglob("*.so"))
+def test_disabled_by_environment_or_a_missing_compiler(tmp_path):
+    check_fallbacks(_PROBE, "FASTNN_JAX_FFI", "XLA FFI kernels unavailable", tmp_path)

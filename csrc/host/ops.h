@@ -140,19 +140,25 @@ template <class T> void loss_elementwise(const LossAttrs& a, const T* g, const T
 template <class T, class I>
 std::string loss_class(const LossAttrs& a, const T* g, const T* p, const I* target, T* out, int64_t rows,
                        int64_t cols) {
-  std::vector<int64_t> idx(static_cast<size_t>(rows));
   for (int64_t i = 0; i < rows; ++i) {
     const int64_t t = static_cast<int64_t>(target[i]);
     if (t != a.ignore_index && (t < 0 || t >= cols))
       return "class index " + std::to_string(t) + " is out of range [0, " + std::to_string(cols) + ")";
-    idx[static_cast<size_t>(i)] = t;
   }
   if (rows == 0 || cols == 0) return "";
+  std::vector<int64_t> wide;  // the kernels take int64 indices: int32 ones are widened
+  const int64_t* idx = nullptr;
+  if constexpr (std::is_same_v<I, int64_t>) {
+    idx = target;
+  } else {
+    wide.assign(target, target + rows);
+    idx = wide.data();
+  }
   const ClassArgs ca{a.kind == -2, a.ignore_index, a.label_smoothing};
   if (g)
-    K<T>().class_backward(ca, p, idx.data(), nullptr, g, 1.0, out, rows, cols);
+    K<T>().class_backward(ca, p, idx, nullptr, g, 1.0, out, rows, cols);
   else
-    K<T>().class_forward(ca, p, idx.data(), nullptr, out, rows, cols);
+    K<T>().class_forward(ca, p, idx, nullptr, out, rows, cols);
   return "";
 }
 

@@ -18,22 +18,18 @@ import ctypes
 import functools
 import os
 import sys
-import threading
-import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fastnn import _checks as C, _extbuild
+from fastnn import _extbuild
 
-from . import _numpy as N
+from . import _kernel_args as A, _numpy as N
 
 _TARGETS = ("fastnn_dense_fwd", "fastnn_dense_bwd_w", "fastnn_dense_bwd_x", "fastnn_act_fwd", "fastnn_act_bwd",
             "fastnn_loss_fwd", "fastnn_loss_bwd")
 _VMAP = "sequential"  # under vmap the kernel runs once per batch element (a batched weight is not a Dense kernel)
-_lock = threading.Lock()
-_state = {"lib": None, "why": None, "tried": False}
 
 
 def _build():
@@ -55,49 +51,26 @@ def _build():
 
 
 def _load():
-    from fastnn._backends import cpp
-
-    if cpp.unavailable():
-        raise RuntimeError(f"the C++ backend is unavailable ({cpp.unavailable()})")
     lib = ctypes.CDLL(_build())
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    lib.fastnn_jax_init.argtypes, lib.fastnn_jax_init.restype = [ctypes.c_void_p], ctypes.c_int
-    if lib.fastnn_jax_init(get(cpp._C._cpu_api, b"fastnn._C.cpu_api")) != 0:
-        raise RuntimeError("fastnn._C's kernel table does not match csrc/jax/ffi.cpp (rebuild fastnn)")
+    _extbuild.init_ctypes(lib, "fastnn_jax_init")
     for name in _TARGETS:
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, name)), platform="cpu")
     return lib
 
 
-def _lib():
-    if _state["tried"]:
-        return _state["lib"]
-    with _lock:
-        if not _state["tried"]:
-            if os.environ.get("FASTNN_JAX_FFI", "1") == "0":
-                _state["why"] = "disabled by FASTNN_JAX_FFI=0"
-            else:
-                try:
-                    _state["lib"] = _load()
-                except Exception as e:  # noqa: BLE001 - reported, then the callback route runs
-                    _state["why"] = f"{type(e).__name__}: {e}"
-                    warnings.warn(f"fastnn.keras: XLA FFI kernels unavailable, using jax.pure_callback "
-                                  f"({_state['why'][:300]})", RuntimeWarning, stacklevel=4)
-            _state["tried"] = True
-    return _state["lib"]
+_ext = _extbuild.Lazy(_load, "FASTNN_JAX_FFI", "fastnn.keras: XLA FFI kernels", "jax.pure_callback")
 
 
 def status():
     """"ok" if the FFI route is in use on this (CPU) jax, else why not."""
     if jax.default_backend() != "cpu":
         return f"jax runs on {jax.default_backend()}: the pure_callback route is used"
-    return "ok" if _lib() is not None else _state["why"]
+    return "ok" if _ext.get() is not None else _ext.why
 
 
 def usable():
     """True where the FFI route serves this process's computations (a CPU jax)."""
-    return jax.default_backend() == "cpu" and _lib() is not None
+    return jax.default_backend() == "cpu" and _ext.get() is not None
 
 
 def _call(target, shapes):
@@ -110,18 +83,12 @@ def _sds(shape, dtype):
 
 @functools.lru_cache(maxsize=256)
 def _act(name, params):
-    """(ffi attributes, what the backward reads: "none", "y" or "z"/"x")."""
-    spec = C.activation_spec_cached("fastnn.keras." + name, name, dict(params))
-    num = spec.numeric
-    attrs = {"act": np.int64(spec.code), "p": np.asarray(num[:7], np.float64), "approx": np.int64(num[7])}
-    return attrs, spec
+    """The activation as the handlers' attributes."""
+    code, p, approx, _ = A.activation(name, params)
+    return {"act": np.int64(code), "p": np.asarray(p, np.float64), "approx": np.int64(approx)}
 
 
-def act_last_axis(name, params, ndim):
-    """True if the activation is elementwise or runs along the last axis (what the
-    handlers do)."""
-    axis = _act(name, params)[1].axis
-    return axis is None or (ndim > 0 and axis % ndim == ndim - 1)
+act_last_axis = A.last_axis
 
 
 # ---- Dense ------------------------------------------------------------------------------
@@ -132,7 +99,7 @@ def _dense(x, w, b, name, params):
 
 
 def _dense_fwd(x, w, b, name, params):
-    attrs = _act(name, params)[0]
+    attrs = _act(name, params)
     kind = N.saves(name, params)
     y_sds = _sds(x.shape[:-1] + w.shape[-1:], x.dtype)
     has_b = b is not None
@@ -143,7 +110,7 @@ def _dense_fwd(x, w, b, name, params):
 
 def _dense_bwd(name, params, res, dy):
     x, w, r, b = res
-    attrs = _act(name, params)[0]
+    attrs = _act(name, params)
     kind = N.saves(name, params)
     has_b, linear = b is not None, kind == "none"
     shapes = [_sds(w.shape, w.dtype)] + ([_sds(w.shape[-1:], w.dtype)] if has_b else [])
@@ -166,7 +133,7 @@ def dense(x, w, b, name, params):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(1, 2))
 def _activation(x, name, params):
-    return _call("fastnn_act_fwd", _sds(x.shape, x.dtype))(x, **_act(name, params)[0])
+    return _call("fastnn_act_fwd", _sds(x.shape, x.dtype))(x, **_act(name, params))
 
 
 def _activation_fwd(x, name, params):
@@ -176,7 +143,7 @@ def _activation_fwd(x, name, params):
 
 def _activation_bwd(name, params, r, dy):
     from_y = N.saves(name, params) == "y"
-    return (_call("fastnn_act_bwd", _sds(dy.shape, dy.dtype))(dy, r, **_act(name, params)[0], from_y=from_y),)
+    return (_call("fastnn_act_bwd", _sds(dy.shape, dy.dtype))(dy, r, **_act(name, params), from_y=from_y),)
 
 
 _activation.defvjp(_activation_fwd, _activation_bwd)
@@ -188,41 +155,21 @@ def activation(x, name, params):
 
 # ---- losses -----------------------------------------------------------------------------
 
-_ELEMENTWISE = ("mse", "mae", "huber", "smooth_l1", "bce", "bce_with_logits", "kl_div", "poisson_nll", "hinge",
-                "squared_hinge", "log_cosh")  # csrc/cpu/kernels.h, Loss
-
-
 @functools.lru_cache(maxsize=256)
 def _loss_attrs(name, params):
-    from fastnn._backends import cpp
-
-    p = dict(params)
-    spec = C.loss_spec_cached("fastnn.keras." + name, name, p)
-    e = cpp._loss_params(spec)  # the C++ backend's own defaults
-    kind = {"cross_entropy": -1, "nll": -2}.get(name)
-    return {"kind": np.int64(_ELEMENTWISE.index(name) if kind is None else kind),
-            "delta": np.float64(e["delta"]), "beta": np.float64(e["beta"]), "eps": np.float64(e["eps"]),
-            "log_target": bool(e["log_target"]), "log_input": bool(e["log_input"]), "full": bool(e["full"]),
-            "ignore_index": np.int64(p.get("ignore_index", -100)),
-            "label_smoothing": np.float64(p.get("label_smoothing", 0.0))}
+    """The loss as the handlers' attributes (64-bit integers and doubles)."""
+    return {k: (v if isinstance(v, bool) else np.int64(v) if isinstance(v, int) else np.float64(v))
+            for k, v in A.loss(name, params).items()}
 
 
 def loss_serves(name, pred, target):
-    """True for the calls the handlers take: elementwise losses (target of pred's dtype and
-    shape) and the class losses with integer labels of shape pred.shape[:-1]."""
-    if name in ("cross_entropy", "nll"):
-        return jnp.issubdtype(target.dtype, jnp.integer) and tuple(target.shape) == tuple(pred.shape[:-1])
-    return name in _ELEMENTWISE and target.dtype == pred.dtype and tuple(target.shape) == tuple(pred.shape)
-
-
-def _labels(target):
-    return target if target.dtype in (jnp.int32, jnp.int64) or not jnp.issubdtype(target.dtype, jnp.integer) \
-        else target.astype(jnp.int32)
+    return A.loss_serves(name, pred.shape, target.shape, target.dtype == pred.dtype,
+                         target.dtype in (jnp.int32, jnp.int64))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4))
 def _loss(pred, target, name, params, none_shape):
-    return _call("fastnn_loss_fwd", _sds(none_shape, pred.dtype))(pred, _labels(target), **_loss_attrs(name, params))
+    return _call("fastnn_loss_fwd", _sds(none_shape, pred.dtype))(pred, target, **_loss_attrs(name, params))
 
 
 def _loss_fwd(pred, target, name, params, none_shape):
@@ -231,7 +178,7 @@ def _loss_fwd(pred, target, name, params, none_shape):
 
 def _loss_bwd(name, params, none_shape, res, g):
     pred, target = res
-    dpred = _call("fastnn_loss_bwd", _sds(pred.shape, pred.dtype))(g, pred, _labels(target),
+    dpred = _call("fastnn_loss_bwd", _sds(pred.shape, pred.dtype))(g, pred, target,
                                                                     **_loss_attrs(name, params))
     if jnp.issubdtype(target.dtype, jnp.floating):  # labels are constants: a zero cotangent
         return dpred, jnp.zeros_like(target)

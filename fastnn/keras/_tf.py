@@ -8,8 +8,8 @@ use a result prunes its call: the first layer's dx is never computed). numpy_fun
 loses static shapes; they are restored with set_shape. XLA cannot compile a Python
 callback, so layers using this bridge set ``supports_jit = False``.
 
-Cost: each numpy_function is ~60-100 us of fixed overhead (examples/keras_mlp.py
---overhead measures one Dense forward + backward).
+Cost: one Dense forward + backward through this route cost 192-282 us more than stock
+(examples/keras_mlp.py --overhead), about nothing through the ops.
 """
 import tensorflow as tf
 

@@ -19,18 +19,12 @@ import functools
 import os
 import struct
 import sys
-import threading
-import warnings
 
 import tensorflow as tf
 
-from fastnn import _checks as C, _extbuild
+from fastnn import _extbuild
 
-from . import _numpy as N
-
-_lock = threading.Lock()
-_state = {"ops": None, "why": None, "tried": False}
-
+from . import _kernel_args as A, _numpy as N
 
 def _build():
     from fastnn._backends import _cuda_src
@@ -50,47 +44,24 @@ def _build():
 
 
 def _load():
-    from fastnn._backends import cpp
-
-    if cpp.unavailable():
-        raise RuntimeError(f"the C++ backend is unavailable ({cpp.unavailable()})")
     path = _build()
     ops = tf.load_op_library(path)  # first: it lists the ops the library registers as it loads
     lib = ctypes.CDLL(path)  # the same library instance, for its init entry point
-    get = ctypes.pythonapi.PyCapsule_GetPointer
-    get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    lib.fastnn_tf_init.argtypes, lib.fastnn_tf_init.restype = [ctypes.c_void_p], ctypes.c_int
-    if lib.fastnn_tf_init(get(cpp._C._cpu_api, b"fastnn._C.cpu_api")) != 0:
-        raise RuntimeError("fastnn._C's kernel table does not match csrc/tf/ops.cc (rebuild fastnn)")
+    _extbuild.init_ctypes(lib, "fastnn_tf_init")
     ops._ctypes_lib = lib  # kept alive with the ops
     return ops
 
 
-def _ops():
-    if _state["tried"]:
-        return _state["ops"]
-    with _lock:
-        if not _state["tried"]:
-            if os.environ.get("FASTNN_TF_OPS", "1") == "0":
-                _state["why"] = "disabled by FASTNN_TF_OPS=0"
-            else:
-                try:
-                    _state["ops"] = _load()
-                except Exception as e:  # noqa: BLE001 - reported, then the numpy_function route runs
-                    _state["why"] = f"{type(e).__name__}: {e}"
-                    warnings.warn(f"fastnn.keras: TensorFlow ops unavailable, using tf.numpy_function "
-                                  f"({_state['why'][:300]})", RuntimeWarning, stacklevel=4)
-            _state["tried"] = True
-    return _state["ops"]
+_ext = _extbuild.Lazy(_load, "FASTNN_TF_OPS", "fastnn.keras: TensorFlow ops", "tf.numpy_function")
 
 
 def status():
     """"ok" if the op route is in use, else why not."""
-    return "ok" if _ops() is not None else _state["why"]
+    return "ok" if _ext.get() is not None else _ext.why
 
 
 def usable():
-    return _ops() is not None
+    return _ext.get() is not None
 
 
 def _bits(values):
@@ -100,25 +71,22 @@ def _bits(values):
 
 @functools.lru_cache(maxsize=256)
 def _act(name, params):
-    spec = C.activation_spec_cached("fastnn.keras." + name, name, dict(params))
-    num = spec.numeric
-    return {"act": spec.code, "p": _bits(num[:7]), "approx": int(num[7])}, spec
+    """The activation as the ops' attributes (parameters as float64 bit patterns)."""
+    code, p, approx, _ = A.activation(name, params)
+    return {"act": code, "p": _bits(p), "approx": approx}
 
 
-def act_last_axis(name, params, ndim):
-    """True if the activation is elementwise or runs along the last axis (what the ops do)."""
-    axis = _act(name, params)[1].axis
-    return axis is None or (ndim is not None and ndim > 0 and axis % ndim == ndim - 1)
+act_last_axis = A.last_axis
 
 
 # ---- Dense ------------------------------------------------------------------------------
 
 def dense(x, w, b, name, params):
     """act(x @ w + b): x (..., in), w (in, out), b (out,) or None; one float dtype."""
-    ops = _ops()
+    ops = _ext.get()
     x, w = tf.convert_to_tensor(x), tf.convert_to_tensor(w)  # tensors, not variables (see _tf.py)
     b = None if b is None else tf.convert_to_tensor(b)
-    attrs = _act(name, params)[0]
+    attrs = _act(name, params)
     kind = N.saves(name, params)
     has_b = b is not None
 
@@ -142,8 +110,8 @@ def dense(x, w, b, name, params):
 # ---- activations ---------------------------------------------------------------------------
 
 def activation(x, name, params):
-    ops = _ops()
-    attrs = _act(name, params)[0]
+    ops = _ext.get()
+    attrs = _act(name, params)
     from_y = N.saves(name, params) == "y"
     x = tf.convert_to_tensor(x)
 
@@ -161,45 +129,27 @@ def activation(x, name, params):
 
 # ---- losses -----------------------------------------------------------------------------
 
-_ELEMENTWISE = ("mse", "mae", "huber", "smooth_l1", "bce", "bce_with_logits", "kl_div", "poisson_nll", "hinge",
-                "squared_hinge", "log_cosh")  # csrc/cpu/kernels.h, Loss
-
-
 @functools.lru_cache(maxsize=256)
 def _loss_attrs(name, params):
-    from fastnn._backends import cpp
-
-    p = dict(params)
-    spec = C.loss_spec_cached("fastnn.keras." + name, name, p)
-    e = cpp._loss_params(spec)  # the C++ backend's own defaults
-    kind = {"cross_entropy": -1, "nll": -2}.get(name)
-    return {"kind": _ELEMENTWISE.index(name) if kind is None else kind,
-            "d": _bits([e["delta"], e["beta"], e["eps"], p.get("label_smoothing", 0.0)]),
-            "log_target": bool(e["log_target"]), "log_input": bool(e["log_input"]), "full": bool(e["full"]),
-            "ignore_index": int(p.get("ignore_index", -100))}
-
-
-def _same_shape(a, b):
-    return a.shape.rank is not None and a.shape.as_list() == b.shape.as_list()
+    """The loss as the ops' attributes (its four doubles as bit patterns in `d`)."""
+    a = dict(A.loss(name, params))
+    a["d"] = _bits([a.pop("delta"), a.pop("beta"), a.pop("eps"), a.pop("label_smoothing")])
+    return a
 
 
 def loss_serves(name, pred, target):
-    """True for the calls the ops take: elementwise losses (target of pred's dtype and
-    shape) and the class losses with integer labels of shape pred.shape[:-1]."""
-    if pred.shape.rank is None or target.shape.rank is None:
-        return False
-    if name in ("cross_entropy", "nll"):
-        return target.dtype.is_integer and target.shape.as_list() == pred.shape.as_list()[:-1]
-    return name in _ELEMENTWISE and target.dtype == pred.dtype and _same_shape(target, pred)
+    def shape(t):
+        return None if t.shape.rank is None else t.shape.as_list()
+
+    return A.loss_serves(name, shape(pred), shape(target), target.dtype == pred.dtype,
+                         target.dtype in (tf.int32, tf.int64))
 
 
 def loss(pred, target, name, params, none_shape):  # noqa: ARG001 - the op infers the shape
     """The "none" loss (per element, or per row for cross_entropy); d/d pred only."""
-    ops = _ops()
+    ops = _ext.get()
     attrs = _loss_attrs(name, params)
     pred, target = tf.convert_to_tensor(pred), tf.stop_gradient(target)
-    if target.dtype.is_integer and target.dtype not in (tf.int32, tf.int64):
-        target = tf.cast(target, tf.int32)
 
     @tf.custom_gradient
     def op(pred):

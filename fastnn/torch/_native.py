@@ -17,16 +17,12 @@ referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
 import os
 import sys
 import sysconfig
-import threading
-import warnings
 
 import torch
 
 from fastnn import _extbuild, _registry as R
 from fastnn._backends import _cuda_src
 
-_lock = threading.Lock()
-_state = {"module": None, "why": None, "tried": False}
 _act_ids, _loss_ids = {}, {}  # id(spec) -> (spec, extension id); the spec is held so its id stays unique
 
 
@@ -78,28 +74,17 @@ def _load():
     return mod
 
 
+_ext = _extbuild.Lazy(_load, "FASTNN_TORCH_NATIVE", "fastnn.torch: C++ autograd nodes", "the Python path")
+
+
 def module():
     """The extension, or None (then ``status()`` says why)."""
-    if _state["tried"]:
-        return _state["module"]
-    with _lock:
-        if not _state["tried"]:
-            if os.environ.get("FASTNN_TORCH_NATIVE", "1") == "0":
-                _state["why"] = "disabled by FASTNN_TORCH_NATIVE=0"
-            else:
-                try:
-                    _state["module"] = _load()
-                except Exception as e:  # noqa: BLE001 - reported, then the Python path runs
-                    _state["why"] = f"{type(e).__name__}: {e}"
-                    warnings.warn(f"fastnn.torch: C++ autograd nodes unavailable, using the Python path "
-                                  f"({_state['why'][:300]})", RuntimeWarning, stacklevel=3)
-            _state["tried"] = True
-    return _state["module"]
+    return _ext.get()
 
 
 def status():
     """"ok" if the C++ autograd nodes are in use, else why not."""
-    return "ok" if module() is not None else _state["why"]
+    return "ok" if module() is not None else _ext.why
 
 
 def act_id(spec):
@@ -108,7 +93,7 @@ def act_id(spec):
     if hit is not None:
         return hit[1]
     num = spec.numeric
-    i = _state["module"].register_activation(spec.code, [float(v) for v in num[:7]], int(num[7]),
+    i = _ext.value.register_activation(spec.code, [float(v) for v in num[:7]], int(num[7]),
                                              bool(spec.from_y), spec.axis)
     _act_ids[id(spec)] = (spec, i)
     return i
@@ -132,7 +117,7 @@ def loss_id(spec):
     from fastnn._backends import cpp  # the C++ backend's own defaults for the loss parameters
 
     e = cpp._loss_params(spec)
-    i = _state["module"].register_loss(kind, float(e["delta"]), float(e["beta"]), float(e["eps"]),
+    i = _ext.value.register_loss(kind, float(e["delta"]), float(e["beta"]), float(e["eps"]),
                                        bool(e["log_target"]), bool(e["log_input"]), bool(e["full"]),
                                        int(p.get("ignore_index", -100)), float(p.get("label_smoothing", 0.0)))
     _loss_ids[id(spec)] = (spec, i)
