@@ -319,6 +319,8 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("_thread_counters", &fastnn::thread_counters,
         "(runs on a host thread executor, OpenBLAS threads callbacks) so far (csrc/cpu/parallel.h)");
+  m.def("_gelu_path", [] { return fastnn::have_avx512() ? "avx512" : "portable"; },
+        "which float32 gelu (erf form) kernel runs here: AVX-512 intrinsics or the portable ISA clones");
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
   // The kernel table for C++ consumers (csrc/cpu/api.h): the torch autograd extension.
   static const fastnn::CpuApi api{fastnn::kCpuApiVersion,      sizeof(fastnn::CpuApi),

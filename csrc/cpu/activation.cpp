@@ -6,6 +6,7 @@
 // (rows, cols) C-contiguous blocks, the reduced axis last.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
@@ -90,6 +91,8 @@ template <class T, class F> FASTNN_INLINE void gelu_loops(const ActParams& pr, i
   }
 }
 template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, const T* x, T* y, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (a == Act::gelu && !pr.approximate && have_avx512()) return gelu_forward_avx512(x, y, n);
   if (a == Act::gelu)
     return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { y[i] = sm::gelu_fwd<T>(x[i], p); });
   const ActParams p = pr;  // a local copy: stores to y cannot alias it
@@ -101,6 +104,8 @@ template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, con
   }
 }
 template <class T> FASTNN_INLINE void bwd_x_serial(Act a, const ActParams& pr, const T* x, const T* dy, T* dx, int64_t n) {
+  if constexpr (std::is_same_v<T, float>)
+    if (a == Act::gelu && !pr.approximate && have_avx512()) return gelu_backward_avx512(x, dy, dx, n);
   if (a == Act::gelu)
     return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { dx[i] = sm::gelu_bwd<T>(x[i], dy[i], p); });
   const ActParams p = pr;
