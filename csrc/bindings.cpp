@@ -135,7 +135,7 @@ template <class T> void dense_bwd(const py::array& dy, const py::array& x, const
   T *dxp = opt<T>(dx, "dx", m * k, true), *dwp = opt<T>(dw, "dw", n * k, true), *dbp = opt<T>(db, "db", n, true);
   const ActParams p = params_of(prm);
   py::gil_scoped_release nogil;
-  fastnn::dense_backward<T>(a, p, from_y, dyp, xp, wp, w_oi, zyp, dxp, dwp, dbp, m, k, n);
+  fastnn::dense_backward<T>(a, p, from_y, dyp, xp, wp, w_oi, zyp, dxp, dwp, dbp, nullptr, m, k, n);
 }
 
 // ---- losses ------------------------------------------------------------------------

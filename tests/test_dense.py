@@ -22,8 +22,10 @@ ACTS = [pytest.param(n, {}, id=n) for n in fastnn.ACTIVATIONS] + \
        [pytest.param(n, p, id=f"{n}-{param_id(p)}") for n, p in EXTRA_PARAMS
         if n in fastnn.ACTIVATIONS]
 # (x shape, out features)
+# (37, 300) -> 1 and (1, 300) -> 45: the degenerate products (one output column or row,
+# an inner dimension of 1) that the C++ backend runs as its own gemv / outer product
 SHAPES = [((1, 1), 1), ((7, 33), 5), ((33, 7), 257), ((64, 128), 96), ((2, 3, 7), 5),
-          ((0, 7), 5)]
+          ((0, 7), 5), ((37, 300), 1), ((1, 300), 45)]
 SHAPE_PARAMS = [pytest.param(xs, o, id=f"{shape_id(xs)}-o{o}") for xs, o in SHAPES]
 WL = ["oi", "io"]
 
@@ -195,3 +197,16 @@ def test_small_call_fast_path_is_the_general_path(backend, activation, monkeypat
     slow = run()
     for a, s in zip(fast, slow):
         np.testing.assert_array_equal(a, s)
+
+
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", [pytest.param((4096, 1024), 1, id="4096x1024-o1"),
+                                         pytest.param((1, 4096), 1024, id="1x4096-o1024")])
+def test_degenerate_products_threaded(wl, xshape, out, rng):
+    """The C++ backend's own matrix-vector products split over threads from 4M
+    multiply-adds (csrc/cpu/dense.cpp, kGemvGrain): large enough here for two parts."""
+    with fastnn.use_backend("cpp"):
+        x, w, b = dyadic_dense(xshape, out, wl, True, np.float32, rng)
+        dy = rng.standard_normal(xshape[:-1] + (out,)).astype(np.float32)
+        check_forward(x, w, b, wl, "relu", {}, np.float32)
+        check_backward(x, w, b, wl, "relu", {}, np.float32, dy)

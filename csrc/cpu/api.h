@@ -15,7 +15,7 @@
 
 namespace fastnn {
 
-inline constexpr int kCpuApiVersion = 3;
+inline constexpr int kCpuApiVersion = 4;
 
 template <class T> struct CpuKernels {
   void (*act_forward)(Act, const ActParams&, const T*, T*, int64_t, int64_t);
@@ -24,7 +24,7 @@ template <class T> struct CpuKernels {
   void (*dense_forward)(Act, const ActParams&, const T*, const T*, bool, const T*, T*, T*, int64_t, int64_t,
                         int64_t);
   void (*dense_backward)(Act, const ActParams&, bool, const T*, const T*, const T*, bool, const T*, T*, T*, T*,
-                         int64_t, int64_t, int64_t);
+                         T*, int64_t, int64_t, int64_t);
   double (*loss_forward)(const LossArgs<T>&, const T*, const T*, T*, int64_t);
   void (*loss_backward)(const LossArgs<T>&, const T*, const T*, const T*, double, T*, T*, int64_t);
   double (*class_forward)(const ClassArgs&, const T*, const int64_t*, const T*, T*, int64_t, int64_t);

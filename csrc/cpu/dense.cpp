@@ -17,6 +17,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "pool.h"
 
 namespace fastnn {
 namespace {
@@ -28,10 +29,119 @@ constexpr int64_t kMinBlockRows = 256;
 
 using blas::bi;  // 32-bit BLAS sizes, checked
 
+// ---- matrix-vector products, fastnn's own -------------------------------------------
+// For the degenerate products below, not OpenBLAS: its sgemm packs for ~10x the work
+// there (a 1024 -> 1 layer's dW took 0.24 ms through sgemm, 0.05 as a gemv), and its
+// threaded gemv, called from two threads at once (TensorFlow runs independent ops
+// concurrently), busy-waits on its shared thread server: one 1024 -> 1 dW took 3-21 ms
+// inside a TF training step. These run on fastnn's pool (serially when it is busy).
+// Each output element is one thread's sum in a fixed order: the bits never depend on
+// the thread count.
+//   dot:  y[i] = alpha sum_j A[i, j] x[j] + beta y[i],   i in [r0, r1)
+//   axpy: y[j] = alpha sum_i x[i] A[i, j] + beta y[j],   j in [c0, c1), i over all rows
+template <class T> FASTNN_INLINE void gemv_dot_serial(const T* a, int64_t lda, const T* x, T* y, int64_t r0,
+                                                      int64_t r1, int64_t cols, T alpha, T beta) {
+  for (int64_t i = r0; i < r1; ++i) {
+    const T* ai = a + i * lda;
+    T s = 0;
+#pragma omp simd reduction(+ : s)
+    for (int64_t j = 0; j < cols; ++j) s += ai[j] * x[j];
+    y[i] = beta == T(0) ? alpha * s : alpha * s + beta * y[i];
+  }
+}
+template <class T> FASTNN_INLINE void gemv_axpy_serial(const T* a, int64_t lda, const T* x, T* y, int64_t rows,
+                                                       int64_t c0, int64_t c1, T alpha, T beta) {
+  if (beta == T(0)) std::fill(y + c0, y + c1, T(0));
+  else if (beta != T(1)) for (int64_t j = c0; j < c1; ++j) y[j] *= beta;
+  int64_t i = 0;
+  for (; i + 4 <= rows; i += 4) {  // four rows per pass over y: one load and store of y per 4 FMAs
+    const T x0 = alpha * x[i], x1 = alpha * x[i + 1], x2 = alpha * x[i + 2], x3 = alpha * x[i + 3];
+    const T *a0 = a + i * lda, *a1 = a0 + lda, *a2 = a1 + lda, *a3 = a2 + lda;
+#pragma omp simd
+    for (int64_t j = c0; j < c1; ++j) y[j] += ((x0 * a0[j] + x1 * a1[j]) + x2 * a2[j]) + x3 * a3[j];
+  }
+  for (; i < rows; ++i) {
+    const T xi = alpha * x[i];
+    const T* ai = a + i * lda;
+#pragma omp simd
+    for (int64_t j = c0; j < c1; ++j) y[j] += xi * ai[j];
+  }
+}
+#define P_DOT(T) const T* a, int64_t lda, const T* x, T* y, int64_t r0, int64_t r1, int64_t cols, T alpha, T beta
+FASTNN_CLONES void gemv_dot_isa(P_DOT(float)) { gemv_dot_serial<float>(a, lda, x, y, r0, r1, cols, alpha, beta); }
+FASTNN_CLONES void gemv_dot_isa(P_DOT(double)) { gemv_dot_serial<double>(a, lda, x, y, r0, r1, cols, alpha, beta); }
+#define P_AXPY(T) const T* a, int64_t lda, const T* x, T* y, int64_t rows, int64_t c0, int64_t c1, T alpha, T beta
+FASTNN_CLONES void gemv_axpy_isa(P_AXPY(float)) { gemv_axpy_serial<float>(a, lda, x, y, rows, c0, c1, alpha, beta); }
+FASTNN_CLONES void gemv_axpy_isa(P_AXPY(double)) { gemv_axpy_serial<double>(a, lda, x, y, rows, c0, c1, alpha, beta); }
+
+// Parts of >= 2M multiply-adds (~0.1 ms on one core, from L3): waking the pool's other
+// thread costs ~35 us (see activation.cpp); measured, a 1024 x 1024 gemv took 0.057 ms on
+// one thread and 0.080 on two.
+constexpr int64_t kGemvGrain = int64_t(1) << 21;
+template <class T> void gemv_dot(const T* a, int64_t lda, const T* x, T* y, int64_t rows, int64_t cols, T alpha, T beta) {
+  parallel_for(rows, std::max<int64_t>(1, kGemvGrain / std::max<int64_t>(cols, 1)),
+               [&](int64_t r0, int64_t r1) { gemv_dot_isa(a, lda, x, y, r0, r1, cols, alpha, beta); });
+}
+template <class T> void gemv_axpy(const T* a, int64_t lda, const T* x, T* y, int64_t rows, int64_t cols, T alpha, T beta) {
+  // column parts of whole 64-byte lines
+  const int64_t grain = std::max<int64_t>(64, (kGemvGrain / std::max<int64_t>(rows, 1) + 63) / 64 * 64);
+  parallel_for(cols, grain, [&](int64_t c0, int64_t c1) { gemv_axpy_isa(a, lda, x, y, rows, c0, c1, alpha, beta); });
+}
+
+// C (m, n) = alpha op(A) (m, k) op(B) (k, n) + beta C, row-major. Degenerate shapes skip
+// sgemm (see above): one output column or row -> a matrix-vector product; k = 1 -> an
+// outer product, memory-bound, over fastnn's threads.
 template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, T alpha,
                              const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
+  const bool at = ta == CblasTrans, bt = tb == CblasTrans;
+  if (n == 1 && ldc == 1 && (bt || ldb == 1) && k > 1) {  // c = op(A) b, b contiguous
+    if (at) gemv_axpy(a, lda, b, c, k, m, alpha, beta);  // A stored (k, m)
+    else gemv_dot(a, lda, b, c, m, k, alpha, beta);      // A stored (m, k)
+    return;
+  }
+  if (m == 1 && (!at || lda == 1) && k > 1) {  // c = a op(B), a contiguous
+    if (bt) gemv_dot(b, ldb, a, c, n, k, alpha, beta);  // B stored (n, k)
+    else gemv_axpy(b, ldb, a, c, k, n, alpha, beta);    // B stored (k, n)
+    return;
+  }
+  if (k == 1) {  // c[i, j] = alpha a_i b_j + beta c[i, j]
+    const int64_t sa = at ? 1 : lda, sb = bt ? ldb : 1;
+    parallel_for(m, std::max<int64_t>(1, (256 << 10) / std::max<int64_t>(n * int64_t(sizeof(T)), 1)),
+                 [&](int64_t r0, int64_t r1) {
+                   for (int64_t i = r0; i < r1; ++i) {
+                     const T ai = alpha * a[i * sa];
+                     T* ci = c + i * ldc;
+                     if (beta == T(0)) {
+                       if (sb == 1) for (int64_t j = 0; j < n; ++j) ci[j] = ai * b[j];
+                       else for (int64_t j = 0; j < n; ++j) ci[j] = ai * b[j * sb];
+                     } else {
+                       for (int64_t j = 0; j < n; ++j) ci[j] = ai * b[j * sb] + beta * ci[j];
+                     }
+                   }
+                 });
+    return;
+  }
   blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
 }
+
+// Scratch of n elements: from the buffer cache when large (already faulted in: a fresh
+// 4 MB malloc per backward call cost page faults and zeroing), else the heap.
+template <class T> class Scratch {
+ public:
+  explicit Scratch(int64_t n) : bytes_(size_t(n) * sizeof(T)) {
+    if (bytes_ >= pool::kMinBytes) p_ = static_cast<T*>(pool::acquire(bytes_, &block_));
+    else heap_.reset(new T[n]), p_ = heap_.get();
+  }
+  ~Scratch() { if (block_) pool::release(p_, block_); }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  T* get() const { return p_; }
+
+ private:
+  size_t bytes_, block_ = 0;
+  std::unique_ptr<T[]> heap_;
+  T* p_ = nullptr;
+};
 
 // Epilogue of rows [r0, r1): parallel over row sub-blocks of ~64 KiB.
 template <class T> void epilogue(Act a, const ActParams& p, T* z, T* y, const T* b, int64_t r0, int64_t r1,
@@ -63,18 +173,21 @@ template <class T> void dense_forward(Act a, const ActParams& p, const T* x, con
 }
 
 template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, const T* dy, const T* x, const T* w,
-                                       bool w_oi, const T* zy, T* dx, T* dw, T* db, int64_t m, int64_t k, int64_t n) {
+                                       bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g_out, int64_t m, int64_t k,
+                                       int64_t n) {
   if (!dx && !dw && !db) return;
   // g = dy * act'(.) and db, in one pass over fixed row chunks (deterministic sums).
   const T* g = dy;
-  std::unique_ptr<T[]> gbuf;
+  std::unique_ptr<Scratch<T>> gbuf;
   const int64_t chunk = std::max<int64_t>(1, (64 << 10) / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))));
   const int64_t nchunks = (m + chunk - 1) / chunk;
   std::vector<double> dbp(db ? nchunks * n : 0, 0.0);
   const bool need_g = a != Act::linear;
+  T* gw = nullptr;  // where g is written
   if (need_g) {
-    gbuf.reset(new T[m * n]);
-    g = gbuf.get();
+    if (!g_out) gbuf = std::make_unique<Scratch<T>>(m * n);
+    gw = g_out ? g_out : gbuf->get();
+    g = gw;
   }
   if (need_g || db) {
     parallel_for(m, chunk, [&](int64_t b0, int64_t e0) {
@@ -82,7 +195,7 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
         const int64_t rows = std::min(chunk, e0 - c);
         double* part = db ? dbp.data() + (c / chunk) * n : nullptr;
         if (need_g) {
-          act_grad_rows(a, p, from_y, zy + c * n, dy + c * n, gbuf.get() + c * n, part, rows, n);
+          act_grad_rows(a, p, from_y, zy + c * n, dy + c * n, gw + c * n, part, rows, n);
         } else {
           for (int64_t r = 0; r < rows; ++r)
             for (int64_t j = 0; j < n; ++j) part[j] += static_cast<double>(dy[(c + r) * n + j]);
@@ -109,15 +222,17 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
   }
   if (dw) {
     if (n == 0 || k == 0) return;
-    std::fill(dw, dw + n * k, T(0));
-    // Sum over the batch in slices of < 2^31 rows (32-bit BLAS), accumulating (beta 1).
+    if (m == 0) { std::fill(dw, dw + n * k, T(0)); return; }
+    // Sum over the batch in slices of < 2^31 rows (32-bit BLAS): the first overwrites dW
+    // (beta 0: no zero fill, no read of dW), the others accumulate (beta 1).
     const int64_t slice = INT_MAX / 2;
     for (int64_t r0 = 0; r0 < m; r0 += slice) {
       const int64_t rows = std::min(slice, m - r0);
+      const T beta = r0 == 0 ? T(0) : T(1);
       if (w_oi)  // dW (n, k) = g^T x
-        gemm(CblasTrans, CblasNoTrans, n, k, rows, T(1), g + r0 * n, n, x + r0 * k, k, T(1), dw, k);
+        gemm(CblasTrans, CblasNoTrans, n, k, rows, T(1), g + r0 * n, n, x + r0 * k, k, beta, dw, k);
       else  // dW (k, n) = x^T g
-        gemm(CblasTrans, CblasNoTrans, k, n, rows, T(1), x + r0 * k, k, g + r0 * n, n, T(1), dw, n);
+        gemm(CblasTrans, CblasNoTrans, k, n, rows, T(1), x + r0 * k, k, g + r0 * n, n, beta, dw, n);
     }
   }
 }
@@ -127,8 +242,8 @@ template void dense_forward<float>(Act, const ActParams&, const float*, const fl
 template void dense_forward<double>(Act, const ActParams&, const double*, const double*, bool, const double*,
                                     double*, double*, int64_t, int64_t, int64_t);
 template void dense_backward<float>(Act, const ActParams&, bool, const float*, const float*, const float*, bool,
-                                    const float*, float*, float*, float*, int64_t, int64_t, int64_t);
+                                    const float*, float*, float*, float*, float*, int64_t, int64_t, int64_t);
 template void dense_backward<double>(Act, const ActParams&, bool, const double*, const double*, const double*, bool,
-                                     const double*, double*, double*, double*, int64_t, int64_t, int64_t);
+                                     const double*, double*, double*, double*, double*, int64_t, int64_t, int64_t);
 
 }  // namespace fastnn

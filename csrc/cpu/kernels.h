@@ -83,8 +83,10 @@ template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, c
 template <class T> void dense_forward(Act a, const ActParams& p, const T* x, const T* w, bool w_oi, const T* b,
                                       T* y, T* z, int64_t m, int64_t k, int64_t n);
 // dy (m, n); zy = z (activation's x) or y (from_y); outputs may be null (not wanted).
+// g (m, n), when not null and the activation is not linear, receives dy * act'(.) (the
+// gradient of the pre-activation; else it lives in a scratch buffer).
 template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, const T* dy, const T* x,
-                                       const T* w, bool w_oi, const T* zy, T* dx, T* dw, T* db,
+                                       const T* w, bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g,
                                        int64_t m, int64_t k, int64_t n);
 
 // ---- fused dense + cross-entropy (dense_ce.cpp) -------------------------------------

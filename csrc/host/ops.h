@@ -57,13 +57,10 @@ template <class T> void dense_fwd(Act act, const ActParams& ap, const T* x, cons
 // dpre is written unless act is linear (then dy is dpre); db may be null.
 template <class T> void dense_bwd_w(Act act, const ActParams& ap, bool from_y, const T* dy, const T* x, const T* w,
                                     const T* r, T* dw, T* db, T* dpre, int64_t m, int64_t k, int64_t n) {
-  const T* d = dy;
-  if (act != Act::linear) {
-    (from_y ? K<T>().act_backward_y : K<T>().act_backward_x)(act, ap, r, dy, dpre, m * n, n);
-    d = dpre;
-  }
-  const ActParams none{};
-  K<T>().dense_backward(Act::linear, none, false, d, x, w, false, nullptr, nullptr, dw, db, m, k, n);
+  // one pass writes dpre and sums db, then the product (dpre: needed when act is not linear)
+  const bool lin = act == Act::linear;
+  K<T>().dense_backward(act, ap, from_y, dy, x, w, false, lin ? nullptr : r, nullptr, dw, db, lin ? nullptr : dpre,
+                        m, k, n);
 }
 
 // dx (m, k) = dpre (m, n) @ w^T: w (k, n) row-major is a torch-layout ("oi") weight of a

@@ -231,7 +231,7 @@ struct DenseFn : public torch::autograd::Function<DenseFn> {
     Tensor db = need_db ? at::empty({n}, x.options()) : Tensor();
     K<T>().dense_backward(s.act, s.p, s.from_y, dy.data_ptr<T>(), x2.data_ptr<T>(), wv.w.data_ptr<T>(), wv.w_oi,
                           zyc.defined() ? zyc.data_ptr<T>() : nullptr, need_dx ? dx.data_ptr<T>() : nullptr,
-                          need_dw ? dw.data_ptr<T>() : nullptr, need_db ? db.data_ptr<T>() : nullptr, m, k, n);
+                          need_dw ? dw.data_ptr<T>() : nullptr, need_db ? db.data_ptr<T>() : nullptr, nullptr, m, k, n);
     if (need_dw && wv.flipped) dw = dw.t();
     return {need_dx ? dx.view(x.sizes()) : dx, dw, db, Tensor()};
   }

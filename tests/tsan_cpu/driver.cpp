@@ -70,7 +70,7 @@ template <class T> static Run<T> all_kernels(unsigned seed) {
   std::vector<T> ym(m * nn), zm(m * nn), dxm(m * k), dwm(nn * k), dbm(nn);
   dense_forward<T>(Act::gelu, p, xm.data(), w.data(), true, b.data(), ym.data(), zm.data(), m, k, nn);
   dense_backward<T>(Act::gelu, p, false, dym.data(), xm.data(), w.data(), true, zm.data(), dxm.data(), dwm.data(),
-                    dbm.data(), m, k, nn);
+                    dbm.data(), nullptr, m, k, nn);
   r.add(ym);
   r.add(dxm);
   r.add(dwm);
