@@ -151,6 +151,13 @@ def dense_forward(x, w, b=None, activation="linear", *, weight_layout="oi", keep
     Returns (y, z); z is the pre-activation when backward needs it or keep_z=True."""
     F = "dense_forward"
     spec = C.activation_spec_cached(F, activation, act_params)
+    if weight_layout == "oi" and spec.axis in (None, -1, 1):
+        plain = getattr(select("cpu"), "dense_forward_plain", None)  # the C++ backend: checks in C++
+        if plain is not None:
+            out = plain(x, w, b, spec.code, spec.numeric,
+                        bool(keep_z) or (spec.name != "linear" and not spec.from_y))
+            if out is not None:
+                return out
     dims = _plain_dense(x, w, weight_layout, spec)
     if dims is not None and (b is None or _plain(b, x.dtype, (dims[2],))):
         need_z = bool(keep_z) or (spec.name != "linear" and not spec.from_y)
@@ -174,6 +181,13 @@ def dense_backward(dy, x, w, y, z=None, activation="linear", *, weight_layout="o
     """(dx, dw, db) of dense_forward; entries not asked for are None."""
     F = "dense_backward"
     spec = C.activation_spec_cached(F, activation, act_params)
+    if weight_layout == "oi" and spec.axis in (None, -1, 1):
+        plain = getattr(select("cpu"), "dense_backward_plain", None)
+        if plain is not None:
+            out = plain(dy, x, w, y, z, bool(spec.from_y and y is not None), bool(need_dx), bool(need_dw),
+                        bool(need_db), spec.code, spec.numeric)
+            if out is not None:
+                return out
     dims = _plain_dense(x, w, weight_layout, spec)
     if dims is not None:
         out = (dims[0], dims[2])

@@ -210,3 +210,42 @@ def test_degenerate_products_threaded(wl, xshape, out, rng):
         dy = rng.standard_normal(xshape[:-1] + (out,)).astype(np.float32)
         check_forward(x, w, b, wl, "relu", {}, np.float32)
         check_backward(x, w, b, wl, "relu", {}, np.float32, dy)
+
+
+class _Sub(np.ndarray):
+    pass
+
+
+def _misaligned(a):
+    buf = np.zeros(a.nbytes + a.itemsize, np.uint8)
+    out = np.frombuffer(buf.data, dtype=a.dtype, offset=1, count=a.size).reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize("variant", ["plain", "subclass", "misaligned", "fortran", "readonly"])
+@pytest.mark.parametrize("act", ["relu", "gelu", "linear"])
+def test_plain_call_path(variant, act, rng):
+    """The C++ backend checks plain numpy Dense calls in C++ (csrc/bindings.cpp,
+    dense_forward_plain); every other kind of array takes the general path. Both give
+    the reference values, and the inputs are left as they were."""
+    x, w, b = dyadic_dense((9, 20), 7, "oi", True, np.float32, rng)
+    dy = rng.standard_normal((9, 7)).astype(np.float32)
+    change = {"plain": lambda a: a, "subclass": lambda a: a.view(_Sub), "misaligned": _misaligned,
+              "fortran": np.asfortranarray, "readonly": lambda a: np.require(a, requirements="C").copy()}[variant]
+    xv, wv = change(x), change(w)
+    if variant == "readonly":
+        xv.flags.writeable = wv.flags.writeable = False
+    before = (xv.copy(), wv.copy())
+    with fastnn.use_backend("cpp"):
+        check_forward(xv, wv, b, "oi", act, {}, np.float32)
+        check_backward(xv, wv, b, "oi", act, {}, np.float32, change(dy))
+    assert np.array_equal(xv, before[0]) and np.array_equal(wv, before[1])
+
+
+def test_plain_call_path_checks_unused_y():
+    """A malformed y is refused even where the backward reads z (as on the general path)."""
+    x, w = np.ones((4, 3), np.float32), np.ones((2, 3), np.float32)
+    dy, z = np.ones((4, 2), np.float32), np.ones((4, 2), np.float32)
+    with fastnn.use_backend("cpp"), pytest.raises(ValueError, match="y"):
+        fastnn.dense_backward(dy, x, w, np.ones((5, 2), np.float32), z, activation="gelu")

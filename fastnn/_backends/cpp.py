@@ -88,6 +88,12 @@ def activation_backward(xy, dy, spec, from_y, cols):
     return dx
 
 
+# fastnn._kernels offers plain numpy Dense calls to these first (csrc/bindings.cpp:
+# checked and allocated in C++; None when the arguments are not plain)
+dense_forward_plain = _C.dense_forward_plain
+dense_backward_plain = _C.dense_backward_plain
+
+
 def dense_forward(x, w, w_oi, b, spec, keep_z):
     n = w.shape[0] if w_oi else w.shape[1]
     y = _empty((x.shape[0], n), x.dtype)
