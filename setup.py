@@ -27,7 +27,7 @@ SOURCES = [
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",
-    "csrc/cpu/gelu_avx512.cpp",
+    "csrc/cpu/act_avx512.cpp",
     "csrc/cpu/loss.cpp",
     "csrc/cpu/parallel.cpp",
     "csrc/cpu/pool.cpp",

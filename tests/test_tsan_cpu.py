@@ -11,7 +11,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ["activation.cpp", "dense.cpp", "dense_ce.cpp", "gelu_avx512.cpp", "loss.cpp", "parallel.cpp", "pool.cpp"]
+SOURCES = ["activation.cpp", "dense.cpp", "dense_ce.cpp", "act_avx512.cpp", "loss.cpp", "parallel.cpp", "pool.cpp"]
 pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
 
 

@@ -91,8 +91,11 @@ template <class T, class F> FASTNN_INLINE void gelu_loops(const ActParams& pr, i
   }
 }
 template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, const T* x, T* y, int64_t n) {
-  if constexpr (std::is_same_v<T, float>)
+  if constexpr (std::is_same_v<T, float>) {
     if (a == Act::gelu && !pr.approximate && have_avx512()) return gelu_forward_avx512(x, y, n);
+    if (a == Act::softplus && have_avx512())
+      return softplus_forward_avx512(x, y, n, static_cast<float>(pr.beta), static_cast<float>(pr.threshold));
+  }
   if (a == Act::gelu)
     return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { y[i] = sm::gelu_fwd<T>(x[i], p); });
   const ActParams p = pr;  // a local copy: stores to y cannot alias it

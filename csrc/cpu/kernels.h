@@ -39,10 +39,11 @@ template <class T> void act_backward_x(Act a, const ActParams& p, const T* x, co
 // dx from the output y: relu (default params), sigmoid, tanh, exponential, softmax, log_softmax.
 template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n, int64_t cols);
 bool act_has_y_backward(Act a);
-// float32 gelu, erf form, in AVX-512 (gelu_avx512.cpp): only where have_avx512().
+// float32 activations in AVX-512 (act_avx512.cpp): only where have_avx512().
 bool have_avx512();
 void gelu_forward_avx512(const float* x, float* y, int64_t n);
 void gelu_backward_avx512(const float* x, const float* dy, float* dx, int64_t n);
+void softplus_forward_avx512(const float* x, float* y, int64_t n, float beta, float threshold);
 
 // Dense epilogue, one block of rows of a (rows, cols) product z:
 // z += b (if b), y = act(z) (y may be z). Serial: callers parallelize over blocks.
