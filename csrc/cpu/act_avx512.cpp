@@ -27,6 +27,7 @@
 //     phi = exp(-x^2/2) / sqrt(2 pi) sharing Q's exponential.
 // Special values as the portable path: gelu(inf) = inf, gelu(-inf) = NaN (-inf * 0, as
 // torch), gelu'(+-inf) = NaN (inf * 0 in x phi, as torch), NaN -> NaN, gelu(-0) = -0.
+#include <cstddef>
 #include <cstdint>
 
 #include "kernels.h"
@@ -50,6 +51,26 @@ struct GeluCore {
   __m512 ax;  // |x|, clamped
 };
 
+// p(x) by Horner's rule, coefficients from the highest degree down (unrolled: N is constant).
+template <size_t N> FASTNN_AVX512_INLINE __m512 horner(__m512 x, const float (&c)[N]) {
+  __m512 p = _mm512_set1_ps(c[0]);
+  for (size_t i = 1; i < N; ++i) p = _mm512_fmadd_ps(p, x, _mm512_set1_ps(c[i]));
+  return p;
+}
+
+// gelu's R(t) (degree 8) and exp(-g/2) (degree 6); softplus's exp(r) (degree 6) and
+// log1p(e) / e (degree 9): the fits described above.
+constexpr float kGeluR[] = {-6.477703154e-02f, 2.428634316e-01f, -2.563232481e-01f, 2.740918696e-01f,
+                            -4.750354961e-02f, 1.075485051e-01f, 7.414463162e-02f, 8.536165953e-02f,
+                            8.459372073e-02f};
+constexpr float kExpHalf[] = {2.162005512e-05f, -2.617132559e-04f, 2.604264067e-03f, -2.083302476e-02f,
+                              1.249999776e-01f, -0.5f, 1.0f};
+constexpr float kExp[] = {1.383683528e-03f, 8.374824189e-03f, 4.166822508e-02f, 1.666641980e-01f,
+                          4.999999106e-01f, 1.0f, 1.0f};
+constexpr float kLog1pOverE[] = {-3.244023304e-03f, 1.985145360e-02f, -5.695951730e-02f, 1.060365289e-01f,
+                                 -1.530559212e-01f, 1.967593879e-01f, -2.495413423e-01f, 3.332996368e-01f,
+                                 -4.999990165e-01f, 1.0f};
+
 FASTNN_AVX512_INLINE GeluCore gelu_core(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.0f);
   // |x| clamped to 10.5 sqrt 2 (Q underflows to 0 before that); NaN stays NaN (vminps
@@ -58,15 +79,7 @@ FASTNN_AVX512_INLINE GeluCore gelu_core(__m512 x) {
   const __m512 d = _mm512_fmadd_ps(ax, _mm512_set1_ps(0.212132037f), one);  // 1 + p |x| / sqrt 2
   __m512 t = _mm512_rcp14_ps(d);
   t = _mm512_fmadd_ps(t, _mm512_fnmadd_ps(d, t, one), t);
-  __m512 r = _mm512_set1_ps(-6.477703154e-02f);
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(2.428634316e-01f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-2.563232481e-01f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(2.740918696e-01f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(-4.750354961e-02f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(1.075485051e-01f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(7.414463162e-02f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(8.536165953e-02f));
-  r = _mm512_fmadd_ps(r, t, _mm512_set1_ps(8.459372073e-02f));
+  const __m512 r = horner(t, kGeluR);
   const __m512 hi = _mm512_mul_ps(ax, ax);
   const __m512 lo = _mm512_fmsub_ps(ax, ax, hi);  // x^2 - hi, exact
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(hi, _mm512_set1_ps(-0.721347520444481703f)),
@@ -74,13 +87,7 @@ FASTNN_AVX512_INLINE GeluCore gelu_core(__m512 x) {
   __m512 g = _mm512_fmadd_ps(n, _mm512_set1_ps(1.38629150390625f), hi);  // 2 ln 2, high part
   g = _mm512_fmadd_ps(n, _mm512_set1_ps(2.857213530660374e-06f), g);     // 2 ln 2, low part
   g = _mm512_add_ps(g, lo);
-  __m512 e = _mm512_set1_ps(2.162005512e-05f);  // exp(-g/2)
-  e = _mm512_fmadd_ps(e, g, _mm512_set1_ps(-2.617132559e-04f));
-  e = _mm512_fmadd_ps(e, g, _mm512_set1_ps(2.604264067e-03f));
-  e = _mm512_fmadd_ps(e, g, _mm512_set1_ps(-2.083302476e-02f));
-  e = _mm512_fmadd_ps(e, g, _mm512_set1_ps(1.249999776e-01f));
-  e = _mm512_fmadd_ps(e, g, _mm512_set1_ps(-0.5f));
-  e = _mm512_fmadd_ps(e, g, one);
+  const __m512 e = horner(g, kExpHalf);
   return GeluCore{_mm512_mul_ps(_mm512_mul_ps(e, t), r), e, n, ax};
 }
 
@@ -121,24 +128,9 @@ FASTNN_AVX512_INLINE __m512 softplus_core(__m512 bx) {
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), _mm512_sub_ps(_mm512_setzero_ps(), a));
   r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.383683528e-03f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.374824189e-03f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.166822508e-02f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.666641980e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.999999106e-01f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+  const __m512 p = horner(r, kExp);
   const __m512 e = _mm512_scalef_ps(p, n);
-  __m512 q = _mm512_set1_ps(-3.244023304e-03f);
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.985145360e-02f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-5.695951730e-02f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.060365289e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-1.530559212e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.967593879e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-2.495413423e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(3.332996368e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(-4.999990165e-01f));
-  q = _mm512_fmadd_ps(q, e, _mm512_set1_ps(1.0f));
+  const __m512 q = horner(e, kLog1pOverE);
   // max(bx, 0) keeping NaN: vmaxps returns its second operand when either is NaN
   return _mm512_fmadd_ps(e, q, _mm512_max_ps(_mm512_setzero_ps(), bx));
 }
