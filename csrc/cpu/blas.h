@@ -36,6 +36,5 @@ inline void gemv(CBLAS_TRANSPOSE ta, blasint m, blasint n, double alpha, const d
 }
 inline const char* config() { return scipy_openblas_get_config(); }
 inline int get_num_threads() { return scipy_openblas_get_num_threads(); }
-inline void set_num_threads(int n) { scipy_openblas_set_num_threads(n); }
 }  // namespace blas
 }  // namespace fastnn

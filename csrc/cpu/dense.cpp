@@ -8,9 +8,7 @@
 // block right after its gemm, while the block is still in cache (no separate pass over
 // the output). Blocks are large (see kBlockBytes) because every gemm call re-packs W.
 #include <algorithm>
-#include <atomic>
 #include <climits>
-#include <mutex>
 #include <cstring>
 #include <memory>
 #include <stdexcept>
@@ -90,44 +88,11 @@ template <class T> void gemv_axpy(const T* a, int64_t lda, const T* x, T* y, int
   parallel_for(cols, grain, [&](int64_t c0, int64_t c1) { gemv_axpy_isa(a, lda, x, y, rows, c0, c1, alpha, beta); });
 }
 
-// OpenBLAS threads every product above 2^18 multiply-adds, and its workers sleep ~20 us
-// after a product (OPENBLAS_THREAD_TIMEOUT, see _backends/cpp.py). The backward's products
-// come after the activation-gradient pass, when they are asleep: below ~8M multiply-adds
-// the wake-up costs more than the second core gives (64x256x256 forward + backward: 257-267
-// us with the backward's products on one thread, 396-401 us with two; the forward's product
-// stays threaded: back-to-back forwards find the workers awake, 59 us threaded, 98 on one
-// thread). OpenBLAS has no per-call thread count, so such products ("cold") run with its
-// count at 1 for their duration, reference-counted over concurrent callers (a large product
-// that starts meanwhile runs on one thread too: only its speed changes).
-constexpr int64_t kBlasSingleMacs = int64_t(8) << 20;
-class BlasSingle {
- public:
-  BlasSingle() {
-    std::lock_guard<std::mutex> g(mu());
-    if (users()++ == 0) {
-      saved() = blas::get_num_threads();
-      if (saved() > 1) blas::set_num_threads(1);
-    }
-  }
-  ~BlasSingle() {
-    std::lock_guard<std::mutex> g(mu());
-    if (--users() == 0 && saved() > 1) blas::set_num_threads(saved());
-  }
-  BlasSingle(const BlasSingle&) = delete;
-  BlasSingle& operator=(const BlasSingle&) = delete;
-
- private:
-  static std::mutex& mu() { static std::mutex m; return m; }
-  static int& users() { static int u = 0; return u; }
-  static int& saved() { static int s = 1; return s; }
-};
-
 // C (m, n) = alpha op(A) (m, k) op(B) (k, n) + beta C, row-major. Degenerate shapes skip
 // sgemm (see above): one output column or row -> a matrix-vector product; k = 1 -> an
 // outer product, memory-bound, over fastnn's threads.
 template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t k, T alpha,
-                             const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc,
-                             bool cold = false) {
+                             const T* a, int64_t lda, const T* b, int64_t ldb, T beta, T* c, int64_t ldc) {
   const bool at = ta == CblasTrans, bt = tb == CblasTrans;
   if (n == 1 && ldc == 1 && (bt || ldb == 1) && k > 1) {  // c = op(A) b, b contiguous
     if (at) gemv_axpy(a, lda, b, c, k, m, alpha, beta);  // A stored (k, m)
@@ -154,11 +119,6 @@ template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, 
                      }
                    }
                  });
-    return;
-  }
-  if (cold && m * n * k < kBlasSingleMacs) {
-    const BlasSingle one;
-    blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
     return;
   }
   blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
@@ -255,9 +215,9 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
     } else if (n == 0) {
       std::fill(dx, dx + m * k, T(0));
     } else if (w_oi) {  // dx = g W, W (n, k)
-      gemm(CblasNoTrans, CblasNoTrans, m, k, n, T(1), g, n, w, k, T(0), dx, k, true);
+      gemm(CblasNoTrans, CblasNoTrans, m, k, n, T(1), g, n, w, k, T(0), dx, k);
     } else {  // dx = g W^T, W (k, n)
-      gemm(CblasNoTrans, CblasTrans, m, k, n, T(1), g, n, w, n, T(0), dx, k, true);
+      gemm(CblasNoTrans, CblasTrans, m, k, n, T(1), g, n, w, n, T(0), dx, k);
     }
   }
   if (dw) {
@@ -270,9 +230,9 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
       const int64_t rows = std::min(slice, m - r0);
       const T beta = r0 == 0 ? T(0) : T(1);
       if (w_oi)  // dW (n, k) = g^T x
-        gemm(CblasTrans, CblasNoTrans, n, k, rows, T(1), g + r0 * n, n, x + r0 * k, k, beta, dw, k, true);
+        gemm(CblasTrans, CblasNoTrans, n, k, rows, T(1), g + r0 * n, n, x + r0 * k, k, beta, dw, k);
       else  // dW (k, n) = x^T g
-        gemm(CblasTrans, CblasNoTrans, k, n, rows, T(1), x + r0 * k, k, g + r0 * n, n, beta, dw, n, true);
+        gemm(CblasTrans, CblasNoTrans, k, n, rows, T(1), x + r0 * k, k, g + r0 * n, n, beta, dw, n);
     }
   }
 }
