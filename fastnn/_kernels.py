@@ -126,8 +126,10 @@ def _dense_args(F, x, w, layout, spec):
 # Where every array is what the backend takes as it is (numpy, C-contiguous, one kernel
 # dtype, 2-D x, w as (out, in), the shapes fitting) the Dense calls hand them over
 # directly: the general checks below cost ~7 us per call, more than a (10, 20) x (20, 10)
-# layer itself (fastnn.bench's seed-size row). Anything else, including every call that
-# must raise, takes the general path, so results and errors are the same either way.
+# layer itself (fastnn.bench's seed-size row). The C++ backend does these checks itself
+# (its dense_forward_plain / dense_backward_plain, tried first); the Python ones below
+# serve the other CPU backends. Anything else, including every call that must raise,
+# takes the general path, so results and errors are the same either way.
 _KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 

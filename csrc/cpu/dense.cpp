@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -31,7 +32,7 @@ using blas::bi;  // 32-bit BLAS sizes, checked
 
 // ---- matrix-vector products, fastnn's own -------------------------------------------
 // For the degenerate products below, not OpenBLAS: its sgemm packs for ~10x the work
-// there (a 1024 -> 1 layer's dW took 0.24 ms through sgemm, 0.05 as a gemv), and its
+// there (a 1024 -> 1 layer's dW took 0.24 ms through sgemm, 0.06 through the gemv below), and its
 // threaded gemv, called from two threads at once (TensorFlow runs independent ops
 // concurrently), busy-waits on its shared thread server: one 1024 -> 1 dW took 3-21 ms
 // inside a TF training step. These run on fastnn's pool (serially when it is busy).
@@ -128,8 +129,9 @@ template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, 
 // 4 MB malloc per backward call cost page faults and zeroing), else the heap.
 template <class T> class Scratch {
  public:
-  explicit Scratch(int64_t n) : bytes_(size_t(n) * sizeof(T)) {
-    if (bytes_ >= pool::kMinBytes) p_ = static_cast<T*>(pool::acquire(bytes_, &block_));
+  explicit Scratch(int64_t n) {
+    const size_t bytes = size_t(n) * sizeof(T);
+    if (bytes >= pool::kMinBytes) p_ = static_cast<T*>(pool::acquire(bytes, &block_));
     else heap_.reset(new T[n]), p_ = heap_.get();
   }
   ~Scratch() { if (block_) pool::release(p_, block_); }
@@ -138,7 +140,7 @@ template <class T> class Scratch {
   T* get() const { return p_; }
 
  private:
-  size_t bytes_, block_ = 0;
+  size_t block_ = 0;
   std::unique_ptr<T[]> heap_;
   T* p_ = nullptr;
 };
@@ -178,15 +180,14 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
   if (!dx && !dw && !db) return;
   // g = dy * act'(.) and db, in one pass over fixed row chunks (deterministic sums).
   const T* g = dy;
-  std::unique_ptr<Scratch<T>> gbuf;
+  std::optional<Scratch<T>> gbuf;
   const int64_t chunk = std::max<int64_t>(1, (64 << 10) / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))));
   const int64_t nchunks = (m + chunk - 1) / chunk;
   std::vector<double> dbp(db ? nchunks * n : 0, 0.0);
   const bool need_g = a != Act::linear;
   T* gw = nullptr;  // where g is written
   if (need_g) {
-    if (!g_out) gbuf = std::make_unique<Scratch<T>>(m * n);
-    gw = g_out ? g_out : gbuf->get();
+    gw = g_out ? g_out : gbuf.emplace(m * n).get();
     g = gw;
   }
   if (need_g || db) {

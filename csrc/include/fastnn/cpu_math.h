@@ -7,7 +7,7 @@
 // propagates, subnormal results are produced. log, log1p and erfc of float are fastnn's
 // too (below: with libmvec's erfcf and log1pf, gelu and softplus took 1.9 and 2.6 ns per
 // element on one core here; with these, 1.0 and 1.35; float32 gelu and softplus forward on
-// AVX-512 CPUs run csrc/cpu/act_avx512.cpp instead: ~0.5 and ~0.45). Everything else is
+// AVX-512 CPUs run csrc/cpu/act_avx512.cpp instead: ~0.5 and ~0.55). Everything else is
 // <cmath>, vectorized through glibc's libmvec (csrc/cpu/vecmath.h).
 #pragma once
 
