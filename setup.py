@@ -28,6 +28,7 @@ SOURCES = [
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",
     "csrc/cpu/act_avx512.cpp",
+    "csrc/cpu/sgemm_avx512.cpp",
     "csrc/cpu/loss.cpp",
     "csrc/cpu/parallel.cpp",
     "csrc/cpu/pool.cpp",

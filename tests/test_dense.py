@@ -212,6 +212,80 @@ def test_degenerate_products_threaded(wl, xshape, out, rng):
         check_backward(x, w, b, wl, "relu", {}, np.float32, dy)
 
 
+@pytest.fixture
+def own_sgemm():
+    """Routes every float32 Dense product of the C++ backend to fastnn's own AVX-512 sgemm
+    (csrc/cpu/sgemm_avx512.cpp; by default only products of >= 2^27 multiply-adds go
+    there), and back afterwards."""
+    from fastnn._backends import cpp  # noqa: PLC0415
+
+    if cpp._C is None:
+        pytest.skip("the C++ extension is not built")
+    before = cpp._C._gemm_path()
+    if cpp._C._set_gemm_path("fastnn-avx512", 0)[0] != "fastnn-avx512":
+        cpp._C._set_gemm_path(*before)
+        pytest.skip("no AVX-512 on this CPU (or a build without it): the products run on OpenBLAS")
+    yield cpp._C
+    cpp._C._set_gemm_path(*before)
+
+
+# SHAPES plus: more than one k block (512) with B read in place (whole 64-column panels)
+# and packed (partial panels); row counts that are not whole 6-row tiles.
+OWN_SHAPES = SHAPES + [((1031, 257), 129), ((200, 1100), 128), ((13, 1030), 70), ((7, 2, 520), 64)]
+
+
+@pytest.mark.parametrize("wl", WL)
+@pytest.mark.parametrize("xshape, out", [pytest.param(xs, o, id=f"{shape_id(xs)}-o{o}") for xs, o in OWN_SHAPES])
+@pytest.mark.parametrize("act", ["linear", "relu", "gelu", "softmax"])
+def test_own_sgemm(own_sgemm, act, xshape, out, wl, rng):
+    """fastnn's own sgemm at every shape, both weight layouts (all four transpose cases
+    of its packing: x W^T and x W forward, g W and g W^T for dx, g^T x and x^T g for dW)."""
+    with fastnn.use_backend("cpp"):
+        x, w, b = dyadic_dense(xshape, out, wl, True, np.float32, rng)
+        dy = rng.standard_normal(xshape[:-1] + (out,)).astype(np.float32)
+        check_forward(x, w, b, wl, act, {}, np.float32)
+        check_backward(x, w, b, wl, act, {}, np.float32, dy)
+
+
+@pytest.mark.parametrize("wl", WL)
+def test_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
+    """Each output element is one thread's sum in a fixed order: one thread and two give
+    the same bits (generic data: the sums round)."""
+    x = rng.standard_normal((301, 1100)).astype(np.float32)
+    w = rng.standard_normal((130, 1100) if wl == "oi" else (1100, 130)).astype(np.float32)
+    dy = rng.standard_normal((301, 130)).astype(np.float32)
+    outs = []
+    n0 = fastnn.num_threads()
+    try:
+        for n in (1, 2):
+            fastnn.set_num_threads(n)
+            with fastnn.use_backend("cpp"):
+                y, _ = fastnn.dense_forward(x, w, None, weight_layout=wl)
+                outs.append((y,) + fastnn.dense_backward(dy, x, w, y, weight_layout=wl)[:2])
+    finally:
+        fastnn.set_num_threads(n0)
+    for a, b in zip(*outs):
+        np.testing.assert_array_equal(a, b)
+    ref = x.astype(np.float64) @ (w.T if wl == "oi" else w).astype(np.float64)
+    np.testing.assert_allclose(outs[0][0], ref, rtol=0, atol=2e-5 * np.abs(ref).max())
+
+
+def test_default_gemm_routing(rng):
+    """By default the C++ backend's float32 products of >= 2^27 multiply-adds run on
+    fastnn's sgemm where the CPU has AVX-512; a 512^3 forward gives the reference."""
+    from fastnn._backends import cpp  # noqa: PLC0415
+    from fastnn._backends.cpp import _C  # noqa: PLC0415
+
+    if cpp._C is None:
+        pytest.skip("the C++ extension is not built")
+    path, min_macs = _C._gemm_path()
+    assert min_macs == 1 << 27
+    assert path == ("fastnn-avx512" if _C._gelu_path() == "avx512" else "openblas")
+    with fastnn.use_backend("cpp"):
+        x, w, b = dyadic_dense((512, 512), 512, "io", True, np.float32, rng)
+        check_forward(x, w, b, "io", "relu", {}, np.float32)
+
+
 class _Sub(np.ndarray):
     pass
 

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "blas.h"
@@ -121,6 +122,9 @@ template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, 
                    }
                  });
     return;
+  }
+  if constexpr (std::is_same_v<T, float>) {
+    if (own_sgemm(m, n, k)) return sgemm_avx512(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
   blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
 }

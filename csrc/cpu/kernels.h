@@ -41,6 +41,18 @@ template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, co
 bool act_has_y_backward(Act a);
 // float32 activations in AVX-512 (act_avx512.cpp): only where have_avx512().
 bool have_avx512();
+// C (m, n) = alpha op(A) op(B) + beta C, row-major, float32, on fastnn's pool
+// (sgemm_avx512.cpp): only where have_avx512(). The Dense products of m x n x k use it
+// when own_sgemm(m, n, k): it is on (have_avx512(), unless FASTNN_GEMM=openblas at
+// start-up) and the product has at least the minimum multiply-adds (2^27 by default),
+// else OpenBLAS. set_own_sgemm(on, min_macs) sets both (min_macs < 0: the default; on
+// only takes effect where have_avx512()), for tests and benchmarks.
+void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+bool own_sgemm(int64_t m, int64_t n, int64_t k);
+bool own_sgemm_on();
+int64_t own_sgemm_min_macs();
+void set_own_sgemm(bool on, int64_t min_macs);
 void gelu_forward_avx512(const float* x, float* y, int64_t n);
 void gelu_backward_avx512(const float* x, const float* dy, float* dx, int64_t n);
 void softplus_forward_avx512(const float* x, float* y, int64_t n, float beta, float threshold);
