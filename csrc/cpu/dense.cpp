@@ -164,6 +164,15 @@ template <class T> void dense_forward(Act a, const ActParams& p, const T* x, con
                                       T* y, T* z, int64_t m, int64_t k, int64_t n) {
   if (m == 0 || n == 0) return;
   T* out = z ? z : y;  // the gemm writes the pre-activation here
+  if constexpr (std::is_same_v<T, float>) {
+    if (k > 1 && n > 1 && m > 1 && own_sgemm(m, n, k)) {  // one call; bias + activation per finished row range
+      const RowsDone done = [&](int64_t r0, int64_t r1) {
+        bias_act_rows(a, p, out + r0 * n, y + r0 * n, b, r1 - r0, n);
+      };
+      sgemm_avx512(false, w_oi, m, n, k, 1.0f, x, k, w, w_oi ? k : n, 0.0f, out, n, &done);
+      return;
+    }
+  }
   const int64_t block = std::max<int64_t>(kMinBlockRows, kBlockBytes / (n * int64_t(sizeof(T))));
   for (int64_t r0 = 0; r0 < m; r0 += block) {
     const int64_t rows = std::min(block, m - r0);

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 #include "fastnn/scalar_math.h"
 
@@ -47,8 +48,11 @@ bool have_avx512();
 // start-up) and the product has at least the minimum multiply-adds (2^27 by default),
 // else OpenBLAS. set_own_sgemm(on, min_macs) sets both (min_macs < 0: the default; on
 // only takes effect where have_avx512()), for tests and benchmarks.
+// rows_done (may be null) is called with each range of C's rows [r0, r1) once they are
+// final, on the thread that computed them (a forward's bias + activation, in cache).
+using RowsDone = std::function<void(int64_t r0, int64_t r1)>;
 void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc);
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr);
 bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();
