@@ -149,6 +149,22 @@ template <class T> FASTNN_INLINE void bias_act_serial(Act a, const ActParams& p,
     else if (a != Act::linear || yr != zr) fwd_serial(a, p, zr, yr, c);
   }
 }
+// db[j] += sum_r g[r, j] in double, four rows per pass over db (one load and store of
+// db[j] per four rows: with one row per pass the bias sum of a 1024 x 1024 backward took
+// 0.35 ms, longer than the activation gradient).
+template <class T> FASTNN_INLINE void sum_rows_serial(const T* g, int64_t rows, int64_t c, double* db) {
+  int64_t r = 0;
+  for (; r + 4 <= rows; r += 4) {
+    const T *g0 = g + r * c, *g1 = g0 + c, *g2 = g1 + c, *g3 = g2 + c;
+#pragma omp simd
+    for (int64_t j = 0; j < c; ++j)
+      db[j] += (static_cast<double>(g0[j]) + static_cast<double>(g1[j])) +
+               (static_cast<double>(g2[j]) + static_cast<double>(g3[j]));
+  }
+  for (; r < rows; ++r)
+#pragma omp simd
+    for (int64_t j = 0; j < c; ++j) db[j] += static_cast<double>(g[r * c + j]);
+}
 template <class T> FASTNN_INLINE void act_grad_serial(Act a, const ActParams& p, bool from_y, const T* zy, const T* dy,
                                                       T* g, double* db, int64_t rows, int64_t c) {
   for (int64_t r = 0; r < rows; ++r) {
@@ -157,8 +173,8 @@ template <class T> FASTNN_INLINE void act_grad_serial(Act a, const ActParams& p,
     if (a == Act::softmax || a == Act::log_softmax) softmax_grad_serial(a == Act::log_softmax, !from_y, zr, dyr, gr, 1, c);
     else if (from_y) bwd_y_serial(a, p, zr, dyr, gr, c);
     else bwd_x_serial(a, p, zr, dyr, gr, c);
-    if (db) for (int64_t j = 0; j < c; ++j) db[j] += static_cast<double>(gr[j]);
   }
+  if (db) sum_rows_serial(g, rows, c, db);
 }
 
 // ---- ISA clones: one entry point per (body, dtype) ----------------------------------
@@ -179,6 +195,8 @@ FASTNN_CLONE_PAIR(softmax_grad_isa, softmax_grad_serial, P_SMG, (lg, fx, xy, dy,
 FASTNN_CLONE_PAIR(bias_act_isa, bias_act_serial, P_BA, (a, p, z, y, b, rows, c))
 #define P_AG(T) Act a, const ActParams& p, bool fy, const T* zy, const T* dy, T* g, double* db, int64_t rows, int64_t c
 FASTNN_CLONE_PAIR(act_grad_isa, act_grad_serial, P_AG, (a, p, fy, zy, dy, g, db, rows, c))
+#define P_SR(T) const T* g, int64_t rows, int64_t c, double* db
+FASTNN_CLONE_PAIR(sum_rows_isa, sum_rows_serial, P_SR, (g, rows, c, db))
 
 bool is_softmax(Act a) { return a == Act::softmax || a == Act::log_softmax; }
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
@@ -238,13 +256,17 @@ template <class T> void act_grad_rows(Act a, const ActParams& p, bool from_y, co
                                       double* dbias, int64_t rows, int64_t cols) {
   act_grad_isa(T(), a, p, from_y, zy, dy, g, dbias, rows, cols);
 }
+template <class T> void sum_rows(const T* g, int64_t rows, int64_t cols, double* out) {
+  sum_rows_isa(T(), g, rows, cols, out);
+}
 
 #define FASTNN_INSTANTIATE(T)                                                                              \
   template void act_forward<T>(Act, const ActParams&, const T*, T*, int64_t, int64_t);                    \
   template void act_backward_x<T>(Act, const ActParams&, const T*, const T*, T*, int64_t, int64_t);       \
   template void act_backward_y<T>(Act, const ActParams&, const T*, const T*, T*, int64_t, int64_t);       \
   template void bias_act_rows<T>(Act, const ActParams&, T*, T*, const T*, int64_t, int64_t);              \
-  template void act_grad_rows<T>(Act, const ActParams&, bool, const T*, const T*, T*, double*, int64_t, int64_t);
+  template void act_grad_rows<T>(Act, const ActParams&, bool, const T*, const T*, T*, double*, int64_t, int64_t); \
+  template void sum_rows<T>(const T*, int64_t, int64_t, double*);
 FASTNN_INSTANTIATE(float)
 FASTNN_INSTANTIATE(double)
 

@@ -191,11 +191,15 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
                                        bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g_out, int64_t m, int64_t k,
                                        int64_t n) {
   if (!dx && !dw && !db) return;
-  // g = dy * act'(.) and db, in one pass over fixed row chunks (deterministic sums).
+  // g = dy * act'(.) and db, in one pass over blocks of `chunk` rows (~64 KiB of g). db's
+  // partial sums (double) are per fixed group of `dchunk` rows (~1 MiB of g), in group
+  // order: deterministic sums, a few partial rows (per-block partials, 64 rows of 8 KiB for
+  // a 1024 x 1024 g, cost more than the sum itself).
   const T* g = dy;
   std::optional<Scratch<T>> gbuf;
   const int64_t chunk = std::max<int64_t>(1, (64 << 10) / (std::max<int64_t>(n, 1) * int64_t(sizeof(T))));
-  const int64_t nchunks = (m + chunk - 1) / chunk;
+  const int64_t dchunk = chunk * std::max<int64_t>(1, (1 << 20) / (chunk * std::max<int64_t>(n, 1) * int64_t(sizeof(T))));
+  const int64_t nchunks = (m + dchunk - 1) / dchunk;
   std::vector<double> dbp(db ? nchunks * n : 0, 0.0);
   const bool need_g = a != Act::linear;
   T* gw = nullptr;  // where g is written
@@ -204,15 +208,13 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
     g = gw;
   }
   if (need_g || db) {
-    parallel_for(m, chunk, [&](int64_t b0, int64_t e0) {
-      for (int64_t c = b0; c < e0; c += chunk) {
-        const int64_t rows = std::min(chunk, e0 - c);
-        double* part = db ? dbp.data() + (c / chunk) * n : nullptr;
-        if (need_g) {
-          act_grad_rows(a, p, from_y, zy + c * n, dy + c * n, gw + c * n, part, rows, n);
-        } else {
-          for (int64_t r = 0; r < rows; ++r)
-            for (int64_t j = 0; j < n; ++j) part[j] += static_cast<double>(dy[(c + r) * n + j]);
+    parallel_for(m, dchunk, [&](int64_t b0, int64_t e0) {
+      for (int64_t d = b0; d < e0; d += dchunk) {
+        double* part = db ? dbp.data() + (d / dchunk) * n : nullptr;
+        for (int64_t c = d; c < std::min(e0, d + dchunk); c += chunk) {
+          const int64_t rows = std::min({chunk, e0 - c, d + dchunk - c});
+          if (need_g) act_grad_rows(a, p, from_y, zy + c * n, dy + c * n, gw + c * n, part, rows, n);
+          else sum_rows(dy + c * n, rows, n, part);
         }
       }
     });

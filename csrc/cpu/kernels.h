@@ -68,6 +68,8 @@ template <class T> void bias_act_rows(Act a, const ActParams& p, T* z, T* y, con
 // dbias[j] += sum_i g[i, j] accumulated in double (dbias may be null).
 template <class T> void act_grad_rows(Act a, const ActParams& p, bool from_y, const T* zy, const T* dy,
                                       T* g, double* dbias, int64_t rows, int64_t cols);
+// out[j] += sum_r g[r, j] (rows x cols), in double.
+template <class T> void sum_rows(const T* g, int64_t rows, int64_t cols, double* out);
 
 // ---- losses (loss.cpp) ------------------------------------------------------------
 // Elementwise losses over n elements. Forward writes per-element values to out (if not
