@@ -215,7 +215,7 @@ def test_degenerate_products_threaded(wl, xshape, out, rng):
 @pytest.fixture
 def own_sgemm():
     """Routes every float32 Dense product of the C++ backend to fastnn's own AVX-512 sgemm
-    (csrc/cpu/sgemm_avx512.cpp; by default only products of >= 2^27 multiply-adds go
+    (csrc/cpu/sgemm_avx512.cpp; by default only products of >= 2^30 multiply-adds go
     there), and back afterwards."""
     from fastnn._backends import cpp  # noqa: PLC0415
 
@@ -271,19 +271,21 @@ def test_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
 
 
 def test_default_gemm_routing(rng):
-    """By default the C++ backend's float32 products of >= 2^27 multiply-adds run on
-    fastnn's sgemm where the CPU has AVX-512; a 512^3 forward gives the reference."""
+    """By default the C++ backend's float32 products of >= 2^30 multiply-adds run on
+    fastnn's sgemm where the CPU has AVX-512; a 1024^3 forward and backward there give
+    the reference."""
     from fastnn._backends import cpp  # noqa: PLC0415
-    from fastnn._backends.cpp import _C  # noqa: PLC0415
 
     if cpp._C is None:
         pytest.skip("the C++ extension is not built")
-    path, min_macs = _C._gemm_path()
-    assert min_macs == 1 << 27
-    assert path == ("fastnn-avx512" if _C._gelu_path() == "avx512" else "openblas")
+    path, min_macs = cpp._C._gemm_path()
+    assert min_macs == 1 << 30
+    assert path == ("fastnn-avx512" if cpp._C._gelu_path() == "avx512" else "openblas")
     with fastnn.use_backend("cpp"):
-        x, w, b = dyadic_dense((512, 512), 512, "io", True, np.float32, rng)
+        x, w, b = dyadic_dense((1024, 1024), 1024, "io", True, np.float32, rng)
+        dy = rng.standard_normal((1024, 1024)).astype(np.float32)
         check_forward(x, w, b, "io", "relu", {}, np.float32)
+        check_backward(x, w, b, "io", "relu", {}, np.float32, dy)
 
 
 class _Sub(np.ndarray):

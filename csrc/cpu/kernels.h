@@ -45,7 +45,7 @@ bool have_avx512();
 // C (m, n) = alpha op(A) op(B) + beta C, row-major, float32, on fastnn's pool
 // (sgemm_avx512.cpp): only where have_avx512(). The Dense products of m x n x k use it
 // when own_sgemm(m, n, k): it is on (have_avx512(), unless FASTNN_GEMM=openblas at
-// start-up) and the product has at least the minimum multiply-adds (2^27 by default),
+// start-up) and the product has at least the minimum multiply-adds (2^30 by default),
 // else OpenBLAS. set_own_sgemm(on, min_macs) sets both (min_macs < 0: the default; on
 // only takes effect where have_avx512()), for tests and benchmarks.
 // rows_done (may be null) is called with each range of C's rows [r0, r1) once they are

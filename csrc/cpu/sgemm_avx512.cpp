@@ -24,6 +24,7 @@
 #include <algorithm>
 #include <atomic>
 #include <string>
+#include <vector>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
@@ -161,7 +162,10 @@ FASTNN_AVX512_FN void pack(bool contig_r, const float* src, int64_t ld, int64_t 
   }
 }
 
-// Scratch floats, 64-byte aligned: from the buffer cache when large (faulted in already).
+// Scratch floats, 64-byte aligned and already faulted in: from the buffer cache when
+// large, else this thread's own block, kept between calls (a fresh heap block of a few
+// hundred KiB is a fresh mmap: page faults on every call, 0.2 -> 0.5 ms for a 64x256x256
+// layer's forward + backward). One Buffer per thread at a time (sgemm does not nest).
 class Buffer {
  public:
   explicit Buffer(int64_t n) {
@@ -169,8 +173,9 @@ class Buffer {
     if (bytes >= pool::kMinBytes) {
       raw_ = pool::acquire(bytes, &block_);
     } else {
-      heap_.reset(new char[bytes]);
-      raw_ = heap_.get();
+      thread_local std::vector<char> local;
+      if (local.size() < bytes) local.resize(pool::kMinBytes);
+      raw_ = local.data();
     }
     p_ = reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(raw_) + 63) & ~uintptr_t(63));
   }
@@ -184,7 +189,6 @@ class Buffer {
  private:
   void* raw_ = nullptr;
   size_t block_ = 0;
-  std::unique_ptr<char[]> heap_;
   float* p_ = nullptr;
 };
 
@@ -261,12 +265,20 @@ void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
 }
 
 namespace {
-// Below kMinMacs multiply-adds OpenBLAS stays faster (measured, Dense forward + backward
-// with relu, two threads: 64x256x256 0.20 vs 0.30 ms, 128x784x512 1.7 vs 1.9-2.2 ms,
-// 512^3 level); above it this one is 2-3% faster (256x1024x1024 8.3 vs 8.5 ms,
-// 1024^3 32-33 vs 33-37 ms). Its small-size costs: the pool's ~35 us wake where
-// OpenBLAS's threads are still spinning from the last call, and packing B in a separate pass.
-constexpr int64_t kMinMacs = int64_t(1) << 27;
+// From kMinMacs multiply-adds up this one is faster than OpenBLAS; below, OpenBLAS is as
+// fast or faster. Dense forward + backward with relu, two threads, ms (io / oi layouts):
+//                      OpenBLAS      this
+//   64 x 256 x 256      0.21          0.30        (every size: the products forced here)
+//   128 x 784 x 512     1.7           2.1
+//   512 x 512 x 512     4.3-4.4       4.4-4.6
+//   256 x 1024 x 1024   8.8-9.1       9.2-9.4
+//   512 x 1024 x 1024   16.7-17.4     16.9-17.6
+//   1024 x 1024 x 1024  32.3-37.5     31.3-32.0
+//   2048 x 1024 x 1024  63.7-71.7     61.3-62.4
+// Where it loses: B is packed in a pass of its own (written out and read back, where
+// OpenBLAS packs blocks that stay in cache) and the pool's threads wake in ~35 us where
+// OpenBLAS's are still spinning from its last call.
+constexpr int64_t kMinMacs = int64_t(1) << 30;
 std::atomic<bool> g_own{[] {
   const char* env = std::getenv("FASTNN_GEMM");
   return have_avx512() && !(env && std::string(env) == "openblas");
