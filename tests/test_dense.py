@@ -237,7 +237,7 @@ OWN_SHAPES = SHAPES + [((1031, 257), 129), ((200, 1100), 128), ((13, 1030), 70),
 @pytest.mark.parametrize("wl", WL)
 @pytest.mark.parametrize("xshape, out", [pytest.param(xs, o, id=f"{shape_id(xs)}-o{o}") for xs, o in OWN_SHAPES])
 @pytest.mark.parametrize("act", ["linear", "relu", "gelu", "softmax"])
-def test_own_sgemm(own_sgemm, act, xshape, out, wl, rng):
+def test_cpp_own_sgemm(own_sgemm, act, xshape, out, wl, rng):
     """fastnn's own sgemm at every shape, both weight layouts (all four transpose cases
     of its packing: x W^T and x W forward, g W and g W^T for dx, g^T x and x^T g for dW)."""
     with fastnn.use_backend("cpp"):
@@ -248,7 +248,7 @@ def test_own_sgemm(own_sgemm, act, xshape, out, wl, rng):
 
 
 @pytest.mark.parametrize("wl", WL)
-def test_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
+def test_cpp_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
     """Each output element is one thread's sum in a fixed order: one thread and two give
     the same bits (generic data: the sums round)."""
     x = rng.standard_normal((301, 1100)).astype(np.float32)
@@ -270,7 +270,7 @@ def test_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
     np.testing.assert_allclose(outs[0][0], ref, rtol=0, atol=2e-5 * np.abs(ref).max())
 
 
-def test_default_gemm_routing(rng):
+def test_cpp_default_gemm_routing(rng):
     """By default the C++ backend's float32 products of >= 2^30 multiply-adds run on
     fastnn's sgemm where the CPU has AVX-512; a 1024^3 forward and backward there give
     the reference."""

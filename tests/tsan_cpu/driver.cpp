@@ -149,6 +149,12 @@ static void check_concurrent() {
 
 int main() {
   check<float>("float32");
+  if (have_avx512()) {  // the Dense products on fastnn's own sgemm, at every size
+    set_own_sgemm(true, 0);
+    check<float>("float32, fastnn's sgemm");
+    set_own_sgemm(true, -1);
+    std::printf("tsan_cpu: fastnn's sgemm checked\n");
+  }
   check<double>("float64");
   check_concurrent();
   std::printf("tsan_cpu: %d failed checks\n", failures);
