@@ -228,7 +228,8 @@ void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
   // split in fixed halves): a thread whose core is taken by other work (TensorFlow runs
   // independent ops at once) does fewer units instead of holding up the call.
   const int64_t rpanels = (m + kMr - 1) / kMr;
-  const int64_t threads = std::max<int64_t>(1, std::min<int64_t>(num_threads(), kMr * n * k * rpanels / kGrainMacs));
+  const double macs = double(rpanels) * kMr * double(n) * double(k);
+  const int64_t threads = std::max<int64_t>(1, static_cast<int64_t>(std::min<double>(num_threads(), macs / kGrainMacs)));
   const int64_t unit = std::max<int64_t>(1, std::min<int64_t>(kUnitPanels, (rpanels + threads - 1) / threads));
   const int64_t units = (rpanels + unit - 1) / unit;
   std::atomic<int64_t> next{0};
