@@ -247,6 +247,21 @@ def test_cpp_own_sgemm(own_sgemm, act, xshape, out, wl, rng):
         check_backward(x, w, b, wl, act, {}, np.float32, dy)
 
 
+@pytest.mark.parametrize("xshape, out", [pytest.param((1031, 70), 1030, id="1031x70-o1030"),
+                                         pytest.param((300, 1100), 129, id="300x1100-o129"),
+                                         pytest.param((37, 300), 45, id="37x300-o45")])
+@pytest.mark.parametrize("act", ["relu", "gelu", "softmax", "tanh", "linear"])
+def test_cpp_own_sgemm_dw_only(own_sgemm, act, xshape, out, rng):
+    """dW and db without dx, W stored (in, out): the C++ backend makes g = dy * act'(.)
+    inside the sgemm's packing, in fixed groups of rows (1031 x 1030: five groups of 240
+    rows, across k blocks of 512), never written out."""
+    with fastnn.use_backend("cpp"):
+        x, w, b = dyadic_dense(xshape, out, "io", True, np.float32, rng)
+        dy = rng.standard_normal(xshape[:-1] + (out,)).astype(np.float32)
+        check_backward(x, w, b, "io", act, {}, np.float32, dy, need_dx=False)
+        check_backward(x, w, b, "io", act, {}, np.float32, dy, need_dx=False, need_db=False)
+
+
 @pytest.mark.parametrize("wl", WL)
 def test_cpp_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
     """Each output element is one thread's sum in a fixed order: one thread and two give
@@ -260,13 +275,15 @@ def test_cpp_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
         for n in (1, 2):
             fastnn.set_num_threads(n)
             with fastnn.use_backend("cpp"):
-                y, _ = fastnn.dense_forward(x, w, None, weight_layout=wl)
-                outs.append((y,) + fastnn.dense_backward(dy, x, w, y, weight_layout=wl)[:2])
+                y, _ = fastnn.dense_forward(x, w, None, activation="relu", weight_layout=wl)
+                full = fastnn.dense_backward(dy, x, w, y, activation="relu", weight_layout=wl)
+                only_w = fastnn.dense_backward(dy, x, w, y, activation="relu", weight_layout=wl, need_dx=False)
+                outs.append((y,) + full + only_w[1:])
     finally:
         fastnn.set_num_threads(n0)
     for a, b in zip(*outs):
         np.testing.assert_array_equal(a, b)
-    ref = x.astype(np.float64) @ (w.T if wl == "oi" else w).astype(np.float64)
+    ref = np.maximum(x.astype(np.float64) @ (w.T if wl == "oi" else w).astype(np.float64), 0)
     np.testing.assert_allclose(outs[0][0], ref, rtol=0, atol=2e-5 * np.abs(ref).max())
 
 

@@ -202,6 +202,29 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
   const int64_t nchunks = (m + dchunk - 1) / dchunk;
   std::vector<double> dbp(db ? nchunks * n : 0, 0.0);
   const bool need_g = a != Act::linear;
+  auto finish_db = [&] {
+    if (!db) return;
+    for (int64_t j = 0; j < n; ++j) {
+      double s = 0;
+      for (int64_t c = 0; c < nchunks; ++c) s += dbp[c * n + j];
+      db[j] = static_cast<T>(s);
+    }
+  };
+  if constexpr (std::is_same_v<T, float>) {
+    // Only dW (and db) wanted, W stored (k, n), on fastnn's sgemm: g is made inside the
+    // product's packing of it, a group of rows at a time, and never written out (a
+    // 1024 x 1024 relu backward: 11.1 -> ~10.6 ms, the same as the product alone).
+    if (dw && !dx && !g_out && need_g && !w_oi && m > 1 && n > 1 && k > 1 && m <= INT_MAX / 2 &&
+        own_sgemm(k, n, m)) {
+      const BRows rows{dchunk, [&](int64_t r0, int64_t r1, float* out) {
+                         double* part = db ? dbp.data() + (r0 / dchunk) * n : nullptr;
+                         act_grad_rows(a, p, from_y, zy + r0 * n, dy + r0 * n, out, part, r1 - r0, n);
+                       }};
+      sgemm_avx512(true, false, k, n, m, 1.0f, x, k, nullptr, n, 0.0f, dw, n, nullptr, &rows);  // dW = x^T g
+      finish_db();
+      return;
+    }
+  }
   T* gw = nullptr;  // where g is written
   if (need_g) {
     gw = g_out ? g_out : gbuf.emplace(m * n).get();
@@ -219,13 +242,7 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
       }
     });
   }
-  if (db) {
-    for (int64_t j = 0; j < n; ++j) {
-      double s = 0;
-      for (int64_t c = 0; c < nchunks; ++c) s += dbp[c * n + j];
-      db[j] = static_cast<T>(s);
-    }
-  }
+  finish_db();
   if (dx) {
     if (m == 0 || k == 0) {
     } else if (n == 0) {

@@ -51,8 +51,18 @@ bool have_avx512();
 // rows_done (may be null) is called with each range of C's rows [r0, r1) once they are
 // final, on the thread that computed them (a forward's bias + activation, in cache).
 using RowsDone = std::function<void(int64_t r0, int64_t r1)>;
+// b_rows (may be null; then b is read): op(B) (k, n) is not stored but produced, rows
+// [p0, p1) at a time into a row-major (p1 - p0) x n buffer by fn, as its packing reads
+// them: a backward's activation gradient g = dy * act'(.) made where dW = x^T g packs
+// it, never written out. Rows come in fixed groups of `group` rows, each group's rows
+// on one thread in order (the bias-gradient sums in fn stay deterministic).
+struct BRows {
+  int64_t group;
+  std::function<void(int64_t p0, int64_t p1, float* rows)> fn;
+};
 void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr);
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr,
+                  const BRows* b_rows = nullptr);
 bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();

@@ -162,6 +162,25 @@ FASTNN_AVX512_FN void pack(bool contig_r, const float* src, int64_t ld, int64_t 
   }
 }
 
+// Row p of op(B) (n floats) into its place in the packed panels (layout in sgemm_avx512),
+// the last panel's padding zeroed.
+FASTNN_AVX512_FN void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64_t npad, float* bp) {
+  const int64_t p0 = p / kKc * kKc, kc = std::min(kKc, k - p0);
+  float* base = bp + p0 * npad + (p - p0) * kNr;
+  int64_t j0 = 0;
+  for (; j0 + kNr <= n; j0 += kNr)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNr; v += 16) _mm512_store_ps(base + j0 * kc + v, _mm512_loadu_ps(row + j0 + v));
+  if (j0 < n) {
+    float* o = base + j0 * kc;
+    for (int v = 0; v < kNr; v += 16) {
+      const int64_t rem = n - j0 - v;
+      const __mmask16 mk = rem >= 16 ? __mmask16(0xffff) : rem <= 0 ? __mmask16(0) : __mmask16((1u << rem) - 1);
+      _mm512_store_ps(o + v, _mm512_maskz_loadu_ps(mk, row + j0 + v));
+    }
+  }
+}
+
 // Scratch floats, 64-byte aligned and already faulted in: from the buffer cache when
 // large, else this thread's own block, kept between calls (a fresh heap block of a few
 // hundred KiB is a fresh mmap: page faults on every call, 0.2 -> 0.5 ms for a 64x256x256
@@ -198,7 +217,8 @@ constexpr int64_t kGrainMacs = int64_t(4) << 20;
 }  // namespace
 
 void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done) {
+                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done,
+                  const BRows* b_rows) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {  // C = beta C
     for (int64_t i = 0; i < m; ++i)
@@ -215,15 +235,31 @@ void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
   const int64_t kblocks = (k + kKc - 1) / kKc;
   Buffer bbuf(k * npad);
   float* bp = bbuf.get();
-  parallel_for(kblocks * npanels, std::max<int64_t>(1, (int64_t(1) << 18) / (kKc * kNr)), [&](int64_t s, int64_t e) {
-    for (int64_t t = s; t < e; ++t) {
-      const int64_t p0 = (t / npanels) * kKc, kc = std::min(kKc, k - p0), j0 = (t % npanels) * kNr;
-      const int64_t cols = std::min<int64_t>(kNr, n - j0);
-      float* out = bp + p0 * npad + j0 * kc;
-      if (bt) pack<kNr>(false, b + j0 * ldb + p0, ldb, cols, kc, out);  // B stored (n, k)
-      else pack<kNr>(true, b + p0 * ldb + j0, ldb, cols, kc, out);      // B stored (k, n)
-    }
-  });
+  if (b_rows) {  // rows of op(B) made by b_rows->fn, ~64 KiB at a time, then scattered into the panels
+    const int64_t group = std::max<int64_t>(1, b_rows->group), groups = (k + group - 1) / group;
+    const int64_t sub = std::max<int64_t>(1, (int64_t(64) << 10) / (n * int64_t(sizeof(float))));
+    parallel_for(groups, 1, [&](int64_t s, int64_t e) {
+      thread_local std::vector<float> rowbuf;
+      if (rowbuf.size() < size_t(sub * n)) rowbuf.resize(size_t(sub * n));
+      for (int64_t g = s; g < e; ++g) {
+        for (int64_t r0 = g * group; r0 < std::min(k, (g + 1) * group); r0 += sub) {
+          const int64_t r1 = std::min({r0 + sub, (g + 1) * group, k});
+          b_rows->fn(r0, r1, rowbuf.data());
+          for (int64_t r = r0; r < r1; ++r) scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp);
+        }
+      }
+    });
+  } else {
+    parallel_for(kblocks * npanels, std::max<int64_t>(1, (int64_t(1) << 18) / (kKc * kNr)), [&](int64_t s, int64_t e) {
+      for (int64_t t = s; t < e; ++t) {
+        const int64_t p0 = (t / npanels) * kKc, kc = std::min(kKc, k - p0), j0 = (t % npanels) * kNr;
+        const int64_t cols = std::min<int64_t>(kNr, n - j0);
+        float* out = bp + p0 * npad + j0 * kc;
+        if (bt) pack<kNr>(false, b + j0 * ldb + p0, ldb, cols, kc, out);  // B stored (n, k)
+        else pack<kNr>(true, b + p0 * ldb + j0, ldb, cols, kc, out);      // B stored (k, n)
+      }
+    });
+  }
   // Rows in units of up to kUnitPanels tiles, claimed one at a time by the threads (not
   // split in fixed halves): a thread whose core is taken by other work (TensorFlow runs
   // independent ops at once) does fewer units instead of holding up the call.
@@ -303,7 +339,7 @@ void set_own_sgemm(bool on, int64_t min_macs) {
 #include <stdexcept>
 namespace fastnn {
 void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, int64_t, const float*, int64_t, float,
-                  float*, int64_t, const RowsDone*) {
+                  float*, int64_t, const RowsDone*, const BRows*) {
   throw std::logic_error("fastnn: sgemm_avx512 is not built in this configuration");
 }
 bool own_sgemm(int64_t, int64_t, int64_t) { return false; }

@@ -54,7 +54,7 @@ template <class T> void dense_fwd(Act act, const ActParams& ap, const T* x, cons
   K<T>().dense_forward(act, ap, x, w, false, b, y, z, m, k, n);
 }
 
-// dpre is written unless act is linear (then dy is dpre); db may be null.
+// dpre is written unless act is linear (then dy is dpre) or dpre is null (not wanted); db may be null.
 template <class T> void dense_bwd_w(Act act, const ActParams& ap, bool from_y, const T* dy, const T* x, const T* w,
                                     const T* r, T* dw, T* db, T* dpre, int64_t m, int64_t k, int64_t n) {
   // one pass writes dpre and sums db, then the product (dpre: needed when act is not linear)

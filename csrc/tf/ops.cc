@@ -17,8 +17,14 @@
 //   FastnnActBwd     dy, r -> dx                                                   (act, p, approx, from_y)
 //   FastnnLossFwd    pred, target -> per-element (per-row) loss                    (loss attributes)
 //   FastnnLossBwd    g, pred, target -> dpred                                      (loss attributes)
+#include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -96,6 +102,60 @@ template <class T> absl::Status alloc(OpKernelContext* c, int index, const Tenso
   return absl::OkStatus();
 }
 
+// fastnn's parallel parts run on TensorFlow's inter-op threads (the op's runner), inside
+// these ops. EXPERIMENT
+struct ExecState {
+  std::atomic<int> next{0}, done{0};
+  int n = 0;
+  fastnn::JobFn job = nullptr;
+  void* jctx = nullptr;
+  std::mutex m;
+  std::condition_variable cv;
+  void work() {
+    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
+      job(jctx, i);
+      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
+        std::lock_guard<std::mutex> lk(m);
+        cv.notify_all();
+      }
+    }
+  }
+};
+
+using Runner = std::function<void(std::function<void()>)>;
+void tf_exec(void* ctx, int n, fastnn::JobFn job, void* jctx) {
+  auto* runner = static_cast<Runner*>(ctx);
+  auto st = std::make_shared<ExecState>();
+  st->n = n;
+  st->job = job;
+  st->jctx = jctx;
+  for (int t = 1; t < n; ++t) (*runner)([st] { st->work(); });
+  st->work();
+  for (int spin = 0; spin < 20000 && st->done.load(std::memory_order_acquire) != n; ++spin) __builtin_ia32_pause();
+  std::unique_lock<std::mutex> lk(st->m);
+  st->cv.wait(lk, [&] { return st->done.load(std::memory_order_acquire) == n; });
+}
+
+struct TfThreads {  // for the scope of one op's kernels, on this thread
+  explicit TfThreads(OpKernelContext* c) {
+    static const bool enabled = [] {
+      const char* e = std::getenv("FASTNN_TF_SHARED_THREADS");
+      return !(e && std::string(e) == "0");
+    }();
+    Runner* r = c->runner();
+    if (enabled && r && *r) {
+      H::table()->set_thread_executor(&tf_exec, r, 2);
+      on = true;
+    }
+  }
+  ~TfThreads() {
+    if (on) H::table()->set_thread_executor(nullptr, nullptr, 0);
+  }
+  TfThreads(const TfThreads&) = delete;
+  TfThreads& operator=(const TfThreads&) = delete;
+  bool on = false;
+};
+
 // The activation attributes every Dense / activation op carries.
 struct ActAttrs {
   fastnn::Act act;
@@ -129,6 +189,7 @@ template <class T> class DenseFwdOp : public OpKernel {
     Tensor *y = nullptr, *z = nullptr;
     OP_REQUIRES_OK(c, alloc<T>(c, 0, ys, &y));
     if (c->num_outputs() > 1) OP_REQUIRES_OK(c, alloc<T>(c, 1, ys, &z));
+    TfThreads threads(c);
     H::dense_fwd<T>(a_.act, a_.ap, in<T>(x), in<T>(w), has_b_ ? in<T>(b) : nullptr, out<T>(y),
                     z ? out<T>(z) : nullptr, m, k, n);
   }
@@ -157,7 +218,10 @@ template <class T> class DenseBwdWOp : public OpKernel {
     Tensor *dw = nullptr, *db = nullptr, *dpre = nullptr;
     OP_REQUIRES_OK(c, alloc<T>(c, 0, w.shape(), &dw));
     if (nb_) OP_REQUIRES_OK(c, alloc<T>(c, 1, TensorShape({n}), &db));
-    if (nd_) OP_REQUIRES_OK(c, alloc<T>(c, 1 + nb_, dy.shape(), &dpre));
+    // dpre only when an op downstream reads it (a first layer's is not: no dx): without it
+    // the product makes the activation gradient inside its packing and writes none.
+    if (nd_ && c->output_required(1 + nb_)) OP_REQUIRES_OK(c, alloc<T>(c, 1 + nb_, dy.shape(), &dpre));
+    TfThreads threads(c);
     H::dense_bwd_w<T>(a_.act, a_.ap, from_y_, in<T>(dy), in<T>(x), in<T>(w), in<T>(r), out<T>(dw),
                       db ? out<T>(db) : nullptr, dpre ? out<T>(dpre) : nullptr, m, k, n);
   }
@@ -180,6 +244,7 @@ template <class T> class DenseBwdXOp : public OpKernel {
     xs.set_dim(xs.dims() - 1, k);
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(c, alloc<T>(c, 0, xs, &dx));
+    TfThreads threads(c);
     H::dense_bwd_x<T>(in<T>(dpre), in<T>(w), out<T>(dx), m, k, n);
   }
 };
@@ -191,6 +256,7 @@ template <class T> class ActFwdOp : public OpKernel {
     const Tensor& x = c->input(0);
     Tensor* y = nullptr;
     OP_REQUIRES_OK(c, alloc<T>(c, 0, x.shape(), &y));
+    TfThreads threads(c);
     H::act_fwd<T>(a_.act, a_.ap, in<T>(x), out<T>(y), x.NumElements(), last(x));
   }
 
@@ -210,6 +276,7 @@ template <class T> class ActBwdOp : public OpKernel {
                 bad("activation backward: dy " + dy.shape().DebugString() + " does not match " + r.shape().DebugString()));
     Tensor* dx = nullptr;
     OP_REQUIRES_OK(c, alloc<T>(c, 0, dy.shape(), &dx));
+    TfThreads threads(c);
     H::act_bwd<T>(a_.act, a_.ap, from_y_, in<T>(dy), in<T>(r), out<T>(dx), dy.NumElements(), last(dy));
   }
 
