@@ -162,3 +162,43 @@ print(_tf_ops.status()); print(float(tf.reduce_sum(y)))
 
 def test_disabled_by_environment_or_a_missing_compiler(tmp_path):
     check_fallbacks(_PROBE, "FASTNN_TF_OPS", "TensorFlow ops unavailable", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["relu", "gelu", "softmax"])
+def test_weight_gradients_alone_on_fastnns_sgemm(rng, name):
+    """A first layer's backward: gradients for w and b only, in a graph (TF prunes dx, and
+    FastnnDenseBwdW's dpre has no reader: the op skips it and the product makes the
+    activation gradient inside its packing). With fastnn's sgemm forced at this size, the
+    same bits as the callback route, whose numpy call writes dpre and computes dx."""
+    from fastnn._backends import cpp
+
+    before = cpp._C._gemm_path()
+    if cpp._C._set_gemm_path("fastnn-avx512", 0)[0] != "fastnn-avx512":
+        cpp._C._set_gemm_path(*before)
+        pytest.skip("no AVX-512 here: fastnn's sgemm is not used")
+    try:
+        x = tf.constant(rng.standard_normal((300, 70)).astype("float32"))
+        w = tf.constant(rng.standard_normal((70, 1030)).astype("float32"))
+        b = tf.constant(rng.standard_normal(1030).astype("float32"))
+        probe = tf.constant(rng.standard_normal((300, 1030)).astype("float32"))
+
+        @tf.function
+        def grads(w, b):
+            with tf.GradientTape() as tape:
+                tape.watch([w, b])
+                total = tf.reduce_sum(T.dense(x, w, b, name, ()) * probe)
+            return tape.gradient(total, [w, b])
+
+        got = [np.asarray(t) for t in grads(w, b)]
+        with _callback_route():
+            ref = [np.asarray(t) for t in tf.function(grads.python_function)(w, b)]
+        for a, r, what in zip(got, ref, ("dw", "db")):
+            np.testing.assert_array_equal(a, r, err_msg=what)
+        exact = np.asarray(probe, np.float64)  # and close to float64 (relu: exact gradient mask)
+        if name == "relu":
+            z = np.asarray(x, np.float64) @ np.asarray(w, np.float64) + np.asarray(b, np.float64)
+            g = exact * (z > 0)
+            np.testing.assert_allclose(got[0], np.asarray(x, np.float64).T @ g, rtol=1e-4, atol=1e-3)
+            np.testing.assert_allclose(got[1], g.sum(0), rtol=1e-4, atol=1e-3)
+    finally:
+        cpp._C._set_gemm_path(*before)
