@@ -102,8 +102,17 @@ template <class T> absl::Status alloc(OpKernelContext* c, int index, const Tenso
   return absl::OkStatus();
 }
 
-// fastnn's parallel parts run on TensorFlow's inter-op threads (the op's runner), inside
-// these ops. EXPERIMENT
+// Inside these ops fastnn's parallel parts run on TensorFlow's own executor threads (the
+// op's runner), not on fastnn's pool. TF's idle executor threads spin for work after each
+// op; a fastnn pool thread woken then shares a core with one of them. Measured, the
+// 1024 -> 1024 -> 1 Keras step at batch 1024 (examples/keras_mlp.py --large, fastnn over
+// stock): 1.028-1.040 with fastnn's pool, 0.996-1.009 on the runner (the 1024 -> 1
+// layer's dx, an outer product, 0.6-0.7 -> 0.16-0.23 ms). TF's intra-op pool instead
+// (its device worker threads) measured 1.12-1.19. FASTNN_TF_SHARED_THREADS=0 turns it off.
+// The parts are independent (fastnn.keras never turns on OpenBLAS's threads callback,
+// whose jobs wait for one another), so the caller claims parts too and finishes alone if
+// no runner thread comes: none waits on a part that no thread took. The state is shared:
+// a runner task that starts after the call returned finds no part left.
 struct ExecState {
   std::atomic<int> next{0}, done{0};
   int n = 0;
@@ -123,6 +132,7 @@ struct ExecState {
 };
 
 using Runner = std::function<void(std::function<void()>)>;
+
 void tf_exec(void* ctx, int n, fastnn::JobFn job, void* jctx) {
   auto* runner = static_cast<Runner*>(ctx);
   auto st = std::make_shared<ExecState>();
@@ -131,7 +141,6 @@ void tf_exec(void* ctx, int n, fastnn::JobFn job, void* jctx) {
   st->jctx = jctx;
   for (int t = 1; t < n; ++t) (*runner)([st] { st->work(); });
   st->work();
-  for (int spin = 0; spin < 20000 && st->done.load(std::memory_order_acquire) != n; ++spin) __builtin_ia32_pause();
   std::unique_lock<std::mutex> lk(st->m);
   st->cv.wait(lk, [&] { return st->done.load(std::memory_order_acquire) == n; });
 }
@@ -142,9 +151,10 @@ struct TfThreads {  // for the scope of one op's kernels, on this thread
       const char* e = std::getenv("FASTNN_TF_SHARED_THREADS");
       return !(e && std::string(e) == "0");
     }();
+    const auto* w = c->device()->tensorflow_cpu_worker_threads();
     Runner* r = c->runner();
-    if (enabled && r && *r) {
-      H::table()->set_thread_executor(&tf_exec, r, 2);
+    if (enabled && r && *r && w && w->num_threads > 1) {
+      H::table()->set_thread_executor(&tf_exec, r, w->num_threads);
       on = true;
     }
   }
