@@ -63,6 +63,7 @@ struct BRows {
 void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr,
                   const BRows* b_rows = nullptr);
+inline constexpr int64_t kOwnSgemmMinMacs = int64_t(1) << 30;  // the default minimum (see sgemm_avx512.cpp)
 bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();

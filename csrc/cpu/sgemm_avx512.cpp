@@ -315,7 +315,7 @@ namespace {
 // Where it loses: B is packed in a pass of its own (written out and read back, where
 // OpenBLAS packs blocks that stay in cache) and the pool's threads wake in ~35 us where
 // OpenBLAS's are still spinning from its last call.
-constexpr int64_t kMinMacs = int64_t(1) << 30;
+constexpr int64_t kMinMacs = kOwnSgemmMinMacs;
 std::atomic<bool> g_own{[] {
   const char* env = std::getenv("FASTNN_GEMM");
   return have_avx512() && !(env && std::string(env) == "openblas");
@@ -344,7 +344,7 @@ void sgemm_avx512(bool, bool, int64_t, int64_t, int64_t, float, const float*, in
 }
 bool own_sgemm(int64_t, int64_t, int64_t) { return false; }
 bool own_sgemm_on() { return false; }
-int64_t own_sgemm_min_macs() { return 0; }
+int64_t own_sgemm_min_macs() { return kOwnSgemmMinMacs; }
 void set_own_sgemm(bool, int64_t) {}
 }  // namespace fastnn
 
