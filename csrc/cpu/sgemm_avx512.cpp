@@ -1,9 +1,10 @@
 // sgemm_avx512.cpp — fastnn's own float32 matrix product for CPUs with AVX-512, on
-// fastnn's thread pool, in place of OpenBLAS's sgemm for the Dense layers' products.
+// fastnn's thread pool (or a host framework's executor), in place of OpenBLAS's sgemm for
+// the Dense layers' products of >= kOwnSgemmMinMacs multiply-adds (table at kMinMacs).
 //
-// Why not OpenBLAS here:
+// Why not OpenBLAS there:
 //  - Speed. On one Zen 4 core (FMA peak measured at 117 GF/s) OpenBLAS's sgemm runs a
-//    1024^3 product at ~100 GF/s; this one at ~105 (oneDNN, in TensorFlow: ~105).
+//    1024^3 product at ~101 GF/s; this one at ~108 (oneDNN, in TensorFlow: ~105).
 //  - Its threads. After each call OpenBLAS's worker threads spin for ~2^28 cycles (~70
 //    ms) before they sleep. Whatever runs on the other core in that time (fastnn's own
 //    pool: the epilogue, the activation gradient; TensorFlow's or torch's threads) shares
@@ -14,22 +15,24 @@
 //
 // The method is the usual one (Goto / BLIS): the product is cut into k blocks of kKc,
 // op(B) is packed once per call into panels of kKc x kNr (the vector side, zero-padded),
-// op(A) into panels of kMr x kKc per row block (the broadcast side), and a micro-kernel
+// op(A) into panels of kMr x kKc per unit of rows (the broadcast side), and a micro-kernel
 // keeps a kMr x kNr tile of C in 24 zmm registers: per k, 4 vector loads of B, 6
-// broadcasts of A, 24 FMAs. Tiles at the edges are computed whole (the padding is zero)
-// and stored through masks. Rows are split over the pool in blocks of kMr.
+// broadcasts of A, 24 FMAs (117 GF/s on one core with its data in cache). Tiles at the
+// edges are computed whole (the padding is zero) and stored through masks. The rows are
+// cut into units of kUnitPanels tiles that the threads claim one at a time. op(B) may also
+// be made by the caller, rows at a time, as the packing reads it (BRows in kernels.h: a
+// backward's activation gradient, never written out).
 //
 // Used for float32 on CPUs with AVX-512 F/DQ/VL/BW (have_avx512()); the file is compiled
 // for baseline x86-64, only these functions carry the target attribute.
 #include <algorithm>
 #include <atomic>
-#include <string>
-#include <vector>
 #include <cstdint>
 #include <cstdlib>
 #include <memory>
 #include <new>
-#include <optional>
+#include <string>
+#include <vector>
 
 #include "kernels.h"
 #include "parallel.h"
