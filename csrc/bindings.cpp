@@ -411,15 +411,17 @@ PYBIND11_MODULE(_C, m) {
         "(runs on a host thread executor, OpenBLAS threads callbacks) so far (csrc/cpu/parallel.h)");
   m.def("_gelu_path", [] { return fastnn::have_avx512() ? "avx512" : "portable"; },
         "which float32 gelu (erf form) kernel runs here: AVX-512 intrinsics or the portable ISA clones");
-  m.def("_gemm_path", [] { return py::make_tuple(fastnn::own_sgemm_on() ? "fastnn-avx512" : "openblas",
-                                                 fastnn::own_sgemm_min_macs()); },
+  static const auto gemm_path = [] {
+    return py::make_tuple(fastnn::own_sgemm_on() ? "fastnn-avx512" : "openblas", fastnn::own_sgemm_min_macs());
+  };
+  m.def("_gemm_path", gemm_path,
         "(library, min_macs): float32 Dense products of at least min_macs multiply-adds run on that "
         "library (fastnn's AVX-512 sgemm or OpenBLAS), smaller ones on OpenBLAS");
   m.def("_set_gemm_path", [](const std::string& path, int64_t min_macs) {
         if (path != "fastnn-avx512" && path != "openblas")
           throw py::value_error("path must be 'fastnn-avx512' or 'openblas', got '" + path + "'");
         fastnn::set_own_sgemm(path == "fastnn-avx512", min_macs);
-        return py::make_tuple(fastnn::own_sgemm_on() ? "fastnn-avx512" : "openblas", fastnn::own_sgemm_min_macs());
+        return gemm_path();
       },
       py::arg("path"), py::arg("min_macs") = -1,
       "route the float32 Dense products (tests and benchmarks; min_macs < 0: the default); returns _gemm_path()");
