@@ -235,7 +235,19 @@ def normalize_axis(func, axis, ndim):
 
 class LossSpec(NamedTuple):
     name: str
-    params: dict
+    code: int        # index in LOSSES (elementwise losses, then cross_entropy, nll): the C++ Loss enum
+    params: dict     # every parameter, resolved
+    numeric: tuple   # (delta, beta, eps, log_target, log_input, full, ignore_index, label_smoothing) as floats
+
+
+# The loss parameters C++ receives, in the order of numeric (csrc/front decodes them once);
+# a loss that does not take one gets the value below, which it never reads.
+_LOSS_NUMERIC = (("delta", 1.0), ("beta", 1.0), ("eps", 1e-8), ("log_target", False), ("log_input", True),
+                 ("full", False), ("ignore_index", -100), ("label_smoothing", 0.0))
+
+
+def _loss_numeric(p):
+    return tuple(float(p.get(k, d)) for k, d in _LOSS_NUMERIC)
 
 
 def loss_spec(func, name, params):
@@ -265,7 +277,7 @@ def loss_spec(func, name, params):
             p[key] = _flag(func, key, p[key])
     if "eps" in p:
         p["eps"] = _number(func, "eps", p["eps"])
-    return LossSpec(canon, p)
+    return LossSpec(canon, R.LOSSES.index(canon), p, _loss_numeric(p))
 
 
 def reduction_of(func, loss, reduction):
