@@ -8,8 +8,6 @@ import os
 
 import numpy as np
 
-from .. import _registry as R
-
 DEVICE = "cpu"
 _C = None
 _why = None
@@ -69,13 +67,6 @@ def _empty(shape, dtype):
     return _C.empty(shape, dtype) if n >= _MIN_POOLED else np.empty(shape, dtype)
 
 
-def _loss_params(spec):
-    p = spec.params
-    return {"delta": p.get("delta", 1.0), "beta": p.get("beta", 1.0), "eps": p.get("eps", 1e-8),
-            "log_target": p.get("log_target", False), "log_input": p.get("log_input", True),
-            "full": p.get("full", False)}
-
-
 def activation_forward(x, spec, cols):
     y = _like(x)
     _C.act_forward(x, y, spec.code, spec.numeric, cols)
@@ -112,34 +103,29 @@ def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
 
 def loss_forward(pred, target, spec, want_none):
     out = _like(pred) if want_none else None
-    pw = spec.params.get("pos_weight")
-    s = _C.loss_forward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, out, _loss_params(spec), pw)
+    s = _C.loss_forward(spec.code, spec.numeric, pred, target, spec.params.get("pos_weight"), out)
     return s, out
 
 
 def loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
     dpred = _like(pred)
     dtarget = _like(target) if need_target_grad else None
-    pw = spec.params.get("pos_weight")
-    _C.loss_backward(R.ELEMENTWISE_LOSSES.index(spec.name), pred, target, grad, grad_scalar, dpred, dtarget,
-                     _loss_params(spec), pw)
+    _C.loss_backward(spec.code, spec.numeric, pred, target, spec.params.get("pos_weight"), grad, grad_scalar, dpred,
+                     dtarget)
     return dpred, dtarget
 
 
 def class_loss_forward(pred, target, spec, want_none):
     out = _empty((pred.shape[0],), pred.dtype) if want_none else None
-    p = spec.params
-    s = _C.class_forward(pred, target, p.get("weight"), out, spec.name == "nll", p["ignore_index"],
-                         p.get("label_smoothing", 0.0))
+    s = _C.loss_forward(spec.code, spec.numeric, pred, target, spec.params.get("weight"), out)
     return s, out
 
 
 def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad):
     dpred = _like(pred)
     dtarget = _like(target) if need_target_grad else None
-    p = spec.params
-    _C.class_backward(pred, target, p.get("weight"), grad, grad_scalar, dpred, dtarget, spec.name == "nll",
-                      p["ignore_index"], p.get("label_smoothing", 0.0))
+    _C.loss_backward(spec.code, spec.numeric, pred, target, spec.params.get("weight"), grad, grad_scalar, dpred,
+                     dtarget)
     return dpred, dtarget
 
 
