@@ -1,6 +1,6 @@
 """Small C++ extensions built on first use against a framework that is imported
-(fastnn.torch's autograd nodes against torch, fastnn.keras' XLA FFI handlers against
-jaxlib) and cached, so a wheel of fastnn never pins a torch or jax version.
+(fastnn.torch's autograd nodes against torch, fastnn.keras' TensorFlow ops against
+tensorflow and XLA FFI handlers against jaxlib) and cached, so a wheel of fastnn never pins a torch or jax version.
 
 The output's name carries a hash of the sources, of the compile command (compiler and
 flags) and of `key` (the framework version, Python), so a change of any of them
@@ -9,12 +9,30 @@ $FASTNN_CACHE_DIR (default ~/.cache/fastnn). Several processes may build at once
 (DDP workers, pytest-xdist): each compiles to a temp file and renames it into place
 atomically.
 """
+import glob
 import hashlib
 import os
 import subprocess
 import tempfile
 import threading
 import warnings
+
+
+def csrc_dir():
+    """The directory of fastnn's C++ sources (front/, cpu/, include/, the bridges' torch/, tf/,
+    jax/, cuda/): the installed copy (fastnn/_csrc) or the checkout's csrc/."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    for d in (os.path.join(here, "_csrc"), os.path.join(os.path.dirname(here), "csrc")):
+        if os.path.isfile(os.path.join(d, "front", "front.h")):
+            return d
+    raise FileNotFoundError("fastnn's C++ sources (fastnn/_csrc or csrc/) are missing from this installation")
+
+
+def front_headers(csrc):
+    """The headers a bridge built outside fastnn._C compiles against (the front end, its
+    table, the kernel declarations): hashed with its source, so a change rebuilds it."""
+    return sorted(glob.glob(os.path.join(csrc, "front", "*.h")) + glob.glob(os.path.join(csrc, "cpu", "*.h"))
+                  + glob.glob(os.path.join(csrc, "include", "fastnn", "*.h")))
 
 
 def cache_dir(sub):
@@ -80,7 +98,7 @@ class Lazy:
 
 
 def cpu_api_address():
-    """The address of fastnn._C's C++ kernel table (csrc/cpu/api.h), for an extension
+    """The address of fastnn._C's front-end table (csrc/cpu/api.h), for an extension
     loaded with ctypes; raises if the C++ backend is unavailable."""
     import ctypes
 
@@ -94,10 +112,10 @@ def cpu_api_address():
 
 
 def init_ctypes(lib, symbol):
-    """Hand fastnn._C's kernel table to `lib`'s init function `symbol` (0: accepted)."""
+    """Hand fastnn._C's front-end table to `lib`'s init function `symbol` (0: accepted)."""
     import ctypes
 
     fn = getattr(lib, symbol)
     fn.argtypes, fn.restype = [ctypes.c_void_p], ctypes.c_int
     if fn(cpu_api_address()) != 0:
-        raise RuntimeError(f"fastnn._C's kernel table does not match {symbol}'s build (rebuild fastnn)")
+        raise RuntimeError(f"fastnn._C's front-end table does not match {symbol}'s build (rebuild fastnn)")

@@ -153,9 +153,8 @@ Status dense_cross_entropy(const DenseCeCall& c, double* total);
 
 // Checks the call (shapes, dtypes, class indices): what every loss entry point checks first.
 Status loss_check(const LossCall& c);
-// True when the call per element has a value for each element (elementwise losses, soft
-// targets), false when per row (class indices): the shape of reduction "none" is pred's,
-// or pred's without its last axis.
+// True when the loss has a value per element (elementwise losses), false when per row
+// (class losses): the shape of reduction "none" is pred's, or pred's without its last axis.
 bool loss_per_element(const LossCall& c);
 // The loss per element / row into out (may be null) and its sum into *sum.
 Status loss_forward(const LossCall& c, const View* out, double* sum);
@@ -169,6 +168,12 @@ bool loss_in_domain(const LossCall& c);
 // The divisor of "mean" / "batchmean" (1 for none / sum): elements, or class targets not
 // ignored, or pred.shape[0] for batchmean. A checked call.
 double loss_denominator(const LossCall& c, int reduction);
+// The reduced value of a loss whose per-element / per-row values sum to `sum`, and the
+// gradient scale of each of them given the reduced value's gradient g.
+inline double loss_reduce(double sum, int reduction, double denom) { return reduction == kSum ? sum : sum / denom; }
+inline double loss_grad_scale(double g, int reduction, double denom) {
+  return reduction == kMean || reduction == kBatchMean ? g / denom : g;
+}
 
 // The generic executor of a framework that offers a runner ("run this task on one of my
 // threads"): ctx is a Runner. The calling thread claims parts too and finishes alone if

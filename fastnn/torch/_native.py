@@ -20,18 +20,14 @@ import sysconfig
 
 import torch
 
-from fastnn import _extbuild, _registry as R
-from fastnn._backends import _cuda_src
+from fastnn import _extbuild
 
 _act_ids, _loss_ids = {}, {}  # id(spec) -> (spec, extension id); the spec is held so its id stays unique
 
 
 def _sources():
-    csrc = _cuda_src.csrc_dir()
-    main = os.path.join(csrc, "torch", "native.cpp")
-    headers = [os.path.join(csrc, "cpu", h) for h in ("api.h", "kernels.h", "pool.h", "parallel.h")]
-    headers.append(os.path.join(csrc, "include", "fastnn", "scalar_math.h"))
-    return csrc, main, headers
+    csrc = _extbuild.csrc_dir()
+    return csrc, os.path.join(csrc, "torch", "native.cpp"), _extbuild.front_headers(csrc)
 
 
 def _build_command(src, out, csrc, cxx):
@@ -92,14 +88,12 @@ def act_id(spec):
     hit = _act_ids.get(id(spec))
     if hit is not None:
         return hit[1]
-    num = spec.numeric
-    i = _ext.value.register_activation(spec.code, [float(v) for v in num[:7]], int(num[7]),
-                                             bool(spec.from_y), spec.axis)
+    i = _ext.value.register_activation(spec.code, [float(v) for v in spec.numeric], bool(spec.from_y), spec.axis)
     _act_ids[id(spec)] = (spec, i)
     return i
 
 
-_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}
+_REDUCTIONS = {"none": 0, "mean": 1, "sum": 2, "batchmean": 3}  # csrc/front/front.h, Reduction
 
 
 def loss_id(spec):
@@ -110,16 +104,7 @@ def loss_id(spec):
     p = spec.params
     if p.get("weight") is not None or p.get("pos_weight") is not None:
         return None
-    if spec.name in R.CLASS_LOSSES:
-        kind = -1 if spec.name == "cross_entropy" else -2
-    else:
-        kind = R.ELEMENTWISE_LOSSES.index(spec.name)
-    from fastnn._backends import cpp  # the C++ backend's own defaults for the loss parameters
-
-    e = cpp._loss_params(spec)
-    i = _ext.value.register_loss(kind, float(e["delta"]), float(e["beta"]), float(e["eps"]),
-                                       bool(e["log_target"]), bool(e["log_input"]), bool(e["full"]),
-                                       int(p.get("ignore_index", -100)), float(p.get("label_smoothing", 0.0)))
+    i = _ext.value.register_loss(spec.code, list(spec.numeric))
     _loss_ids[id(spec)] = (spec, i)
     return i
 
