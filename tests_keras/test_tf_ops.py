@@ -1,4 +1,4 @@
-"""The tensorflow bridge's op route (csrc/tf/ops.cc, fastnn/keras/_tf_ops.py).
+"""The tensorflow bridge's op route (csrc/tf/ops.cc, fastnn/keras/_tf.py).
 
 The ops run the very kernels the numpy_function route runs, so every op here must give
 the same bits as that route: values and gradients, float32 and float64, 2-D and 3-D,
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason=
 if keras.backend.backend() == "tensorflow":
     import tensorflow as tf
 
-    from fastnn.keras import _tf as T, _tf_ops as O
+    from fastnn.keras import _tf as T
 
 ACTS, LOSSES = BRIDGE_ACTS, BRIDGE_LOSSES
 
@@ -24,11 +24,11 @@ class _callback_route:
     """Within it, _tf takes the numpy_function route."""
 
     def __enter__(self):
-        self.saved = O.usable
-        O.usable = lambda: False
+        self.saved = T._ops_for
+        T._ops_for = lambda usable: None
 
     def __exit__(self, *exc):
-        O.usable = self.saved
+        T._ops_for = self.saved
 
 
 def _grads(fn, inputs, probe, graph):
@@ -53,7 +53,7 @@ def _same(fn, inputs, probe, what):
 
 
 def test_the_op_route_is_built_and_used_here():
-    assert O.status() == "ok"  # CI has a compiler: the ops must build there
+    assert T.status() == "ok"  # CI has a compiler: the ops must build there
     x, w = tf.ones((4, 3)), tf.ones((3, 2))
 
     @tf.function
@@ -135,7 +135,7 @@ def test_out_of_range_class_index_is_an_error_not_a_read_out_of_bounds():
     for bad in (4, -1, 1 << 30):
         labels = tf.constant([0, bad, 2], tf.int32)
         with pytest.raises(tf.errors.InvalidArgumentError, match=rf"class index {bad} is out of range \[0, 4\)"):
-            O.loss(pred, labels, "cross_entropy", (), (3,))
+            T.loss(pred, labels, "cross_entropy", (), (3,))
 
 
 def test_shapes_are_known_in_a_graph():
@@ -154,9 +154,9 @@ _PROBE = """
 import os
 os.environ["KERAS_BACKEND"] = "tensorflow"
 import tensorflow as tf
-from fastnn.keras import _tf, _tf_ops
+from fastnn.keras import _tf
 y = _tf.dense(tf.ones((4, 3)), tf.ones((3, 2)), None, "relu", ())
-print(_tf_ops.status()); print(float(tf.reduce_sum(y)))
+print(_tf.status()); print(float(tf.reduce_sum(y)))
 """
 
 

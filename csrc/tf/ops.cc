@@ -2,40 +2,38 @@
 //
 // Why: tf.numpy_function runs Python inside the step (~60-100 us per call, three per
 // Dense forward + backward, with the GIL). These ops run in TF's executor like its own
-// kernels. fastnn/keras/_tf_ops.py builds this file on first use against the installed
+// kernels. fastnn/keras/_tf.py builds this file on first use against the installed
 // TensorFlow (tf.sysconfig's flags), loads it with tf.load_op_library and wraps the ops in
-// tf.custom_gradient. The work is csrc/host/ops.h's (shared with the jax FFI handlers),
-// on fastnn._C's kernels through its C++ table: the bits of the Python API.
+// tf.custom_gradient. Each op turns TF's tensors into front-end views and calls fastnn._C's
+// front end (csrc/front/front.h, through its table csrc/cpu/api.h): the checks, kernels
+// and bits of the Python API.
 //
-// Ops (inputs -> outputs; attributes). Doubles travel as their 64-bit patterns in int
-// lists (TF float attributes are 32-bit; an activation parameter such as 0.1 must reach
-// the kernel as the double the other routes pass).
-//   FastnnDenseFwd   x (..., in), w (in, out), b (out,) or (0,) -> y, z: nz * T   (act, p, approx, has_b, nz)
-//   FastnnDenseBwdW  dy, x, w, r -> dw, db: nb * T, dpre: nd * T                  (act, p, approx, from_y)
+// Ops (inputs -> outputs; attributes). act / kind and p: ActSpec.code / numeric or
+// LossSpec.code / numeric, the 8 doubles as their 64-bit patterns in an int list (TF float
+// attributes are 32-bit; a parameter such as 0.1 must reach the kernel as the double the
+// other routes pass).
+//   FastnnDenseFwd   x (..., in), w (in, out), b (out,) or (0,) -> y, z: nz * T   (act, p, has_b, nz)
+//   FastnnDenseBwdW  dy, x, w, r -> dw, db: nb * T, dpre: nd * T                  (act, p, from_y)
 //   FastnnDenseBwdX  dpre (..., out), w (in, out) -> dx (..., in)
-//   FastnnActFwd     x -> y                                                        (act, p, approx)
-//   FastnnActBwd     dy, r -> dx                                                   (act, p, approx, from_y)
-//   FastnnLossFwd    pred, target -> per-element (per-row) loss                    (loss attributes)
-//   FastnnLossBwd    g, pred, target -> dpred                                      (loss attributes)
-#include <atomic>
-#include <condition_variable>
+//   FastnnActFwd     x -> y                                                        (act, p)
+//   FastnnActBwd     dy, r -> dx                                                   (act, p, from_y)
+//   FastnnLossFwd    pred, target -> per-element (per-row) loss                    (kind, p)
+//   FastnnLossBwd    g, pred, target -> dpred                                      (kind, p)
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
-#include <memory>
-#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
 
-#include "host/ops.h"
+#include "cpu/api.h"
 #include "tensorflow/core/framework/allocation_description.pb.h"
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
 
-namespace H = fastnn::host;
+namespace F = fastnn::front;
 using tensorflow::DEVICE_CPU;
 using tensorflow::OpKernel;
 using tensorflow::OpKernelConstruction;
@@ -47,31 +45,50 @@ using tensorflow::shape_inference::ShapeHandle;
 
 namespace {
 
+const fastnn::CpuApi* g_api = nullptr;
+
 absl::Status bad(const std::string& what) { return absl::InvalidArgumentError("fastnn (tf op): " + what); }
+absl::Status done(const F::Status& s) { return s.ok() ? absl::OkStatus() : bad(s.msg); }
 
-double from_bits(int64_t b) {
-  double d;
-  std::memcpy(&d, &b, sizeof d);
-  return d;
+// ---- tensors <-> the front end ------------------------------------------------------------
+F::DType dtype_of(tensorflow::DataType t) {
+  switch (t) {
+    case tensorflow::DT_FLOAT: return F::DType::f32;
+    case tensorflow::DT_DOUBLE: return F::DType::f64;
+    case tensorflow::DT_INT32: return F::DType::i32;
+    case tensorflow::DT_INT64: return F::DType::i64;
+    default: return F::DType::other;
+  }
 }
+// A view of t; holds the shape the view points to (not copyable).
+struct View {
+  tensorflow::gtl::InlinedVector<int64_t, 4> dims;
+  F::View v;
+  explicit View(const Tensor& t) : dims(t.shape().dim_sizes()) {
+    v = F::View{const_cast<char*>(t.tensor_data().data()), dtype_of(t.dtype()), t.dims(), dims.data()};
+  }
+  View(const View&) = delete;
+  View& operator=(const View&) = delete;
+};
 
-int64_t rows(const Tensor& t) {  // prod(shape[:-1])
-  int64_t m = 1;
-  for (int i = 0; i + 1 < t.dims(); ++i) m *= t.dim_size(i);
-  return m;
-}
-int64_t last(const Tensor& t) { return t.dims() ? t.dim_size(t.dims() - 1) : 1; }
-template <class T> const T* in(const Tensor& t) { return reinterpret_cast<const T*>(t.tensor_data().data()); }
-template <class T> T* out(Tensor* t) { return reinterpret_cast<T*>(const_cast<char*>(t->tensor_data().data())); }
+// An output tensor the op allocated (null: not allocated), as an optional view.
+struct Out {
+  std::unique_ptr<View> view;
+  explicit Out(const Tensor* t) {
+    if (t) view = std::make_unique<View>(*t);
+  }
+  const F::View* p() const { return view ? &view->v : nullptr; }
+};
 
-// Outputs of >= 1 MiB come from fastnn's buffer cache (cpu/pool.h) and go back to it when
-// TensorFlow drops the tensor: TF's CPU allocator hands out fresh pages, whose first-touch
-// faults cost more than the work of a memory-bound kernel (a 1024x1024x1024 Dense forward
-// took 10.8 ms into cached memory, 12.5 ms into fresh).
+// Outputs follow the front end's allocation policy (csrc/cpu/api.h, pooled_or): a large
+// one is a block of fastnn's buffer cache, given back when TensorFlow drops the tensor
+// (TF's CPU allocator hands out fresh pages; a 1024x1024x1024 Dense forward took 10.8 ms
+// into cached memory, 12.5 ms into fresh: examples/keras_mlp.py --large).
 class PoolBuffer : public tensorflow::TensorBuffer {
  public:
-  PoolBuffer(void* p, size_t bytes, size_t block) : TensorBuffer(p), bytes_(bytes), block_(block) {}
-  ~PoolBuffer() override { H::table()->pool_release(data(), block_); }
+  PoolBuffer(void* p, size_t bytes, size_t block, void (*release)(void*, size_t))
+      : TensorBuffer(p), bytes_(bytes), block_(block), release_(release) {}
+  ~PoolBuffer() override { release_(data(), block_); }
   size_t size() const override { return bytes_; }
   TensorBuffer* root_buffer() override { return this; }
   void FillAllocationDescription(tensorflow::AllocationDescription* proto) const override {
@@ -82,280 +99,224 @@ class PoolBuffer : public tensorflow::TensorBuffer {
 
  private:
   size_t bytes_, block_;
+  void (*release_)(void*, size_t);
 };
 
-template <class T> absl::Status alloc(OpKernelContext* c, int index, const TensorShape& shape, Tensor** out) {
-  const size_t bytes = static_cast<size_t>(shape.num_elements()) * sizeof(T);
-  if (bytes < fastnn::pool::kMinBytes) return c->allocate_output(index, shape, out);
-  size_t block = 0;
-  void* p = nullptr;
+absl::Status alloc(OpKernelContext* c, int index, const TensorShape& shape, Tensor** out) {
+  const auto dt = c->expected_output_dtype(index);
+  const size_t bytes = static_cast<size_t>(shape.num_elements()) * tensorflow::DataTypeSize(dt);
+  const auto plain = [&] { return c->allocate_output(index, shape, out); };
   try {
-    p = H::table()->pool_acquire(bytes, &block);
+    return F::pooled_or(*g_api, bytes, plain, [&](void* p, size_t block, void (*release)(void*, size_t)) {
+      auto* buf = new PoolBuffer(p, bytes, block, release);
+      Tensor t(dt, shape, buf);
+      buf->Unref();  // the tensor holds the reference now
+      c->set_output(index, t);
+      *out = c->mutable_output(index);
+      return absl::OkStatus();
+    });
   } catch (const std::bad_alloc&) {
-    return c->allocate_output(index, shape, out);  // TF's allocator reports what it cannot do
+    return plain();  // TF's allocator reports what it cannot do
   }
-  auto* buf = new PoolBuffer(p, bytes, block);
-  Tensor t(tensorflow::DataTypeToEnum<T>::v(), shape, buf);
-  buf->Unref();  // the tensor holds the reference now
-  c->set_output(index, t);
-  *out = c->mutable_output(index);
-  return absl::OkStatus();
 }
 
 // Inside these ops fastnn's parallel parts run on TensorFlow's own executor threads (the
 // op's runner), not on fastnn's pool. TF's idle executor threads spin for work after each
-// op; a fastnn pool thread woken then shares a core with one of them. Measured, the
-// 1024 -> 1024 -> 1 Keras step at batch 1024 (examples/keras_mlp.py --large, fastnn over
-// stock): 1.028-1.040 with fastnn's pool, 0.996-1.009 on the runner (the 1024 -> 1
-// layer's dx, an outer product, 0.6-0.7 -> 0.16-0.23 ms). TF's intra-op pool instead
-// (its device worker threads) measured 1.12-1.19. FASTNN_TF_SHARED_THREADS=0 turns it off.
-// The parts are independent (fastnn.keras never turns on OpenBLAS's threads callback,
-// whose jobs wait for one another), so the caller claims parts too and finishes alone if
-// no runner thread comes: none waits on a part that no thread took. The state is shared:
-// a runner task that starts after the call returned finds no part left.
-struct ExecState {
-  std::atomic<int> next{0}, done{0};
-  int n = 0;
-  fastnn::JobFn job = nullptr;
-  void* jctx = nullptr;
-  std::mutex m;
-  std::condition_variable cv;
-  void work() {
-    for (int i; (i = next.fetch_add(1, std::memory_order_relaxed)) < n;) {
-      job(jctx, i);
-      if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == n) {
-        std::lock_guard<std::mutex> lk(m);
-        cv.notify_all();
-      }
-    }
-  }
-};
+// op; a fastnn pool thread woken then shares a core with one of them. The 1024 -> 1024 ->
+// 1 Keras step at batch 1024 (examples/keras_mlp.py --large) ran 3% faster on the runner
+// than on fastnn's pool, 12% slower on TF's intra-op pool. FASTNN_TF_SHARED_THREADS=0
+// turns it off. The runner takes the front end's runner_executor, which needs independent
+// parts: fastnn.keras never turns on OpenBLAS's threads callback here.
+using TfRunner = std::function<void(std::function<void()>)>;
 
-using Runner = std::function<void(std::function<void()>)>;
+void post(void* rctx, void (*task)(void*), void* arg) { (*static_cast<TfRunner*>(rctx))([task, arg] { task(arg); }); }
 
-void tf_exec(void* ctx, int n, fastnn::JobFn job, void* jctx) {
-  auto* runner = static_cast<Runner*>(ctx);
-  auto st = std::make_shared<ExecState>();
-  st->n = n;
-  st->job = job;
-  st->jctx = jctx;
-  for (int t = 1; t < n; ++t) (*runner)([st] { st->work(); });
-  st->work();
-  std::unique_lock<std::mutex> lk(st->m);
-  st->cv.wait(lk, [&] { return st->done.load(std::memory_order_acquire) == n; });
+bool shared_threads(OpKernelContext* c) {
+  static const bool enabled = [] {
+    const char* e = std::getenv("FASTNN_TF_SHARED_THREADS");
+    return !(e && std::string(e) == "0");
+  }();
+  const auto* w = c->device()->tensorflow_cpu_worker_threads();
+  TfRunner* r = c->runner();
+  return enabled && r && *r && w && w->num_threads > 1;
 }
 
 struct TfThreads {  // for the scope of one op's kernels, on this thread
-  explicit TfThreads(OpKernelContext* c) {
-    static const bool enabled = [] {
-      const char* e = std::getenv("FASTNN_TF_SHARED_THREADS");
-      return !(e && std::string(e) == "0");
-    }();
-    const auto* w = c->device()->tensorflow_cpu_worker_threads();
-    Runner* r = c->runner();
-    if (enabled && r && *r && w && w->num_threads > 1) {
-      H::table()->set_thread_executor(&tf_exec, r, w->num_threads);
-      on = true;
-    }
-  }
-  ~TfThreads() {
-    if (on) H::table()->set_thread_executor(nullptr, nullptr, 0);
-  }
-  TfThreads(const TfThreads&) = delete;
-  TfThreads& operator=(const TfThreads&) = delete;
-  bool on = false;
+  F::Runner runner;
+  F::ThreadScope scope;
+  explicit TfThreads(OpKernelContext* c)
+      : runner{&post, c->runner()},
+        scope(*g_api, shared_threads(c), g_api->runner_executor, &runner,
+              c->device()->tensorflow_cpu_worker_threads() ? c->device()->tensorflow_cpu_worker_threads()->num_threads
+                                                           : 1,
+              false) {}
 };
 
-// The activation attributes every Dense / activation op carries.
-struct ActAttrs {
-  fastnn::Act act;
-  fastnn::ActParams ap;
-  explicit ActAttrs(OpKernelConstruction* c) {
-    int64_t code = 0, approx = 0;
-    std::vector<int64_t> bits;
-    OP_REQUIRES_OK(c, c->GetAttr("act", &code));
-    OP_REQUIRES_OK(c, c->GetAttr("p", &bits));
-    OP_REQUIRES_OK(c, c->GetAttr("approx", &approx));
-    std::vector<double> p(bits.size());
-    for (size_t i = 0; i < bits.size(); ++i) p[i] = from_bits(bits[i]);
-    const std::string e = H::act_of(code, p.data(), p.size(), approx, &act, &ap);
-    OP_REQUIRES(c, e.empty(), bad(e));
-  }
-};
+// The 8 doubles of attribute "p" (bit patterns).
+absl::Status numeric(OpKernelConstruction* c, std::vector<double>* p) {
+  std::vector<int64_t> bits;
+  TF_RETURN_IF_ERROR(c->GetAttr("p", &bits));
+  p->resize(bits.size());
+  if (!bits.empty()) std::memcpy(p->data(), bits.data(), bits.size() * sizeof(double));
+  return absl::OkStatus();
+}
 
-template <class T> class DenseFwdOp : public OpKernel {
+// The activation every Dense / activation op carries.
+absl::Status act_attrs(OpKernelConstruction* c, F::ActArgs* a) {
+  int64_t code = 0;
+  std::vector<double> p;
+  TF_RETURN_IF_ERROR(c->GetAttr("act", &code));
+  TF_RETURN_IF_ERROR(numeric(c, &p));
+  return done(g_api->decode_act(code, p.data(), p.size(), a));
+}
+
+class DenseFwdOp : public OpKernel {
  public:
-  explicit DenseFwdOp(OpKernelConstruction* c) : OpKernel(c), a_(c) {
+  explicit DenseFwdOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, act_attrs(c, &a_));
     OP_REQUIRES_OK(c, c->GetAttr("has_b", &has_b_));
   }
   void Compute(OpKernelContext* c) override {
     const Tensor &x = c->input(0), &w = c->input(1), &b = c->input(2);
-    OP_REQUIRES(c, w.dims() == 2 && x.dims() >= 1 && w.dim_size(0) == last(x),
-                bad("dense: x " + x.shape().DebugString() + " does not match w " + w.shape().DebugString()));
-    const int64_t m = rows(x), k = w.dim_size(0), n = w.dim_size(1);
-    OP_REQUIRES(c, !has_b_ || b.NumElements() == n, bad("dense: b does not match w"));
+    OP_REQUIRES(c, x.dims() >= 1 && w.dims() == 2, bad("dense: x must be at least 1-D and w 2-D"));
     TensorShape ys = x.shape();
-    ys.set_dim(ys.dims() - 1, n);
+    ys.set_dim(ys.dims() - 1, w.dim_size(1));
     Tensor *y = nullptr, *z = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, ys, &y));
-    if (c->num_outputs() > 1) OP_REQUIRES_OK(c, alloc<T>(c, 1, ys, &z));
+    OP_REQUIRES_OK(c, alloc(c, 0, ys, &y));
+    if (c->num_outputs() > 1) OP_REQUIRES_OK(c, alloc(c, 1, ys, &z));
+    const View xv(x), wv(w), bv(b), yv(*y);
+    const Out zo(z);
     TfThreads threads(c);
-    H::dense_fwd<T>(a_.act, a_.ap, in<T>(x), in<T>(w), has_b_ ? in<T>(b) : nullptr, out<T>(y),
-                    z ? out<T>(z) : nullptr, m, k, n);
+    OP_REQUIRES_OK(c, done(g_api->dense_forward(a_, xv.v, wv.v, false, has_b_ ? &bv.v : nullptr, yv.v, zo.p())));
   }
 
  private:
-  ActAttrs a_;
+  F::ActArgs a_{};
   bool has_b_ = false;
 };
 
-template <class T> class DenseBwdWOp : public OpKernel {
+class DenseBwdWOp : public OpKernel {
  public:
-  explicit DenseBwdWOp(OpKernelConstruction* c) : OpKernel(c), a_(c) {
+  explicit DenseBwdWOp(OpKernelConstruction* c) : OpKernel(c) {
+    OP_REQUIRES_OK(c, act_attrs(c, &a_));
     OP_REQUIRES_OK(c, c->GetAttr("from_y", &from_y_));
     OP_REQUIRES_OK(c, c->GetAttr("nb", &nb_));
     OP_REQUIRES_OK(c, c->GetAttr("nd", &nd_));
-    OP_REQUIRES(c, !H::needs_x(a_.act, from_y_), bad("this activation's backward needs z"));
     OP_REQUIRES(c, nd_ == (a_.act == fastnn::Act::linear ? 0 : 1), bad("dpre is an output unless linear"));
   }
   void Compute(OpKernelContext* c) override {
     const Tensor &dy = c->input(0), &x = c->input(1), &w = c->input(2), &r = c->input(3);
-    OP_REQUIRES(c, w.dims() == 2 && x.dims() >= 1 && w.dim_size(0) == last(x),
-                bad("dense backward: x " + x.shape().DebugString() + " does not match w " + w.shape().DebugString()));
-    const int64_t m = rows(x), k = w.dim_size(0), n = w.dim_size(1);
-    OP_REQUIRES(c, dy.NumElements() == m * n, bad("dense backward: dy has the wrong size"));
-    OP_REQUIRES(c, nd_ == 0 || r.NumElements() == m * n, bad("dense backward: r has the wrong size"));
+    OP_REQUIRES(c, w.dims() == 2, bad("dense backward: w must be 2-D"));
     Tensor *dw = nullptr, *db = nullptr, *dpre = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, w.shape(), &dw));
-    if (nb_) OP_REQUIRES_OK(c, alloc<T>(c, 1, TensorShape({n}), &db));
+    OP_REQUIRES_OK(c, alloc(c, 0, w.shape(), &dw));
+    if (nb_) OP_REQUIRES_OK(c, alloc(c, 1, TensorShape({w.dim_size(1)}), &db));
     // dpre only when an op downstream reads it (a first layer's is not: no dx): without it
     // the product makes the activation gradient inside its packing and writes none.
-    if (nd_ && c->output_required(1 + nb_)) OP_REQUIRES_OK(c, alloc<T>(c, 1 + nb_, dy.shape(), &dpre));
+    if (nd_ && c->output_required(1 + nb_)) OP_REQUIRES_OK(c, alloc(c, 1 + nb_, dy.shape(), &dpre));
+    const View dyv(dy), xv(x), wv(w), rv(r), dwv(*dw);
+    const Out dbo(db), dpo(dpre);
     TfThreads threads(c);
-    H::dense_bwd_w<T>(a_.act, a_.ap, from_y_, in<T>(dy), in<T>(x), in<T>(w), in<T>(r), out<T>(dw),
-                      db ? out<T>(db) : nullptr, dpre ? out<T>(dpre) : nullptr, m, k, n);
+    OP_REQUIRES_OK(c, done(g_api->dense_backward(a_, from_y_, dyv.v, xv.v, wv.v, false, &rv.v, nullptr, &dwv.v,
+                                                 dbo.p(), dpo.p())));
   }
 
  private:
-  ActAttrs a_;
+  F::ActArgs a_{};
   bool from_y_ = false;
   int64_t nb_ = 0, nd_ = 0;
 };
 
-template <class T> class DenseBwdXOp : public OpKernel {
+// dx (..., in) = dpre (..., out) @ w^T: w (in, out) row-major is a torch-layout ("oi")
+// weight of a layer out -> in.
+class DenseBwdXOp : public OpKernel {
  public:
   using OpKernel::OpKernel;
   void Compute(OpKernelContext* c) override {
     const Tensor &dpre = c->input(0), &w = c->input(1);
-    OP_REQUIRES(c, w.dims() == 2 && dpre.dims() >= 1 && w.dim_size(1) == last(dpre),
-                bad("dense dx: dy " + dpre.shape().DebugString() + " does not match w " + w.shape().DebugString()));
-    const int64_t m = rows(dpre), k = w.dim_size(0), n = w.dim_size(1);
+    OP_REQUIRES(c, dpre.dims() >= 1 && w.dims() == 2, bad("dense dx: dy must be at least 1-D and w 2-D"));
     TensorShape xs = dpre.shape();
-    xs.set_dim(xs.dims() - 1, k);
+    xs.set_dim(xs.dims() - 1, w.dim_size(0));
     Tensor* dx = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, xs, &dx));
+    OP_REQUIRES_OK(c, alloc(c, 0, xs, &dx));
+    const View dv(dpre), wv(w), dxv(*dx);
+    const F::ActArgs linear{fastnn::Act::linear, {}};
     TfThreads threads(c);
-    H::dense_bwd_x<T>(in<T>(dpre), in<T>(w), out<T>(dx), m, k, n);
+    OP_REQUIRES_OK(c, done(g_api->dense_forward(linear, dv.v, wv.v, true, nullptr, dxv.v, nullptr)));
   }
 };
 
-template <class T> class ActFwdOp : public OpKernel {
+// Activations along the last axis; backward: from_y reads y, else x.
+class ActOp : public OpKernel {
  public:
-  explicit ActFwdOp(OpKernelConstruction* c) : OpKernel(c), a_(c) {}
+  ActOp(OpKernelConstruction* c, bool backward) : OpKernel(c), backward_(backward) {
+    OP_REQUIRES_OK(c, act_attrs(c, &a_));
+    if (backward_) OP_REQUIRES_OK(c, c->GetAttr("from_y", &from_y_));
+  }
   void Compute(OpKernelContext* c) override {
-    const Tensor& x = c->input(0);
-    Tensor* y = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, x.shape(), &y));
+    const Tensor& src = c->input(backward_ ? 1 : 0);
+    Tensor* out = nullptr;
+    OP_REQUIRES_OK(c, alloc(c, 0, src.shape(), &out));
+    const View sv(src), ov(*out);
     TfThreads threads(c);
-    H::act_fwd<T>(a_.act, a_.ap, in<T>(x), out<T>(y), x.NumElements(), last(x));
+    if (!backward_) {
+      OP_REQUIRES_OK(c, done(g_api->act_forward(a_, sv.v, ov.v, sv.v.last())));
+      return;
+    }
+    const View dyv(c->input(0));
+    OP_REQUIRES_OK(c, done(g_api->act_backward(a_, from_y_, sv.v, dyv.v, ov.v, sv.v.last())));
   }
 
  private:
-  ActAttrs a_;
+  F::ActArgs a_{};
+  bool backward_, from_y_ = false;
+};
+struct ActFwdOp : ActOp {
+  explicit ActFwdOp(OpKernelConstruction* c) : ActOp(c, false) {}
+};
+struct ActBwdOp : ActOp {
+  explicit ActBwdOp(OpKernelConstruction* c) : ActOp(c, true) {}
 };
 
-template <class T> class ActBwdOp : public OpKernel {
- public:
-  explicit ActBwdOp(OpKernelConstruction* c) : OpKernel(c), a_(c) {
-    OP_REQUIRES_OK(c, c->GetAttr("from_y", &from_y_));
-    OP_REQUIRES(c, !H::needs_x(a_.act, from_y_), bad("this activation's backward needs x"));
-  }
-  void Compute(OpKernelContext* c) override {
-    const Tensor &dy = c->input(0), &r = c->input(1);
-    OP_REQUIRES(c, dy.shape() == r.shape(),
-                bad("activation backward: dy " + dy.shape().DebugString() + " does not match " + r.shape().DebugString()));
-    Tensor* dx = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, dy.shape(), &dx));
-    TfThreads threads(c);
-    H::act_bwd<T>(a_.act, a_.ap, from_y_, in<T>(dy), in<T>(r), out<T>(dx), dy.NumElements(), last(dy));
-  }
-
- private:
-  ActAttrs a_;
-  bool from_y_ = false;
-};
-
-absl::Status loss_attrs(OpKernelConstruction* c, H::LossAttrs* a) {
-  std::vector<int64_t> d;  // delta, beta, eps, label_smoothing as bit patterns
-  TF_RETURN_IF_ERROR(c->GetAttr("kind", &a->kind));
-  TF_RETURN_IF_ERROR(c->GetAttr("d", &d));
-  TF_RETURN_IF_ERROR(c->GetAttr("log_target", &a->log_target));
-  TF_RETURN_IF_ERROR(c->GetAttr("log_input", &a->log_input));
-  TF_RETURN_IF_ERROR(c->GetAttr("full", &a->full));
-  TF_RETURN_IF_ERROR(c->GetAttr("ignore_index", &a->ignore_index));
-  if (d.size() != 4) return bad("bad loss attributes");
-  a->delta = from_bits(d[0]);
-  a->beta = from_bits(d[1]);
-  a->eps = from_bits(d[2]);
-  a->label_smoothing = from_bits(d[3]);
-  const std::string e = H::loss_kind_ok(a->kind);
-  return e.empty() ? absl::OkStatus() : bad(e);
-}
-
-// pred: T; target: TT (T for elementwise losses, int32/int64 class indices otherwise).
-template <class T, class TT> class LossOp : public OpKernel {
+// Losses, reduction "none" (Keras' BCE rule: any float). pred: T; target: pred's dtype
+// (elementwise) or int32 / int64 class indices.
+class LossOp : public OpKernel {
  public:
   LossOp(OpKernelConstruction* c, bool backward) : OpKernel(c), backward_(backward) {
-    OP_REQUIRES_OK(c, loss_attrs(c, &a_));
-    const bool elementwise = a_.kind >= 0;
-    OP_REQUIRES(c, (elementwise == std::is_same_v<T, TT>),
-                bad(elementwise ? "elementwise targets have pred's dtype" : "class targets are int32 / int64"));
+    int64_t kind = 0;
+    std::vector<double> p;
+    OP_REQUIRES_OK(c, c->GetAttr("kind", &kind));
+    OP_REQUIRES_OK(c, numeric(c, &p));
+    OP_REQUIRES_OK(c, done(g_api->decode_loss(kind, p.data(), p.size(), &d_)));
   }
   void Compute(OpKernelContext* c) override {
     const int off = backward_ ? 1 : 0;
     const Tensor &pred = c->input(off), &target = c->input(off + 1);
-    const T* g = backward_ ? in<T>(c->input(0)) : nullptr;
-    const bool elementwise = a_.kind >= 0;
-    const int64_t per = elementwise ? pred.NumElements() : rows(pred);
-    if (elementwise)
-      OP_REQUIRES(c, target.shape() == pred.shape(), bad("loss: target " + target.shape().DebugString() +
-                                                         " does not match pred " + pred.shape().DebugString()));
-    else
-      OP_REQUIRES(c, pred.dims() >= 1 && target.NumElements() == per,
-                  bad("loss: target " + target.shape().DebugString() + " does not match pred " +
-                      pred.shape().DebugString()));
-    OP_REQUIRES(c, !backward_ || c->input(0).NumElements() == per, bad("loss backward: g has the wrong size"));
+    const View pv(pred), tv(target);
+    const F::LossCall call{&d_, pv.v, tv.v, nullptr, true};
+    OP_REQUIRES_OK(c, done(g_api->loss_check(call)));
     TensorShape os = pred.shape();
-    if (!elementwise && !backward_) os.RemoveLastDims(1);
+    if (!backward_ && !g_api->loss_per_element(call)) os.RemoveLastDims(1);
     Tensor* o = nullptr;
-    OP_REQUIRES_OK(c, alloc<T>(c, 0, os, &o));
-    if constexpr (std::is_same_v<T, TT>) {
-      H::loss_elementwise<T>(a_, g, in<T>(pred), in<T>(target), out<T>(o), pred.NumElements());
-    } else {
-      const std::string e = H::loss_class<T, TT>(a_, g, in<T>(pred), in<TT>(target), out<T>(o), rows(pred), last(pred));
-      OP_REQUIRES(c, e.empty(), bad(e));
+    OP_REQUIRES_OK(c, alloc(c, 0, os, &o));
+    const View ov(*o);
+    if (!backward_) {
+      double sum = 0;
+      OP_REQUIRES_OK(c, done(g_api->loss_forward(call, &ov.v, &sum)));
+      return;
     }
+    const View gv(c->input(0));
+    OP_REQUIRES_OK(c, done(g_api->loss_backward(call, &gv.v, 1.0, ov.v, nullptr)));
   }
 
  private:
-  H::LossAttrs a_{};
+  F::LossDesc d_{};
   bool backward_;
 };
-template <class T, class TT> struct LossFwdOp : LossOp<T, TT> {
-  explicit LossFwdOp(OpKernelConstruction* c) : LossOp<T, TT>(c, false) {}
+struct LossFwdOp : LossOp {
+  explicit LossFwdOp(OpKernelConstruction* c) : LossOp(c, false) {}
 };
-template <class T, class TT> struct LossBwdOp : LossOp<T, TT> {
-  explicit LossBwdOp(OpKernelConstruction* c) : LossOp<T, TT>(c, true) {}
+struct LossBwdOp : LossOp {
+  explicit LossBwdOp(OpKernelConstruction* c) : LossOp(c, true) {}
 };
 
 // ---- shapes -------------------------------------------------------------------------------
@@ -370,10 +331,8 @@ absl::Status last_replaced(InferenceContext* c, ShapeHandle s, tensorflow::shape
 
 }  // namespace
 
-#define FASTNN_ACT_ATTRS .Attr("act: int").Attr("p: list(int)").Attr("approx: int")
-#define FASTNN_LOSS_ATTRS                                                                                 \
-  .Attr("kind: int").Attr("d: list(int)").Attr("log_target: bool").Attr("log_input: bool").Attr("full: bool") \
-      .Attr("ignore_index: int")
+#define FASTNN_ACT_ATTRS .Attr("act: int").Attr("p: list(int)")
+#define FASTNN_LOSS_ATTRS .Attr("kind: int").Attr("p: list(int)")
 
 REGISTER_OP("FastnnDenseFwd")
     .Input("x: T").Input("w: T").Input("b: T")
@@ -437,9 +396,9 @@ REGISTER_OP("FastnnLossFwd")
     .Input("pred: T").Input("target: TT").Output("loss: T")
     .Attr("T: {float, double}").Attr("TT: {float, double, int32, int64}") FASTNN_LOSS_ATTRS
     .SetShapeFn([](InferenceContext* c) {
-      int64_t kind = 0;
-      TF_RETURN_IF_ERROR(c->GetAttr("kind", &kind));
-      if (kind >= 0) {
+      tensorflow::DataType tt;
+      TF_RETURN_IF_ERROR(c->GetAttr("TT", &tt));
+      if (tt == tensorflow::DT_FLOAT || tt == tensorflow::DT_DOUBLE) {  // elementwise
         c->set_output(0, c->input(0));
         return absl::OkStatus();
       }
@@ -458,28 +417,27 @@ REGISTER_OP("FastnnLossBwd")
       return absl::OkStatus();
     });
 
-#define FASTNN_REGISTER(T)                                                                                       \
-  REGISTER_KERNEL_BUILDER(Name("FastnnDenseFwd").Device(DEVICE_CPU).TypeConstraint<T>("T"), DenseFwdOp<T>);      \
-  REGISTER_KERNEL_BUILDER(Name("FastnnDenseBwdW").Device(DEVICE_CPU).TypeConstraint<T>("T"), DenseBwdWOp<T>);    \
-  REGISTER_KERNEL_BUILDER(Name("FastnnDenseBwdX").Device(DEVICE_CPU).TypeConstraint<T>("T"), DenseBwdXOp<T>);    \
-  REGISTER_KERNEL_BUILDER(Name("FastnnActFwd").Device(DEVICE_CPU).TypeConstraint<T>("T"), ActFwdOp<T>);          \
-  REGISTER_KERNEL_BUILDER(Name("FastnnActBwd").Device(DEVICE_CPU).TypeConstraint<T>("T"), ActBwdOp<T>);          \
-  REGISTER_KERNEL_BUILDER(                                                                                       \
-      Name("FastnnLossFwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<T>("TT"), LossFwdOp<T, T>); \
-  REGISTER_KERNEL_BUILDER(                                                                                       \
-      Name("FastnnLossBwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<T>("TT"), LossBwdOp<T, T>); \
-  FASTNN_REGISTER_CLASS(T, int32_t)                                                                              \
-  FASTNN_REGISTER_CLASS(T, int64_t)
-#define FASTNN_REGISTER_CLASS(T, I)                                                                                \
-  REGISTER_KERNEL_BUILDER(                                                                                         \
-      Name("FastnnLossFwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<I>("TT"), LossFwdOp<T, I>);   \
-  REGISTER_KERNEL_BUILDER(                                                                                         \
-      Name("FastnnLossBwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<I>("TT"), LossBwdOp<T, I>);
+#define FASTNN_KERNEL(op, cls, T) REGISTER_KERNEL_BUILDER(Name(op).Device(DEVICE_CPU).TypeConstraint<T>("T"), cls)
+#define FASTNN_LOSS_KERNELS(T, TT)                                                                          \
+  REGISTER_KERNEL_BUILDER(                                                                                 \
+      Name("FastnnLossFwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<TT>("TT"), LossFwdOp); \
+  REGISTER_KERNEL_BUILDER(                                                                                 \
+      Name("FastnnLossBwd").Device(DEVICE_CPU).TypeConstraint<T>("T").TypeConstraint<TT>("TT"), LossBwdOp);
+#define FASTNN_REGISTER(T)                         \
+  FASTNN_KERNEL("FastnnDenseFwd", DenseFwdOp, T)   \
+  FASTNN_KERNEL("FastnnDenseBwdW", DenseBwdWOp, T) \
+  FASTNN_KERNEL("FastnnDenseBwdX", DenseBwdXOp, T) \
+  FASTNN_KERNEL("FastnnActFwd", ActFwdOp, T)       \
+  FASTNN_KERNEL("FastnnActBwd", ActBwdOp, T)       \
+  FASTNN_LOSS_KERNELS(T, T)                        \
+  FASTNN_LOSS_KERNELS(T, int32_t)                  \
+  FASTNN_LOSS_KERNELS(T, int64_t)
 
 FASTNN_REGISTER(float)
 FASTNN_REGISTER(double)
 
-// 0 on success; -1: not fastnn's table or a table of another version (rebuild both).
+// 0 on success; -1: not fastnn's table or a table of another build (rebuild both).
 extern "C" __attribute__((visibility("default"))) int fastnn_tf_init(const void* table) {
-  return H::init(table) ? 0 : -1;
+  g_api = F::connect(table);
+  return g_api ? 0 : -1;
 }

@@ -1,17 +1,18 @@
 """The numpy side of the tensorflow and jax bridges: what one ``tf.numpy_function`` /
-``jax.pure_callback`` runs. Every function takes and returns numpy arrays (C-contiguous
-outputs, the inputs' dtype) and calls the public kernel API with Keras' layout: the
-kernel w is (in, out) (``weight_layout="io"``, no copy).
+``jax.pure_callback`` runs where the compiled route (TF ops, XLA FFI handlers) does not.
+Every function takes and returns numpy arrays (C-contiguous outputs, the inputs' dtype),
+calls the public kernel API with Keras' layout (the kernel w is (in, out),
+``weight_layout="io"``, no copy) and returns what the compiled op of the same name
+returns, in the same order, so one graph serves both routes:
 
-Dense, split so that a graph can drop what it does not need (the first layer's dx):
-
-    forward        y, [z] = dense_fwd(x, w, b)             y = act(x @ w + b)
-    backward  dpre, dw, db = dense_bwd_w(dy, x, w, r)       dpre = dy * act'(r)
-                        dx = dense_bwd_x(dpre, w)           dx = dpre @ w.T
+    dense_fwd      x, w, b             -> [y] or [y, z]        y = act(x @ w + b)
+    dense_bwd_w    dy, x, w, r         -> [dw] + [db] + [dpre] dpre = dy * act'(r) (not for linear)
+    dense_bwd_x    dpre, w             -> dx                   dx = dpre @ w.T
+    act_fwd / act_bwd, loss_fwd / loss_bwd (reduction "none", d/d pred)
 
 r is what the activation's backward reads: y, or z (the pre-activation), or nothing
-for "linear" (``saves``). dense_bwd_x is a separate stateless callback, so tf.function
-and XLA prune it where dx is unused, as they prune stock Keras' matmul.
+for "linear" (``saves``). dense_bwd_x is a separate stateless call, so tf.function and
+XLA prune it where dx is unused, as they prune stock Keras' matmul.
 """
 import functools
 
@@ -32,26 +33,25 @@ def _c(a):
     return None if a is None else np.ascontiguousarray(a)
 
 
-def dense_fwd(x, w, b, name, params):
-    """[y] or [y, z]: y = act(x @ w + b), x (..., in), w (in, out), b (out,) or None."""
-    y, z = fastnn.dense_forward(np.asarray(x), np.asarray(w), None if b is None else np.asarray(b), name,
-                                weight_layout="io", keep_z=saves(name, params) == "z", **dict(params))
-    return [y] if saves(name, params) != "z" else [y, z]
+def dense_fwd(x, w, b, name, params, has_b):
+    """[y] or [y, z]: y = act(x @ w + b), x (..., in), w (in, out), b (out,) (unused unless has_b)."""
+    keep_z = saves(name, params) == "z"
+    y, z = fastnn.dense_forward(np.asarray(x), np.asarray(w), np.asarray(b) if has_b else None, name,
+                                weight_layout="io", keep_z=keep_z, **dict(params))
+    return [y, z] if keep_z else [y]
 
 
-def dense_bwd_w(dy, x, w, r, has_b, name, params):
-    """[dpre, dw] + [db]: dpre = dy * act'(r) (dy itself for linear), dw = x^T dpre, db."""
+def dense_bwd_w(dy, x, w, r, name, params, from_y, has_b):  # noqa: ARG001 - from_y: saves() says it
+    """[dw] + [db] + [dpre]: dpre = dy * act'(r) (not returned for linear: it is dy), dw = x^T dpre, db."""
     dy = np.asarray(dy)
     kind = saves(name, params)
     if kind == "none":
         dpre = dy
-    elif kind == "y":
-        dpre = fastnn.activation_backward(dy, name, y=np.asarray(r), **dict(params))
     else:
-        dpre = fastnn.activation_backward(dy, name, x=np.asarray(r), **dict(params))
+        dpre = fastnn.activation_backward(dy, name, **{"y" if kind == "y" else "x": np.asarray(r)}, **dict(params))
     _, dw, db = fastnn.dense_backward(dpre, np.asarray(x), np.asarray(w), None, None, "linear",
                                       weight_layout="io", need_dx=False, need_db=has_b)
-    return [_c(dpre), _c(dw)] + ([_c(db)] if has_b else [])
+    return [_c(dw)] + ([_c(db)] if has_b else []) + ([] if kind == "none" else [_c(dpre)])
 
 
 def dense_bwd_x(dpre, w):
@@ -63,10 +63,10 @@ def act_fwd(x, name, params):
     return fastnn.activation_forward(np.asarray(x), name, **dict(params))
 
 
-def act_bwd(dy, r, name, params):
-    """dx from r = y or x, as saves() says."""
-    key = "y" if saves(name, params) == "y" else "x"
-    return _c(fastnn.activation_backward(np.asarray(dy), name, **{key: np.asarray(r)}, **dict(params)))
+def act_bwd(dy, r, name, params, from_y):
+    """dx from r = y (from_y) or x."""
+    return _c(fastnn.activation_backward(np.asarray(dy), name, **{"y" if from_y else "x": np.asarray(r)},
+                                         **dict(params)))
 
 
 # ---- losses: reduction "none", gradient with respect to pred only ---------------------------
