@@ -82,15 +82,15 @@ def _flat(out):
     return [t for o in out for t in (o if isinstance(o, (list, tuple)) else [o])]
 
 
-def _call(ops, op, inputs, shapes, name, params, flags=None, op_flags=None):
+def _call(ops, op, inputs, shapes, name, params, flags=(), op_flags=(), np_flags=()):
     """Kernel call `op` (see _numpy.py): TF op `ops.fastnn_<op>` when ops is not None,
-    else the numpy function; `flags` go to both, `op_flags` (output counts) to the op only."""
-    flags = flags or {}
+    else the numpy function; `flags` go to both, `op_flags` (the op's output counts) to the
+    op only, `np_flags` to the numpy function only."""
     if ops is not None:
-        return _flat(getattr(ops, "fastnn_" + op)(*inputs, **_attrs(op, name, params), **flags, **(op_flags or {})))
+        return _flat(getattr(ops, "fastnn_" + op)(*inputs, **_attrs(op, name, params), **dict(flags), **dict(op_flags)))
     fn = getattr(N, op)
     if op != "dense_bwd_x":
-        fn = functools.partial(fn, name=name, params=params, **flags)
+        fn = functools.partial(fn, name=name, params=params, **dict(flags), **dict(np_flags))
     outs = tf.numpy_function(fn, inputs, [inputs[0].dtype] * len(shapes), stateful=False)
     outs = list(outs) if isinstance(outs, (list, tuple)) else [outs]
     for o, s in zip(outs, shapes):
@@ -123,7 +123,7 @@ def dense(x, w, b, name, params):
         def grad(dy):
             shapes = [w.shape] + ([w.shape[-1:]] if has_b else []) + ([] if linear else [y_shape])
             g = _call(ops, "dense_bwd_w", [dy, x, w, r], shapes, name, params, {"from_y": kind == "y"},
-                      {"nb": int(has_b), "nd": int(not linear)})
+                      {"nb": int(has_b), "nd": int(not linear)}, {"has_b": has_b})
             (dx,) = _call(ops, "dense_bwd_x", [dy if linear else g[-1], w], [x.shape], name, params)
             return [dx, g[0]] + ([g[1]] if has_b else [])
 
