@@ -59,29 +59,22 @@ void raise(const F::Status& s) {
   throw py::value_error(msg);
 }
 
-// (code, numeric) -> the decoded operation; numeric: a tuple of 8 numbers.
-void numbers(const py::tuple& t, double* v) {
+// (code, numeric) -> the decoded activation or loss; numeric: a tuple of 8 numbers.
+template <class Out> Out decode(F::Status (*fn)(int64_t, const double*, size_t, Out*), int64_t code,
+                                const py::tuple& t) {
   if (t.size() != F::kNumNumeric)
     throw py::value_error("fastnn._C: parameters must be 8 numbers, got " + std::to_string(t.size()));
+  double v[F::kNumNumeric];
   for (size_t i = 0; i < F::kNumNumeric; ++i) {
     v[i] = PyFloat_AsDouble(PyTuple_GET_ITEM(t.ptr(), i));
     if (v[i] == -1.0 && PyErr_Occurred()) throw py::error_already_set();
   }
+  Out out;
+  raise(fn(code, v, F::kNumNumeric, &out));
+  return out;
 }
-F::ActArgs act_of(int64_t code, const py::tuple& t) {
-  double v[F::kNumNumeric];
-  numbers(t, v);
-  F::ActArgs a;
-  raise(F::decode_act(code, v, F::kNumNumeric, &a));
-  return a;
-}
-F::LossDesc loss_of(int64_t code, const py::tuple& t) {
-  double v[F::kNumNumeric];
-  numbers(t, v);
-  F::LossDesc d;
-  raise(F::decode_loss(code, v, F::kNumNumeric, &d));
-  return d;
-}
+F::ActArgs act_of(int64_t code, const py::tuple& t) { return decode(&F::decode_act, code, t); }
+F::LossDesc loss_of(int64_t code, const py::tuple& t) { return decode(&F::decode_loss, code, t); }
 
 // Runs a front-end call without the GIL, then raises its error.
 template <class Fn> void call(Fn&& fn) {

@@ -131,14 +131,18 @@ using TfRunner = std::function<void(std::function<void()>)>;
 
 void post(void* rctx, void (*task)(void*), void* arg) { (*static_cast<TfRunner*>(rctx))([task, arg] { task(arg); }); }
 
+int worker_threads(OpKernelContext* c) {
+  const auto* w = c->device()->tensorflow_cpu_worker_threads();
+  return w ? w->num_threads : 1;
+}
+
 bool shared_threads(OpKernelContext* c) {
   static const bool enabled = [] {
     const char* e = std::getenv("FASTNN_TF_SHARED_THREADS");
     return !(e && std::string(e) == "0");
   }();
-  const auto* w = c->device()->tensorflow_cpu_worker_threads();
   TfRunner* r = c->runner();
-  return enabled && r && *r && w && w->num_threads > 1;
+  return enabled && r && *r && worker_threads(c) > 1;
 }
 
 struct TfThreads {  // for the scope of one op's kernels, on this thread
@@ -146,10 +150,7 @@ struct TfThreads {  // for the scope of one op's kernels, on this thread
   F::ThreadScope scope;
   explicit TfThreads(OpKernelContext* c)
       : runner{&post, c->runner()},
-        scope(*g_api, shared_threads(c), g_api->runner_executor, &runner,
-              c->device()->tensorflow_cpu_worker_threads() ? c->device()->tensorflow_cpu_worker_threads()->num_threads
-                                                           : 1,
-              false) {}
+        scope(*g_api, shared_threads(c), g_api->runner_executor, &runner, worker_threads(c), false) {}
 };
 
 // The 8 doubles of attribute "p" (bit patterns).
