@@ -82,8 +82,9 @@ struct Out {
 
 // Outputs follow the front end's allocation policy (csrc/cpu/api.h, pooled_or): a large
 // one is a block of fastnn's buffer cache, given back when TensorFlow drops the tensor
-// (TF's CPU allocator hands out fresh pages; a 1024x1024x1024 Dense forward took 10.8 ms
-// into cached memory, 12.5 ms into fresh: examples/keras_mlp.py --large).
+// (TF's CPU allocator hands out fresh pages, whose first-touch faults cost more than a
+// memory-bound kernel's work: a 1024x1024x1024 Dense forward took 10.8 ms into cached
+// memory, 12.5 ms into fresh).
 class PoolBuffer : public tensorflow::TensorBuffer {
  public:
   PoolBuffer(void* p, size_t bytes, size_t block, void (*release)(void*, size_t))
@@ -123,9 +124,9 @@ absl::Status alloc(OpKernelContext* c, int index, const TensorShape& shape, Tens
 // Inside these ops fastnn's parallel parts run on TensorFlow's own executor threads (the
 // op's runner), not on fastnn's pool. TF's idle executor threads spin for work after each
 // op; a fastnn pool thread woken then shares a core with one of them. The 1024 -> 1024 ->
-// 1 Keras step at batch 1024 (examples/keras_mlp.py --large) ran 3% faster on the runner
-// than on fastnn's pool, 12% slower on TF's intra-op pool. FASTNN_TF_SHARED_THREADS=0
-// turns it off. The runner takes the front end's runner_executor, which needs independent
+// 1 Keras step at batch 1024, fastnn's time over stock's (examples/keras_mlp.py --large):
+// 1.03-1.04 on fastnn's pool, 1.00-1.01 on the runner, 1.12-1.19 on TF's intra-op pool.
+// FASTNN_TF_SHARED_THREADS=0 turns it off. The runner takes the front end's runner_executor, which needs independent
 // parts: fastnn.keras never turns on OpenBLAS's threads callback here.
 using TfRunner = std::function<void(std::function<void()>)>;
 
