@@ -99,11 +99,12 @@ def prepared(func, name, params):
     return p
 
 
-def prepare_activation(name, **params):
+def prepare_activation(name, *, caller="prepare_activation", **params):
     """The activation `name` with `params` resolved and checked once, for repeated calls:
     ``op = fastnn.prepare_activation("gelu", approximate="tanh"); y = op.forward(x)``.
-    Raises what activation_forward raises for a bad name or parameter."""
-    return prepared("prepare_activation", name, params)
+    Raises what activation_forward raises for a bad name or parameter, naming `caller`
+    (a wrapper passes its own function's name)."""
+    return prepared(caller, name, params)
 
 
 def saved_for_backward(name, **params):

@@ -158,10 +158,11 @@ def prepared(func, activation, params):
     return p
 
 
-def prepare_dense(activation="linear", **act_params):
+def prepare_dense(activation="linear", *, caller="prepare_dense", **act_params):
     """A Dense layer's activation resolved and checked once, for repeated calls:
-    ``op = fastnn.prepare_dense("gelu"); y, z = op.forward(x, w, b)``."""
-    return prepared("prepare_dense", activation, act_params)
+    ``op = fastnn.prepare_dense("gelu"); y, z = op.forward(x, w, b)``. Errors name
+    `caller` (a wrapper passes its own function's name)."""
+    return prepared(caller, activation, act_params)
 
 
 def dense_forward(x, w, b=None, activation="linear", *, weight_layout="oi", keep_z=False, **act_params):

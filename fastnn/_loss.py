@@ -122,10 +122,11 @@ def prepared(func, name, reduction, params):
     return p
 
 
-def prepare_loss(name, *, reduction="mean", **params):
+def prepare_loss(name, *, reduction="mean", caller="prepare_loss", **params):
     """The loss `name` with its reduction and parameters resolved and checked once, for
-    repeated calls: ``op = fastnn.prepare_loss("huber", delta=0.5); l = op.forward(p, t)``."""
-    return prepared("prepare_loss", name, reduction, params)
+    repeated calls: ``op = fastnn.prepare_loss("huber", delta=0.5); l = op.forward(p, t)``.
+    Array parameters (weight, pos_weight) are checked at each call. Errors name `caller`."""
+    return prepared(caller, name, reduction, params)
 
 
 def loss_forward(pred, target, name="mse", *, reduction="mean", **params):
