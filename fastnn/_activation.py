@@ -6,8 +6,12 @@ below, fastnn.torch's Python autograd Functions and custom ops, fastnn.keras' ca
 route. A call validates its arrays (fastnn._checks), picks the backend for their device
 (fastnn._dispatch) and hands the backend C-contiguous arrays with the activation axis last.
 """
+import numpy as np
+
 from . import _checks as C
-from ._dispatch import backend_for
+from ._dispatch import backend_for, select
+
+KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _to_last(xp, a, axis):
@@ -45,8 +49,12 @@ class PreparedActivation:
 
     def forward(self, x):
         """y = f(x), elementwise (softmax / log_softmax along the spec's axis); x's shape."""
-        F = "activation_forward"
         spec = self.spec
+        if type(x) is np.ndarray and spec.axis is None and x.ndim and x.dtype in KERNEL_DTYPES:
+            # plain numpy: what the general route below hands the backend, without its checks
+            xc = x if x.flags.c_contiguous else np.ascontiguousarray(x)
+            return select("cpu").activation_forward(xc, spec, xc.shape[-1])
+        F = "activation_forward"
         be, xp = backend_for(F, x=x)
         x = C.float_array(F, "x", x, xp)
         axis = C.normalize_axis(F, spec.axis, x.ndim) if spec.axis is not None else None
@@ -57,8 +65,17 @@ class PreparedActivation:
     def backward(self, dy, x=None, y=None):
         """dx = dy * f'(x), from x or y as ``saved`` says (given both, the cheaper one;
         given x where y is preferred, x works too)."""
-        F = "activation_backward"
         spec = self.spec
+        src, from_y = (y, True) if spec.from_y and y is not None else (x, False)
+        if (type(dy) is np.ndarray and type(src) is np.ndarray and spec.axis is None and dy.ndim
+                and dy.dtype in KERNEL_DTYPES and src.dtype == dy.dtype and src.shape == dy.shape
+                and all(a is None or type(a) is np.ndarray and a.dtype == dy.dtype and a.shape == dy.shape
+                        for a in (x, y))):
+            # plain numpy (and every given array fits): the general route's arrays, without its checks
+            dyc = dy if dy.flags.c_contiguous else np.ascontiguousarray(dy)
+            srcc = src if src.flags.c_contiguous else np.ascontiguousarray(src)
+            return select("cpu").activation_backward(srcc, dyc, spec, from_y, dyc.shape[-1])
+        F = "activation_backward"
         be, xp = backend_for(F, dy=dy, x=x, y=y)
         dy = C.float_array(F, "dy", dy, xp)
         x = None if x is None else C.float_array(F, "x", x, xp)

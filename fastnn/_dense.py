@@ -149,7 +149,7 @@ _prepared = {}
 
 def prepared(func, activation, params):
     """The PreparedDense of (activation, params), resolved once per distinct arguments."""
-    spec = _prepared_activation(func, activation, params).spec
+    spec = C.activation_spec_cached(func, activation, params)
     p = _prepared.get(id(spec))
     if p is None or p.spec is not spec:
         if len(_prepared) >= 4096:

@@ -8,10 +8,14 @@ the sum of the weights of the non-ignored targets (their count without weights);
 probability targets, the number of rows. An empty or all-ignored "mean" is NaN (0 / 0)
 with a zero gradient.
 """
+import numpy as np
+
 from . import _checks as C
 from . import _registry as R
-from ._dense import divide
-from ._dispatch import backend_for
+from ._dense import KERNEL_DTYPES, divide
+from ._dispatch import backend_for, select
+
+_min, _max = np.minimum.reduce, np.maximum.reduce  # a.min() / a.max() without their Python wrapper
 
 
 class PreparedLoss:
@@ -23,17 +27,50 @@ class PreparedLoss:
         reduction: "mean", "sum", "none" (or "batchmean" for kl_div).
     """
 
-    __slots__ = ("spec", "reduction", "is_class")
+    __slots__ = ("spec", "reduction", "is_class", "_plain_ok")
 
     def __init__(self, spec, reduction):
         self.spec, self.reduction = spec, reduction
         self.is_class = spec.name in R.CLASS_LOSSES
+        p = spec.params
+        self._plain_ok = p.get("weight") is None and p.get("pos_weight") is None
+
+    def _plain(self, pred, target):
+        """What _prepare returns, for plain numpy arguments that pass every check (None
+        otherwise: the general route then runs, and raises where it must)."""
+        if not (self._plain_ok and type(pred) is np.ndarray and type(target) is np.ndarray and pred.ndim
+                and pred.dtype in KERNEL_DTYPES):
+            return None
+        spec = self.spec
+        info = {"shape": pred.shape}
+        if self.is_class:
+            if target.dtype not in C.INDEX_DTYPES or target.shape != pred.shape[:-1]:
+                return None
+            t = np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+            ii, ncls = spec.params["ignore_index"], pred.shape[-1]
+            keep = t != ii
+            if t.size and not (bool(_min(t, where=keep, initial=0) >= 0)
+                               and bool(_max(t, where=keep, initial=0) < ncls)):
+                return None
+            info.update(index=True, none_shape=pred.shape[:-1], denom=int(keep.sum()))
+            return spec, np.ascontiguousarray(pred.reshape(-1, ncls)), t, info
+        if target.dtype != pred.dtype or target.shape != pred.shape:
+            return None
+        if spec.name == "bce" and pred.size and not (
+                bool(_min(pred, None) >= 0) and bool(_max(pred, None) <= 1)
+                and bool(_min(target, None) >= 0) and bool(_max(target, None) <= 1)):
+            return None
+        info.update(none_shape=pred.shape, denom=pred.shape[0] if self.reduction == "batchmean" else pred.size)
+        return spec, np.ascontiguousarray(pred), np.ascontiguousarray(target), info
 
     def __repr__(self):
         return f"PreparedLoss({self.spec.name!r}, reduction={self.reduction!r})"
 
     def _prepare(self, F, pred, target):
         """(backend, xp, spec with array params checked, pred, target, info) for both directions."""
+        plain = self._plain(pred, target)
+        if plain is not None:
+            return (select("cpu"), np) + plain
         spec, p = self.spec, dict(self.spec.params)
         be, xp = backend_for(F, pred=pred, target=target, weight=p.get("weight"), pos_weight=p.get("pos_weight"))
         pred = C.float_array(F, "pred", pred, xp)
