@@ -16,6 +16,10 @@ import importlib
 import os
 import threading
 
+import numpy as np
+
+from . import _checks as C
+
 # name -> module, in automatic-preference order per device.
 _MODULES = {"cpp": "fastnn._backends.cpp", "numba": "fastnn._backends.numba", "cupy": "fastnn._backends.cupy"}
 _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
@@ -143,6 +147,25 @@ def use_backend(name):
         yield
     finally:
         stack.pop()
+
+
+def array_module(be):
+    """The array module of a backend's inputs and outputs: numpy on the CPU; on CUDA the
+    backend's ``xp`` (CuPy)."""
+    if be.DEVICE == "cpu":
+        return np
+    xp = getattr(be, "xp", None)
+    if xp is None:
+        import cupy as xp  # noqa: PLC0415 - only where CUDA inputs exist
+    return xp
+
+
+def backend_for(func, **arrays):
+    """(backend module, array module) serving these arrays (None entries ignored): their one
+    device (ValueError naming the arguments if they are on several), then the backend
+    selected for it."""
+    be = select(C.same_device(func, **arrays))
+    return be, array_module(be)
 
 
 def select(device):
