@@ -6,9 +6,10 @@ name of fastnn, fastnn.torch, fastnn.torch.functional, fastnn.keras and fastnn.k
     python tools/gen_api_docs.py --check    # exit 1 if docs/api.md is not current
 
 Run from anywhere; the package is imported from this checkout. fastnn.torch needs torch,
-fastnn.keras needs keras (imported with KERAS_BACKEND=jax unless set). A wrapper that
-cannot be imported keeps the section docs/api.md already has, with a note on stderr, so
---check on a machine without keras checks everything else.
+fastnn.keras needs keras (imported with KERAS_BACKEND=jax unless set). A wrapper whose
+framework cannot be imported keeps the section docs/api.md already has, with a note on
+stderr, so --check on a machine without keras checks everything else; an import error
+inside fastnn itself is raised.
 """
 import argparse
 import importlib
@@ -175,6 +176,8 @@ def generate(old):
         try:
             body = make()
         except ImportError as e:
+            if (getattr(e, "name", None) or "").split(".")[0] == "fastnn":
+                raise  # fastnn itself is broken: not a missing optional framework
             body = _old_section(old, key)
             print(f"gen_api_docs: {key} not importable ({e}); keeping its section as it is", file=sys.stderr)
             if body is None:
