@@ -1,6 +1,6 @@
 """fastnn: fast forward and backward kernels for Dense layers, activations and losses.
 
-The kernel API (shared/API.md) takes numpy (or cupy) arrays and dispatches to a
+The kernel API (docs/api.md) takes numpy (or cupy) arrays and dispatches to a
 backend: "cpp" (C++ + OpenBLAS, the default on CPU), "numba", "cupy".
 
     >>> import numpy as np, fastnn
