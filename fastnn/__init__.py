@@ -1,6 +1,6 @@
 """fastnn: fast forward and backward kernels for Dense layers, activations and losses.
 
-The kernel API (shared/API.md) takes numpy (or cupy) arrays and dispatches to a
+The kernel API (docs/api.md) takes numpy (or cupy) arrays and dispatches to a
 backend: "cpp" (C++ + OpenBLAS, the default on CPU), "numba", "cupy".
 
     >>> import numpy as np, fastnn
@@ -8,10 +8,11 @@ backend: "cpp" (C++ + OpenBLAS, the default on CPU), "numba", "cupy".
     >>> w = np.random.randn(16, 64).astype(np.float32)
     >>> y, z = fastnn.dense_forward(x, w, None, "gelu")
 """
+from ._activation import (PreparedActivation, activation_backward, activation_forward, prepare_activation,
+                          saved_for_backward)
+from ._dense import PreparedDense, dense_backward, dense_cross_entropy, dense_forward, prepare_dense
 from ._dispatch import available_backends, backends, get_backend, set_backend, use_backend
-from ._dense_ce import dense_cross_entropy
-from ._kernels import activation_backward, activation_forward, dense_backward, dense_forward, saved_for_backward
-from ._losses import loss_backward, loss_forward
+from ._loss import PreparedLoss, loss_backward, loss_forward, prepare_loss
 from ._registry import ACTIVATIONS, LOSSES
 
 __version__ = "0.1.0"
@@ -57,8 +58,9 @@ def cache_info():
 
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "activation_backward", "activation_forward", "available_backends", "backends",
+    "ACTIVATIONS", "LOSSES", "PreparedActivation", "PreparedDense", "PreparedLoss", "activation_backward", "activation_forward", "available_backends", "backends",
     "cache_info", "dense_backward", "dense_cross_entropy", "dense_forward", "empty_cache", "get_backend",
-    "loss_backward", "loss_forward", "num_threads", "saved_for_backward", "set_backend", "set_num_threads",
+    "loss_backward", "loss_forward", "num_threads", "prepare_activation", "prepare_dense", "prepare_loss",
+    "saved_for_backward", "set_backend", "set_num_threads",
     "use_backend",
 ]

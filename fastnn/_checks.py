@@ -22,9 +22,12 @@ def shape_str(shape):
 # ---- arrays ----------------------------------------------------------------------------
 
 def device_of(a):
-    """'cpu' or 'cuda' for an array-like, without importing cupy or torch."""
+    """'cpu' or 'cuda' for an array-like, without importing cupy or torch: CuPy arrays and
+    anything with a __cuda_array_interface__ or a CUDA __dlpack_device__ are on 'cuda'."""
+    if type(a) is np.ndarray:
+        return "cpu"
     mod = type(a).__module__ or ""
-    if mod.startswith("cupy"):
+    if mod.startswith("cupy") or hasattr(a, "__cuda_array_interface__"):
         return "cuda"
     dev = getattr(a, "__dlpack_device__", None)
     if dev is not None and not isinstance(a, np.ndarray):
@@ -292,3 +295,111 @@ def weight_layout(func, layout):
         raise ValueError(f"{func}: weight_layout must be 'oi' (w is (out, in), torch) or 'io' "
                          f"(w is (in, out), Keras), got {layout!r}")
     return layout
+
+
+# ---- Dense and loss arguments ------------------------------------------------------------
+
+def dense_arrays(func, x, w, layout, spec, xp):
+    """Checks x (..., in) against w ((out, in) for "oi", (in, out) for "io") and the
+    activation's axis; returns (x as a C-contiguous (m, in) matrix, w C-contiguous, w_oi,
+    flipped, out). A Fortran-ordered w is read as its transpose in the other layout
+    (flipped: dw comes back transposed), never copied."""
+    weight_layout(func, layout)
+    if x.ndim < 1:
+        raise ValueError(f"{func}: x must have at least 1 dimension (..., in), got a 0-d array")
+    if w.ndim != 2:
+        raise ValueError(f"{func}: w must be 2-D ({'(out, in)' if layout == 'oi' else '(in, out)'}), "
+                         f"got shape {shape_str(w.shape)}")
+    k = x.shape[-1]
+    if layout == "oi" and w.shape[1] != k:
+        raise ValueError(f"{func}: w has shape {shape_str(w.shape)} but x has {k} features; expected (out, {k})")
+    if layout == "io" and w.shape[0] != k:
+        raise ValueError(f"{func}: w has shape {shape_str(w.shape)} but x has {k} features; expected ({k}, out)")
+    if spec.axis is not None and normalize_axis(func, spec.axis, x.ndim) != x.ndim - 1:
+        raise ValueError(f"{func}: a Dense {spec.name} works along the last axis; got axis={spec.axis}")
+    n = w.shape[0] if layout == "oi" else w.shape[1]
+    w_oi, flipped = layout == "oi", False
+    if not w.flags.c_contiguous and w.T.flags.c_contiguous:
+        w, w_oi, flipped = w.T, not w_oi, True
+    m = math.prod(x.shape[:-1])
+    return xp.ascontiguousarray(x.reshape(m, k)), xp.ascontiguousarray(w), w_oi, flipped, n
+
+
+def index_target(func, target, rows_shape, ncls, ignore_index, xp, what):
+    """Class indices (int32/int64) of shape rows_shape, each in [0, ncls) or ignore_index,
+    as a flat C-contiguous int64 array."""
+    if target.dtype not in INDEX_DTYPES:
+        raise TypeError(f"{func}: target has dtype {target.dtype}; expected int32/int64 class indices")
+    expect_shape(func, "target", target, rows_shape, what)
+    t = xp.ascontiguousarray(target.reshape(-1), dtype=xp.int64)
+    bad = ((t < 0) | (t >= ncls)) & (t != ignore_index)
+    if bool(bad.any()):
+        raise ValueError(f"{func}: target contains class index {int(t[bad][0])}, outside [0, {ncls}) and not "
+                         f"ignore_index ({ignore_index})")
+    return t
+
+
+def class_target(func, spec, pred, target, xp):
+    """(target as int64 indices or float probabilities (rows, C), is_index) for
+    cross_entropy / nll with pred (..., C)."""
+    t = target if xp is not np else to_numpy(func, "target", target)
+    if t.dtype.kind in "iu" and t.dtype in INDEX_DTYPES:
+        return index_target(func, t, pred.shape[:-1], pred.shape[-1], spec.params["ignore_index"], xp,
+                            " (pred.shape[:-1]: one class index per row)"), True
+    if spec.name == "nll" or t.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{func}: {spec.name} target has dtype {t.dtype}; expected int32/int64 class indices"
+                        + (" or float class probabilities of pred's shape" if spec.name == "cross_entropy" else ""))
+    expect_shape(func, "target", t, pred.shape, " (class probabilities have pred's shape)")
+    if spec.params["ignore_index"] != -100:
+        raise ValueError(f"{func}: ignore_index ({spec.params['ignore_index']}) is not allowed with probability "
+                         f"targets")
+    return xp.ascontiguousarray(t.reshape(-1, pred.shape[-1]) if pred.ndim else t.reshape(1, 1)), False
+
+
+def pos_weight_array(func, pw, pred, xp):
+    """pos_weight as a 1-D C-contiguous array whose element i % len applies to element i."""
+    if pred.size == 0:
+        return None
+    shape = tuple(pw.shape)
+    while shape and shape[0] == 1 and len(shape) > 1:
+        shape = shape[1:]
+    last = pred.shape[-1] if pred.ndim else 1
+    if shape in ((), (1,), (last,)):
+        return xp.ascontiguousarray(pw.reshape(-1))
+    try:
+        return xp.ascontiguousarray(xp.broadcast_to(pw, pred.shape).reshape(-1))
+    except ValueError:
+        raise ValueError(f"{func}: pos_weight has shape {shape_str(pw.shape)}, which does not broadcast to pred's "
+                         f"shape {shape_str(pred.shape)}; expected ({last},)") from None
+
+
+def unit_interval(func, argname, a):
+    """bce's probabilities: every entry in [0, 1] (NaN is not)."""
+    ok = (a >= 0) & (a <= 1)
+    if a.size and not bool(ok.all()):
+        bad = a[~ok].reshape(-1)[0]
+        raise ValueError(f"{func}: bce {argname} must be probabilities in [0, 1]; found {float(bad)!r}")
+
+
+def upstream_grad(func, grad, reduction, none_shape, dtype, xp):
+    """The upstream gradient of a loss: (array of the "none" shape, flat, or None; scalar
+    factor). A scalar (or, for a reduced loss, any one-element array) is the factor."""
+    if grad is None:
+        return None, 1.0
+    g = grad if xp is not np else to_numpy(func, "grad", grad)
+    if getattr(g, "ndim", 0) == 0 or (reduction != "none" and g.size == 1):
+        return None, float(g.reshape(()) if hasattr(g, "reshape") else g)
+    if reduction != "none":
+        raise ValueError(f"{func}: grad must be a scalar for reduction {reduction!r}, got shape "
+                         f"{shape_str(g.shape)}")
+    g = float_array(func, "grad", g, xp)
+    if g.dtype != dtype:
+        raise TypeError(f"{func}: grad has dtype {g.dtype} but pred is {dtype}; expected one dtype")
+    expect_shape(func, "grad", g, none_shape, " (the shape of the 'none' loss)")
+    return xp.ascontiguousarray(g.reshape(-1)), 1.0
+
+
+def chunk_size(func, value):
+    if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
+        raise ValueError(f"{func}: chunk_size must be a positive integer or None, got {value!r}")
+    return None if value is None else int(value)

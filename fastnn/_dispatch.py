@@ -16,6 +16,10 @@ import importlib
 import os
 import threading
 
+import numpy as np
+
+from . import _checks as C
+
 # name -> module, in automatic-preference order per device.
 _MODULES = {"cpp": "fastnn._backends.cpp", "numba": "fastnn._backends.numba", "cupy": "fastnn._backends.cupy"}
 _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
@@ -30,11 +34,12 @@ _auto = {}        # device -> the backend automatic selection chose
 def _env_reader():
     """A function returning FASTNN_BACKEND's value (bytes or str) or None, always current.
 
-    select() runs once per kernel call, and os.environ.get costs ~0.7 us (it encodes the
-    key and handles KeyError). On CPython, os.environ keeps its values in the dict
-    os.environ._data under os.environ.encodekey(name), updated by every assignment or
-    deletion through os.environ (monkeypatch.setenv too): reading that dict is ~0.05 us
-    and sees every change os.environ.get would. Elsewhere, os.environ.get."""
+    select() runs once per kernel call, and os.environ.get encodes the key and handles
+    KeyError each time, a large part of a small call's cost. On CPython, os.environ keeps
+    its values in the dict os.environ._data under os.environ.encodekey(name), updated by
+    every assignment or deletion through os.environ (monkeypatch.setenv too): reading that
+    dict sees every change os.environ.get would, at a tenth of the cost. Elsewhere,
+    os.environ.get."""
     data, encodekey = getattr(os.environ, "_data", None), getattr(os.environ, "encodekey", None)
     if isinstance(data, dict) and encodekey is not None:
         try:
@@ -143,6 +148,25 @@ def use_backend(name):
         yield
     finally:
         stack.pop()
+
+
+def array_module(be):
+    """The array module of a backend's inputs and outputs: numpy on the CPU; on CUDA the
+    backend's ``xp`` (CuPy)."""
+    if be.DEVICE == "cpu":
+        return np
+    xp = getattr(be, "xp", None)
+    if xp is None:
+        import cupy as xp  # noqa: PLC0415 - only where CUDA inputs exist
+    return xp
+
+
+def backend_for(func, **arrays):
+    """(backend module, array module) serving these arrays (None entries ignored): their one
+    device (ValueError naming the arguments if they are on several), then the backend
+    selected for it."""
+    be = select(C.same_device(func, **arrays))
+    return be, array_module(be)
 
 
 def select(device):

@@ -1,13 +1,12 @@
-"""The CPU fast path of fastnn.torch (fastnn/torch/_kernels.py): it skips the public kernel
-API's validation and dispatch, so here it must give
+"""fastnn.torch's CPU routes (fastnn/torch/_ops.py: the C++ nodes, or the Python autograd
+Functions over fastnn's prepared calls) must give
 
 - exactly (bit for bit) what the public API gives for the same tensors, values and
   gradients, float32 and float64, on every CPU backend, and torch's values;
 - the backend that use_backend / set_backend / FASTNN_BACKEND force, at each call;
 - the activation or loss the call names now, never one resolved for other params
   (the resolved specs are cached, fastnn._checks.activation_spec_cached);
-- autograd's protection against inputs modified in place between forward and backward
-  (the arrays forward hands the kernel are reused by backward);
+- autograd's protection against inputs modified in place between forward and backward;
 - the public API's errors where it falls back to it.
 
 Both fast paths are tested: the C++ autograd nodes (fastnn/torch/_native.py, the default
@@ -22,7 +21,6 @@ import fastnn
 import fastnn.torch as fnn
 import fastnn.torch.functional as F
 from fastnn import _checks as C
-from fastnn.torch import _kernels as K
 from fastnn.torch import _native as N
 from fastnn.torch import _ops
 from test_torch_functional import DTYPE_IDS, DTYPES, assert_close, leaf, strided
@@ -127,7 +125,6 @@ def test_fast_path_is_the_public_api_bit_for_bit(case, fn, ref, make, dtype, bac
     with fastnn.use_backend(backend):
         fast, gfast = _run(fn, inputs)
         with monkeypatch.context() as m:
-            m.setattr(K, "_cpu", lambda t: False)  # every kernel call through the public API
             m.setattr(_ops, "_native", lambda t: None)
             slow, gslow = _run(fn, _fresh(inputs))
     assert fast.dtype == slow.dtype == dtype and fast.shape == slow.shape
@@ -167,8 +164,11 @@ def spy(monkeypatch):
     calls = []
     for name in CPU_BACKENDS:
         mod = _dispatch._load(name)
-        for fn in KERNELS:
-            def wrapped(*a, _orig=getattr(mod, fn), _key=(name, fn), **k):
+        for fn in KERNELS + ("dense_forward_plain", "dense_backward_plain"):  # cpp's plain Dense route
+            if not hasattr(mod, fn):
+                continue
+
+            def wrapped(*a, _orig=getattr(mod, fn), _key=(name, fn.replace("_plain", "")), **k):
                 calls.append(_key)
                 return _orig(*a, **k)
             monkeypatch.setattr(mod, fn, wrapped)
@@ -217,7 +217,7 @@ def test_backend_of_backward_is_the_one_in_effect_then(spy):
         y = F.linear(x, torch.randn(2, 3), activation="gelu")
     assert spy == [("numba", "dense_forward")]
     y.sum().backward()
-    assert spy[1:] == [("cpp", "dense_backward")]
+    assert set(spy[1:]) == {("cpp", "dense_backward")}  # (cpp's plain route may decline first: dy is expanded)
 
 
 # ---- no stale specs ---------------------------------------------------------------------------
@@ -289,20 +289,15 @@ def test_input_modified_in_place_after_forward_still_raises():
         loss.backward()
 
 
-def test_kept_arrays_are_released_by_backward_and_retain_graph_works(path):
-    if path == "native":
-        pytest.skip("ctx.kept belongs to the Python Functions (the C++ nodes keep nothing besides saved tensors)")
+def test_retain_graph_backward_twice():
+    """A retained graph runs backward again from its saved tensors alone."""
     x = torch.randn(4, 5, dtype=torch.float64, requires_grad=True)
     w = torch.randn(3, 5, dtype=torch.float64, requires_grad=True)
     y = F.linear(x, w, activation="gelu")
-    assert y.grad_fn.kept is not None
     y.sum().backward(retain_graph=True)
-    assert y.grad_fn.kept is None  # held no longer than the saved tensors
     first = w.grad.clone()
-    y.sum().backward()  # the retained graph, from the saved tensors alone
+    y.sum().backward()
     assert torch.equal(w.grad, 2 * first)
-    xt = strided(torch.randn(4, 5, dtype=torch.float64), "T").requires_grad_()
-    assert F.linear(xt, w, activation="gelu").grad_fn.kept is None  # a copy is never held between passes
 
 
 # ---- the public API's errors where the fast path leaves a call to it -------------------------------

@@ -8,7 +8,7 @@ import torch
 
 import fastnn
 import fastnn.torch.functional as F
-from fastnn.torch import _library, _native, _ops
+from fastnn.torch import _native, _ops
 from test_torch_functional import each_backend  # noqa: F401 - runs every test on every backend
 
 
@@ -126,16 +126,16 @@ def _opcheck_cases():
     t = _x((3, 4), seed=3)
     labels = _labels((3,), 4)
     return [
-        ("dense-gelu", _library.dense, (x, w, b, "gelu", "approximate='none'")),
-        ("dense-sigmoid", _library.dense, (x, w, None, "sigmoid", "")),
-        ("dense-linear", _library.dense, (x, w, b, "linear", "")),
-        ("activation-softmax", _library.activation, (x, "softmax", "axis=0")),
-        ("activation-elu", _library.activation, (x, "elu", "alpha=0.5")),
-        ("loss-mse", _library.loss, (x, t, None, None, "mse", "mean", "")),
-        ("loss-huber-none", _library.loss, (x, t, None, None, "huber", "none", "delta=0.5")),
-        ("loss-ce", _library.loss, (x, labels, _x((4,), 0.5, 2, grad=False), None, "cross_entropy", "none",
+        ("dense-gelu", _ops.dense_op, (x, w, b, "gelu", "approximate='none'")),
+        ("dense-sigmoid", _ops.dense_op, (x, w, None, "sigmoid", "")),
+        ("dense-linear", _ops.dense_op, (x, w, b, "linear", "")),
+        ("activation-softmax", _ops.activation_op, (x, "softmax", "axis=0")),
+        ("activation-elu", _ops.activation_op, (x, "elu", "alpha=0.5")),
+        ("loss-mse", _ops.loss_op, (x, t, None, None, "mse", "mean", "")),
+        ("loss-huber-none", _ops.loss_op, (x, t, None, None, "huber", "none", "delta=0.5")),
+        ("loss-ce", _ops.loss_op, (x, labels, _x((4,), 0.5, 2, grad=False), None, "cross_entropy", "none",
                                     "ignore_index=-100;label_smoothing=0.1")),
-        ("loss-bcel", _library.loss, (x, torch.rand(3, 4, dtype=torch.float64), None,
+        ("loss-bcel", _ops.loss_op, (x, torch.rand(3, 4, dtype=torch.float64), None,
                                       _x((4,), 0.5, 2, grad=False), "bce_with_logits", "sum", "")),
     ]
 
@@ -149,7 +149,7 @@ def test_opcheck(case):
 def test_params_travel_exactly_through_the_custom_ops():
     import numpy as np  # noqa: PLC0415
 
-    from fastnn.torch._bridge import decode, encode  # noqa: PLC0415
+    from fastnn.torch._ops import decode, encode  # noqa: PLC0415
 
     params = {"negative_slope": np.float64(0.1), "max_value": None, "threshold": float("inf"), "axis": np.int64(-1),
               "approximate": "tanh", "log_target": True, "eps": 1e-8 / 3, "delta": torch.tensor(0.25)}

@@ -5,9 +5,9 @@
 // ---- gelu --------------------------------------------------------------------------
 //
 // The portable path (scalar_math.h's gelu_fwd / gelu_bwd, vectorized by the compiler in
-// each ISA clone) costs ~1.0 ns per element forward and ~1.4 backward on one Zen 4 core:
-// an erfc of ~100 instructions per 16 floats. This one costs ~0.48 and ~0.52 (torch's
-// gelu: ~0.46 forward, single-threaded, same machine), with better tail accuracy. It is
+// each ISA clone) evaluates an erfc of ~100 instructions per 16 floats, about twice this
+// kernel's cost per element, which is level with torch's gelu and has better tail
+// accuracy (python -m fastnn.bench --ops activation --activations gelu). It is
 // used for float32 on CPUs with AVX-512 F/DQ/VL/BW (the x86-64-v4 clone's ISA), chosen at
 // run time: the file is compiled for baseline x86-64, only these functions carry the
 // target attribute. Not built with FASTNN_NO_CLONES (the baseline-only build).
@@ -115,8 +115,7 @@ __mmask16 tail_mask(int64_t left) { return static_cast<__mmask16>((1u << left) -
 // ---- softplus ----------------------------------------------------------------------
 // y = max(bx, 0) + log1p(e) with e = exp(-|bx|), b = beta; divided by beta when beta != 1;
 // y = x where bx > threshold (torch's softplus). The portable path (log1p(exp(.)) from
-// cpu_math.h) took 0.78 ms for 1M floats on two Zen 4 cores, ~1.5 ns per element per
-// core; this one 0.28-0.30 ms, ~0.55 (torch: 0.81 ms).
+// cpu_math.h) costs about 3x this kernel per element (docs/performance.md, "Activations").
 //   exp(-a) = 2^n exp(r), n = round(-a / ln 2), r = -a - n ln 2 (two parts), exp(r) by a
 //     degree-6 polynomial (1.9e-9 relative on |r| <= ln2 / 2), 2^n by vscalefps (subnormal
 //     results rounded once); a = |bx| clamped to 104 (exp(-104) < the smallest subnormal).

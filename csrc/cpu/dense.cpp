@@ -24,7 +24,7 @@
 namespace fastnn {
 namespace {
 
-// Output block per gemm call: 4 MiB stays in this machine's 32 MiB L3 for the epilogue
+// Output block per gemm call: 4 MiB stays in a server CPU's L3 (32 MiB on Zen 4) for the epilogue
 // and keeps the repacking of W (one per call) a few % of the product at k, n = 1024.
 constexpr int64_t kBlockBytes = 4 << 20;
 constexpr int64_t kMinBlockRows = 256;
@@ -33,10 +33,9 @@ using blas::bi;  // 32-bit BLAS sizes, checked
 
 // ---- matrix-vector products, fastnn's own -------------------------------------------
 // For the degenerate products below, not OpenBLAS: its sgemm packs for ~10x the work
-// there (a 1024 -> 1 layer's dW took 0.24 ms through sgemm, 0.06 through the gemv below), and its
-// threaded gemv, called from two threads at once (TensorFlow runs independent ops
-// concurrently), busy-waits on its shared thread server: one 1024 -> 1 dW took 3-21 ms
-// inside a TF training step. These run on fastnn's pool (serially when it is busy).
+// there, and its threaded gemv, called from two threads at once (TensorFlow runs
+// independent ops concurrently), busy-waits on its shared thread server (both measured:
+// docs/performance.md, "Dense and sgemm"). These run on fastnn's pool (serially when it is busy).
 // Each output element is one thread's sum in a fixed order: the bits never depend on
 // the thread count.
 //   dot:  y[i] = alpha sum_j A[i, j] x[j] + beta y[i],   i in [r0, r1)
@@ -76,9 +75,9 @@ FASTNN_CLONES void gemv_dot_isa(P_DOT(double)) { gemv_dot_serial<double>(a, lda,
 FASTNN_CLONES void gemv_axpy_isa(P_AXPY(float)) { gemv_axpy_serial<float>(a, lda, x, y, rows, c0, c1, alpha, beta); }
 FASTNN_CLONES void gemv_axpy_isa(P_AXPY(double)) { gemv_axpy_serial<double>(a, lda, x, y, rows, c0, c1, alpha, beta); }
 
-// Parts of >= 2M multiply-adds (~0.1 ms on one core, from L3): waking the pool's other
-// thread costs ~35 us (see activation.cpp); measured, a 1024 x 1024 gemv took 0.057 ms on
-// one thread and 0.080 on two.
+// Parts of >= 2M multiply-adds (~0.1 ms on one core, from L3): below that, waking the
+// pool's other thread costs more than the second core saves (a 1024 x 1024 gemv is
+// faster on one thread; docs/performance.md).
 constexpr int64_t kGemvGrain = int64_t(1) << 21;
 template <class T> void gemv_dot(const T* a, int64_t lda, const T* x, T* y, int64_t rows, int64_t cols, T alpha, T beta) {
   parallel_for(rows, std::max<int64_t>(1, kGemvGrain / std::max<int64_t>(cols, 1)),
@@ -216,9 +215,8 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
   };
   if constexpr (std::is_same_v<T, float>) {
     // Only dW (and db) wanted, W stored (k, n), on fastnn's sgemm: g is made inside the
-    // product's packing of it, a group of rows at a time, and never written out (a
-    // 1024 x 1024 relu dW + db: 11.1 -> 10.8 ms; the product alone: 10.5). No 2^31 slices
-    // here: fastnn's sgemm takes 64-bit sizes.
+    // product's packing of it, a group of rows at a time, and never written out (one
+    // write and one read of g less). No 2^31 slices here: fastnn's sgemm takes 64-bit sizes.
     if (dw && !dx && !g_out && need_g && !w_oi && m > 1 && n > 1 && k > 1 && own_sgemm(k, n, m)) {
       const BRows rows{dchunk, [&](int64_t r0, int64_t r1, float* out) {
                          double* part = db ? dbp.data() + (r0 / dchunk) * n : nullptr;

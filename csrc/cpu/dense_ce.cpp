@@ -72,9 +72,9 @@ FASTNN_CLONES void ce_rows_isa(double* L, const double* b, const int64_t* t, con
 }  // namespace
 
 // Rows per chunk: about 256 MiB of logits, at least 512 rows, at most n. Each chunk's
-// three products re-read (and re-pack) all of W and dW: at (4096, 4096, 128256) chunks
-// of 256 rows ran 1.34x slower than torch's unchunked products; the logits of 512 rows
-// of 128256 classes (263 MB) are still under a tenth of torch's (N, C) buffers.
+// three products re-read (and re-pack) all of W and dW, so chunks must be large (smaller
+// ones lost to torch's unchunked products at LM-head sizes: docs/performance.md); the
+// logits of 512 rows of 128256 classes (263 MB) are still under a tenth of torch's (N, C) buffers.
 int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize) {
   const int64_t rows = (256ll << 20) / std::max<int64_t>(c * itemsize, 1);
   return std::max<int64_t>(1, std::min(n, std::max<int64_t>(rows, 512)));

@@ -34,12 +34,10 @@ int detect_threads() {
 }
 
 // How long a worker (and a caller waiting for its parts) spins before it sleeps: 0 (off)
-// unless FASTNN_SPIN_US says otherwise. Spinning skips the ~35 us futex wake of a sleeping
-// worker, which back-to-back mid-size elementwise calls pay (30 us of spin: gelu forward
-// on 512K floats 330 -> 275 us, relu on 4M 461 -> 372 us), but a spinning worker takes a
-// core from OpenBLAS's threads in the products that follow: a 64x256x256 Dense+relu
-// forward + backward went from 0.31 to 0.53 ms and 256x1024x1024 from 9.0 to 10.0 ms with
-// 30 us (python -m fastnn.bench --ops dense, same session). Layers matter more.
+// unless FASTNN_SPIN_US says otherwise. Spinning skips the futex wake of a sleeping
+// worker, which back-to-back mid-size elementwise calls pay, but a spinning worker takes a
+// core from OpenBLAS's threads in the products that follow, and layers matter more
+// (python -m fastnn.bench --ops activation,dense with FASTNN_SPIN_US=30: docs/performance.md).
 int64_t spin_ns() {
   static const int64_t ns = [] {
     const char* env = std::getenv("FASTNN_SPIN_US");

@@ -53,7 +53,7 @@ void set_thread_executor(Executor exec, void* ctx, int max_threads);
 // running them on its own thread server while at least one use_blas_callback(true) is not
 // yet matched by a use_blas_callback(false). Global (any thread's GEMMs), so users turn it
 // on only around their calls: OpenBLAS's own server keeps its warm threads for the rest
-// (fastnn's pool wakes slower: a 64x256x256 layer forward took 82 us on it, 58 on OpenBLAS's).
+// (fastnn's pool wakes slower than OpenBLAS's warm threads: docs/performance.md, "Threads and pools").
 void use_blas_callback(bool on);
 
 // (calls run on a thread executor, OpenBLAS callbacks received) since the process started:

@@ -1,11 +1,11 @@
 // pool.h — a cache of large output buffers for the CPU backend.
 //
 // Why: a fresh 64 MB output costs ~16k first-touch page faults (the kernel zeroes every
-// page the first time it is written), which on this 2-core machine took longer than
-// relu itself over 16M floats (10-15 ms with fresh outputs, 2.5-4 ms with reused ones),
-// with occasional spikes near 80 ms. torch and numpy pay this on every call (their large allocations are
-// fresh mmaps). Buffers handed back to this pool are reused by the next output of the
-// same size class, already faulted in.
+// page the first time it is written), which take longer than a memory-bound kernel such
+// as relu over the same 16M floats (the "no cache" rows of python -m fastnn.bench --ops
+// activation). torch and numpy pay this on every call (their large allocations are fresh
+// mmaps). Buffers handed back to this pool are reused by the next output of the same
+// size class, already faulted in.
 //
 // Blocks of >= kMinBytes, rounded up to 2 MiB, 2 MiB-aligned, advised as huge pages.
 // A freed block stays cached while the cache holds <= limit bytes (FASTNN_CACHE_MB,

@@ -1,16 +1,15 @@
 // sgemm_avx512.cpp — fastnn's own float32 matrix product for CPUs with AVX-512, on
 // fastnn's thread pool (or a host framework's executor), in place of OpenBLAS's sgemm for
-// the Dense layers' products of >= kOwnSgemmMinMacs multiply-adds (table at kMinMacs).
+// the Dense layers' products of >= kOwnSgemmMinMacs multiply-adds (why at kMinMacs).
 //
 // Why not OpenBLAS there:
-//  - Speed. On one Zen 4 core (FMA peak measured at 117 GF/s) OpenBLAS's sgemm runs a
-//    1024^3 product at ~101 GF/s; this one at ~108. (Inside a Keras step on two threads,
-//    TensorFlow's oneDNN took 10.1-10.2 ms for it, this one 10.4-10.6.)
-//  - Its threads. After each call OpenBLAS's worker threads spin for ~2^28 cycles (~70
-//    ms) before they sleep. Whatever runs on the other core in that time (fastnn's own
+//  - Speed. From kMinMacs multiply-adds up this product is faster than OpenBLAS's sgemm
+//    on AVX-512 CPUs, one core or two (docs/performance.md, "Dense and sgemm").
+//  - Its threads. After each call OpenBLAS's worker threads spin (by default ~2^28
+//    cycles) before they sleep. Whatever runs on those cores meanwhile (fastnn's own
 //    pool: the epilogue, the activation gradient; TensorFlow's or torch's threads) shares
-//    it with a spinning thread: a two-thread product run 50 ms after an OpenBLAS call
-//    took twice as long as one run without OpenBLAS in the process.
+//    them with a spinning thread. This product runs on fastnn's pool or on the host
+//    framework's executor, whose threads are the ones that run next.
 //  - Determinism. Each output element is one thread's sum over k in a fixed order (k
 //    blocks in order, each in order), so the bits never depend on the thread count.
 //
@@ -18,7 +17,7 @@
 // op(B) is packed once per call into panels of kKc x kNr (the vector side, zero-padded),
 // op(A) into panels of kMr x kKc per unit of rows (the broadcast side), and a micro-kernel
 // keeps a kMr x kNr tile of C in 24 zmm registers: per k, 4 vector loads of B, 6
-// broadcasts of A, 24 FMAs (117 GF/s on one core with its data in cache). Tiles at the
+// broadcasts of A, 24 FMAs (enough FMAs per load to reach the FMA peak from cache). Tiles at the
 // edges are computed whole (the padding is zero) and stored through masks. The rows are
 // cut into units of kUnitPanels tiles that the threads claim one at a time. op(B) may also
 // be made by the caller, rows at a time, as the packing reads it (BRows in kernels.h: a
@@ -187,8 +186,8 @@ FASTNN_AVX512_FN void scatter_row(const float* row, int64_t n, int64_t p, int64_
 
 // Scratch floats, 64-byte aligned and already faulted in: from the buffer cache when
 // large, else this thread's own block, kept between calls (a fresh heap block of a few
-// hundred KiB is a fresh mmap: page faults on every call, 0.2 -> 0.5 ms for a 64x256x256
-// layer's forward + backward). One Buffer per thread at a time (sgemm does not nest).
+// hundred KiB is a fresh mmap: page faults on every call, which cost a small layer more
+// than its products). One Buffer per thread at a time (sgemm does not nest).
 class Buffer {
  public:
   explicit Buffer(int64_t n) {
@@ -215,7 +214,8 @@ class Buffer {
   float* p_ = nullptr;
 };
 
-// Work per pool part, in multiply-adds: waking the other thread costs ~35 us (~3M MACs).
+// Work per pool part, in multiply-adds: more than waking a sleeping pool thread costs
+// (~3M multiply-adds' time; docs/performance.md, "Dense and sgemm").
 constexpr int64_t kGrainMacs = int64_t(4) << 20;
 
 }  // namespace
@@ -233,9 +233,8 @@ void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
   const int64_t npanels = (n + kNr - 1) / kNr, npad = npanels * kNr;
   // op(B) packed once: k block p0 (kc = min(kKc, k - p0)) at bp + p0 * npad, its panel j
   // at + j * kNr * kc. Always packed, even where B is stored (k, n) with whole panels and
-  // the kernel could read it in place: in place it depends on where B lives (a 1024 x 1024
-  // weight in TensorFlow's memory: 22.1-22.8 ms for 1024^3 on one thread, the same values
-  // in numpy's: 20.4-20.5; packed: ~20 in both).
+  // the kernel could read it in place: read in place, the speed depends on where B lives
+  // (a weight in TensorFlow's memory ran ~10% slower than in numpy's); packed, it does not.
   const int64_t kblocks = (k + kKc - 1) / kKc;
   Buffer bbuf(k * npad);
   float* bp = bbuf.get();
@@ -307,17 +306,10 @@ void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
 
 namespace {
 // From kMinMacs multiply-adds up this one is faster than OpenBLAS; below, OpenBLAS is as
-// fast or faster. Dense forward + backward with relu, two threads, ms (io / oi layouts):
-//                      OpenBLAS      this
-//   64 x 256 x 256      0.21          0.30        (every size: the products forced here)
-//   128 x 784 x 512     1.7           2.1
-//   512 x 512 x 512     4.3-4.4       4.4-4.6
-//   256 x 1024 x 1024   8.8-9.1       9.2-9.4
-//   512 x 1024 x 1024   16.7-17.4     16.9-17.6
-//   1024 x 1024 x 1024  32.3-37.5     31.3-32.0
-//   2048 x 1024 x 1024  63.7-71.7     61.3-62.4
+// fast or faster (Dense forward + backward, both forced onto each: docs/performance.md,
+// "Dense and sgemm"; python -m fastnn.bench --ops dense, FASTNN_GEMM=openblas for OpenBLAS).
 // Where it loses: B is packed in a pass of its own (written out and read back, where
-// OpenBLAS packs blocks that stay in cache) and the pool's threads wake in ~35 us where
+// OpenBLAS packs blocks that stay in cache) and the pool's threads must be woken where
 // OpenBLAS's are still spinning from its last call.
 constexpr int64_t kMinMacs = kOwnSgemmMinMacs;
 std::atomic<bool> g_own{[] {

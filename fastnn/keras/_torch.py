@@ -5,15 +5,15 @@ the kernels read without a copy; the gradient comes back through the same view."
 
 import torch
 
-from fastnn.torch import _ops
 from fastnn.torch import functional as F
+
 
 def dense(x, w, b, name, params):
     """act(x @ w + b): x (..., in), w (in, out), b (out,) or None; one float dtype."""
     return F.linear(x, w.T, b, activation=name, **dict(params))
 
 def activation(x, name, params):
-    return _ops.activation(x, name, dict(params))
+    return F.activation(x, name, **dict(params))
 
 def loss(pred, target, name, params, none_shape):
     """The "none" loss (per element, or per row for cross_entropy); d/d pred only."""
@@ -24,7 +24,7 @@ def loss(pred, target, name, params, none_shape):
         # the kernel refuses NaN / out-of-range probabilities (torch's rule); Keras' BCE
         # takes them (a loss-scale overflow): torch's formula here, never an exception
         return -(target * torch.log(pred).clamp(min=-100) + (1 - target) * torch.log1p(-pred).clamp(min=-100))
-    return _ops.loss(pred, target, name, "none", dict(params))
+    return F.loss(pred, target, name, "none", **dict(params))
 
 
 def _probabilities(pred, target):

@@ -14,22 +14,13 @@
 - ``patch(model)``: replace a model's torch layers by these, sharing the parameters.
 
 Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no graph
-break) and DistributedDataParallel work. CPU tensors reach the kernels as numpy views,
-CUDA tensors through DLPack to the CuPy backend (when fastnn has one).
-
-Performance: on CPU tensors the autograd nodes are C++ (fastnn/torch/_native.py:
-csrc/torch/native.cpp, compiled against the installed torch on first use and cached),
-which call the C++ kernels directly: at tiny sizes a fused Linear + ReLU forward +
-backward costs less than torch's two ops (42 us vs 55 on x (8, 16), w (16, 16);
-examples/torch_overhead.py) and the example MLP trains faster than stock torch
-(examples/torch_mlp.py). Where they cannot be built (no C++ compiler) or with
-FASTNN_TORCH_NATIVE=0, Python autograd.Functions run the same kernels (~35 us more per
-op forward + backward). At large sizes the kernels' speed shows. torch's OpenMP threads
-busy-wait for a while after each torch op and take cores from the fastnn kernels that
-follow (a Linear(1024, 1024) + ReLU fwd+bwd between torch ops: 46 ms, 24 ms with
-OMP_WAIT_POLICY=PASSIVE set before starting Python); fastnn's own BLAS threads sleep
-~20 us after their work (fastnn sets OPENBLAS_THREAD_TIMEOUT=16 for its OpenBLAS
-unless you set it).
+break) and DistributedDataParallel work. Each call takes one route (fastnn/torch/_ops.py):
+on CPU tensors fastnn's C++ autograd nodes (csrc/torch/native.cpp, compiled against the
+installed torch on first use and cached; FASTNN_TORCH_NATIVE=0 turns them off), which run
+the kernels on torch's intra-op thread pool; elsewhere Python autograd.Functions over the
+same kernels (CPU tensors as numpy views, CUDA tensors through DLPack to the CuPy backend,
+on torch's current stream); under torch.compile the custom ops. Measurements:
+docs/performance.md.
 """
 from . import functional
 from ._linear_ce import LinearCrossEntropyLoss

@@ -12,7 +12,7 @@ from torch import nn
 
 import fastnn
 
-from ._bridge import scope, to_array, to_tensor
+from ._ops import scope, to_array, to_tensor
 
 
 def _kernel(x, weight, bias, target, ignore_index, label_smoothing, reduction, chunk_size, need_grads, grad=None):

@@ -1,208 +1,430 @@
-"""Autograd for the fastnn kernels, and which path each call takes.
+"""fastnn.torch's routes to the kernels, one chosen per call, and the two Python routes.
 
-- Eager, CPU tensors, the C++ backend selected: the C++ autograd nodes of _native
-  (csrc/torch/native.cpp: DenseFn, ActFn, LossFn), with or without grad. They serve the
-  common calls and return None for the rest (class weights, pos_weight, a target that
-  requires grad, softmax across a non-last axis, values the public API must refuse),
-  which then take the next path.
-- Eager otherwise, some input requires grad: a Python ``torch.autograd.Function``
-  (the same kernels, through _kernels' fast path or the public API).
-- Under torch.compile / torch.export (``torch.compiler.is_compiling()``): the custom ops
-  of ``_library`` (fastnn::dense, ...), which the compiler sees as one opaque op each,
-  forward and backward, with fake (meta) implementations: no graph break.
-- Nothing requires grad, or grad mode is off: the kernel directly, no autograd node.
+    dense / activation / loss (below) decide, in this order:
+    1. tracing under torch.compile / torch.export (torch.compiler.is_compiling()): the
+       torch.library custom ops fastnn::* defined here, which the compiler sees as one
+       opaque op each, forward and backward, with fake (meta) implementations;
+    2. CPU tensors, the C++ backend selected for this call, fastnn.torch's C++ autograd
+       nodes built (_native): the C++ node, which returns None for a call it does not
+       serve (class weights, pos_weight, a target that requires grad, softmax across a
+       non-last axis, values the public API must refuse) -> route 3;
+    3. otherwise a Python torch.autograd.Function (or, when nothing needs a gradient, the
+       kernel call alone) over fastnn's prepared call (fastnn.prepare_dense, ...), which
+       validates and dispatches as the numpy API does.
 
-Why not the custom ops in eager mode too: their dispatcher and autograd registration
-cost more per call. Measured per call (us, best of 7 runs of 4000 calls, one torch
-thread, 2-core EPYC VM: python examples/torch_overhead.py; x (8, 16), w (16, 16), bce
-on (8, 1)); "kernel alone" is the public numpy API, which validates its arguments:
-
-    case                      eager C++  eager Python  custom op   torch  kernel alone
-    linear+relu fwd, no grad      7.7       10.7          27.0       6.2       8.6
-    linear+relu fwd, grad         7.1       16.2          52.0       6.7
-    linear+relu fwd+bwd          41.4       68.3         165.9      55.9
-    relu fwd, no grad             6.5        7.5          18.9       3.1       4.3
-    relu fwd+bwd                 27.4       44.4         102.1      19.8
-    bce fwd, no grad              8.1       15.9          31.7       7.9      17.8
-    bce fwd+bwd                  34.7       74.6         179.0      36.0
-
-Of the Python path's ~68 us for a linear+relu fwd+bwd, ~35 are torch's own cost of a
-Python autograd.Function with three inputs and their gradients (an empty one costs that
-much); the C++ nodes remove that and the tensor <-> numpy conversions. What remains of
-a C++ call is this module's Python (spec lookup, backend selection: ~3 us) and torch's
-node bookkeeping. Once-differentiability is checked only where a backward runs with
-grad mode on (create_graph), which saves once_differentiable's no_grad block on every
-other backward; the C++ nodes do the same with torch's DelayedError.
-
-Backward saves only what the kernel needs: x and w, plus y or the pre-activation z for
-Dense (whichever dense_forward returns); y or x for activations (saved_for_backward).
-The specs (resolved activation / loss) are resolved before apply, once per distinct
-name + params (_kernels.act_spec); forward also keeps on ctx the checked arrays it handed
-the kernel when they are views of its inputs (``ctx.kept``, dropped by backward), and
-backward still unpacks the saved tensors first, so an input modified in place in between
-raises as usual. Backward is once-differentiable: double backward raises instead of
-returning zeros.
+Tensors reach the kernels as numpy views (CPU) or CuPy arrays through DLPack (CUDA, on
+torch's current stream); results come back without a copy. Backward saves only what the
+kernel needs: x and w plus y or the pre-activation z for Dense, y or x for activations.
+Backward is once-differentiable: double backward raises instead of returning zeros.
+Custom-op params travel as one canonical string (encode), a fixed schema that dynamo
+traces without a graph break.
 """
+import ast
+import contextlib
 import functools
+from typing import Optional
 
+import numpy as np
 import torch
+from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from fastnn._backends import cpp as _cpp
-from fastnn._dispatch import select
+import fastnn
 
-from . import _kernels as K
-from . import _library
 from . import _native as N
-from ._bridge import encode
 
-FORCE_LIBRARY = False  # tests set it to run the custom-op path in eager mode
+FORCE_LIBRARY = False  # tests set it to run the custom-op route in eager mode
+_CPU_SCOPE = contextlib.nullcontext()
 
 
-def _library_path():
+# ---- tensors <-> the kernels' arrays ---------------------------------------------------------
+
+def to_array(t):
+    """The kernels' view of tensor t: numpy for CPU, CuPy (DLPack) for CUDA; None stays None."""
+    if t is None:
+        return None
+    if not t.is_cuda:
+        return t.numpy(force=True) if t.requires_grad else t.numpy()
+    return _cupy().from_dlpack(t.detach())
+
+
+def to_tensor(a):
+    """A kernel output as a tensor, zero-copy; None stays None."""
+    if a is None:
+        return None
+    return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+
+
+def scope(t):
+    """Where kernels on t's device run: nothing to set on CPU; on CUDA, t's device and
+    torch's current stream made CuPy's current ones (no synchronisation needed)."""
+    if not t.is_cuda:
+        return _CPU_SCOPE
+    cp = _cupy()
+    ts = torch.cuda.current_stream(t.device)
+    try:  # CuPy >= 14: the CUDA stream protocol
+        stream = cp.cuda.Stream.from_external(ts)
+    except Exception:  # noqa: BLE001 - older CuPy: the stream by its handle
+        stream = cp.cuda.ExternalStream(ts.cuda_stream, t.device.index)
+    s = contextlib.ExitStack()
+    s.enter_context(cp.cuda.Device(t.device.index))
+    s.enter_context(stream)
+    return s
+
+
+def _cupy():
+    try:
+        import cupy  # noqa: PLC0415 - only for CUDA tensors
+    except ImportError as e:
+        raise RuntimeError("fastnn.torch: CUDA tensors need CuPy (the fastnn 'cupy' backend); "
+                           f"it is not importable: {e}") from None
+    return cupy
+
+
+A, T = to_array, to_tensor
+
+
+def encode(params):
+    """Canonical string of a params dict of scalars ("k=repr(v);..." sorted); numpy and
+    0-d torch scalars become Python numbers first."""
+    return ";".join([f"{k}={(v.item() if isinstance(v, (np.generic, Tensor)) else v)!r}"
+                     for k, v in sorted(params.items())])
+
+
+@functools.lru_cache(maxsize=1024)
+def decode(key):
+    """The params dict back from encode()'s string."""
+    out = {}
+    for item in key.split(";") if key else ():
+        k, _, v = item.partition("=")
+        try:
+            out[k] = ast.literal_eval(v)
+        except (ValueError, SyntaxError):
+            out[k] = float(v)  # inf, -inf, nan
+    return out
+
+
+def _library_route():
     return FORCE_LIBRARY or torch.compiler.is_compiling()
 
 
 def _native(t):
-    """The C++ autograd nodes (_native) for a call on t, or None: t is on the CPU, they
-    were built, and the CPU backend selected for this call is the C++ one (use_backend,
-    set_backend and FASTNN_BACKEND are honoured per call)."""
+    """The C++ nodes for a call on t, or None: t on the CPU, the nodes built, and the C++
+    backend the one selected for this call (use_backend / set_backend / FASTNN_BACKEND are
+    honoured per call)."""
     if not t.is_cpu:
         return None
     mod = N.module()
     if mod is None:
         return None
-    try:
-        return mod if select("cpu") is _cpp else None
-    except RuntimeError:  # a GPU backend forced: the Python path raises the dispatcher's error
-        return None
+    return mod if fastnn.get_backend() in (None, "cpp") else None
 
 
 def _once(backward):
-    """once_differentiable (double backward raises instead of returning zeros), without
-    its cost where it does nothing: in a backward without create_graph grad mode is off,
-    and once_differentiable then only runs the function under no_grad."""
+    """once_differentiable without its cost where it does nothing (grad mode off)."""
     guarded = once_differentiable(backward)
 
     @functools.wraps(backward)
     def wrapper(ctx, *grads):
-        if torch.is_grad_enabled():
-            return guarded(ctx, *grads)
-        return backward(ctx, *grads)
+        return guarded(ctx, *grads) if torch.is_grad_enabled() else backward(ctx, *grads)
     return wrapper
 
 
-# ---- Dense ------------------------------------------------------------------------------
+def _dense_prepared(activation, params):
+    return fastnn.prepare_dense(activation, caller="fastnn.torch.linear", **params)
+
+
+def _act_prepared(name, params):
+    return fastnn.prepare_activation(name, caller="fastnn.torch." + name, **params)
+
+
+def _loss_prepared(name, reduction, params):
+    return fastnn.prepare_loss(name, reduction=reduction, caller="fastnn.torch." + name, **params)
+
+
+# ---- Dense: y = act(x @ w.T + b), x (..., in), w (out, in), b (out,) or None ----------------
+
+def _dense_fwd(op, x, w, b):
+    with scope(x):
+        y, z = op.forward(A(x), A(w), A(b))
+        return T(y), T(z)
+
+
+def _dense_bwd(op, dy, x, w, y, z, need_dx, need_dw, need_db):
+    with scope(dy):
+        return tuple(T(g) for g in op.backward(A(dy), A(x), A(w), A(y), A(z), need_dx=need_dx,
+                                               need_dw=need_dw, need_db=need_db))
+
 
 class DenseFunction(torch.autograd.Function):
-    """y = act(x @ w.T + b): x (..., in), w (out, in), b (out,) or None; spec: the
-    resolved activation (K.act_spec)."""
-
     @staticmethod
-    def forward(ctx, x, w, b, spec):
-        y, z, ctx.kept = K.dense_forward(x, w, b, spec)
-        ctx.spec, ctx.has_b = spec, b is not None
-        ctx.save_for_backward(x, w, y if z is None and spec.name != "linear" else None, z)
+    def forward(ctx, x, w, b, op):
+        y, z = _dense_fwd(op, x, w, b)
+        ctx.op, ctx.has_b = op, b is not None
+        ctx.save_for_backward(x, w, y if z is None and op.spec.name != "linear" else None, z)
         return y
 
     @staticmethod
     @_once
     def backward(ctx, dy):
         x, w, y, z = ctx.saved_tensors  # raises if any of them changed in place since forward
-        kept, ctx.kept = ctx.kept, None  # held no longer than the saved tensors
         need_dx, need_dw, need_db = ctx.needs_input_grad[:3]
-        dx, dw, db = K.dense_backward(dy, x, w, y, z, ctx.spec, need_dx, need_dw, ctx.has_b and need_db, kept)
-        return dx, dw, db, None
+        return _dense_bwd(ctx.op, dy, x, w, y, z, need_dx, need_dw, ctx.has_b and need_db) + (None,)
 
 
 def dense(x, w, b, activation, params):
-    """y = act(x @ w.T + b) on the path this call needs (see the module docstring)."""
-    if _library_path():
-        return _library.dense(x, w, b, activation, encode(params))[0]
-    spec = K.act_spec("fastnn.torch.linear", activation, params)
+    """y = act(x @ w.T + b) on this call's route."""
+    if _library_route():
+        return dense_op(x, w, b, activation, encode(params))[0]
+    op = _dense_prepared(activation, params)
     nat = _native(x)
     if nat is not None:
-        y = nat.dense(x, w, b, N.act_id(spec))
+        y = nat.dense(x, w, b, N.act_id(op.spec))
         if y is not None:
             return y
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
-        return DenseFunction.apply(x, w, b, spec)
-    return K.dense_forward(x, w, b, spec)[0]
+        return DenseFunction.apply(x, w, b, op)
+    return _dense_fwd(op, x, w, b)[0]
 
 
-# ---- activations --------------------------------------------------------------------------
+# ---- activations: y = f(x), any shape ----------------------------------------------------------
 
 class ActivationFunction(torch.autograd.Function):
-    """y = f(x), elementwise (softmax / log_softmax along the spec's axis)."""
-
     @staticmethod
-    def forward(ctx, x, spec):
-        y = K.activation_forward(x, spec)
-        ctx.spec = spec
-        ctx.save_for_backward(y if spec.from_y else x)
+    def forward(ctx, x, op):
+        with scope(x):
+            y = T(op.forward(A(x)))
+        ctx.op = op
+        ctx.save_for_backward(y if op.spec.from_y else x)
         return y
 
     @staticmethod
     @_once
     def backward(ctx, dy):
         (src,) = ctx.saved_tensors
-        return K.activation_backward(dy, src, ctx.spec.from_y, ctx.spec), None
+        key = "y" if ctx.op.spec.from_y else "x"
+        with scope(dy):
+            return T(ctx.op.backward(A(dy), **{key: A(src)})), None
 
 
 def saves_y(name, params):
     """True if the activation's backward reads its output y (else its input x)."""
-    return K.act_spec("fastnn.torch." + name, name, params).from_y
+    return _act_prepared(name, params).spec.from_y
 
 
 def activation(x, name, params):
-    if _library_path():
-        return _library.activation(x, name, encode(params))
-    spec = K.act_spec("fastnn.torch." + name, name, params)
+    if _library_route():
+        return activation_op(x, name, encode(params))
+    op = _act_prepared(name, params)
     nat = _native(x)
     if nat is not None:
-        y = nat.activation(x, N.act_id(spec))
+        y = nat.activation(x, N.act_id(op.spec))
         if y is not None:
             return y
     if torch.is_grad_enabled() and x.requires_grad:
-        return ActivationFunction.apply(x, spec)
-    return K.activation_forward(x, spec)
+        return ActivationFunction.apply(x, op)
+    with scope(x):
+        return T(op.forward(A(x)))
 
 
-# ---- losses ---------------------------------------------------------------------------
+# ---- losses: pred (..., C) for the class losses (class axis last), else target's shape -------
+
+def _loss_op(name, reduction, params, weight, pos_weight):
+    """The prepared loss; class weight / pos_weight tensors join the params as arrays."""
+    if weight is None and pos_weight is None:
+        return _loss_prepared(name, reduction, params)
+    p = dict(params)
+    if weight is not None:
+        p["weight"] = A(weight)
+    if pos_weight is not None:
+        p["pos_weight"] = A(pos_weight)
+    return _loss_prepared(name, reduction, p)
+
 
 class LossFunction(torch.autograd.Function):
-    """loss(pred, target) with fastnn's conventions (class axis last); weight and
-    pos_weight are constants here (the functional refuses ones that require grad)."""
+    """weight and pos_weight are constants here (the functional refuses ones that require grad)."""
 
     @staticmethod
-    def forward(ctx, pred, target, weight, pos_weight, spec, reduction):
-        ctx.spec, ctx.reduction = spec, reduction
+    def forward(ctx, pred, target, weight, pos_weight, op):
+        ctx.op = op
         ctx.save_for_backward(pred, target, weight, pos_weight)
-        out, ctx.kept = K.loss_forward(pred, target, spec, reduction, weight, pos_weight)
-        return out
+        with scope(pred):
+            return T(op.forward(A(pred), A(target)))
 
     @staticmethod
     @_once
     def backward(ctx, grad):
-        pred, target, weight, pos_weight = ctx.saved_tensors  # raises if any changed in place
-        kept, ctx.kept = ctx.kept, None  # held no longer than the saved tensors
+        pred, target, _, _ = ctx.saved_tensors  # raises if any changed in place
         need_pred, need_target = ctx.needs_input_grad[:2]
-        dpred, dtarget = K.loss_backward(grad, pred, target, ctx.spec, ctx.reduction, weight, pos_weight,
-                                         need_target, kept)
-        return (dpred if need_pred else None), dtarget, None, None, None, None
+        with scope(pred):
+            out = ctx.op.backward(A(pred), A(target), A(grad), need_target)
+        dpred, dtarget = (T(out[0]), T(out[1])) if need_target else (T(out), None)
+        return (dpred if need_pred else None), dtarget, None, None, None
 
 
 def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
-    if _library_path():
-        return _library.loss(pred, target, weight, pos_weight, name, reduction, encode(params))
-    spec = K.loss_spec("fastnn.torch." + name, name, reduction, params)
+    if _library_route():
+        return loss_op(pred, target, weight, pos_weight, name, reduction, encode(params))
     if weight is None and pos_weight is None:
         nat = _native(pred)
         if nat is not None:
-            lid = N.loss_id(spec)
+            lid = N.loss_id(_loss_prepared(name, reduction, params).spec)
             out = None if lid is None else nat.loss(pred, target, lid, N.reduction_code(reduction))
             if out is not None:
                 return out
+    op = _loss_op(name, reduction, params, weight, pos_weight)
     if torch.is_grad_enabled() and (pred.requires_grad or target.requires_grad):
-        return LossFunction.apply(pred, target, weight, pos_weight, spec, reduction)
-    return K.loss_forward(pred, target, spec, reduction, weight, pos_weight)[0]
+        return LossFunction.apply(pred, target, weight, pos_weight, op)
+    with scope(pred):
+        return T(op.forward(A(pred), A(target)))
+
+
+# ---- the torch.library custom ops (route 1) ------------------------------------------------
+#   fastnn::dense(x, w, b?, activation, params) -> (y, z)          z: (0,) unless kept
+#   fastnn::dense_backward(dy, x, w, y?, z?, activation, params, need_dx, need_dw, need_db) -> (dx, dw, db)
+#   fastnn::activation(x, name, params) -> y;  fastnn::activation_backward(dy, src, name, params) -> dx
+#   fastnn::loss(pred, target, weight?, pos_weight?, name, reduction, params) -> loss
+#   fastnn::loss_backward(grad, pred, target, weight?, pos_weight?, name, reduction, params,
+#                         need_target_grad) -> (dpred, dtarget)
+# Outputs are C-contiguous (the fakes say so), (0,) placeholders where not needed.
+
+def _empty(like, shape):
+    return torch.empty(shape, dtype=like.dtype, device=like.device)
+
+
+def _out(t, like):
+    return _empty(like, (0,)) if t is None else t.contiguous()
+
+
+@torch.library.custom_op("fastnn::dense", mutates_args=())
+def dense_op(x: Tensor, w: Tensor, b: Optional[Tensor], activation: str, params: str) -> tuple[Tensor, Tensor]:
+    y, z = _dense_fwd(_dense_prepared(activation, decode(params)), x, w, b)
+    return _out(y, x), _out(z, x)
+
+
+@dense_op.register_fake
+def _(x, w, b, activation, params):
+    shape = x.shape[:-1] + w.shape[:1]
+    return _empty(x, shape), _empty(x, shape if _dense_prepared(activation, decode(params)).keeps_z else (0,))
+
+
+@torch.library.custom_op("fastnn::dense_backward", mutates_args=())
+def dense_backward_op(dy: Tensor, x: Tensor, w: Tensor, y: Optional[Tensor], z: Optional[Tensor], activation: str,
+                      params: str, need_dx: bool, need_dw: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
+    op = _dense_prepared(activation, decode(params))
+    dx, dw, db = _dense_bwd(op, dy, x, w, y, z, need_dx, need_dw, need_db)
+    return _out(dx, x), _out(dw, x), _out(db, x)
+
+
+@dense_backward_op.register_fake
+def _(dy, x, w, y, z, activation, params, need_dx, need_dw, need_db):
+    return (_empty(x, x.shape if need_dx else (0,)), _empty(x, w.shape if need_dw else (0,)),
+            _empty(x, w.shape[:1] if need_db else (0,)))
+
+
+def _dense_setup(ctx, inputs, output):
+    x, w, b, activation, params = inputs
+    y, z = output
+    ctx.mark_non_differentiable(z)
+    keeps_z = _dense_prepared(activation, decode(params)).keeps_z
+    ctx.save_for_backward(x, w, y if not keeps_z and activation != "linear" else None, z if keeps_z else None)
+    ctx.activation, ctx.params, ctx.has_b = activation, params, b is not None
+
+
+def _dense_autograd(ctx, dy, _dz):
+    x, w, y, z = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    need_db = ctx.has_b and need[2]
+    dx, dw, db = dense_backward_op(dy, x, w, y, z, ctx.activation, ctx.params, need[0], need[1], need_db)
+    return (dx if need[0] else None), (dw if need[1] else None), (db if need_db else None), None, None
+
+
+dense_op.register_autograd(_dense_autograd, setup_context=_dense_setup)
+
+
+@torch.library.custom_op("fastnn::activation", mutates_args=())
+def activation_op(x: Tensor, name: str, params: str) -> Tensor:
+    with scope(x):
+        return T(_act_prepared(name, decode(params)).forward(A(x))).contiguous()
+
+
+@activation_op.register_fake
+def _(x, name, params):
+    return _empty(x, x.shape)
+
+
+@torch.library.custom_op("fastnn::activation_backward", mutates_args=())
+def activation_backward_op(dy: Tensor, src: Tensor, name: str, params: str) -> Tensor:
+    op = _act_prepared(name, decode(params))
+    with scope(dy):
+        return T(op.backward(A(dy), **{"y" if op.spec.from_y else "x": A(src)})).contiguous()
+
+
+@activation_backward_op.register_fake
+def _(dy, src, name, params):
+    return _empty(dy, dy.shape)
+
+
+def _activation_setup(ctx, inputs, output):
+    x, name, params = inputs
+    ctx.save_for_backward(output if saves_y(name, decode(params)) else x)
+    ctx.name, ctx.params = name, params
+
+
+def _activation_autograd(ctx, dy):
+    (src,) = ctx.saved_tensors
+    return activation_backward_op(dy, src, ctx.name, ctx.params), None, None
+
+
+activation_op.register_autograd(_activation_autograd, setup_context=_activation_setup)
+
+_CLASS_LOSSES = ("cross_entropy", "nll")  # "none" gives one value per row (class axis last)
+
+
+@torch.library.custom_op("fastnn::loss", mutates_args=())
+def loss_op(pred: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor], name: str,
+            reduction: str, params: str) -> Tensor:
+    op = _loss_op(name, reduction, decode(params), weight, pos_weight)
+    with scope(pred):
+        return T(op.forward(A(pred), A(target))).contiguous()
+
+
+@loss_op.register_fake
+def _(pred, target, weight, pos_weight, name, reduction, params):
+    if reduction != "none":
+        return _empty(pred, ())
+    return _empty(pred, pred.shape[:-1] if name in _CLASS_LOSSES else pred.shape)
+
+
+@torch.library.custom_op("fastnn::loss_backward", mutates_args=())
+def loss_backward_op(grad: Tensor, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                     pos_weight: Optional[Tensor], name: str, reduction: str, params: str,
+                     need_target_grad: bool) -> tuple[Tensor, Tensor]:
+    op = _loss_op(name, reduction, decode(params), weight, pos_weight)
+    with scope(pred):
+        out = op.backward(A(pred), A(target), A(grad), need_target_grad)
+    if need_target_grad:
+        return T(out[0]).contiguous(), T(out[1]).contiguous()
+    return T(out).contiguous(), _empty(pred, (0,))
+
+
+@loss_backward_op.register_fake
+def _(grad, pred, target, weight, pos_weight, name, reduction, params, need_target_grad):
+    return _empty(pred, pred.shape), _empty(pred, target.shape if need_target_grad else (0,))
+
+
+def _loss_setup(ctx, inputs, output):
+    pred, target, weight, pos_weight, name, reduction, params = inputs
+    ctx.save_for_backward(pred, target, weight, pos_weight)
+    ctx.name, ctx.reduction, ctx.params = name, reduction, params
+
+
+def _loss_autograd(ctx, grad):
+    pred, target, weight, pos_weight = ctx.saved_tensors
+    need = ctx.needs_input_grad
+    dpred, dtarget = loss_backward_op(grad, pred, target, weight, pos_weight, ctx.name, ctx.reduction, ctx.params,
+                                      need[1])
+    return (dpred if need[0] else None), (dtarget if need[1] else None), None, None, None, None, None
+
+
+loss_op.register_autograd(_loss_autograd, setup_context=_loss_setup)

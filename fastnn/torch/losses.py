@@ -2,7 +2,7 @@
 
 Each subclasses its torch.nn twin, so the arguments (size_average / reduce included),
 defaults, buffers (weight, pos_weight), state_dict and repr are torch's own; forward
-runs fastnn.torch.functional with torch's conventions (see _functional_losses).
+runs fastnn.torch.functional with torch's conventions (see the losses section there).
 """
 from torch import nn
 

@@ -2,13 +2,13 @@
 //
 // exp(float) is fastnn's own: it is the innermost operation of softmax, cross-entropy,
 // sigmoid, silu, elu and their gradients, and this version vectorizes to a dozen FMAs
-// (about 2x faster than glibc's SIMD expf here, at memory speed). Max error 1.0 ulp
-// over [-120, 100] (every 13th float, against double exp); exp(-inf) = 0, exp(inf) = inf, NaN
-// propagates, subnormal results are produced. log, log1p and erfc of float are fastnn's
-// too (below: with libmvec's erfcf and log1pf, gelu and softplus took 1.9 and 2.6 ns per
-// element on one core here; with these, 1.0 and 1.35; float32 gelu and softplus forward on
-// AVX-512 CPUs run csrc/cpu/act_avx512.cpp instead: ~0.5 and ~0.55). Everything else is
-// <cmath>, vectorized through glibc's libmvec (csrc/cpu/vecmath.h).
+// (faster than glibc's SIMD expf: docs/performance.md, "Activations"). Max error 1.0 ulp
+// over [-120, 100] (every 13th float, against double exp); exp(-inf) = 0, exp(inf) = inf,
+// NaN propagates, subnormal results are produced. log, log1p and erfc of float are
+// fastnn's too (below), for the same reason: libmvec's erfcf and log1pf made gelu and
+// softplus about twice as slow. float32 gelu and softplus forward on AVX-512 CPUs run
+// csrc/cpu/act_avx512.cpp instead. Everything else is <cmath>, vectorized through glibc's
+// libmvec (csrc/cpu/vecmath.h).
 #pragma once
 
 #include <cmath>

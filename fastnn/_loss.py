@@ -1,0 +1,186 @@
+"""Losses: the prepared call (a loss with its parameters and reduction resolved once) and
+the public loss_forward / loss_backward built on it.
+
+The reductions are done here, identically for every backend; backends compute sums and
+per-element (per-row) values. Denominators of "mean": the element count (elementwise
+losses; kl_div's "batchmean" uses shape[0]); for cross_entropy / nll with class indices,
+the sum of the weights of the non-ignored targets (their count without weights); with
+probability targets, the number of rows. An empty or all-ignored "mean" is NaN (0 / 0)
+with a zero gradient.
+"""
+import numpy as np
+
+from . import _checks as C
+from . import _registry as R
+from ._dense import KERNEL_DTYPES, divide
+from ._dispatch import backend_for, select
+
+_min, _max = np.minimum.reduce, np.maximum.reduce  # a.min() / a.max() without their Python wrapper
+
+
+class PreparedLoss:
+    """A loss with its parameters and reduction resolved once (``fastnn.prepare_loss``):
+    ``forward(pred, target)`` and ``backward(pred, target, grad=None)``.
+
+    Attributes:
+        spec: the resolved loss (name, code, params, numeric params).
+        reduction: "mean", "sum", "none" (or "batchmean" for kl_div).
+    """
+
+    __slots__ = ("spec", "reduction", "is_class", "_plain_ok")
+
+    def __init__(self, spec, reduction):
+        self.spec, self.reduction = spec, reduction
+        self.is_class = spec.name in R.CLASS_LOSSES
+        p = spec.params
+        self._plain_ok = p.get("weight") is None and p.get("pos_weight") is None
+
+    def _plain(self, pred, target):
+        """What _prepare returns, for plain numpy arguments that pass every check (None
+        otherwise: the general route then runs, and raises where it must)."""
+        if not (self._plain_ok and type(pred) is np.ndarray and type(target) is np.ndarray and pred.ndim
+                and pred.dtype in KERNEL_DTYPES):
+            return None
+        spec = self.spec
+        info = {"shape": pred.shape}
+        if self.is_class:
+            if target.dtype not in C.INDEX_DTYPES or target.shape != pred.shape[:-1]:
+                return None
+            t = np.ascontiguousarray(target.reshape(-1), dtype=np.int64)
+            ii, ncls = spec.params["ignore_index"], pred.shape[-1]
+            keep = t != ii
+            if t.size and not (bool(_min(t, where=keep, initial=0) >= 0)
+                               and bool(_max(t, where=keep, initial=0) < ncls)):
+                return None
+            info.update(index=True, none_shape=pred.shape[:-1], denom=int(keep.sum()))
+            return spec, np.ascontiguousarray(pred.reshape(-1, ncls)), t, info
+        if target.dtype != pred.dtype or target.shape != pred.shape:
+            return None
+        if spec.name == "bce" and pred.size and not (
+                bool(_min(pred, None) >= 0) and bool(_max(pred, None) <= 1)
+                and bool(_min(target, None) >= 0) and bool(_max(target, None) <= 1)):
+            return None
+        info.update(none_shape=pred.shape, denom=pred.shape[0] if self.reduction == "batchmean" else pred.size)
+        return spec, np.ascontiguousarray(pred), np.ascontiguousarray(target), info
+
+    def __repr__(self):
+        return f"PreparedLoss({self.spec.name!r}, reduction={self.reduction!r})"
+
+    def _prepare(self, F, pred, target):
+        """(backend, xp, spec with array params checked, pred, target, info) for both directions."""
+        plain = self._plain(pred, target)
+        if plain is not None:
+            return (select("cpu"), np) + plain
+        spec, p = self.spec, dict(self.spec.params)
+        be, xp = backend_for(F, pred=pred, target=target, weight=p.get("weight"), pos_weight=p.get("pos_weight"))
+        pred = C.float_array(F, "pred", pred, xp)
+        info = {"shape": pred.shape}
+        if self.is_class:
+            if pred.ndim < 1:
+                raise ValueError(f"{F}: {spec.name} pred must have a class axis (..., C), got a 0-d array")
+            t, info["index"] = C.class_target(F, spec, pred, target, xp)
+            if p["weight"] is not None:
+                p["weight"] = C.float_array(F, "weight", p["weight"], xp)
+                C.expect_shape(F, "weight", p["weight"], (pred.shape[-1],), " (one weight per class)")
+                p["weight"] = xp.ascontiguousarray(p["weight"])
+            C.same_dtype(F, pred=pred, target=None if info["index"] else t, weight=p["weight"])
+            info["none_shape"] = pred.shape[:-1]
+            info["denom"] = _class_denominator(xp, t, p, info["index"], pred.shape[-1])
+            pc = xp.ascontiguousarray(pred.reshape(-1, pred.shape[-1]))
+            return be, xp, spec._replace(params=p), pc, t, info
+        t = C.float_array(F, "target", target, xp)
+        C.expect_shape(F, "target", t, pred.shape, " (pred's shape; kernels do not broadcast)")
+        if p.get("pos_weight") is not None:
+            p["pos_weight"] = C.float_array(F, "pos_weight", p["pos_weight"], xp)
+            C.same_dtype(F, pred=pred, target=t, pos_weight=p["pos_weight"])
+            p["pos_weight"] = C.pos_weight_array(F, p["pos_weight"], pred, xp)
+        C.same_dtype(F, pred=pred, target=t)
+        if spec.name == "bce":
+            C.unit_interval(F, "input (pred)", pred)
+            C.unit_interval(F, "target", t)
+        info["none_shape"] = pred.shape
+        info["denom"] = pred.shape[0] if self.reduction == "batchmean" and pred.ndim else pred.size
+        return be, xp, spec._replace(params=p), xp.ascontiguousarray(pred), xp.ascontiguousarray(t), info
+
+    def forward(self, pred, target):
+        """The loss: a 0-d array for "mean" / "sum" / "batchmean", per element (per row
+        for cross_entropy / nll) for "none"."""
+        be, xp, spec, pred, t, info = self._prepare("loss_forward", pred, target)
+        red = self.reduction
+        fn = be.class_loss_forward if self.is_class else be.loss_forward
+        total, per = fn(pred, t, spec, red == "none")
+        if red == "none":
+            return per.reshape(info["none_shape"])
+        value = total if red == "sum" else divide(total, info["denom"])
+        return xp.asarray(value, dtype=pred.dtype)
+
+    def backward(self, pred, target, grad=None, need_target_grad=False):
+        """d(loss)/d(pred) of pred's shape, times the upstream `grad` (a scalar, or for
+        "none" an array of the loss's shape); with need_target_grad=True, (dpred, dtarget)."""
+        F = "loss_backward"
+        be, xp, spec, pred_c, t, info = self._prepare(F, pred, target)
+        if need_target_grad and (spec.name not in R.TARGET_GRAD_LOSSES or info.get("index")):
+            why = "integer class targets have no gradient" if info.get("index") else "torch does not differentiate it"
+            raise ValueError(f"{F}: need_target_grad=True is not supported for {spec.name} ({why})")
+        garr, gs = C.upstream_grad(F, grad, self.reduction, info["none_shape"], pred_c.dtype, xp)
+        if self.reduction in ("mean", "batchmean"):
+            gs = float(divide(gs, info["denom"]))
+        fn = be.class_loss_backward if self.is_class else be.loss_backward
+        dpred, dtarget = fn(pred_c, t, spec, garr, gs, bool(need_target_grad))
+        dpred = dpred.reshape(info["shape"])
+        if need_target_grad:
+            return dpred, dtarget.reshape(info["shape"])
+        return dpred
+
+
+def _class_denominator(xp, t, p, is_index, ncls):
+    if not is_index:
+        return t.shape[0]
+    keep = t != p["ignore_index"]
+    if p["weight"] is None:
+        return int(keep.sum())
+    return float(p["weight"][t[keep]].astype(xp.float64).sum()) if ncls else 0.0
+
+
+_prepared = {}
+
+
+def prepared(func, name, reduction, params):
+    """The PreparedLoss of (name, reduction, params); scalar params resolved once per
+    distinct arguments (array params such as weight are resolved every call)."""
+    spec = C.loss_spec_cached(func, name, params)
+    reduction = C.reduction_of(func, spec.name, reduction)
+    key = (id(spec), reduction)
+    p = _prepared.get(key)
+    if p is None or p.spec is not spec:
+        if len(_prepared) >= 4096:
+            _prepared.clear()
+        p = _prepared[key] = PreparedLoss(spec, reduction)
+    return p
+
+
+def prepare_loss(name, *, reduction="mean", caller="prepare_loss", **params):
+    """The loss `name` with its reduction and parameters resolved and checked once, for
+    repeated calls: ``op = fastnn.prepare_loss("huber", delta=0.5); l = op.forward(p, t)``.
+    Array parameters (weight, pos_weight) are checked at each call. Errors name `caller`."""
+    return prepared(caller, name, reduction, params)
+
+
+def loss_forward(pred, target, name="mse", *, reduction="mean", **params):
+    """The loss `name` (``fastnn.LOSSES``, its parameters as keywords) of pred against target.
+
+    Elementwise losses: target has pred's shape and dtype. cross_entropy / nll: pred
+    (..., C) and target int32/int64 class indices of shape pred.shape[:-1] (or, for
+    cross_entropy, float class probabilities of pred's shape); ``weight`` (C,),
+    ``ignore_index``, ``label_smoothing`` as torch's. reduction "mean" (default), "sum",
+    "none" (per element / per row), "batchmean" (kl_div). Returns a 0-d array or the
+    "none" array, in pred's dtype."""
+    return prepared("loss_forward", name, reduction, params).forward(pred, target)
+
+
+def loss_backward(pred, target, name="mse", *, reduction="mean", grad=None, need_target_grad=False, **params):
+    """d(loss)/d(pred) of loss_forward, pred's shape; `grad` the upstream gradient (a scalar,
+    or for "none" an array of the loss's shape); with need_target_grad=True, (dpred,
+    dtarget) for the losses whose torch twin differentiates the target."""
+    return prepared("loss_backward", name, reduction, params).backward(pred, target, grad, need_target_grad)
+
