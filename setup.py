@@ -24,7 +24,6 @@ ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 SOURCES = [
     "csrc/bindings.cpp",
-    "csrc/front/front.cpp",
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",
