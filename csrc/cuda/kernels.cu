@@ -4,7 +4,8 @@
 //
 // Every formula comes from scalar_math.h, the header the C++ CPU backend uses; this file
 // only loops, reduces and dispatches on the activation / loss code. Codes are the
-// indices of fastnn/_registry.py (checked by _cuda_src.py against the lists below).
+// indices of fastnn/_registry.py; every dispatch iterates the lists of the generated
+// fastnn/op_table.h (Act, Loss, FASTNN_ELEMENTWISE_ACTIVATIONS, ...).
 //
 // Conventions:
 //  * 1-D blocks of a power-of-two size (32..1024); grid-stride loops with 64-bit indices.
@@ -15,6 +16,7 @@
 //  * Pointers that may be absent are passed as null (0) and tested uniformly per kernel.
 //  * Every kernel whose blocks synchronize returns only after its block-wide loop, never
 //    from inside a branch that some threads of the block skip.
+#include "fastnn/op_table.h"
 #include "fastnn/scalar_math.h"
 
 namespace fastnn {
@@ -30,49 +32,27 @@ namespace fk {
 using fastnn::ActParams;
 namespace sm = fastnn::sm;
 
-// Activation codes: fastnn._registry.ACTIVATIONS (elementwise ones, then the row ones).
-#define FASTNN_CUDA_ACTS(X)                                                                 \
-  X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
-  X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid)  \
-  X(hard_tanh) X(exponential)
-// Loss codes: fastnn._registry.ELEMENTWISE_LOSSES.
-#define FASTNN_CUDA_LOSSES(X) \
-  X(mse) X(mae) X(huber) X(smooth_l1) X(bce) X(bce_with_logits) X(kl_div) X(poisson_nll) X(hinge) X(squared_hinge) X(log_cosh)
-
-#define FK_ENUM(f) A_##f,
-enum Act { FASTNN_CUDA_ACTS(FK_ENUM) A_softmax, A_log_softmax };
-#undef FK_ENUM
-#define FK_ENUM(f) L_##f,
-enum Loss { FASTNN_CUDA_LOSSES(FK_ENUM) };
-#undef FK_ENUM
+using fastnn::Act;
+using fastnn::Loss;
 
 // The activation parameters travel as plain scalars (NVRTC kernels take no host structs).
 #define FK_ACT_DECL double p_ns, double p_mv, double p_th, double p_al, double p_be, double p_lo, double p_hi, int p_ap
 #define FK_ACT_PARAMS ActParams{p_ns, p_mv, p_th, p_al, p_be, p_lo, p_hi, p_ap}
 
-template <class T> __device__ __forceinline__ T act_fwd(int a, T x, const ActParams& p) {
-  switch (a) {
-#define FK_CASE(f) case A_##f: return sm::f##_fwd<T>(x, p);
-    FASTNN_CUDA_ACTS(FK_CASE)
-#undef FK_CASE
-    default: return x;
-  }
-}
 template <class T> __device__ __forceinline__ T act_bwd(int a, T x, T dy, const ActParams& p) {
-  switch (a) {
-#define FK_CASE(f) case A_##f: return sm::f##_bwd<T>(x, dy, p);
-    FASTNN_CUDA_ACTS(FK_CASE)
+  switch (static_cast<Act>(a)) {
+#define FK_CASE(f) case Act::f: return sm::f##_bwd<T>(x, dy, p);
+    FASTNN_ELEMENTWISE_ACTIVATIONS(FK_CASE)
 #undef FK_CASE
     default: return dy;
   }
 }
 // From the output y: the activations of FROM_Y (relu only with torch's defaults).
 template <class T> __device__ __forceinline__ T act_bwd_y(int a, T y, T dy, const ActParams& p) {
-  switch (a) {
-    case A_relu: return sm::relu_bwd_y<T>(y, dy, p);
-    case A_sigmoid: return sm::sigmoid_bwd_y<T>(y, dy, p);
-    case A_tanh: return sm::tanh_bwd_y<T>(y, dy, p);
-    case A_exponential: return sm::exponential_bwd_y<T>(y, dy, p);
+  switch (static_cast<Act>(a)) {
+#define FK_CASE(f) case Act::f: return sm::f##_bwd_y<T>(y, dy, p);
+    FASTNN_Y_BACKWARD_ACTIVATIONS(FK_CASE)
+#undef FK_CASE
     default: return dy;
   }
 }
@@ -298,9 +278,9 @@ template <class T, class F> __device__ __forceinline__ void map2(const T* a, con
 // The switch on the activation is outside the loop: one loop per activation.
 template <class T> __global__ void act_forward(const T* x, T* y, long long n, int code, FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
-  switch (code) {
-#define FK_CASE(f) case A_##f: map1(x, y, n, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
-    FASTNN_CUDA_ACTS(FK_CASE)
+  switch (static_cast<Act>(code)) {
+#define FK_CASE(f) case Act::f: map1(x, y, n, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
+    FASTNN_ELEMENTWISE_ACTIVATIONS(FK_CASE)
 #undef FK_CASE
     default: break;
   }
@@ -311,17 +291,17 @@ template <class T> __global__ void act_backward(const T* xy, const T* dy, T* dx,
                                                    FK_ACT_DECL) {
   const ActParams p = FK_ACT_PARAMS;
   if (from_y) {
-    switch (code) {
-#define FK_CASE(f) case A_##f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd_y<T>(v, d, p); }); break;
-      FK_CASE(relu) FK_CASE(sigmoid) FK_CASE(tanh) FK_CASE(exponential)
+    switch (static_cast<Act>(code)) {
+#define FK_CASE(f) case Act::f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd_y<T>(v, d, p); }); break;
+      FASTNN_Y_BACKWARD_ACTIVATIONS(FK_CASE)
 #undef FK_CASE
       default: break;
     }
     return;
   }
-  switch (code) {
-#define FK_CASE(f) case A_##f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd<T>(v, d, p); }); break;
-    FASTNN_CUDA_ACTS(FK_CASE)
+  switch (static_cast<Act>(code)) {
+#define FK_CASE(f) case Act::f: map2(xy, dy, dx, n, [&](T v, T d) { return sm::f##_bwd<T>(v, d, p); }); break;
+    FASTNN_ELEMENTWISE_ACTIVATIONS(FK_CASE)
 #undef FK_CASE
     default: break;
   }
@@ -410,9 +390,9 @@ template <class T> __global__ void bias_act(T* z, T* y, const T* b, long long ro
   const ActParams p = FK_ACT_PARAMS;
   const long long c = (long long)blockIdx.x * blockDim.x + threadIdx.x;
   if (c >= cols) return;  // no barriers in this kernel
-  switch (code) {
-#define FK_CASE(f) case A_##f: bias_act_loop(z, y, b, rows, cols, c, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
-    FASTNN_CUDA_ACTS(FK_CASE)
+  switch (static_cast<Act>(code)) {
+#define FK_CASE(f) case Act::f: bias_act_loop(z, y, b, rows, cols, c, [&](T v) { return sm::f##_fwd<T>(v, p); }); break;
+    FASTNN_ELEMENTWISE_ACTIVATIONS(FK_CASE)
 #undef FK_CASE
     default: break;
   }
@@ -476,59 +456,30 @@ template <class T> __global__ void sum_all(const T* v, long long n, double* out)
 
 // ---- elementwise losses --------------------------------------------------------------
 
-template <class T> struct LossP {
-  T delta, beta, eps;
-  bool log_target, log_input, full;
-};
-
-template <class T> __device__ __forceinline__ T loss_val(int k, T p, T t, const LossP<T>& a, T pw) {
-  switch (k) {
-    case L_mse: return sm::mse_val(p, t);
-    case L_mae: return sm::mae_val(p, t);
-    case L_huber: return sm::huber_val(p, t, a.delta);
-    case L_smooth_l1: return sm::smooth_l1_val(p, t, a.beta);
-    case L_bce: return sm::bce_val(p, t);
-    case L_bce_with_logits: return sm::bce_logits_val(p, t, pw);
-    case L_kl_div: return sm::kl_div_val(p, t, a.log_target);
-    case L_poisson_nll: return sm::poisson_nll_val(p, t, a.log_input, a.full, a.eps);
-    case L_hinge: return sm::hinge_val(p, t);
-    case L_squared_hinge: return sm::squared_hinge_val(p, t);
-    default: return sm::log_cosh_val(p, t);
+// One case per entry of the generated FASTNN_ELEMENTWISE_LOSSES, with scalar_math.h's
+// uniform forms sm::<name>_loss_val / _dpred / _dtarget(p, t, a, pw).
+using sm::LossScalars;
+#define FK_LOSS_DISPATCH(form)                                                    \
+  switch (static_cast<Loss>(k)) {                                                  \
+    FASTNN_ELEMENTWISE_LOSSES(FK_LOSS_CASE_##form)                                 \
+    default: return T(0);                                                          \
   }
+#define FK_LOSS_CASE_val(l) case Loss::l: return sm::l##_loss_val<T>(p, t, a, pw);
+#define FK_LOSS_CASE_dpred(l) case Loss::l: return sm::l##_loss_dpred<T>(p, t, a, pw);
+#define FK_LOSS_CASE_dtarget(l) case Loss::l: return sm::l##_loss_dtarget<T>(p, t, a, pw);
+template <class T> __device__ __forceinline__ T loss_val(int k, T p, T t, const LossScalars<T>& a, T pw) {
+  FK_LOSS_DISPATCH(val)
 }
-template <class T> __device__ __forceinline__ T loss_dpred(int k, T p, T t, const LossP<T>& a, T pw) {
-  switch (k) {
-    case L_mse: return sm::mse_dpred(p, t);
-    case L_mae: return sm::mae_dpred(p, t);
-    case L_huber: return sm::huber_dpred(p, t, a.delta);
-    case L_smooth_l1: return sm::smooth_l1_dpred(p, t, a.beta);
-    case L_bce: return sm::bce_dpred(p, t);
-    case L_bce_with_logits: return sm::bce_logits_dpred(p, t, pw);
-    case L_kl_div: return sm::kl_div_dpred(p, t, a.log_target);
-    case L_poisson_nll: return sm::poisson_nll_dpred(p, t, a.log_input, a.eps);
-    case L_hinge: return sm::hinge_dpred(p, t);
-    case L_squared_hinge: return sm::squared_hinge_dpred(p, t);
-    default: return sm::log_cosh_dpred(p, t);
-  }
+template <class T> __device__ __forceinline__ T loss_dpred(int k, T p, T t, const LossScalars<T>& a, T pw) {
+  FK_LOSS_DISPATCH(dpred)
 }
-template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, const LossP<T>& a, T pw) {
-  switch (k) {
-    case L_mse: return -sm::mse_dpred(p, t);
-    case L_mae: return -sm::mae_dpred(p, t);
-    case L_huber: return -sm::huber_dpred(p, t, a.delta);
-    case L_smooth_l1: return -sm::smooth_l1_dpred(p, t, a.beta);
-    case L_bce: return sm::bce_dtarget(p, t);
-    case L_bce_with_logits: return sm::bce_logits_dtarget(p, t, pw);
-    case L_kl_div: return sm::kl_div_dtarget(p, t, a.log_target);
-    case L_poisson_nll: return sm::poisson_nll_dtarget(p, t, a.log_input, a.full, a.eps);
-    case L_log_cosh: return -sm::log_cosh_dpred(p, t);
-    default: return T(0);  // hinge, squared_hinge: no target gradient
-  }
+template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, const LossScalars<T>& a, T pw) {
+  FK_LOSS_DISPATCH(dtarget)
 }
 
 #define FK_LOSS_DECL int code, double delta, double beta, double eps, int log_target, int log_input, int full, \
                      const T* pw, long long pwl
-#define FK_LOSS_PARAMS LossP<T>{T(delta), T(beta), T(eps), log_target != 0, log_input != 0, full != 0}
+#define FK_LOSS_PARAMS LossScalars<T>{T(delta), T(beta), T(eps), log_target != 0, log_input != 0, full != 0}
 
 // Per-element values to out (may be null) and partial[blockIdx.x] = this block's sum in
 // double; the caller sums the partials with sum_all (fixed grid for a given n: the
@@ -536,7 +487,7 @@ template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, co
 template <class T> __global__ void loss_forward(const T* pred, const T* target, T* out, long long n, FK_LOSS_DECL,
                                                    double* partial) {
   __shared__ double sh[1024];
-  const LossP<T> a = FK_LOSS_PARAMS;
+  const LossScalars<T> a = FK_LOSS_PARAMS;
   double s = 0.0;
   const long long st = gstride();
   long long i = gtid();
@@ -567,7 +518,7 @@ template <class T> __global__ void loss_forward(const T* pred, const T* target, 
 // dpred = g * dloss/dpred, dtarget (may be null) = g * dloss/dtarget; g = grad[i] or gs.
 template <class T> __global__ void loss_backward(const T* pred, const T* target, const T* grad, double gs, T* dpred,
                                                     T* dtarget, long long n, FK_LOSS_DECL) {
-  const LossP<T> a = FK_LOSS_PARAMS;
+  const LossScalars<T> a = FK_LOSS_PARAMS;
   const T gsc = T(gs);
   const long long st = gstride();
   long long i = gtid();
