@@ -188,6 +188,7 @@ OPS_ACTIVATIONS = (
     Activation("hard_tanh", params=(_p("min_val", -1.0, "float"), _p("max_val", 1.0, "float")),
                doc="y = min(max(x, min_val), max_val)"),
     Activation("exponential", backward="y", doc="y = e^x (Keras)"),
+    Activation("relu_squared", doc="y = x relu(x): x^2 for x > 0, else 0 (torch: x * F.relu(x))"),
     Activation("softmax", params=(_AXIS,), backward="y", shape="row", doc="y = e^x / sum(e^x) along axis"),
     Activation("log_softmax", params=(_AXIS,), backward="y", shape="row", doc="y = x - log(sum(e^x)) along axis"),
 )

@@ -11,7 +11,7 @@
 #define FASTNN_ELEMENTWISE_ACTIVATIONS(X) \
   X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
   X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid) \
-  X(hard_tanh) X(exponential)
+  X(hard_tanh) X(exponential) X(relu_squared)
 
 // Row activations (along the last axis), codes after the elementwise ones.
 #define FASTNN_ROW_ACTIVATIONS(X) X(softmax) X(log_softmax)
@@ -42,7 +42,8 @@ namespace fastnn {
 // Every activation, code = value.
 enum class Act : int {
   linear, relu, relu6, leaky_relu, elu, selu, celu, gelu, silu, mish, sigmoid, hard_sigmoid,
-  hard_silu, tanh, softplus, softsign, log_sigmoid, hard_tanh, exponential, softmax, log_softmax,
+  hard_silu, tanh, softplus, softsign, log_sigmoid, hard_tanh, exponential, relu_squared, softmax,
+  log_softmax,
 };
 // Every loss, code = value.
 enum class Loss : int {
@@ -50,10 +51,10 @@ enum class Loss : int {
   log_cosh, cross_entropy, nll,
 };
 
-inline constexpr int kNumElementwiseActivations = 19;
-inline constexpr int kNumActivations = 21;
+inline constexpr int kNumElementwiseActivations = 20;
+inline constexpr int kNumActivations = 22;
 inline constexpr int kNumElementwiseLosses = 11;
 inline constexpr int kNumLosses = 13;
-inline constexpr unsigned kOpTableHash = 0x6cc8d583u;
+inline constexpr unsigned kOpTableHash = 0xb0562281u;
 
 }  // namespace fastnn

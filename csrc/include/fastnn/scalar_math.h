@@ -306,6 +306,21 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T exponential_bwd(T x, T dy, con
   return dy * exp(x);
 }
 
+// relu_squared: y = x relu(x) (x^2 for x > 0, else 0), as torch's composition
+// x * F.relu(x), whose autograd gives dx = dy relu(x) + (relu(x) > 0 or NaN ? dy x : 0)
+// (the product rule, relu's mask from threshold_backward). The special values agree:
+// y(-inf) = -inf * 0 = NaN, y(-1) = -0; dx = 2 (dy x) above 0 (the two equal terms), and
+// elsewhere dy relu(x) + 0: +0 at and below 0 for finite dy, NaN there for dy = inf or
+// NaN (inf * 0), NaN at x = NaN. Written per side rather than as the sum of both terms,
+// so no fused multiply-add can round the x > 0 case differently from torch.
+template <class T> FASTNN_HD FASTNN_INLINE_MATH T relu_squared_fwd(T x, const ActParams&) {
+  return x * relu0(x);
+}
+template <class T> FASTNN_HD FASTNN_INLINE_MATH T relu_squared_bwd(T x, T dy, const ActParams&) {
+  const T r = relu0(x);
+  return r > T(0) ? T(2) * (dy * x) : dy * r + T(0);
+}
+
 // ---- losses: per-element value and derivatives ----------------------------------
 // d = pred - target unless said otherwise. dpred/dtarget are d(loss_i)/d(pred_i),
 // d(loss_i)/d(target_i). Kinks: 0 where pred == target (mae, huber, smooth_l1).
