@@ -158,7 +158,10 @@ def gelu_tanh_bwd(x, dy):
     T = type(x)
     c, k = T(SQRT_2_OVER_PI), T(GELU_KAPPA)
     s = sigmoid(T(2) * c * (x + k * x * x * x))
-    return dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x))
+    d = T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x)
+    # finite x past float32's range for x^2: s (1 - s) = 0 times 3k x^2 = inf is NaN; the term
+    # is 0 (float64's value). x = +-inf keeps torch's NaN.
+    return dy * (s + d) if d == d or not math.isfinite(x) else dy * s
 
 
 @njit(**OPTS)

@@ -196,7 +196,12 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T gelu_bwd(T x, T dy, const ActP
   if (p.approximate) {
     const T k = T(FASTNN_GELU_KAPPA), c = T(FASTNN_SQRT_2_OVER_PI);
     const T s = sigmoid(T(2) * c * (x + k * x * x * x));
-    return dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x));
+    const T r = dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x));
+    // Finite x beyond ~1e19 (float32): 3k x^2 overflows where s (1 - s) is already 0, and
+    // 0 * inf makes the second term NaN; it is 0 there (torch's float64 value). x = +-inf
+    // and dy = NaN keep their NaN, as torch's. A select after the expression, so the
+    // expression itself compiles (and rounds) as it always has.
+    return r == r || x - x != T(0) || dy != dy ? r : dy * s;
   }
   const T cdf = T(0.5) * erfc(-x * T(FASTNN_SQRT1_2));
   const T pdf = T(FASTNN_INV_SQRT_2PI) * exp(T(-0.5) * x * x);
