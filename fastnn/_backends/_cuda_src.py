@@ -2,8 +2,8 @@
 
 * ``program(dtype)`` -> (source, options, name_expressions): what the CuPy backend hands
   to ``cupy.RawModule`` and what the NVRTC check (tools/nvrtc_check.py) compiles without
-  a GPU. The source is csrc/cuda/kernels.cu with its ``#include "fastnn/..."`` headers
-  inlined, so CuPy's on-disk kernel cache is keyed on the full text (a header edit can
+  a GPU. The source is csrc/cuda/kernels.cu with the files it includes inlined (its
+  own .cu / .cuh parts and the ``fastnn/...`` headers, the generated op_table.h among them), so CuPy's on-disk kernel cache is keyed on the full text (a header edit can
   never be served a stale binary) and no include path is needed at run time.
 * ``KERNELS``: each kernel's parameter types, in order. The backend converts its launch
   arguments with them (a Python int never reaches a ``long long`` parameter as the wrong
@@ -56,18 +56,22 @@ def csrc_dir():
     raise FileNotFoundError("fastnn's CUDA sources (fastnn/_csrc or csrc/) are missing from this installation")
 
 
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"(fastnn/[^"]+)"\s*$', re.M)
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
 
 
 def _inline(path, inc_dir, seen):
+    """The text of path with its quoted includes inlined, each once: "fastnn/..." from
+    inc_dir, any other name (the program's own .cu / .cuh files) from path's directory."""
     text = open(path, encoding="utf-8").read()
+    here = os.path.dirname(path)
 
     def sub(m):
         rel = m.group(1)
-        if rel in seen:
+        full = os.path.normpath(os.path.join(inc_dir if rel.startswith("fastnn/") else here, rel))
+        if full in seen:
             return f"// (already included: {rel})"
-        seen.add(rel)
-        return f"// ---- begin {rel}\n{_inline(os.path.join(inc_dir, rel), inc_dir, seen)}\n// ---- end {rel}"
+        seen.add(full)
+        return f"// ---- begin {rel}\n{_inline(full, inc_dir, seen)}\n// ---- end {rel}"
     return _INCLUDE.sub(sub, text)
 
 
