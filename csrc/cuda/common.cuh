@@ -25,6 +25,16 @@ using fastnn::Loss;
 #define FK_ACT_DECL double p_ns, double p_mv, double p_th, double p_al, double p_be, double p_lo, double p_hi, int p_ap
 #define FK_ACT_PARAMS ActParams{p_ns, p_mv, p_th, p_al, p_be, p_lo, p_hi, p_ap}
 
+// One activation's formulas by code (the kernels keep the switch outside their loops;
+// these serve the per-element dispatch of act_grad and the emulator's references).
+template <class T> __device__ __forceinline__ T act_fwd(int a, T x, const ActParams& p) {
+  switch (static_cast<Act>(a)) {
+#define FK_CASE(f) case Act::f: return sm::f##_fwd<T>(x, p);
+    FASTNN_ELEMENTWISE_ACTIVATIONS(FK_CASE)
+#undef FK_CASE
+    default: return x;
+  }
+}
 template <class T> __device__ __forceinline__ T act_bwd(int a, T x, T dy, const ActParams& p) {
   switch (static_cast<Act>(a)) {
 #define FK_CASE(f) case Act::f: return sm::f##_bwd<T>(x, dy, p);
