@@ -287,6 +287,11 @@ def param_problem(op, pname, value):
     return p.range.describe()
 
 
+def reductions_of(loss):
+    """The reductions loss `loss` (canonical name) accepts."""
+    return LOSS_TABLE[loss].reductions
+
+
 def act_from_y(name, params):
     """Whether the backward of activation `name` with resolved `params` reads y."""
     a = ACTIVATION_TABLE[name]

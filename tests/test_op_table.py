@@ -201,3 +201,14 @@ def test_numba_codes_are_the_table_codes():
         assert getattr(A, n.upper()) == i, f"_numba_act.{n.upper()} is not {i}"
     for i, n in enumerate(R.ELEMENTWISE_LOSSES):
         assert getattr(L, n.upper()) == i, f"_numba_loss.{n.upper()} is not {i}"
+
+
+def test_reductions_match_the_validation_layer():
+    for name in R.LOSSES:
+        for r in R.REDUCTIONS:
+            try:
+                C.reduction_of("t", name, r)
+                ok = True
+            except ValueError:
+                ok = False
+            assert ok == (r in R.reductions_of(name)), (name, r)
