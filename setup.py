@@ -25,12 +25,14 @@ ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
 # csrc/include/fastnn/op_table.h is generated from the op table (fastnn/_registry.py):
 # regenerated here when it differs, so an op added to the table needs no manual step.
-_gen = importlib.util.spec_from_file_location("gen_op_table", os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                                                           "tools", "gen_op_table.py"))
-gen_op_table = importlib.util.module_from_spec(_gen)
-_gen.loader.exec_module(gen_op_table)
-if gen_op_table.write():
-    print("setup.py: regenerated csrc/include/fastnn/op_table.h from fastnn/_registry.py")
+# (A source tree without tools/, such as an sdist, builds with the header it carries.)
+_GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "gen_op_table.py")
+if os.path.isfile(_GEN):
+    _spec = importlib.util.spec_from_file_location("gen_op_table", _GEN)
+    gen_op_table = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(gen_op_table)
+    if gen_op_table.write():
+        print("setup.py: regenerated csrc/include/fastnn/op_table.h from fastnn/_registry.py")
 
 SOURCES = [
     "csrc/bindings.cpp",
