@@ -250,5 +250,7 @@ def divide(total, denom):
     numpy's warning; a device scalar stays on its device."""
     if not isinstance(total, (int, float, np.generic, np.ndarray)):
         return total / denom
+    if denom:  # the same IEEE division as numpy's float64, without entering np.errstate
+        return np.float64(float(total) / float(denom))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(total) / np.float64(denom)
