@@ -107,13 +107,7 @@ _prepared = {}
 def prepared(func, name, params):
     """The PreparedActivation of (name, params), resolved once per distinct arguments;
     errors are raised (every time) naming `func`."""
-    spec = C.activation_spec_cached(func, name, params)
-    p = _prepared.get(id(spec))
-    if p is None or p.spec is not spec:
-        if len(_prepared) >= 4096:
-            _prepared.clear()
-        p = _prepared[id(spec)] = PreparedActivation(spec)
-    return p
+    return C.prepared_for(_prepared, C.activation_spec_cached(func, name, params), PreparedActivation)
 
 
 def prepare_activation(name, *, caller="prepare_activation", **params):

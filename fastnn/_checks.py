@@ -248,6 +248,20 @@ def loss_spec_cached(func, name, params):
     return _cached(_loss_cache, loss_spec, func, name, params)
 
 
+def prepared_for(cache, spec, make, *extra):
+    """The prepared call make(spec, *extra), one per resolved spec (and extra): a prepared
+    call keeps its spec alive, so the spec's id stays its key; the cache is dropped whole
+    when it reaches _SPEC_CACHE_SIZE * 4 entries (specs resolved uncached, with array
+    params, each get one)."""
+    key = (id(spec),) + extra
+    p = cache.get(key)
+    if p is None or p.spec is not spec:
+        if len(cache) >= 4 * _SPEC_CACHE_SIZE:
+            cache.clear()
+        p = cache[key] = make(spec, *extra)
+    return p
+
+
 def normalize_axis(func, axis, ndim):
     if not -max(ndim, 1) <= axis < max(ndim, 1):
         raise ValueError(f"{func}: axis {axis} is out of range for an input with {ndim} dimension(s)")

@@ -149,13 +149,7 @@ _prepared = {}
 
 def prepared(func, activation, params):
     """The PreparedDense of (activation, params), resolved once per distinct arguments."""
-    spec = C.activation_spec_cached(func, activation, params)
-    p = _prepared.get(id(spec))
-    if p is None or p.spec is not spec:
-        if len(_prepared) >= 4096:
-            _prepared.clear()
-        p = _prepared[id(spec)] = PreparedDense(spec)
-    return p
+    return C.prepared_for(_prepared, C.activation_spec_cached(func, activation, params), PreparedDense)
 
 
 def prepare_dense(activation="linear", *, caller="prepare_dense", **act_params):
