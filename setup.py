@@ -10,6 +10,7 @@ Environment switches:
   FASTNN_BASELINE=1                   no AVX2/AVX-512 clones (to test the baseline path)
 """
 import glob
+import importlib.util
 import os
 import platform
 import shutil
@@ -22,6 +23,17 @@ from setuptools.command.build_py import build_py
 # Compile the C++ sources in parallel (all cores; NPY_NUM_BUILD_JOBS=N to cap).
 ParallelCompile("NPY_NUM_BUILD_JOBS").install()
 
+# csrc/include/fastnn/op_table.h is generated from the op table (fastnn/_registry.py):
+# regenerated here when it differs, so an op added to the table needs no manual step.
+# (A source tree without tools/, such as an sdist, builds with the header it carries.)
+_GEN = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools", "gen_op_table.py")
+if os.path.isfile(_GEN):
+    _spec = importlib.util.spec_from_file_location("gen_op_table", _GEN)
+    gen_op_table = importlib.util.module_from_spec(_spec)
+    _spec.loader.exec_module(gen_op_table)
+    if gen_op_table.write():
+        print("setup.py: regenerated csrc/include/fastnn/op_table.h from fastnn/_registry.py")
+
 SOURCES = [
     "csrc/bindings.cpp",
     "csrc/cpu/activation.cpp",
@@ -33,6 +45,8 @@ SOURCES = [
     "csrc/cpu/parallel.cpp",
     "csrc/cpu/pool.cpp",
 ]
+# The C++ front end (csrc/front/front.cpp), where the checkout has it.
+SOURCES += sorted(glob.glob("csrc/front/*.cpp"))
 
 # -fno-math-errno / -fno-trapping-math: lets the compiler vectorize selects and inline
 # sqrt; they change no result (fastnn never reads errno or FP exception flags).
@@ -76,9 +90,9 @@ class build_py_with_cuda(build_py):
     def run(self):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
-        for pattern in ("csrc/cuda/*.cu", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp", "csrc/jax/*.cpp", "csrc/tf/*.cc",
-                        "csrc/host/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h", "csrc/cpu/pool.h",
-                        "csrc/cpu/parallel.h"):
+        for pattern in ("csrc/cuda/*.cu", "csrc/cuda/*.cuh", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp",
+                        "csrc/jax/*.cpp", "csrc/tf/*.cc", "csrc/front/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h",
+                        "csrc/cpu/pool.h", "csrc/cpu/parallel.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))
                 os.makedirs(os.path.dirname(out), exist_ok=True)

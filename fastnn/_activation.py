@@ -69,8 +69,8 @@ class PreparedActivation:
         src, from_y = (y, True) if spec.from_y and y is not None else (x, False)
         if (type(dy) is np.ndarray and type(src) is np.ndarray and spec.axis is None and dy.ndim
                 and dy.dtype in KERNEL_DTYPES and src.dtype == dy.dtype and src.shape == dy.shape
-                and all(a is None or type(a) is np.ndarray and a.dtype == dy.dtype and a.shape == dy.shape
-                        for a in (x, y))):
+                and (x is None or type(x) is np.ndarray and x.dtype == dy.dtype and x.shape == dy.shape)
+                and (y is None or type(y) is np.ndarray and y.dtype == dy.dtype and y.shape == dy.shape)):
             # plain numpy (and every given array fits): the general route's arrays, without its checks
             dyc = dy if dy.flags.c_contiguous else np.ascontiguousarray(dy)
             srcc = src if src.flags.c_contiguous else np.ascontiguousarray(src)
@@ -107,13 +107,7 @@ _prepared = {}
 def prepared(func, name, params):
     """The PreparedActivation of (name, params), resolved once per distinct arguments;
     errors are raised (every time) naming `func`."""
-    spec = C.activation_spec_cached(func, name, params)
-    p = _prepared.get(id(spec))
-    if p is None or p.spec is not spec:
-        if len(_prepared) >= 4096:
-            _prepared.clear()
-        p = _prepared[id(spec)] = PreparedActivation(spec)
-    return p
+    return C.prepared_for(_prepared, C.activation_spec_cached(func, name, params), PreparedActivation)
 
 
 def prepare_activation(name, *, caller="prepare_activation", **params):

@@ -137,40 +137,58 @@ def activation_name(func, name):
     return canon
 
 
+def _convert(func, op, param, value):
+    """A parameter's value converted to its kind (fastnn._registry.Param.kind) and checked
+    against its range; errors name the op, the parameter and the value."""
+    kind = param.kind
+    if kind == "float":
+        value = _number(func, param.name, value)
+    elif kind == "float_or_none":
+        value = None if value is None else _number(func, param.name, value)
+    elif kind == "int":
+        value = _number(func, param.name, value, integer=True)
+    elif kind == "bool":
+        value = _flag(func, param.name, value)
+    elif kind == "choice":
+        if op == "gelu" and isinstance(value, (bool, np.bool_)):  # Keras spells approximate as a bool
+            value = param.range.choices[1] if value else param.range.choices[0]
+        try:
+            ok = param.range.ok(value)
+        except TypeError:  # an unhashable value
+            ok = False
+        if not ok:
+            raise ValueError(f"{func}: {op} {param.name} {param.range.describe()}, got {value!r}")
+        return value
+    else:  # "array_or_none": checked where the arrays are (the loss's prepared call)
+        return value
+    problem = None if value is None or param.range.ok(value) else param.range.describe()
+    if problem:
+        raise ValueError(f"{func}: {op} {param.name} {problem}, got {value!r}")
+    return value
+
+
+def _resolve(func, kind, op, given):
+    """Every parameter of op (a table entry), given ones converted and checked, the others
+    at their defaults."""
+    defaults = {p.name: p.default for p in op.params}
+    p = resolve_params(func, kind, op.name, defaults, given)
+    for param in op.params:
+        if param.name in given:
+            p[param.name] = _convert(func, op.name, param, p[param.name])
+    return p
+
+
 def activation_spec(func, name, params):
+    """The resolved activation (ActSpec) of name (or an alias) and its params, from the op
+    table (fastnn._registry): every parameter converted, range-checked, defaults filled."""
     name = activation_name(func, name)
-    p = resolve_params(func, "activation", name, R.ACTIVATION_PARAMS.get(name, {}), params)
-    for key in ("negative_slope", "threshold", "alpha", "beta", "min_val", "max_val"):
-        if key in p:
-            p[key] = _number(func, key, p[key])
-    if p.get("max_value") is not None:
-        p["max_value"] = _number(func, "max_value", p["max_value"])
-    if name == "celu" and p["alpha"] == 0:
-        raise ValueError(f"{func}: celu alpha must be nonzero, got 0")
-    if name == "softplus" and p["beta"] == 0:
-        raise ValueError(f"{func}: softplus beta must be nonzero, got 0")
-    if name == "hard_tanh" and p["min_val"] > p["max_val"]:
-        raise ValueError(f"{func}: hard_tanh min_val ({p['min_val']}) is greater than max_val ({p['max_val']})")
-    approx = 0
-    if name == "gelu":
-        a = p["approximate"]
-        if isinstance(a, (bool, np.bool_)):  # Keras spells it as a bool
-            a = "tanh" if a else "none"
-        if a not in ("none", "tanh"):
-            raise ValueError(f"{func}: gelu approximate must be 'none' or 'tanh', got {p['approximate']!r}")
-        p["approximate"] = a
-        approx = int(a == "tanh")
-    axis = None
-    if name in R.ROW_ACTIVATIONS:
-        axis = p["axis"] = _number(func, "axis", p["axis"], integer=True)
-    mv = p.get("max_value")
-    numeric = (
-        p.get("negative_slope", 0.0), math.inf if mv is None else mv, p.get("threshold", 0.0),
-        p.get("alpha", 1.0), p.get("beta", 1.0), p.get("min_val", -1.0), p.get("max_val", 1.0), approx,
-    )
-    from_y = name in R.FROM_Y or (name == "relu" and p["negative_slope"] == 0 and p["threshold"] == 0
-                                  and mv is None)
-    return ActSpec(name, R.ACTIVATIONS.index(name), p, numeric, from_y, axis)
+    op = R.ACTIVATION_TABLE[name]
+    p = _resolve(func, "activation", op, params)
+    for check, test, message in R.ACT_CONSTRAINTS:
+        if check == name and not test(p):
+            raise ValueError(f"{func}: {name} {message.format(**p)}")
+    axis = p["axis"] if op.shape == "row" else None
+    return ActSpec(name, R.ACTIVATIONS.index(name), p, R.act_numeric(name, p), R.act_from_y(name, p), axis)
 
 
 # ---- resolved specs, cached ----------------------------------------------------------------
@@ -230,6 +248,20 @@ def loss_spec_cached(func, name, params):
     return _cached(_loss_cache, loss_spec, func, name, params)
 
 
+def prepared_for(cache, spec, make, *extra):
+    """The prepared call make(spec, *extra), one per resolved spec (and extra): a prepared
+    call keeps its spec alive, so the spec's id stays its key; the cache is dropped whole
+    when it reaches _SPEC_CACHE_SIZE * 4 entries (specs resolved uncached, with array
+    params, each get one)."""
+    key = (id(spec),) + extra
+    p = cache.get(key)
+    if p is None or p.spec is not spec:
+        if len(cache) >= 4 * _SPEC_CACHE_SIZE:
+            cache.clear()
+        p = cache[key] = make(spec, *extra)
+    return p
+
+
 def normalize_axis(func, axis, ndim):
     if not -max(ndim, 1) <= axis < max(ndim, 1):
         raise ValueError(f"{func}: axis {axis} is out of range for an input with {ndim} dimension(s)")
@@ -243,50 +275,23 @@ class LossSpec(NamedTuple):
     numeric: tuple   # (delta, beta, eps, log_target, log_input, full, ignore_index, label_smoothing) as floats
 
 
-# The loss parameters C++ receives, in the order of numeric (csrc/front decodes them once);
-# a loss that does not take one gets the value below, which it never reads.
-_LOSS_NUMERIC = (("delta", 1.0), ("beta", 1.0), ("eps", 1e-8), ("log_target", False), ("log_input", True),
-                 ("full", False), ("ignore_index", -100), ("label_smoothing", 0.0))
-
-
-def _loss_numeric(p):
-    return tuple(float(p.get(k, d)) for k, d in _LOSS_NUMERIC)
-
-
 def loss_spec(func, name, params):
+    """The resolved loss (LossSpec) of name (or an alias) and its params, from the op table."""
     if not isinstance(name, str):
         raise TypeError(f"{func}: loss name must be a string, got {name!r}")
     canon = R.LOSS_ALIASES.get(name, name)
     if canon not in R.LOSSES:
         raise ValueError(f"{func}: unknown loss {name!r}; expected one of {', '.join(R.LOSSES)} "
                          f"(aliases: {', '.join(R.LOSS_ALIASES)})")
-    p = resolve_params(func, "loss", canon, R.LOSS_PARAMS.get(canon, {}), params)
-    if canon == "huber":
-        p["delta"] = _number(func, "delta", p["delta"])
-        if not p["delta"] > 0:
-            raise ValueError(f"{func}: huber delta must be > 0, got {p['delta']}")
-    if canon == "smooth_l1":
-        p["beta"] = _number(func, "beta", p["beta"])
-        if not p["beta"] >= 0:
-            raise ValueError(f"{func}: smooth_l1 beta must be >= 0, got {p['beta']}")
-    if "label_smoothing" in p:
-        p["label_smoothing"] = _number(func, "label_smoothing", p["label_smoothing"])
-        if not 0.0 <= p["label_smoothing"] <= 1.0:
-            raise ValueError(f"{func}: label_smoothing must be in [0, 1], got {p['label_smoothing']}")
-    if "ignore_index" in p:
-        p["ignore_index"] = _number(func, "ignore_index", p["ignore_index"], integer=True)
-    for key in ("log_target", "log_input", "full"):
-        if key in p:
-            p[key] = _flag(func, key, p[key])
-    if "eps" in p:
-        p["eps"] = _number(func, "eps", p["eps"])
-    return LossSpec(canon, R.LOSSES.index(canon), p, _loss_numeric(p))
+    p = _resolve(func, "loss", R.LOSS_TABLE[canon], params)
+    return LossSpec(canon, R.LOSSES.index(canon), p, R.loss_numeric(canon, p))
 
 
 def reduction_of(func, loss, reduction):
-    if reduction not in R.REDUCTIONS or (reduction == "batchmean" and loss != "kl_div"):
-        allowed = "'mean', 'sum', 'none'" + (", 'batchmean'" if loss == "kl_div" else "")
-        raise ValueError(f"{func}: unknown reduction {reduction!r} for {loss}; expected one of {allowed}")
+    allowed = R.reductions_of(loss)
+    if reduction not in allowed:
+        raise ValueError(f"{func}: unknown reduction {reduction!r} for {loss}; expected one of "
+                         f"{', '.join(repr(r) for r in allowed)}")
     return reduction
 
 

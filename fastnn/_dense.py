@@ -149,13 +149,7 @@ _prepared = {}
 
 def prepared(func, activation, params):
     """The PreparedDense of (activation, params), resolved once per distinct arguments."""
-    spec = C.activation_spec_cached(func, activation, params)
-    p = _prepared.get(id(spec))
-    if p is None or p.spec is not spec:
-        if len(_prepared) >= 4096:
-            _prepared.clear()
-        p = _prepared[id(spec)] = PreparedDense(spec)
-    return p
+    return C.prepared_for(_prepared, C.activation_spec_cached(func, activation, params), PreparedDense)
 
 
 def prepare_dense(activation="linear", *, caller="prepare_dense", **act_params):
@@ -250,5 +244,7 @@ def divide(total, denom):
     numpy's warning; a device scalar stays on its device."""
     if not isinstance(total, (int, float, np.generic, np.ndarray)):
         return total / denom
+    if denom:  # the same IEEE division as numpy's float64, without entering np.errstate
+        return np.float64(float(total) / float(denom))
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.float64(total) / np.float64(denom)

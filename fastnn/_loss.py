@@ -150,13 +150,7 @@ def prepared(func, name, reduction, params):
     distinct arguments (array params such as weight are resolved every call)."""
     spec = C.loss_spec_cached(func, name, params)
     reduction = C.reduction_of(func, spec.name, reduction)
-    key = (id(spec), reduction)
-    p = _prepared.get(key)
-    if p is None or p.spec is not spec:
-        if len(_prepared) >= 4096:
-            _prepared.clear()
-        p = _prepared[key] = PreparedLoss(spec, reduction)
-    return p
+    return C.prepared_for(_prepared, spec, PreparedLoss, reduction)
 
 
 def prepare_loss(name, *, reduction="mean", caller="prepare_loss", **params):

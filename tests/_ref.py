@@ -93,6 +93,7 @@ _TORCH_ACTS = {
     "log_sigmoid": lambda: F.logsigmoid,
     "hard_tanh": lambda min_val=-1.0, max_val=1.0: (lambda x: F.hardtanh(x, min_val, max_val)),
     "exponential": lambda: _numpy_op(np.exp, np.exp),  # Keras-only
+    "relu_squared": lambda: (lambda x: x * F.relu(x)),
     "softmax": lambda axis=-1: (lambda x: F.softmax(x, dim=axis)),
     "log_softmax": lambda axis=-1: (lambda x: F.log_softmax(x, dim=axis)),
 }

@@ -33,11 +33,12 @@ def test_every_kernel_race_free_and_correct(tmp_path):
 
 
 def test_a_missing_barrier_is_caught(tmp_path):
-    src = open(os.path.join(S.csrc_dir(), "cuda", "kernels.cu")).read()
+    shutil.copytree(os.path.join(S.csrc_dir(), "cuda"), tmp_path / "cuda")
+    common = tmp_path / "cuda" / "common.cuh"
+    src = common.read_text()
     barrier = "  const T r = sh[0];\n  __syncthreads();\n  return r;"
     assert src.count(barrier) == 1
-    (tmp_path / "cuda").mkdir()
-    (tmp_path / "cuda" / "kernels.cu").write_text(src.replace(barrier, "  const T r = sh[0];\n  return r;"))
+    common.write_text(src.replace(barrier, "  const T r = sh[0];\n  return r;"))
     r = build_and_run(tmp_path, str(tmp_path))
     out = r.stdout + r.stderr
     assert "WARNING: ThreadSanitizer: data race" in out, out[-3000:]

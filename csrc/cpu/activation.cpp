@@ -15,13 +15,9 @@
 namespace fastnn {
 namespace {
 
-// Every elementwise activation, by the name its scalar_math.h functions carry.
-#define FASTNN_ELEMENTWISE(X)                                                               \
-  X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
-  X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid)  \
-  X(hard_tanh) X(exponential)
-// Those whose derivative is cheaper from the output y.
-#define FASTNN_FROM_Y(X) X(relu) X(sigmoid) X(tanh) X(exponential)
+// The activation lists come from the generated op_table.h (via kernels.h):
+// FASTNN_ELEMENTWISE_ACTIVATIONS (each has sm::<name>_fwd / _bwd in scalar_math.h) and
+// FASTNN_Y_BACKWARD_ACTIVATIONS (each has sm::<name>_bwd_y).
 
 // Rows per part of the softmax kernels: ~32K items.
 constexpr int64_t kGrain = 32768;
@@ -101,7 +97,7 @@ template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, con
   const ActParams p = pr;  // a local copy: stores to y cannot alias it
   switch (a) {
 #define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) y[i] = sm::f##_fwd<T>(x[i], p); break;
-    FASTNN_ELEMENTWISE(CASE)
+    FASTNN_ELEMENTWISE_ACTIVATIONS(CASE)
 #undef CASE
     default: break;
   }
@@ -114,7 +110,7 @@ template <class T> FASTNN_INLINE void bwd_x_serial(Act a, const ActParams& pr, c
   const ActParams p = pr;
   switch (a) {
 #define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) dx[i] = sm::f##_bwd<T>(x[i], dy[i], p); break;
-    FASTNN_ELEMENTWISE(CASE)
+    FASTNN_ELEMENTWISE_ACTIVATIONS(CASE)
 #undef CASE
     default: break;
   }
@@ -123,7 +119,7 @@ template <class T> FASTNN_INLINE void bwd_y_serial(Act a, const ActParams& pr, c
   const ActParams p = pr;
   switch (a) {
 #define CASE(f) case Act::f: for (int64_t i = 0; i < n; ++i) dx[i] = sm::f##_bwd_y<T>(y[i], dy[i], p); break;
-    FASTNN_FROM_Y(CASE)
+    FASTNN_Y_BACKWARD_ACTIVATIONS(CASE)
 #undef CASE
     default: break;
   }
@@ -206,7 +202,7 @@ int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<
 bool act_has_y_backward(Act a) {
   switch (a) {
 #define CASE(f) case Act::f:
-    FASTNN_FROM_Y(CASE)
+    FASTNN_Y_BACKWARD_ACTIVATIONS(CASE)
 #undef CASE
     case Act::softmax: case Act::log_softmax: return true;
     default: return false;

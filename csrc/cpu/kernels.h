@@ -8,24 +8,14 @@
 #include <cstdint>
 #include <functional>
 
+#include "fastnn/op_table.h"  // Act, Loss: the codes of fastnn/_registry.py (generated)
 #include "fastnn/scalar_math.h"
 
 namespace fastnn {
 
-enum class Act : int {
-  linear, relu, relu6, leaky_relu, elu, selu, celu, gelu, silu, mish, sigmoid,
-  hard_sigmoid, hard_silu, tanh, softplus, softsign, log_sigmoid, hard_tanh,
-  exponential, softmax, log_softmax
-};
-
-enum class Loss : int {
-  mse, mae, huber, smooth_l1, bce, bce_with_logits, kl_div, poisson_nll, hinge,
-  squared_hinge, log_cosh
-};
-
 // Parameters of the elementwise losses (unused fields ignored).
 template <class T> struct LossArgs {
-  Loss kind;
+  Loss kind;                      // an elementwise loss (code < kNumElementwiseLosses)
   double delta, beta, eps;        // huber, smooth_l1, poisson_nll
   bool log_target, log_input, full;  // kl_div, poisson_nll
   const T* pos_weight;            // bce_with_logits: nullptr or pw_len values,

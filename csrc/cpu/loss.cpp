@@ -21,30 +21,21 @@ constexpr int64_t kPart = int64_t(1) << 19;
 constexpr int64_t kRowPart = int64_t(1) << 16;
 
 // GEN(value, dpred, dtarget) expands to each loss's loop, with p = pred[i], t = target[i]
-// and PW = the pos_weight of element i in scope.
-#define FASTNN_LOSS_SWITCH(a, GEN)                                                                     \
-  switch (a.kind) {                                                                                    \
-    case Loss::mse: GEN(sm::mse_val(p, t), sm::mse_dpred(p, t), -sm::mse_dpred(p, t))                  \
-    case Loss::mae: GEN(sm::mae_val(p, t), sm::mae_dpred(p, t), -sm::mae_dpred(p, t))                  \
-    case Loss::huber: GEN(sm::huber_val(p, t, delta), sm::huber_dpred(p, t, delta),                    \
-                          -sm::huber_dpred(p, t, delta))                                               \
-    case Loss::smooth_l1: GEN(sm::smooth_l1_val(p, t, beta), sm::smooth_l1_dpred(p, t, beta),          \
-                              -sm::smooth_l1_dpred(p, t, beta))                                        \
-    case Loss::bce: GEN(sm::bce_val(p, t), sm::bce_dpred(p, t), sm::bce_dtarget(p, t))                 \
-    case Loss::bce_with_logits:                                                                        \
-      if (!pw) {                                                                                       \
-        GEN(sm::bce_logits_val(p, t, T(1)), sm::bce_logits_dpred(p, t, T(1)),                          \
-            sm::bce_logits_dtarget(p, t, T(1)))                                                        \
-      }                                                                                                \
-      GEN(sm::bce_logits_val(p, t, PW), sm::bce_logits_dpred(p, t, PW), sm::bce_logits_dtarget(p, t, PW)) \
-    case Loss::kl_div: GEN(sm::kl_div_val(p, t, a.log_target), sm::kl_div_dpred(p, t, a.log_target),   \
-                           sm::kl_div_dtarget(p, t, a.log_target))                                     \
-    case Loss::poisson_nll: GEN(sm::poisson_nll_val(p, t, a.log_input, a.full, eps),                   \
-                                sm::poisson_nll_dpred(p, t, a.log_input, eps),                         \
-                                sm::poisson_nll_dtarget(p, t, a.log_input, a.full, eps))               \
-    case Loss::hinge: GEN(sm::hinge_val(p, t), sm::hinge_dpred(p, t), T(0))                            \
-    case Loss::squared_hinge: GEN(sm::squared_hinge_val(p, t), sm::squared_hinge_dpred(p, t), T(0))    \
-    case Loss::log_cosh: GEN(sm::log_cosh_val(p, t), sm::log_cosh_dpred(p, t), -sm::log_cosh_dpred(p, t)) \
+// and PW = the pos_weight of element i in scope. One case per entry of the generated
+// FASTNN_ELEMENTWISE_LOSSES (op_table.h), with scalar_math.h's uniform forms
+// sm::<name>_loss_*(p, t, ls, pw); a loss reading pos_weight also gets a loop for the
+// common case without one (pw = 1).
+#define FASTNN_LOSS_CASE(l)                                                                            \
+  case Loss::l:                                                                                        \
+    if (!sm::l##_loss_uses_pw || !pw) {                                                                \
+      GEN(sm::l##_loss_val(p, t, ls, T(1)), sm::l##_loss_dpred(p, t, ls, T(1)),                        \
+          sm::l##_loss_dtarget(p, t, ls, T(1)))                                                        \
+    }                                                                                                  \
+    GEN(sm::l##_loss_val(p, t, ls, PW), sm::l##_loss_dpred(p, t, ls, PW), sm::l##_loss_dtarget(p, t, ls, PW))
+#define FASTNN_LOSS_SWITCH(a, GEN)                  \
+  switch (a.kind) {                                 \
+    FASTNN_ELEMENTWISE_LOSSES(FASTNN_LOSS_CASE)     \
+    default: break;                                 \
   }
 
 // pos_weight of element i. The loop without pos_weight is a separate one (above): the
@@ -54,7 +45,7 @@ constexpr int64_t kRowPart = int64_t(1) << 16;
 template <class T> FASTNN_INLINE double loss_fwd_serial(const LossArgs<T>& args, const T* pred, const T* target, T* out,
                                                         int64_t off, int64_t n) {
   const LossArgs<T> a = args;  // a local copy: stores to out cannot alias it, its flags are loop-invariant
-  const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+  const sm::LossScalars<T> ls{T(a.delta), T(a.beta), T(a.eps), a.log_target, a.log_input, a.full};
   const T* const pw = a.pos_weight;
   const int64_t pwl = a.pw_len;
 // Two loops (with and without per-element output) so each vectorizes.
@@ -86,7 +77,7 @@ template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& args, c
                                                       const T* grad, T gs, T* dpred, T* dtarget, int64_t off,
                                                       int64_t n) {
   const LossArgs<T> a = args;
-  const T delta = T(a.delta), beta = T(a.beta), eps = T(a.eps);
+  const sm::LossScalars<T> ls{T(a.delta), T(a.beta), T(a.eps), a.log_target, a.log_input, a.full};
   const T* const pw = a.pos_weight;
   const int64_t pwl = a.pw_len;
 // Separate loops with and without dtarget / a per-element grad, so the common one (no

@@ -1,14 +1,11 @@
 // scalar_math_check.cu — compile-only check that scalar_math.h is valid CUDA device
 // code (CI: nvcc -c). Instantiates every formula for float and double in a kernel;
 // the CuPy backend's kernels include the same header.
+// The op lists are the generated op_table.h's.
+#include "fastnn/op_table.h"
 #include "fastnn/scalar_math.h"
 
 using namespace fastnn;
-
-#define FASTNN_ACTS(X)                                                                      \
-  X(linear) X(relu) X(relu6) X(leaky_relu) X(elu) X(selu) X(celu) X(gelu) X(silu) X(mish) \
-  X(sigmoid) X(hard_sigmoid) X(hard_silu) X(tanh) X(softplus) X(softsign) X(log_sigmoid)  \
-  X(hard_tanh) X(exponential)
 
 template <class T> __global__ void every_formula(const T* x, const T* t, T* out, ActParams p, int n) {
   const int i = blockIdx.x * blockDim.x + threadIdx.x;
@@ -16,10 +13,11 @@ template <class T> __global__ void every_formula(const T* x, const T* t, T* out,
   const T v = x[i], u = t[i];
   T s = 0;
 #define ACT(f) s += sm::f##_fwd<T>(v, p) + sm::f##_bwd<T>(v, u, p);
-  FASTNN_ACTS(ACT)
+  FASTNN_ELEMENTWISE_ACTIVATIONS(ACT)
 #undef ACT
-  s += sm::relu_bwd_y<T>(v, u, p) + sm::sigmoid_bwd_y<T>(v, u, p) + sm::tanh_bwd_y<T>(v, u, p) +
-       sm::exponential_bwd_y<T>(v, u, p);
+#define ACT_Y(f) s += sm::f##_bwd_y<T>(v, u, p);
+  FASTNN_Y_BACKWARD_ACTIVATIONS(ACT_Y)
+#undef ACT_Y
   s += sm::mse_val(v, u) + sm::mse_dpred(v, u) + sm::mae_val(v, u) + sm::mae_dpred(v, u);
   s += sm::huber_val(v, u, T(1)) + sm::huber_dpred(v, u, T(1));
   s += sm::smooth_l1_val(v, u, T(1)) + sm::smooth_l1_dpred(v, u, T(1));
@@ -30,6 +28,10 @@ template <class T> __global__ void every_formula(const T* x, const T* t, T* out,
        sm::poisson_nll_dtarget(v, u, false, true, T(1e-8));
   s += sm::hinge_val(v, u) + sm::hinge_dpred(v, u) + sm::squared_hinge_val(v, u) + sm::squared_hinge_dpred(v, u);
   s += sm::log_cosh_val(v, u) + sm::log_cosh_dpred(v, u);
+  const sm::LossScalars<T> a{T(1), T(1), T(1e-8), false, true, false};
+#define LOSS(l) s += sm::l##_loss_val(v, u, a, T(2)) + sm::l##_loss_dpred(v, u, a, T(2)) + sm::l##_loss_dtarget(v, u, a, T(2));
+  FASTNN_ELEMENTWISE_LOSSES(LOSS)
+#undef LOSS
   out[i] = s;
 }
 

@@ -2,8 +2,8 @@
 
 * ``program(dtype)`` -> (source, options, name_expressions): what the CuPy backend hands
   to ``cupy.RawModule`` and what the NVRTC check (tools/nvrtc_check.py) compiles without
-  a GPU. The source is csrc/cuda/kernels.cu with its ``#include "fastnn/..."`` headers
-  inlined, so CuPy's on-disk kernel cache is keyed on the full text (a header edit can
+  a GPU. The source is csrc/cuda/kernels.cu with the files it includes inlined (its
+  own .cu / .cuh parts and the ``fastnn/...`` headers, the generated op_table.h among them), so CuPy's on-disk kernel cache is keyed on the full text (a header edit can
   never be served a stale binary) and no include path is needed at run time.
 * ``KERNELS``: each kernel's parameter types, in order. The backend converts its launch
   arguments with them (a Python int never reaches a ``long long`` parameter as the wrong
@@ -56,38 +56,42 @@ def csrc_dir():
     raise FileNotFoundError("fastnn's CUDA sources (fastnn/_csrc or csrc/) are missing from this installation")
 
 
-_INCLUDE = re.compile(r'^\s*#\s*include\s+"(fastnn/[^"]+)"\s*$', re.M)
+_INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
 
 
 def _inline(path, inc_dir, seen):
+    """The text of path with its quoted includes inlined, each once: "fastnn/..." from
+    inc_dir, any other name (the program's own .cu / .cuh files) from path's directory."""
     text = open(path, encoding="utf-8").read()
+    here = os.path.dirname(path)
 
     def sub(m):
         rel = m.group(1)
-        if rel in seen:
+        full = os.path.normpath(os.path.join(inc_dir if rel.startswith("fastnn/") else here, rel))
+        if full in seen:
             return f"// (already included: {rel})"
-        seen.add(rel)
-        return f"// ---- begin {rel}\n{_inline(os.path.join(inc_dir, rel), inc_dir, seen)}\n// ---- end {rel}"
+        seen.add(full)
+        return f"// ---- begin {rel}\n{_inline(full, inc_dir, seen)}\n// ---- end {rel}"
     return _INCLUDE.sub(sub, text)
 
 
 def source():
     d = csrc_dir()
     text = _inline(os.path.join(d, "cuda", "kernels.cu"), os.path.join(d, "include"), set())
-    _check_codes(text)
+    _check_table(text)
     return text
 
 
-def _macro_list(text, name):
-    m = re.search(r"#define " + name + r"\(X\)((?:[^\n]*\\\n)*[^\n]*)", text)
-    return tuple(re.findall(r"X\((\w+)\)", m.group(1))) if m else ()
+_HASH = re.compile(r"kOpTableHash = 0x([0-9a-f]+)u;")
 
 
-def _check_codes(text):
-    acts = _macro_list(text, "FASTNN_CUDA_ACTS") + ("softmax", "log_softmax")
-    losses = _macro_list(text, "FASTNN_CUDA_LOSSES")
-    if acts != tuple(R.ACTIVATIONS) or losses != tuple(R.ELEMENTWISE_LOSSES):
-        raise RuntimeError("csrc/cuda/kernels.cu's activation / loss codes do not match fastnn._registry")
+def _check_table(text):
+    """The program's op codes are the generated op_table.h's: it must be the header of this
+    registry (an installed copy of csrc/ older or newer than the Python package is not)."""
+    m = _HASH.search(text)
+    if m is None or int(m.group(1), 16) != R.OP_TABLE_HASH:
+        raise RuntimeError("fastnn's CUDA sources were generated from another op table than fastnn._registry "
+                           "(csrc/include/fastnn/op_table.h is stale: run python tools/gen_op_table.py)")
 
 
 def name_expression(kernel, dtype):

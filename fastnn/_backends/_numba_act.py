@@ -44,10 +44,10 @@ OPTS = dict(cache=True, nogil=True, error_model="numpy")
 # global values and the disk cache would not notice a change made in another file.
 LINEAR, RELU, RELU6, LEAKY_RELU, ELU, SELU, CELU, GELU, SILU, MISH, SIGMOID = range(11)
 HARD_SIGMOID, HARD_SILU, TANH, SOFTPLUS, SOFTSIGN, LOG_SIGMOID, HARD_TANH = range(11, 18)
-EXPONENTIAL, SOFTMAX, LOG_SOFTMAX = range(18, 21)
+EXPONENTIAL, RELU_SQUARED, SOFTMAX, LOG_SOFTMAX = range(18, 22)
 NAMES = ("linear", "relu", "relu6", "leaky_relu", "elu", "selu", "celu", "gelu", "silu", "mish", "sigmoid",
          "hard_sigmoid", "hard_silu", "tanh", "softplus", "softsign", "log_sigmoid", "hard_tanh", "exponential",
-         "softmax", "log_softmax")  # in code order
+         "relu_squared", "softmax", "log_softmax")  # in code order
 
 # Positions in p (ActSpec.numeric).
 _P_SLOPE, _P_MAXV, _P_THRESH, _P_ALPHA, _P_BETA, _P_MIN, _P_MAX, _P_APPROX = range(8)
@@ -66,7 +66,7 @@ ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
 # here, the time of ~200K elements of a memory-bound activation (CHEAP) or of ~16K of
 # one calling exp/erfc/tanh (2-20 ns per element).
 GRAIN, GRAIN_CHEAP = 1 << 15, 1 << 18
-CHEAP = (LINEAR, RELU, RELU6, LEAKY_RELU, HARD_SIGMOID, HARD_SILU, SOFTSIGN, HARD_TANH)
+CHEAP = (LINEAR, RELU, RELU6, LEAKY_RELU, HARD_SIGMOID, HARD_SILU, SOFTSIGN, HARD_TANH, RELU_SQUARED)
 
 
 # ---- scalar formulas (stable in both tails) ------------------------------------------
@@ -158,7 +158,10 @@ def gelu_tanh_bwd(x, dy):
     T = type(x)
     c, k = T(SQRT_2_OVER_PI), T(GELU_KAPPA)
     s = sigmoid(T(2) * c * (x + k * x * x * x))
-    return dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x))
+    d = T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x)
+    # finite x past float32's range for x^2: s (1 - s) = 0 times 3k x^2 = inf is NaN; the term
+    # is 0 (float64's value). x = +-inf keeps torch's NaN.
+    return dy * (s + d) if d == d or not math.isfinite(x) else dy * s
 
 
 @njit(**OPTS)
@@ -258,6 +261,10 @@ def fwd_span(code, x, y, p):
     elif code == EXPONENTIAL:
         for i in range(n):
             y[i] = math.exp(x[i])
+    elif code == RELU_SQUARED:  # x relu(x), torch's x * F.relu(x): -inf * 0 = NaN, x < 0 gives -0
+        for i in range(n):
+            r = x[i] if x[i] > T(0) else (T(0) if x[i] <= T(0) else x[i])  # relu, NaN kept
+            y[i] = x[i] * r
 
 
 @njit(**OPTS)
@@ -326,6 +333,12 @@ def bwd_span(code, x, dy, dx, p):
     elif code == EXPONENTIAL:
         for i in range(n):
             dx[i] = dy[i] * math.exp(x[i])
+    elif code == RELU_SQUARED:
+        # autograd of x * relu(x): dy relu(x) + (dy x where relu(x) > 0 or NaN, else 0); the
+        # two terms are equal above 0, so it is 2 (dy x) there
+        for i in range(n):
+            r = x[i] if x[i] > T(0) else (T(0) if x[i] <= T(0) else x[i])
+            dx[i] = T(2) * (dy[i] * x[i]) if r > T(0) else dy[i] * r + T(0)
 
 
 @njit(**OPTS)

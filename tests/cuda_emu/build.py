@@ -40,9 +40,8 @@ def build(sanitize=None):
     csrc = S.csrc_dir()
     src = wrapper_source()
     h = hashlib.sha256(src.encode())
-    for p in (os.path.join(HERE, "emu.h"), os.path.join(csrc, "cuda", "kernels.cu"),
-              os.path.join(csrc, "include", "fastnn", "scalar_math.h"),
-              os.path.join(csrc, "include", "fastnn", "cpu_math.h")):
+    h.update(S.source().encode())  # kernels.cu with every fastnn/ header it includes, inlined
+    for p in (os.path.join(HERE, "emu.h"), os.path.join(csrc, "include", "fastnn", "cpu_math.h")):
         h.update(open(p, "rb").read())
     h.update(str(sanitize).encode())
     out_dir = os.path.join(tempfile.gettempdir(), "fastnn_cuda_emu")

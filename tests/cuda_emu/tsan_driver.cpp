@@ -1,4 +1,4 @@
-// tsan_driver.cpp — every CUDA kernel of csrc/cuda/kernels.cu on the CPU emulator, under
+// tsan_driver.cpp — every CUDA kernel of csrc/cuda (kernels.cu) on the CPU emulator, under
 // -fsanitize=thread (tests/test_cuda_emu_tsan.py builds and runs it; Python itself cannot
 // host a TSan library here). Each kernel runs with several blocks of 32 or 64 threads on
 // small shapes (rows longer than a block, grid-stride loops that wrap, aligned and
@@ -45,7 +45,7 @@ template <class T> static void run_all() {
     std::vector<T> xs = randv(n + 1), dys = randv(n + 1), ys(n + 1), dxs(n + 1);
     const T *x = xs.data() + off, *dy = dys.data() + off;
     T *y = ys.data() + off, *dx = dxs.data() + off;
-    for (int code = 0; code <= A_exponential; ++code) {
+    for (int code = 0; code < fastnn::kNumElementwiseActivations; ++code) {
       emu::launch({3, 1, 1}, {32, 1, 1}, [&] { act_forward<T>(x, y, n, code, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
       std::vector<T> got(y, y + n), ref(n);
       for (long long i = 0; i < n; ++i) ref[i] = act_fwd<T>(code, x[i], p);
@@ -54,7 +54,9 @@ template <class T> static void run_all() {
       for (long long i = 0; i < n; ++i) ref[i] = act_bwd<T>(code, x[i], dy[i], p);
       expect(std::vector<T>(dx, dx + n), ref, 0.0, "act_backward", code);
     }
-    for (int code : {int(A_relu), int(A_sigmoid), int(A_tanh), int(A_exponential)}) {
+    #define Y_CODE(f) int(Act::f),
+    for (int code : {FASTNN_Y_BACKWARD_ACTIVATIONS(Y_CODE)}) {
+#undef Y_CODE
       emu::launch({2, 1, 1}, {64, 1, 1}, [&] { act_backward<T>(x, dy, dx, n, code, 1, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
       std::vector<T> ref(n);
       for (long long i = 0; i < n; ++i) ref[i] = act_bwd_y<T>(code, x[i], dy[i], p);
@@ -102,33 +104,33 @@ template <class T> static void run_all() {
     const long long rows = 37, cols = 45, rpc = 10, nch = 4;
     std::vector<T> z0 = randv(rows * cols), b = randv(cols), dy = randv(rows * cols);
     std::vector<T> z = z0, y(rows * cols), g(rows * cols), db(cols);
-    emu::launch({2, 3, 1}, {32, 1, 1}, [&] { bias_act<T>(z.data(), y.data(), b.data(), rows, cols, A_relu, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
+    emu::launch({2, 3, 1}, {32, 1, 1}, [&] { bias_act<T>(z.data(), y.data(), b.data(), rows, cols, int(Act::relu), 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
     std::vector<T> zr(rows * cols), yr(rows * cols), gr(rows * cols), dbr(cols, T(0));
-    for (long long i = 0; i < rows * cols; ++i) { zr[i] = z0[i] + b[i % cols]; yr[i] = act_fwd<T>(A_relu, zr[i], p); }
+    for (long long i = 0; i < rows * cols; ++i) { zr[i] = z0[i] + b[i % cols]; yr[i] = act_fwd<T>(int(Act::relu), zr[i], p); }
     expect(z, zr, 0.0, "bias_act z");
     expect(y, yr, 0.0, "bias_act y");
     std::vector<double> partial(nch * cols);
-    emu::launch({2, unsigned(nch), 1}, {32, 1, 1}, [&] { act_grad<T>(z.data(), dy.data(), g.data(), partial.data(), rows, cols, rpc, A_relu, 0, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
+    emu::launch({2, unsigned(nch), 1}, {32, 1, 1}, [&] { act_grad<T>(z.data(), dy.data(), g.data(), partial.data(), rows, cols, rpc, int(Act::relu), 0, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
     emu::launch({2, 1, 1}, {32, 1, 1}, [&] { col_reduce<T>(partial.data(), nch, cols, db.data()); });
     std::vector<double> dbd(cols, 0.0);
-    for (long long i = 0; i < rows * cols; ++i) { gr[i] = act_bwd<T>(A_relu, zr[i], dy[i], p); dbd[i % cols] += gr[i]; }
+    for (long long i = 0; i < rows * cols; ++i) { gr[i] = act_bwd<T>(int(Act::relu), zr[i], dy[i], p); dbd[i % cols] += gr[i]; }
     for (long long c = 0; c < cols; ++c) dbr[c] = T(dbd[c]);
     expect(g, gr, 0.0, "act_grad g");
     expect(db, dbr, tol, "act_grad + col_reduce db");
   }
 
   // elementwise losses: per-element values, block partial sums + sum_all, gradients
-  for (int code = 0; code <= L_log_cosh; ++code) {
+  for (int code = 0; code < fastnn::kNumElementwiseLosses; ++code) {
     std::vector<T> pr = randv(n), tg = randv(n), out(n), dp(n), dt(n), pw = randv(3);
-    if (code == L_bce || code == L_kl_div || code == L_poisson_nll)
+    if (code == int(Loss::bce) || code == int(Loss::kl_div) || code == int(Loss::poisson_nll))
       for (auto& v : pr) v = T(1) / (T(1) + std::exp(-v));
-    if (code == L_bce || code == L_kl_div)
+    if (code == int(Loss::bce) || code == int(Loss::kl_div))
       for (auto& v : tg) v = T(1) / (T(1) + std::exp(-v));
     std::vector<double> partial(3), total(1);
-    const T* pwp = code == L_bce_with_logits ? pw.data() : nullptr;
+    const T* pwp = code == int(Loss::bce_with_logits) ? pw.data() : nullptr;
     emu::launch({3, 1, 1}, {32, 1, 1}, [&] { loss_forward<T>(pr.data(), tg.data(), out.data(), n, code, 1.0, 1.0, 1e-8, 0, 1, 1, pwp, 3, partial.data()); });
     emu::launch({1, 1, 1}, {64, 1, 1}, [&] { sum_all<double>(partial.data(), 3, total.data()); });
-    const LossP<T> a{T(1), T(1), T(1e-8), false, true, true};
+    const LossScalars<T> a{T(1), T(1), T(1e-8), false, true, true};
     std::vector<T> ref(n), dref(n), tref(n);
     double s = 0;
     for (long long i = 0; i < n; ++i) {

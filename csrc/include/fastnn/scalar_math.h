@@ -196,7 +196,12 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T gelu_bwd(T x, T dy, const ActP
   if (p.approximate) {
     const T k = T(FASTNN_GELU_KAPPA), c = T(FASTNN_SQRT_2_OVER_PI);
     const T s = sigmoid(T(2) * c * (x + k * x * x * x));
-    return dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x));
+    const T r = dy * (s + T(2) * x * s * (T(1) - s) * c * (T(1) + T(3) * k * x * x));
+    // Finite x beyond ~1e19 (float32): 3k x^2 overflows where s (1 - s) is already 0, and
+    // 0 * inf makes the second term NaN; it is 0 there (torch's float64 value). x = +-inf
+    // and dy = NaN keep their NaN, as torch's. A select after the expression, so the
+    // expression itself compiles (and rounds) as it always has.
+    return r == r || x - x != T(0) || dy != dy ? r : dy * s;
   }
   const T cdf = T(0.5) * erfc(-x * T(FASTNN_SQRT1_2));
   const T pdf = T(FASTNN_INV_SQRT_2PI) * exp(T(-0.5) * x * x);
@@ -304,6 +309,21 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T exponential_bwd_y(T y, T dy, c
 }
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T exponential_bwd(T x, T dy, const ActParams&) {
   return dy * exp(x);
+}
+
+// relu_squared: y = x relu(x) (x^2 for x > 0, else 0), as torch's composition
+// x * F.relu(x), whose autograd gives dx = dy relu(x) + (relu(x) > 0 or NaN ? dy x : 0)
+// (the product rule, relu's mask from threshold_backward). The special values agree:
+// y(-inf) = -inf * 0 = NaN, y(-1) = -0; dx = 2 (dy x) above 0 (the two equal terms), and
+// elsewhere dy relu(x) + 0: +0 at and below 0 for finite dy, NaN there for dy = inf or
+// NaN (inf * 0), NaN at x = NaN. Written per side rather than as the sum of both terms,
+// so no fused multiply-add can round the x > 0 case differently from torch.
+template <class T> FASTNN_HD FASTNN_INLINE_MATH T relu_squared_fwd(T x, const ActParams&) {
+  return x * relu0(x);
+}
+template <class T> FASTNN_HD FASTNN_INLINE_MATH T relu_squared_bwd(T x, T dy, const ActParams&) {
+  const T r = relu0(x);
+  return r > T(0) ? T(2) * (dy * x) : dy * r + T(0);
 }
 
 // ---- losses: per-element value and derivatives ----------------------------------
@@ -433,6 +453,46 @@ template <class T> FASTNN_HD FASTNN_INLINE_MATH T log_cosh_val(T p, T t) {
   return d + softplus(T(-2) * d) - T(FASTNN_LN2);
 }
 template <class T> FASTNN_HD FASTNN_INLINE_MATH T log_cosh_dpred(T p, T t) { return tanh(p - t); }
+
+// ---- losses by their table name ------------------------------------------------------
+// One uniform triple per entry of FASTNN_ELEMENTWISE_LOSSES (op_table.h), for kernels that
+// dispatch over that generated list (csrc/cpu/loss.cpp, csrc/cuda): a loss added to the
+// table without its line here fails to compile there.
+//   <name>_loss_val(p, t, a, pw), <name>_loss_dpred(...), <name>_loss_dtarget(...)
+// a: the scalar params; pw: the element's pos_weight (1 without one);
+// <name>_loss_uses_pw: whether pw is read (the kernels keep a loop without it).
+// A loss with no target gradient (hinge, squared_hinge) has dtarget 0.
+template <class T> struct LossScalars {
+  T delta, beta, eps;              // huber, smooth_l1, poisson_nll
+  bool log_target, log_input, full;  // kl_div, poisson_nll
+};
+#define FASTNN_LOSS_FORMS(name, USES_PW, VAL, DPRED, DTARGET)                                           \
+  inline constexpr bool name##_loss_uses_pw = USES_PW;                                                  \
+  template <class T> FASTNN_HD FASTNN_INLINE_MATH T name##_loss_val(T p, T t, const LossScalars<T>& a, T pw) { \
+    (void)a; (void)pw; return VAL;                                                                     \
+  }                                                                                                    \
+  template <class T> FASTNN_HD FASTNN_INLINE_MATH T name##_loss_dpred(T p, T t, const LossScalars<T>& a, T pw) { \
+    (void)a; (void)pw; return DPRED;                                                                   \
+  }                                                                                                    \
+  template <class T> FASTNN_HD FASTNN_INLINE_MATH T name##_loss_dtarget(T p, T t, const LossScalars<T>& a, T pw) { \
+    (void)p; (void)t; (void)a; (void)pw; return DTARGET;                                               \
+  }
+FASTNN_LOSS_FORMS(mse, false, mse_val(p, t), mse_dpred(p, t), -mse_dpred(p, t))
+FASTNN_LOSS_FORMS(mae, false, mae_val(p, t), mae_dpred(p, t), -mae_dpred(p, t))
+FASTNN_LOSS_FORMS(huber, false, huber_val(p, t, a.delta), huber_dpred(p, t, a.delta), -huber_dpred(p, t, a.delta))
+FASTNN_LOSS_FORMS(smooth_l1, false, smooth_l1_val(p, t, a.beta), smooth_l1_dpred(p, t, a.beta),
+                  -smooth_l1_dpred(p, t, a.beta))
+FASTNN_LOSS_FORMS(bce, false, bce_val(p, t), bce_dpred(p, t), bce_dtarget(p, t))
+FASTNN_LOSS_FORMS(bce_with_logits, true, bce_logits_val(p, t, pw), bce_logits_dpred(p, t, pw),
+                  bce_logits_dtarget(p, t, pw))
+FASTNN_LOSS_FORMS(kl_div, false, kl_div_val(p, t, a.log_target), kl_div_dpred(p, t, a.log_target),
+                  kl_div_dtarget(p, t, a.log_target))
+FASTNN_LOSS_FORMS(poisson_nll, false, poisson_nll_val(p, t, a.log_input, a.full, a.eps),
+                  poisson_nll_dpred(p, t, a.log_input, a.eps), poisson_nll_dtarget(p, t, a.log_input, a.full, a.eps))
+FASTNN_LOSS_FORMS(hinge, false, hinge_val(p, t), hinge_dpred(p, t), T(0))
+FASTNN_LOSS_FORMS(squared_hinge, false, squared_hinge_val(p, t), squared_hinge_dpred(p, t), T(0))
+FASTNN_LOSS_FORMS(log_cosh, false, log_cosh_val(p, t), log_cosh_dpred(p, t), -log_cosh_dpred(p, t))
+#undef FASTNN_LOSS_FORMS
 
 }  // namespace sm
 }  // namespace fastnn
