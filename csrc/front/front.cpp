@@ -217,7 +217,7 @@ Status decode_loss(int64_t code, const double* v, size_t count, LossDesc* out) {
                   code >= kNumElementwiseLosses,
                   LossArgs<float>{kind, v[0], v[1], v[2], lt, li, full, nullptr, 0},
                   LossArgs<double>{kind, v[0], v[1], v[2], lt, li, full, nullptr, 0},
-                  ClassArgs{kind == kLossNll, static_cast<int64_t>(v[6]), v[7]}};
+                  ClassArgs{kind == Loss::nll, static_cast<int64_t>(v[6]), v[7]}};
   return ok();
 }
 

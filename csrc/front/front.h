@@ -18,28 +18,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "cpu/kernels.h"
+#include "cpu/kernels.h"  // Act, Loss and their counts: fastnn/op_table.h (generated)
 #include "cpu/parallel.h"
 #include "cpu/pool.h"
-
-// ---- TEMPORARY (issue 17, part A): the names of csrc/include/fastnn/op_table.h ---------
-// Part B generates op_table.h (included by cpu/kernels.h, where it defines these names and
-// Loss::cross_entropy / Loss::nll). Until that branch is merged, this placeholder gives the
-// same names from kernels.h's enums; it disappears with the merge (FASTNN_CLASS_LOSSES is
-// op_table.h's macro).
-#ifndef FASTNN_CLASS_LOSSES
-namespace fastnn {
-inline constexpr int kNumActivations = static_cast<int>(Act::log_softmax) + 1;
-inline constexpr int kNumElementwiseLosses = static_cast<int>(Loss::log_cosh) + 1;
-inline constexpr int kNumLosses = kNumElementwiseLosses + 2;  // + cross_entropy, nll
-inline constexpr unsigned kOpTableHash = 0;                   // placeholder: op_table.h's hash
-inline constexpr Loss kLossNll = static_cast<Loss>(kNumElementwiseLosses + 1);
-}  // namespace fastnn
-#else
-namespace fastnn {
-inline constexpr Loss kLossNll = Loss::nll;
-}  // namespace fastnn
-#endif
 
 namespace fastnn::front {
 
