@@ -12,7 +12,9 @@
 // the bridge turns it into its framework's error type, prefixed with its own name.
 //
 // Everything here runs without touching a Python object: the pybind11 bridge calls it with
-// the GIL released.
+// the GIL released. fastnn._C (csrc/bindings.cpp) calls these functions directly; the
+// bridges built outside it include cpu/api.h, which adds the table of them and what every
+// such bridge needs around a call (connect, ThreadScope, the pooled_or output policy).
 #pragma once
 
 #include <cstddef>
