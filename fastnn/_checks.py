@@ -253,7 +253,7 @@ def prepared_for(cache, spec, make, *extra):
     call keeps its spec alive, so the spec's id stays its key; the cache is dropped whole
     when it reaches _SPEC_CACHE_SIZE * 4 entries (specs resolved uncached, with array
     params, each get one)."""
-    key = (id(spec),) + extra
+    key = (id(spec),) + extra if extra else id(spec)
     p = cache.get(key)
     if p is None or p.spec is not spec:
         if len(cache) >= 4 * _SPEC_CACHE_SIZE:

@@ -90,11 +90,17 @@ class PreparedDense:
         (the activation reads y where ``saved_for_backward`` says "y", else z). Entries not
         asked for are None."""
         spec = self.spec
-        need = (bool(need_dx), bool(need_dw), bool(need_db))
         if type(x) is np.ndarray and weight_layout == "oi" and self._plain_ok:
-            out = self._plain_backward(dy, x, w, y, z, need)
+            be = select("cpu")
+            plain = getattr(be, "dense_backward_plain", None)
+            if plain is not None:
+                out = plain(dy, x, w, y, z, spec.from_y and y is not None, bool(need_dx), bool(need_dw),
+                            bool(need_db), spec.code, spec.numeric)
+            else:
+                out = self._plain_backward(be, dy, x, w, y, z, (bool(need_dx), bool(need_dw), bool(need_db)))
             if out is not None:
                 return out
+        need = (bool(need_dx), bool(need_dw), bool(need_db))
         F = "dense_backward"
         be, xp = backend_for(F, dy=dy, x=x, w=w, y=y, z=z)
         dy, x, w = (C.float_array(F, n, a, xp) for n, a in (("dy", dy), ("x", x), ("w", w)))
@@ -124,12 +130,9 @@ class PreparedDense:
             dw = dw.T
         return dx, dw, db
 
-    def _plain_backward(self, dy, x, w, y, z, need):
+    def _plain_backward(self, be, dy, x, w, y, z, need):
+        """The plain route for the CPU backends without a C++ one: a few Python checks."""
         spec = self.spec
-        be = select("cpu")
-        plain = getattr(be, "dense_backward_plain", None)
-        if plain is not None:
-            return plain(dy, x, w, y, z, bool(spec.from_y and y is not None), *need, spec.code, spec.numeric)
         dims = _plain_xw(x, w)
         if dims is None:
             return None

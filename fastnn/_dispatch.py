@@ -27,7 +27,15 @@ _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
 _loaded = {}      # name -> module or reason string
 _lock = threading.Lock()
 _global = None    # set_backend()
-_local = threading.local()
+
+
+class _Local(threading.local):
+    """use_backend()'s stack, per thread; the class attribute is the empty default (reading
+    an attribute a thread never set would raise and catch an AttributeError on every call)."""
+    stack = ()
+
+
+_local = _Local()
 _auto = {}        # device -> the backend automatic selection chose
 
 
@@ -125,7 +133,7 @@ def set_backend(name):
 
 def get_backend():
     """The forced backend name in effect for this thread, or None (automatic)."""
-    stack = getattr(_local, "stack", None)
+    stack = _local.stack
     if stack:
         return stack[-1]
     if _global is not None:
@@ -140,8 +148,8 @@ def use_backend(name):
     if name is not None:
         _check_name(name)
         _require(name)
-    stack = getattr(_local, "stack", None)
-    if stack is None:
+    stack = _local.stack
+    if not isinstance(stack, list):
         stack = _local.stack = []
     stack.append(name)
     try:
@@ -171,7 +179,7 @@ def backend_for(func, **arrays):
 
 def select(device):
     """The backend module serving inputs on `device` ("cpu" or "cuda")."""
-    stack = getattr(_local, "stack", None)  # get_backend(), inlined: this runs once per kernel call
+    stack = _local.stack  # get_backend(), inlined: this runs once per kernel call
     if stack:
         forced = stack[-1]
     else:
