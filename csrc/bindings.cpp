@@ -119,12 +119,12 @@ py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype, b
 }
 
 // ---- the common small Dense call, checked and allocated here -------------------------
-// fastnn._kernels' dense_forward / dense_backward first offer their arguments to these:
-// exact numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype, x (m, k),
-// w (n, k) ("oi"), b (n,), dy / y / z (m, n). Anything else returns None and the
-// caller takes its general path, so results and errors are the same either way. Doing
-// the checks and the allocation here instead of in Python took a (10, 20) -> 10 layer's
-// forward + backward from ~9.9 to ~7.1 us (fastnn.bench's seed-size row).
+// fastnn/_dense.py's plain route first offers its arguments to these: exact
+// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype, x (m, k), w (n, k)
+// ("oi"), b (n,), dy / y / z (m, n). Anything else returns None and the caller takes its
+// general path, so results and errors are the same either way. At seed sizes Python's
+// checks and allocation cost more than the layer itself (python -m fastnn.bench --ops
+// dense, the 10x20x10 row).
 bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const auto& api = py::detail::npy_api::get();
   if (Py_TYPE(h.ptr()) != reinterpret_cast<PyTypeObject*>(api.PyArray_Type_)) return false;

@@ -8,7 +8,7 @@ Both models start from the same weights and see the same deterministic synthetic
 (20 features, a binary label from a fixed random hyperplane); the script prints both
 final losses and the time per training step. --large also times a 1024->1024->1 model at
 batch 1024 (stock vs fastnn, train_on_batch steps in alternating rounds of three, so that
-this VM's slow phases fall on both; median step time and the median of the per-round
+a busy machine's slow phases fall on both; median step time and the median of the per-round
 ratios); --overhead the fixed cost of the bridge:
 one tiny Dense (8 -> 8, batch 8) forward + backward, fastnn minus stock.
 """

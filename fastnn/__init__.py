@@ -18,21 +18,28 @@ from ._registry import ACTIVATIONS, LOSSES
 __version__ = "0.1.0"
 
 
+def _cpp():
+    """The C++ backend module, or None where it is unavailable (then the controls below
+    do nothing: no other backend has threads or a buffer cache of its own)."""
+    from ._dispatch import _load  # noqa: PLC0415
+
+    mod = _load("cpp")
+    return None if isinstance(mod, str) else mod
+
+
 def num_threads():
     """Threads the C++ backend's own kernels use (OpenBLAS keeps its own count)."""
-    from ._backends import cpp
-
-    return cpp._C.num_threads() if cpp._C is not None else 1
+    cpp = _cpp()
+    return cpp.num_threads() if cpp else 1
 
 
 def set_num_threads(n):
-    """Set the threads of the C++ backend's kernels (>= 1)."""
-    from ._backends import cpp
-
+    """Set the threads of the C++ backend's kernels (>= 1; also FASTNN_NUM_THREADS)."""
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"set_num_threads: n must be an integer >= 1, got {n!r}")
-    if cpp._C is not None:
-        cpp._C.set_num_threads(n)
+    cpp = _cpp()
+    if cpp:
+        cpp.set_num_threads(n)
 
 
 def empty_cache():
@@ -40,27 +47,32 @@ def empty_cache():
 
     Large outputs (>= 1 MiB) of the C++ backend come from a cache of buffers that earlier
     outputs gave back when they were freed, so a training loop writes into memory that is
-    already mapped (a fresh 64 MB array costs ~16k first-touch page faults, more than relu
-    itself over 16M floats). The cache holds at most FASTNN_CACHE_MB megabytes (default
-    1024; 0 disables it); arrays in use are never part of it."""
-    from ._backends import cpp
-
-    return int(cpp._C.empty_cache()) if cpp._C is not None else 0
+    already mapped (a fresh buffer pays a first-touch page fault per page). The cache holds
+    at most FASTNN_CACHE_MB megabytes (default 1024; 0 disables it); arrays in use are
+    never part of it."""
+    cpp = _cpp()
+    return cpp.empty_cache() if cpp else 0
 
 
 def cache_info():
     """{"cached_bytes", "limit_bytes", "hits", "misses"} of the output buffer cache."""
-    from ._backends import cpp
+    cpp = _cpp()
+    return cpp.cache_info() if cpp else {"cached_bytes": 0, "limit_bytes": 0, "hits": 0, "misses": 0}
 
-    if cpp._C is None:
-        return {"cached_bytes": 0, "limit_bytes": 0, "hits": 0, "misses": 0}
-    return dict(cpp._C.cache_stats())
+
+def set_cache_limit(nbytes):
+    """Set the output buffer cache's limit in bytes (0 turns it off; FASTNN_CACHE_MB at start)."""
+    if not isinstance(nbytes, int) or isinstance(nbytes, bool) or nbytes < 0:
+        raise ValueError(f"set_cache_limit: nbytes must be an integer >= 0, got {nbytes!r}")
+    cpp = _cpp()
+    if cpp:
+        cpp.set_cache_limit(nbytes)
 
 
 __all__ = [
-    "ACTIVATIONS", "LOSSES", "PreparedActivation", "PreparedDense", "PreparedLoss", "activation_backward", "activation_forward", "available_backends", "backends",
-    "cache_info", "dense_backward", "dense_cross_entropy", "dense_forward", "empty_cache", "get_backend",
-    "loss_backward", "loss_forward", "num_threads", "prepare_activation", "prepare_dense", "prepare_loss",
-    "saved_for_backward", "set_backend", "set_num_threads",
-    "use_backend",
+    "ACTIVATIONS", "LOSSES", "PreparedActivation", "PreparedDense", "PreparedLoss", "activation_backward",
+    "activation_forward", "available_backends", "backends", "cache_info", "dense_backward", "dense_cross_entropy",
+    "dense_forward", "empty_cache", "get_backend", "loss_backward", "loss_forward", "num_threads",
+    "prepare_activation", "prepare_dense", "prepare_loss", "saved_for_backward", "set_backend", "set_cache_limit",
+    "set_num_threads", "use_backend",
 ]

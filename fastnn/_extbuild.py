@@ -1,6 +1,7 @@
 """Small C++ extensions built on first use against a framework that is imported
 (fastnn.torch's autograd nodes against torch, fastnn.keras' TensorFlow ops against
-tensorflow and XLA FFI handlers against jaxlib) and cached, so a wheel of fastnn never pins a torch or jax version.
+tensorflow and its XLA FFI handlers against jaxlib) and cached, so a wheel of fastnn
+never pins a torch, tensorflow or jax version.
 
 The output's name carries a hash of the sources, of the compile command (compiler and
 flags) and of `key` (the framework version, Python), so a change of any of them
@@ -108,7 +109,7 @@ def cpu_api_address():
         raise RuntimeError(f"the C++ backend is unavailable ({cpp.unavailable()})")
     get = ctypes.pythonapi.PyCapsule_GetPointer
     get.restype, get.argtypes = ctypes.c_void_p, [ctypes.py_object, ctypes.c_char_p]
-    return get(cpp._C._cpu_api, b"fastnn._C.cpu_api")
+    return get(cpp.front_end_table(), b"fastnn._C.cpu_api")
 
 
 def init_ctypes(lib, symbol):

@@ -22,10 +22,10 @@ namespace {
 // Rows per part of the softmax kernels: ~32K items.
 constexpr int64_t kGrain = 32768;
 
-// Elementwise parts: waking the pool's other thread costs ~35 us on this VM (futex wake
-// and scheduling), so a part must hold enough work to pay for it. Measured (1 vs 2
-// threads, forward, float32): relu gains from 2M elements (1.27x; 0.96x at 1M, 0.43x at
-// 256K), sigmoid from 512K (1.21x), gelu from 256K (1.30x; 1.05x at 128K).
+// Elementwise parts: waking the pool's other thread (a futex wake and a reschedule) costs
+// tens of microseconds, so a part must hold enough work to pay for it: the grains below
+// are where two threads beat one for each cost class (python -m fastnn.bench --ops
+// threads; docs/performance.md, "Threads and pools").
 int64_t elementwise_grain(Act a) {
   switch (a) {
     case Act::gelu: case Act::mish: case Act::softplus: case Act::log_sigmoid:
@@ -146,8 +146,8 @@ template <class T> FASTNN_INLINE void bias_act_serial(Act a, const ActParams& p,
   }
 }
 // db[j] += sum_r g[r, j] in double, four rows per pass over db (one load and store of
-// db[j] per four rows: with one row per pass the bias sum of a 1024 x 1024 backward took
-// 0.35 ms, longer than the activation gradient).
+// db[j] per four rows: with one row per pass the bias sum took longer than the
+// activation gradient itself).
 template <class T> FASTNN_INLINE void sum_rows_serial(const T* g, int64_t rows, int64_t c, double* db) {
   int64_t r = 0;
   for (; r + 4 <= rows; r += 4) {

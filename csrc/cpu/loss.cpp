@@ -14,9 +14,9 @@ namespace fastnn {
 namespace {
 
 constexpr int64_t kChunk = 16384;  // elements per reduction chunk (fixed: it decides the sums' bits)
-// Elements per thread's part: waking the pool's other thread costs ~35 us on this VM
-// (activation.cpp, elementwise_grain), so a part must hold several times that much work;
-// the losses cost about what the exp-class activations do per element.
+// Elements per thread's part: a part must pay for waking the pool's other thread
+// (activation.cpp, elementwise_grain); the losses cost about what the exp-class
+// activations do per element.
 constexpr int64_t kPart = int64_t(1) << 19;
 constexpr int64_t kRowPart = int64_t(1) << 16;
 

@@ -408,7 +408,7 @@ bool loss_in_domain(const LossCall& c) {
   return in_unit<double>(c.pred) && in_unit<double>(c.target);
 }
 
-// As fastnn/_losses.py's reductions: "mean" divides by the elements, or for class indices
+// As fastnn/_loss.py's reductions: "mean" divides by the elements, or for class indices
 // by the targets not ignored; "batchmean" (kl_div) by pred.shape[0].
 double loss_denominator(const LossCall& c, int reduction) {
   if (reduction != kMean && reduction != kBatchMean) return 1.0;

@@ -1,7 +1,7 @@
 // ffi.cpp — fastnn's CPU kernels as XLA FFI handlers (the jax backend of fastnn.keras).
 //
-// Why: jax.pure_callback leaves the compiled step for Python on every call (~110 us per
-// callback here, three per Dense forward + backward). An XLA FFI custom call runs inside
+// Why: jax.pure_callback leaves the compiled step for Python on every call (three per
+// Dense forward + backward). An XLA FFI custom call runs inside
 // the compiled step: XLA hands the handler its input and output buffers and the kernel
 // writes straight into XLA's memory. fastnn/keras/_jax.py builds this file on first
 // use against jaxlib's headers (jax.ffi.include_dir()), registers the handlers with

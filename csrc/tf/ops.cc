@@ -1,7 +1,7 @@
 // ops.cc — fastnn's CPU kernels as TensorFlow ops (the tensorflow backend of fastnn.keras).
 //
-// Why: tf.numpy_function runs Python inside the step (~60-100 us per call, three per
-// Dense forward + backward, with the GIL). These ops run in TF's executor like its own
+// Why: tf.numpy_function runs Python inside the step (three calls per Dense forward +
+// backward, each holding the GIL). These ops run in TF's executor like its own
 // kernels. fastnn/keras/_tf.py builds this file on first use against the installed
 // TensorFlow (tf.sysconfig's flags), loads it with tf.load_op_library and wraps the ops in
 // tf.custom_gradient. Each op turns TF's tensors into front-end views and calls fastnn._C's
@@ -83,8 +83,7 @@ struct Out {
 // Outputs follow the front end's allocation policy (csrc/cpu/api.h, pooled_or): a large
 // one is a block of fastnn's buffer cache, given back when TensorFlow drops the tensor
 // (TF's CPU allocator hands out fresh pages, whose first-touch faults cost more than a
-// memory-bound kernel's work: a 1024x1024x1024 Dense forward took 10.8 ms into cached
-// memory, 12.5 ms into fresh).
+// memory-bound kernel's work).
 class PoolBuffer : public tensorflow::TensorBuffer {
  public:
   PoolBuffer(void* p, size_t bytes, size_t block, void (*release)(void*, size_t))

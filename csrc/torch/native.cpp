@@ -1,7 +1,7 @@
 // native.cpp — fastnn.torch's autograd nodes in C++ (the module fastnn.torch._native).
 //
-// Why: a Python torch.autograd.Function costs ~35 us per forward + backward before any
-// work is done, which is most of a tiny layer's time (examples/torch_overhead.py). These
+// Why: a Python torch.autograd.Function has a fixed cost per forward + backward before
+// any work is done, most of a tiny layer's time (examples/torch_overhead.py). These
 // C++ twins of fastnn/torch/_ops.py's Dense, Activation and Loss Functions build their
 // graph nodes and run backward without Python. They call fastnn._C's front end
 // (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays fastnn/torch/_kernels.py
@@ -86,8 +86,8 @@ void check(const F::Status& s) { TORCH_CHECK_VALUE(s.ok(), "fastnn.torch._native
 // ---- threads: the kernels run on torch's intra-op pool -----------------------------------
 // After each parallel torch op, torch's OpenMP workers spin for a while (GOMP's default
 // wait policy) before they sleep. fastnn's own threads and OpenBLAS's, started then, share
-// the cores with them (a Linear(1024)+ReLU forward + backward between torch ops took 46 ms
-// instead of 24 with OMP_WAIT_POLICY=PASSIVE). So inside these nodes fastnn's
+// the cores with them (twice as slow between torch ops as with OMP_WAIT_POLICY=PASSIVE;
+// docs/performance.md, "Threads and pools"). So inside these nodes fastnn's
 // parallel_for and OpenBLAS's jobs (through its threads callback) run on torch's pool:
 // the spinning workers take them at once. FASTNN_TORCH_SHARED_THREADS=0 turns it off.
 bool g_share_threads = false;

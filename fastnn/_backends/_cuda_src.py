@@ -17,6 +17,7 @@ import os
 import re
 
 from .. import _registry as R
+from .._extbuild import csrc_dir
 
 _ACT = ["double"] * 7 + ["int"]                       # FK_ACT_DECL
 _LOSS = ["int", "double", "double", "double", "int", "int", "int", "const T*", "long long"]  # FK_LOSS_DECL
@@ -45,15 +46,6 @@ CTYPES = {"float32": "float", "float64": "double"}
 # changes the language; tools/nvrtc_check.py compiles with and without
 # --device-as-default-execution-space, which some CuPy versions add).
 OPTIONS = ("-std=c++17",)
-
-
-def csrc_dir():
-    """The directory holding cuda/ and include/: the installed copy or the checkout's."""
-    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for d in (os.path.join(here, "_csrc"), os.path.join(os.path.dirname(here), "csrc")):
-        if os.path.isfile(os.path.join(d, "cuda", "kernels.cu")):
-            return d
-    raise FileNotFoundError("fastnn's CUDA sources (fastnn/_csrc or csrc/) are missing from this installation")
 
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)

@@ -21,9 +21,9 @@ them on parts of the data from a small pool of Python threads. Not numba's prang
 under its OpenMP layer (GNU libgomp, the one available without TBB) a process that
 forks after a parallel kernel aborts in the child at the next one ("fork() called from
 a process already using GNU OpenMP"; torch DataLoader workers, multiprocessing), and
-idle workers spin-wait on the cores the next BLAS product needs (measured: the dense
-layer's (256, 1024, 1024) forward + backward took 22 ms instead of 11 ms); each prange
-kernel also costs 1-3 s more to compile (parfor passes).
+idle workers spin-wait on the cores the next BLAS product needs (a Dense layer's
+forward + backward then took twice as long); each prange kernel also takes seconds more
+to compile (parfor passes).
 """
 import math
 import os
@@ -62,9 +62,9 @@ SELU_SCALE = 1.0507009873554804934193349852946
 # double tensors; the same value here keeps float64 bit-compatible with torch.
 ONE_SIXTH_F32 = float(np.float32(1.0) / np.float32(6.0))
 
-# Elements per thread's part, at least: handing a part to a pool thread costs ~60 us
-# here, the time of ~200K elements of a memory-bound activation (CHEAP) or of ~16K of
-# one calling exp/erfc/tanh (2-20 ns per element).
+# Elements per thread's part, at least: handing a part to a pool thread costs tens of
+# microseconds, the time of ~200K elements of a memory-bound activation (CHEAP) or of
+# ~16K of one calling exp/erfc/tanh.
 GRAIN, GRAIN_CHEAP = 1 << 15, 1 << 18
 CHEAP = (LINEAR, RELU, RELU6, LEAKY_RELU, HARD_SIGMOID, HARD_SILU, SOFTSIGN, HARD_TANH, RELU_SQUARED)
 

@@ -7,7 +7,7 @@ Kernels are serial and run on slices (fastnn._backends.numba splits the work ove
 threads). Forward kernels write per-element (per-row) values and float64 partial sums
 per fixed chunk (CHUNK elements, or rows of about CHUNK elements), so a sum does not
 depend on the thread count; "mean" denominators and the upstream grad's reduction
-scaling are applied by fastnn/_losses.py. Backward kernels multiply by the upstream
+scaling are applied by fastnn/_loss.py. Backward kernels multiply by the upstream
 grad g: grad[i] when given (has_grad), else the scalar gs.
 """
 import math
@@ -321,7 +321,7 @@ def loss_backward(code, pred, target, grad, has_grad, gs, dpred, dtarget, has_dt
 def sum64(a):
     """float64 sum of a in 8 interleaved partial sums, a fixed order (deterministic):
     a plain sequential sum waits on each add's latency and may not be reordered
-    without fastmath (measured: 3x slower, the cost of a whole mse forward)."""
+    without fastmath (several times slower: about the cost of a whole mse forward)."""
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = 0.0
     n8 = a.shape[0] // 8 * 8
     for i in range(0, n8, 8):

@@ -1,7 +1,10 @@
 """The C++ CPU backend: fastnn._C (pybind11, OpenBLAS, fused epilogues, own threads).
 
-Every function receives C-contiguous numpy arrays of one float dtype from
-fastnn._kernels (validated there) and returns freshly allocated outputs.
+Every kernel function receives C-contiguous numpy arrays of one float dtype from the
+prepared calls (fastnn/_activation.py, _dense.py, _loss.py; validated there) and returns
+freshly allocated outputs; fastnn._C checks again what its kernels rely on. The runtime
+controls at the end (threads, the output buffer cache, the code paths chosen) are what
+fastnn's public functions of the same names call.
 """
 import ctypes
 import os
@@ -19,13 +22,11 @@ def _load_openblas():
     # the scipy-openblas32 wheel (an editable install has no relative rpath to it).
     #
     # OPENBLAS_THREAD_TIMEOUT=16 (unless the user set it): OpenBLAS's worker threads spin
-    # 2^16 cycles (~20 us) after a product, then sleep, instead of the default 2^28 (~0.1 s),
-    # during which they took half of this 2-core machine from whatever ran next: fastnn's
-    # own elementwise kernels after a GEMM ran 2x slower (gelu on 4M floats 4.5 ms vs 2.35),
-    # and so would torch's or TensorFlow's ops. 2^16 still covers the gaps between the
-    # products of one small layer (64x256x256 fwd+bwd 0.18-0.23 ms, as with the default;
-    # at 2^4 they slept between products: 0.30 ms); 2^18 already lets the spin reach the
-    # next kernel (gelu after a GEMM 4.1 ms).
+    # 2^16 cycles after a product, then sleep, instead of the default 2^28 (~0.1 s), during
+    # which they would hold the cores that whatever runs next needs (fastnn's elementwise
+    # kernels, torch's or TensorFlow's ops). 2^16 still covers the gaps between one small
+    # layer's products; 2^18 already reaches the next kernel (docs/performance.md,
+    # "Threads and pools").
     # OpenBLAS reads it once, when this copy of the library loads (importing
     # scipy_openblas32 loads it; numpy's own OpenBLAS is a different copy, unaffected);
     # the process environment is restored after.
@@ -79,10 +80,11 @@ def activation_backward(xy, dy, spec, from_y, cols):
     return dx
 
 
-# fastnn._kernels offers plain numpy Dense calls to these first (csrc/bindings.cpp:
-# checked and allocated in C++; None when the arguments are not plain)
-dense_forward_plain = _C.dense_forward_plain
-dense_backward_plain = _C.dense_backward_plain
+# fastnn/_dense.py's plain route offers plain numpy Dense calls to these first
+# (csrc/bindings.cpp: checked and allocated in C++; None when the arguments are not plain)
+if _C is not None:
+    dense_forward_plain = _C.dense_forward_plain
+    dense_backward_plain = _C.dense_backward_plain
 
 
 def dense_forward(x, w, w_oi, b, spec, keep_z):
@@ -139,3 +141,40 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
     total = _C.dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, rows,
                                    dx, dw, db, chunk_size or 0)
     return total, rows, dx, dw, db
+
+
+# ---- runtime controls (fastnn.num_threads, set_num_threads, empty_cache, cache_info, ...) ----
+
+def num_threads():
+    """Threads fastnn's C++ kernels use, the caller included (OpenBLAS keeps its own count)."""
+    return _C.num_threads()
+
+
+def set_num_threads(n):
+    _C.set_num_threads(n)
+
+
+def empty_cache():
+    """Frees the cached output buffers; returns the bytes freed."""
+    return int(_C.empty_cache())
+
+
+def cache_info():
+    return dict(_C.cache_stats())
+
+
+def set_cache_limit(nbytes):
+    """The output buffer cache's limit in bytes (0: off)."""
+    _C.set_cache_limit(int(nbytes))
+
+
+def front_end_table():
+    """The PyCapsule "fastnn._C.cpu_api": the C++ front end's function table
+    (csrc/cpu/api.h) that fastnn.torch's nodes, the TF ops and the jax FFI handlers call."""
+    return _C._cpu_api
+
+
+def code_paths():
+    """{"gemm": (library, min multiply-adds), "gelu": "avx512" | "portable", "blas": OpenBLAS's
+    build and core}: what this CPU runs."""
+    return {"gemm": tuple(_C._gemm_path()), "gelu": _C._gelu_path(), "blas": _C.blas_config()}

@@ -3,9 +3,10 @@ by NVRTC through cupy.RawModule, one module per device and dtype, cached on disk
 CuPy) and cuBLAS (through cupy.matmul) for the matrix products.
 
 The same functions, arguments and results as fastnn._backends.cpp, on cupy arrays:
-every function gets C-contiguous device arrays of one float dtype, validated by
-fastnn._kernels / _losses / _dense_ce, and returns freshly allocated outputs. Sums come
-back as 0-d float64 device arrays: nothing here synchronizes with the host.
+every function gets C-contiguous device arrays of one float dtype, validated by the
+prepared calls (fastnn/_activation.py, _dense.py, _loss.py), and returns freshly
+allocated outputs. Sums come back as 0-d float64 device arrays: nothing here
+synchronizes with the host.
 
 Everything device-specific goes through one runtime object (``_rt``): the array module,
 the kernel launcher and the launch limits. The tests swap in a CPU emulator runtime

@@ -3,8 +3,8 @@ dense layer's fused passes; _numba_loss.py: losses) and numpy's BLAS for the pro
 (_numba_dense.py: dense layer, fused dense + cross-entropy).
 
 The same functions, arguments and results as fastnn._backends.cpp: every function gets
-C-contiguous numpy arrays of one float dtype, validated by fastnn._kernels /
-fastnn._losses / fastnn._dense_ce, and returns freshly allocated outputs; inputs are
+C-contiguous numpy arrays of one float dtype, validated by the prepared
+calls (fastnn/_activation.py, _dense.py, _loss.py), and returns freshly allocated outputs; inputs are
 never written.
 
 Nothing compiles at import: each kernel compiles on its first call, once per dtype, and

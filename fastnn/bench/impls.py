@@ -37,7 +37,7 @@ class Frameworks:
         C++ backend with its output cache off when `cache_row` (and it can be)."""
         out = [(f"fastnn[{name}]", _backend_context(self.fastnn, name))
                for name in self.backends]
-        if cache_row and self.cache_rows and _cpp_C(self.fastnn) is not None:
+        if cache_row and self.cache_rows and _has_cache(self.fastnn):
             out.append((NO_CACHE, lambda: _no_cache(self.fastnn)))
         return out
 
@@ -62,37 +62,30 @@ def _backend_context(fastnn, name):
     return lambda: fastnn.use_backend(name)
 
 
-def _cpp_C(fastnn):
-    """fastnn's C++ extension module if it has the cache controls, else None."""
-    try:
-        from fastnn._backends import cpp
-    except Exception:
-        return None
-    C = getattr(cpp, "_C", None)
-    return C if C is not None and hasattr(C, "set_cache_limit") else None
+def _has_cache(fastnn):
+    """True where fastnn's C++ backend, and so its output buffer cache, is available."""
+    return hasattr(fastnn, "set_cache_limit") and "cpp" in fastnn.available_backends()
 
 
 @contextlib.contextmanager
 def _no_cache(fastnn):
     """The C++ backend with its output cache off (limit 0, emptied) inside the block."""
-    C = _cpp_C(fastnn)
     limit = fastnn.cache_info()["limit_bytes"]
-    C.set_cache_limit(0)
+    fastnn.set_cache_limit(0)
     fastnn.empty_cache()
     try:
         with fastnn.use_backend("cpp"):
             yield
     finally:
-        C.set_cache_limit(limit)
+        fastnn.set_cache_limit(limit)
 
 
 def disable_output_cache(fw):
     """--no-output-cache: the C++ backend's cache off for the whole run."""
-    C = _cpp_C(fw.fastnn) if fw.fastnn is not None else None
-    if C is None:
+    if fw.fastnn is None or not _has_cache(fw.fastnn):
         fw.notes.append("--no-output-cache: this fastnn build has no output cache")
         return
-    C.set_cache_limit(0)
+    fw.fastnn.set_cache_limit(0)
     fw.fastnn.empty_cache()
     fw.cache_rows = False  # every fastnn[cpp] row is already cache-off
     fw.notes.append("output cache: OFF for every fastnn row (--no-output-cache)")

@@ -11,8 +11,8 @@ routes (the same kernels, the same bits):
   with elementwise targets or integer class labels.
 - ``tf.numpy_function(..., stateful=False)`` into _numpy.py: anything else (no compiler:
   one warning, FASTNN_TF_OPS=0, calls the ops do not take). numpy_function loses static
-  shapes; they are restored with set_shape. One Dense forward + backward costs 192-282 us
-  more than stock this way (examples/keras_mlp.py --overhead), about nothing via the ops.
+  shapes; they are restored with set_shape. This route costs a Python round trip per
+  call (examples/keras_mlp.py --overhead; docs/performance.md), the ops about nothing.
 
 Both are stateless, so a graph that does not use a result prunes its call (the first
 layer's dx). XLA compiles neither, so the layers keep ``supports_jit = False``.

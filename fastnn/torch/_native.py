@@ -8,8 +8,8 @@ it needs no copy of them and gives the same bits as the Python path.
 
 Where it cannot be built or loaded (no compiler, a torch without headers, the C++ backend
 unavailable), or with FASTNN_TORCH_NATIVE=0, fastnn.torch runs its Python
-torch.autograd.Functions instead (same kernels, same results, ~35 us more per op
-forward + backward); ``status()`` says which and why.
+torch.autograd.Functions instead (same kernels, same results, a Python autograd node's
+cost more per op: examples/torch_overhead.py); ``status()`` says which and why.
 
 Specs (a resolved activation or loss) are registered with the extension once and then
 referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
@@ -66,7 +66,7 @@ def _load():
     loader = ExtensionFileLoader("_fastnn_torch_native", path)
     mod = module_from_spec(spec_from_loader("_fastnn_torch_native", loader))
     loader.exec_module(mod)
-    mod.init(cpp._C._cpu_api, os.environ.get("FASTNN_TORCH_SHARED_THREADS", "1") != "0")
+    mod.init(cpp.front_end_table(), os.environ.get("FASTNN_TORCH_SHARED_THREADS", "1") != "0")
     return mod
 
 

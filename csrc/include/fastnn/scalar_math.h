@@ -9,7 +9,7 @@
 //   *_fwd(x, p)          y = f(x)
 //   *_bwd(x, dy, p)      dx = dy * f'(x)  (from the input x)
 //   *_bwd_y(y, dy, p)    dx = dy * f'(x)  (from the output y, where that is cheaper)
-// Derivatives at kinks are torch's (see shared/API.md); each is stated where it is set.
+// Derivatives at kinks are torch's (docs/api.md, "Derivatives at kinks"); each is stated where it is set.
 // So is each derivative at x = NaN: torch's masks are written so that NaN takes one
 // side or the other (relu passes dy, leaky_relu multiplies by the slope, ...), and the
 // comparisons below are written the same way round.
