@@ -191,8 +191,10 @@ def select(device):
         if mod is not None:
             return mod
     else:
-        _check_name(forced)
-        mod = _require(forced)
+        mod = _loaded.get(forced)
+        if mod is None or isinstance(mod, str):  # not loaded yet, or unavailable: raise why
+            _check_name(forced)
+            mod = _require(forced)
         if mod.DEVICE != device:
             raise RuntimeError(f"fastnn backend {forced!r} runs on {mod.DEVICE} but the inputs are on {device}")
         return mod
