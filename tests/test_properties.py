@@ -24,6 +24,7 @@ import fastnn
 from conftest import LAYOUTS, K, as_layout, assert_close, dyadic_dense
 from test_activations import PARAMS as ACT_PARAMS
 from test_activations import check_backward, check_forward
+from test_activations import in_dtype_range as in_range
 from test_dense_ce import make as dce_make
 from test_dense_ce import torch_ref as dce_ref
 from test_dense import check_forward as dense_check_forward
@@ -85,14 +86,6 @@ def test_activation_property(backend, data):
 
 
 # ---- elementwise and class losses -------------------------------------------------------
-
-def in_range(ref, dtype):
-    """The float64 reference with values beyond dtype's range made +-inf: a float32 kernel
-    (like torch's float32 one) overflows there, e.g. mse of 1e30."""
-    ref = np.asarray(ref, np.float64)
-    big = np.abs(ref) > np.finfo(dtype).max
-    return np.where(big, np.sign(ref) * np.inf, ref) if big.any() else ref
-
 
 LOSS_CASES = [(n, p, k) for n in fastnn.LOSSES for p in PARAMS.get(n, [{}]) for k in target_kinds(n, p)]
 
