@@ -11,20 +11,31 @@ CUDA's fast-math intrinsics. A bound is a statement about fastnn's kernels, so a
 over it is a regression to look at, not noise; raise a bound only with the measurement
 that justifies it.
 
-Per-op entries override their family's for ops whose formula loses more by design
-(tanh-gelu: sigmoid(2u) for x << 0 loses |2u| roundoffs of u).
+OP_BOUNDS holds per-op entries overriding their family's, for an op whose formula loses
+more by design; none is needed today (tanh-gelu's backward, the worst activation, is
+within its family's bound).
+
+Measured worst (python -m fastnn.parity --full, cpp, numba and cupy_emu, torch 2.13 float64
+reference) -> bound:
+  activation           float32 2.4 -> 16    float64 4.9 -> 32   (tanh-gelu dx)
+  loss                 float32 4.1 -> 32    float64 8.2 -> 64   (cross_entropy dpred with
+                                                                 label smoothing; poisson_nll
+                                                                 full=True sum)
+  dense                float32 35  -> 256   float64 31  -> 128  (dw of the products with
+                                                                 the exponential / softmax)
+  dense_cross_entropy  float32 3.9 -> 16    float64 2.4 -> 16   (dw, db)
 """
 
 # (family, dtype name) -> bound in ulps
 BOUNDS = {
-    ("activation", "float32"): 64.0,
-    ("activation", "float64"): 64.0,
-    ("loss", "float32"): 64.0,
+    ("activation", "float32"): 16.0,
+    ("activation", "float64"): 32.0,
+    ("loss", "float32"): 32.0,
     ("loss", "float64"): 64.0,
-    ("dense", "float32"): 64.0,
-    ("dense", "float64"): 64.0,
-    ("dense_cross_entropy", "float32"): 64.0,
-    ("dense_cross_entropy", "float64"): 64.0,
+    ("dense", "float32"): 256.0,
+    ("dense", "float64"): 128.0,
+    ("dense_cross_entropy", "float32"): 16.0,
+    ("dense_cross_entropy", "float64"): 16.0,
 }
 # (op, dtype name) -> bound in ulps, overriding its family's
 OP_BOUNDS = {}
