@@ -125,11 +125,11 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
     ai, di, si = a.flat[i], d.flat[i], s.flat[i]
     in_ulps = _error_units(np.float64(ai), np.float64(di), np.float64(p.eps * max(abs(di) if math.isfinite(di) else 0,
                                                                                    p.tiny)))
-    rel = abs(ai - di) / si if si > 0 else math.inf
+    rel = abs(ai - di) / si if si > 0 and not math.isnan(ai - di) else math.inf
     raise AssertionError(
         f"{err_msg + ': ' if err_msg else ''}{int(bad.sum())} of {d.size} elements beyond the bound "
         f"(rtol {rtol:.3g} = {rtol / p.eps:.3g} ulps of {np.dtype(dtype).name}, atol {atol:.3g}); worst at index "
-        f"{tuple(int(k) for k in idx)}: actual {ai!r}, desired {di!r}, error {float(in_ulps):.4g} ulps of desired, "
+        f"{tuple(int(k) for k in idx)}: actual {float(ai)!r}, desired {float(di)!r}, error {float(in_ulps):.4g} ulps of desired, "
         f"{rel:.4g} relative to the scale {si:.4g}")
 
 
