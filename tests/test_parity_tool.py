@@ -112,3 +112,15 @@ def test_frameworks_layer():
     pytest.importorskip("torch")
     checks = _frameworks.check_torch()
     assert checks and all(c["verdict"] == "ok" for c in checks), checks
+
+
+def test_reference_without_torch(monkeypatch):
+    """Without torch the reference is fastnn's float64 path on the numba backend, and the
+    summary says so."""
+    if "numba" not in fastnn.available_backends():
+        pytest.skip("needs the numba backend")
+    from fastnn.parity import _reference
+    monkeypatch.setattr(_reference, "torch", None)
+    assert "numba" in parity.reference_name()
+    rows = parity.run(ops=["gelu", "kl_div", "dense_cross_entropy"], backends=["cpp"])
+    assert rows and all(r["verdict"] == "ok" for r in rows)

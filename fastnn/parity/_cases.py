@@ -38,9 +38,14 @@ class Case(NamedTuple):
         return "/".join(s for s in (self.op, p, self.option, "x".join(map(str, self.shape))) if s)
 
 
+RAMP = "ramp"  # an array parameter's variant: linspace(0.5, 2, n) over the last axis (resolve_params)
+
+
 def _variant(param):
     """One non-default value of a parameter inside its range, or None."""
     d, kind = param.default, param.kind
+    if kind == "array_or_none":
+        return RAMP
     if kind == "choice":
         return next(c for c in param.range.choices if c != d)
     if kind == "bool":
@@ -130,6 +135,13 @@ def act_scales(case, x, dy, dx_ref):
         return (np.max(ax, axis, keepdims=True) if ax.size else 0.0,
                 np.sum(ady * (1 + ax), axis, keepdims=True) if ax.size else 0.0)
     return (ax + 1.0 if case.op == "gelu" else 1.0), ady * (1.0 + ax)
+
+
+def resolve_params(case, dtype, xp=np):
+    """The case's params as the kernels take them: RAMP becomes a weight array of the class
+    (last) axis in `dtype` on xp's device."""
+    n = case.shape[-1] if case.shape else 0
+    return {k: (xp.asarray(np.linspace(0.5, 2.0, n).astype(dtype)) if v == RAMP else v) for k, v in case.params}
 
 
 def normwise(ref):

@@ -6,15 +6,15 @@ import fastnn
 
 from . import _reference as ref
 from ._bounds import bound_of
-from ._cases import act_scales, inputs, normwise, measure
+from ._cases import act_scales, inputs, measure, normwise, resolve_params
 
 OUTPUTS = {"activation": ("y", "dx"), "loss": ("loss", "dpred"), "dense": ("y", "dx", "dw", "db"),
            "dense_cross_entropy": ("loss", "dx", "dw", "db")}
 
 
-def _reference(case, a):
+def _reference(case, a, dtype):
     """(outputs, scales): the float64 reference of each output and its s (see _cases)."""
-    p = dict(case.params)
+    p = resolve_params(case, dtype)
     if case.family == "activation":
         y, dx = ref.activation(case.op, p, a["x"], a["dy"])
         return (y, dx), act_scales(case, a["x"], a["dy"], dx)
@@ -33,7 +33,7 @@ def _reference(case, a):
 def _kernels(case, a, xp):
     """The outputs of the backend in force, as numpy arrays."""
     dev = {k: (xp.asarray(v) if xp is not np else v) for k, v in a.items()}
-    p = dict(case.params)
+    p = resolve_params(case, a["x" if "x" in a else "pred"].dtype, xp)
     if case.family == "activation":
         y = fastnn.activation_forward(dev["x"], case.op, **p)
         outs = (y, fastnn.activation_backward(dev["dy"], case.op, x=dev["x"], y=y, **p))
@@ -74,7 +74,7 @@ def run_case(case, backends, dtypes):
     for dtype in dtypes:
         a = inputs(case, np.dtype(dtype))
         try:
-            want, scales = _reference(case, a)
+            want, scales = _reference(case, a, np.dtype(dtype))
         except Exception as e:  # noqa: BLE001 - a reference failure is a row of its own
             rows += [_row(case, "reference", dtype, o, error=f"{type(e).__name__}: {e}") for o in names]
             continue
