@@ -54,6 +54,10 @@ def test_command_line(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "fastnn.parity", "--ops", "nope"], capture_output=True, text=True,
                          env=env, timeout=120)
     assert bad.returncode == 2 and "unknown op(s) nope" in bad.stderr
+    with pytest.raises(ValueError, match=r"--backends: not available here: nope \(unknown backend\)"):
+        parity.run(ops=["relu"], backends=["nope"])
+    with pytest.raises(ValueError, match="--dtypes: unknown dtype"):
+        parity.run(ops=["relu"], dtypes=["float16"])
 
 
 @pytest.fixture

@@ -58,8 +58,13 @@ def run(ops=None, backends=None, dtypes=None, full=False, progress=None):
     ops: op names (activations, losses, 'dense' for Dense with every activation,
     'dense_cross_entropy'); None: all. backends: default fastnn.available_backends().
     dtypes: names, default DTYPES. progress: a _report.Progress or None."""
-    from .. import available_backends  # noqa: PLC0415
+    from .. import available_backends, backends as known  # noqa: PLC0415
+    status = known()
     backends = list(available_backends() if backends is None else backends)
+    bad = [f"{b} ({status.get(b, 'unknown backend')})" for b in backends if status.get(b) != "ok"]
+    if bad:
+        raise ValueError(f"--backends: not available here: {', '.join(bad)}; available: "
+                         f"{', '.join(available_backends())}")
     dtypes = list(DTYPES if dtypes is None else dtypes)
     bad = [d for d in dtypes if d not in PRECISION]
     if bad:
