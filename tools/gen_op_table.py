@@ -36,16 +36,21 @@ _DOCS = {
 }
 
 
-def _macro(name, items):
-    body = " ".join(f"X({n})" for n in items)
+def _wrap(tokens, width=96):
+    """tokens joined by spaces into lines of at most `width` characters."""
     lines, cur = [], ""
-    for tok in body.split(" "):
-        if cur and len(cur) + 1 + len(tok) > 96:
+    for tok in tokens:
+        if cur and len(cur) + 1 + len(tok) > width:
             lines.append(cur)
             cur = tok
         else:
             cur = f"{cur} {tok}" if cur else tok
     lines.append(cur)
+    return lines
+
+
+def _macro(name, items):
+    lines = _wrap([f"X({n})" for n in items])
     head = f"#define {name}(X)"
     if len(lines) == 1 and len(head) + 1 + len(lines[0]) <= 110:
         return f"{head} {lines[0]}"
@@ -53,14 +58,7 @@ def _macro(name, items):
 
 
 def _enum(name, items):
-    lines, cur = [], ""
-    for tok in (f"{n}," for n in items):
-        if cur and len(cur) + 1 + len(tok) > 96:
-            lines.append(cur)
-            cur = tok
-        else:
-            cur = f"{cur} {tok}" if cur else tok
-    lines.append(cur)
+    lines = _wrap([f"{n}," for n in items])
     return f"enum class {name} : int {{\n" + "\n".join("  " + ln for ln in lines) + "\n};"
 
 
