@@ -1,6 +1,7 @@
 """Generate docs/api.md: the contract (tools/api_intro.md), the activation and loss tables
 of the op table (fastnn/_registry.py), then the signature and docstring of every public
-name of fastnn, fastnn.torch, fastnn.torch.functional, fastnn.keras and fastnn.keras.losses.
+name of fastnn, fastnn.torch, fastnn.torch.functional, fastnn.keras, fastnn.keras.losses,
+fastnn.testing and fastnn.parity, and the parity bounds table (fastnn.parity.BOUNDS).
 
     python tools/gen_api_docs.py            # (re)write docs/api.md
     python tools/gen_api_docs.py --check    # exit 1 if docs/api.md is not current
@@ -30,6 +31,8 @@ MODULES = (
     ("fastnn.torch.functional", "torch.nn.functional's names on fastnn kernels (needs torch)."),
     ("fastnn.keras", "Drop-in Keras 3 layers (needs keras; tensorflow, jax or torch backend)."),
     ("fastnn.keras.losses", "Drop-in keras.losses (needs keras)."),
+    ("fastnn.testing", "Helpers for users' parity tests: tolerances in ulps, every backend, hard inputs."),
+    ("fastnn.parity", "`python -m fastnn.parity`: every kernel against a float64 reference on this machine."),
 )
 BEGIN, END = "<!-- begin {} -->", "<!-- end {} -->"
 
@@ -154,6 +157,23 @@ def op_tables():
     return "\n".join(rows)
 
 
+def parity_bounds():
+    """The bounds `python -m fastnn.parity` checks (fastnn/parity/_bounds.py), as a table."""
+    from fastnn.parity import _bounds as B
+
+    dtypes = sorted({d for _, d in B.BOUNDS})
+    fams = sorted({f for f, _ in B.BOUNDS})
+    rows = ["## Parity bounds", "",
+            "The documented error bounds of `python -m fastnn.parity`, in ulps of the dtype: per element "
+            "|got - ref| / (eps * (|ref| + s)), s the magnitude of what rounds into the element "
+            "(fastnn/parity/_cases.py). " + " ".join(B.__doc__.split("\n\n")[1].split()), "",
+            "| family | " + " | ".join(dtypes) + " |", "|---|" + "---|" * len(dtypes)]
+    rows += [f"| {f} | " + " | ".join(f"{B.BOUNDS[(f, d)]:g}" for d in dtypes) + " |" for f in fams]
+    if B.OP_BOUNDS:
+        rows += ["", "Per-op overrides: " + ", ".join(f"`{o}` {d}: {v:g}" for (o, d), v in sorted(B.OP_BOUNDS.items()))]
+    return "\n".join(rows)
+
+
 # ---- assembling ------------------------------------------------------------------------
 
 def _old_section(old, key):
@@ -167,9 +187,10 @@ def generate(old):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     with open(INTRO, encoding="utf-8") as f:
         parts = [f.read().rstrip("\n")]
-    sections = [("op-table", op_tables)]
+    sections = [("op-table", op_tables), ("parity-bounds", parity_bounds)]
     sections += [(m, lambda m=m, b=b: module_section(m, b)) for m, b in MODULES]
-    toc = ["## Contents", "", "- [Activations](#activations)", "- [Losses](#losses)"]
+    toc = ["## Contents", "", "- [Activations](#activations)", "- [Losses](#losses)",
+           "- [Parity bounds](#parity-bounds)"]
     toc += [f"- [`{m}`](#{m.replace('.', '')})" for m, _ in MODULES]
     parts.append("\n".join(toc))
     for key, make in sections:
