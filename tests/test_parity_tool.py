@@ -6,6 +6,7 @@ and makes the exit status 1.
 The default set runs here in full (without the framework layer, which starts one Keras
 subprocess per backend and is covered by a subprocess test of its own only where keras
 imports quickly enough: see test_frameworks_layer)."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import types
 
 import numpy as np
+
 import pytest
 
 import fastnn
@@ -128,3 +130,17 @@ def test_reference_without_torch(monkeypatch):
     assert "numba" in parity.reference_name()
     rows = parity.run(ops=["gelu", "kl_div", "dense_cross_entropy"], backends=["cpp"])
     assert rows and all(r["verdict"] == "ok" for r in rows)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None,
+                    reason="needs keras and jax")
+def test_keras_layer_on_one_backend():
+    """The Keras half of the framework layer (every fastnn.keras layer and loss, values and
+    input gradients, against stock Keras) on jax, in its own subprocess; the parity run
+    covers every installed backend the same way."""
+    from fastnn.parity._frameworks import check_keras  # noqa: PLC0415
+
+    rows = check_keras(300, backends=("jax",))
+    assert len(rows) >= 40, rows
+    assert all(r["verdict"] == "ok" for r in rows), [r for r in rows if r["verdict"] != "ok"]
+    assert any(r["name"].startswith("fastnn.keras.SparseCategoricalCrossentropy") for r in rows)

@@ -1,8 +1,9 @@
-"""The framework layer of the parity run: a few fastnn.torch modules against their stock
-torch twins (values and input / weight gradients, float32 and float64, in this process)
-and a few fastnn.keras layers / losses against stock Keras (forward values, float32), on
-every installed Keras backend, each in its own subprocess (KERAS_BACKEND is fixed at
-Keras' import) bounded by a timeout.
+"""The framework layer of the parity run: every fastnn.torch module against its stock
+torch twin (values and input / parameter gradients, float32 and float64, in this
+process) and every fastnn.keras layer and loss against stock Keras (values and the
+gradient with respect to the input / prediction, float32), on every installed Keras
+backend, each in its own subprocess (KERAS_BACKEND is fixed at Keras' import) bounded by
+a timeout.
 
 Judged in the ulps of fastnn/parity/_cases.py with a normwise scale (the largest |value|
 of each output) against the Dense family's bound: each pair is two implementations at
@@ -25,27 +26,57 @@ KERAS_BACKENDS = ("jax", "tensorflow", "torch")
 
 
 def _torch_pairs(torch, ft):
-    """(name, fastnn module, stock module, input shape, target maker or None)."""
-    nn = torch.nn
-    return [
-        ("Linear+gelu", ft.Linear(65, 17, activation="gelu"), None, (33, 65), None),
-        ("GELU(tanh)", ft.GELU(approximate="tanh"), nn.GELU(approximate="tanh"), (33, 65), None),
-        ("Softmax", ft.Softmax(dim=-1), nn.Softmax(dim=-1), (33, 65), None),
-        ("CrossEntropyLoss", ft.CrossEntropyLoss(label_smoothing=0.1), nn.CrossEntropyLoss(label_smoothing=0.1),
-         (33, 11), lambda g: torch.randint(0, 11, (33,), generator=g)),
-        ("HuberLoss", ft.HuberLoss(delta=0.5), nn.HuberLoss(delta=0.5), (33, 11),
-         lambda g: torch.randn(33, 11, generator=g)),
-    ]
+    """(name, fastnn module, stock module or None, input maker, target maker or None) for
+    every module of fastnn.torch: the activation and loss twins of fastnn.torch.patch's
+    table with their default arguments (Softmax / LogSoftmax along dim -1, KLDivLoss with
+    "batchmean"), and Linear fused with a few activations."""
+    import importlib  # noqa: PLC0415
+
+    twins = importlib.import_module("fastnn.torch.patch").TWINS  # (fastnn.torch.patch is also the function)
+
+    def normal(g, shape=(33, 11)):
+        return torch.randn(*shape, generator=g) * 3
+
+    def unit(g, shape=(33, 11)):
+        return 0.05 + 0.9 * torch.rand(*shape, generator=g)
+
+    def log_probs(g):
+        return torch.log_softmax(normal(g), -1)
+
+    def labels(g):
+        return torch.randint(0, 11, (33,), generator=g)
+
+    special = {  # module class name -> (constructor kwargs, input maker, target maker)
+        "Softmax": ({"dim": -1}, normal, None), "LogSoftmax": ({"dim": -1}, normal, None),
+        "BCELoss": ({}, unit, lambda g: torch.rand(33, 11, generator=g)),
+        "BCEWithLogitsLoss": ({}, normal, lambda g: torch.rand(33, 11, generator=g)),
+        "CrossEntropyLoss": ({"label_smoothing": 0.1}, normal, labels),
+        "NLLLoss": ({}, log_probs, labels),
+        "KLDivLoss": ({"reduction": "batchmean"}, log_probs, lambda g: torch.softmax(normal(g), -1)),
+        "PoissonNLLLoss": ({}, normal, lambda g: torch.rand(33, 11, generator=g) * 3),
+    }
+    out = []
+    for stock_cls, cls in twins.items():
+        if cls is ft.Linear:
+            continue
+        kw, x, t = special.get(cls.__name__, ({}, normal, None))
+        if t is None and stock_cls.__module__.endswith("loss"):
+            t = normal
+        out.append((cls.__name__, cls(**kw), stock_cls(**kw), x, t))
+    for act in ("relu", "gelu", "softmax"):
+        out.append((f"Linear+{act}", ft.Linear(65, 17, activation=act), None, lambda g: normal(g, (33, 65)), None))
+    return out
 
 
-def _torch_one(torch, name, mine, stock, shape, target, dtype):
+def _torch_one(torch, name, mine, stock, make_x, target, dtype):
     g = torch.Generator().manual_seed(0)
-    if stock is None:  # Linear with an activation: stock = gelu(nn.Linear) with the same weights
+    if stock is None:  # Linear with an activation: stock = nn.Linear + the activation, same weights
+        act = {"relu": torch.nn.ReLU(), "gelu": torch.nn.GELU(), "softmax": torch.nn.Softmax(-1)}[mine.activation]
         lin = torch.nn.Linear(mine.in_features, mine.out_features)
         lin.load_state_dict(mine.state_dict())
-        stock = torch.nn.Sequential(lin, torch.nn.GELU())
+        stock = torch.nn.Sequential(lin, act)
     mine, stock = mine.to(dtype), stock.to(dtype)
-    x = (torch.randn(*shape, generator=g) * 3).to(dtype)
+    x = make_x(g).to(dtype)
     t = None if target is None else target(g)
     t = t.to(dtype) if t is not None and t.is_floating_point() else t
     worst = 0.0
@@ -72,9 +103,9 @@ def check_torch():
     out = []
     for dtype, dname in ((torch.float32, "float32"), (torch.float64, "float64")):
         b = bound_of("dense", "", dname)
-        for name, mine, stock, shape, target in _torch_pairs(torch, ft):
+        for name, mine, stock, make_x, target in _torch_pairs(torch, ft):
             try:
-                w = _torch_one(torch, name, mine, stock, shape, target, dtype)
+                w = _torch_one(torch, name, mine, stock, make_x, target, dtype)
                 out.append({"name": f"fastnn.torch.{name} {dname}", "verdict": "ok" if w <= b else "FAIL",
                             "detail": f"{w:.3g} ulps (bound {b:g}), values and gradients"})
             except Exception as e:  # noqa: BLE001 - reported as the check's failure
@@ -83,32 +114,70 @@ def check_torch():
     return out
 
 
-# Run in a subprocess with KERAS_BACKEND set: prints one JSON line {name: [got, want]}.
+# Run in a subprocess with KERAS_BACKEND set: prints one JSON line {name: [got, want]}
+# per output (a layer's or loss's value, and its gradient with respect to the input or
+# the prediction under a random upstream gradient, through the backend's own autodiff).
 _KERAS_SCRIPT = r"""
 import json, numpy as np, keras, fastnn.keras as fk
+B = keras.backend.backend()
 rng = np.random.default_rng(0)
-x = (rng.standard_normal((33, 65)) * 3).astype("float32")
+
+def value_and_grad(fn, x, gy):
+    if B == "jax":
+        import jax, jax.numpy as jnp
+        y = fn(jnp.asarray(x))
+        return np.asarray(y), np.asarray(jax.grad(lambda v: jnp.sum(fn(v) * gy))(jnp.asarray(x)))
+    if B == "tensorflow":
+        import tensorflow as tf
+        v = tf.Variable(x)
+        with tf.GradientTape() as tape:
+            y = fn(v)
+            s = tf.reduce_sum(y * gy)
+        return y.numpy(), tape.gradient(s, v).numpy()
+    import torch
+    v = torch.tensor(x, requires_grad=True)
+    y = fn(v)
+    (y * torch.as_tensor(gy)).sum().backward()
+    return y.detach().numpy(), v.grad.numpy()
+
 out = {}
-for act in ("gelu", "softmax", "relu"):
+def pair(name, mine, stock, x):
+    gy = rng.standard_normal(np.shape(keras.ops.convert_to_numpy(stock(x)))).astype("float32")
+    (a, da), (b, db) = value_and_grad(mine, x, gy), value_and_grad(stock, x, gy)
+    out[name] = [np.asarray(a).tolist(), np.asarray(b).tolist()]
+    out[name + " d/dx"] = [np.asarray(da).tolist(), np.asarray(db).tolist()]
+
+x = (rng.standard_normal((33, 65)) * 3).astype("float32")
+for act in ("relu", "gelu", "softmax", "tanh", None):
     mine, stock = fk.Dense(17, activation=act), keras.layers.Dense(17, activation=act)
     mine.build((None, 65)); stock.build((None, 65)); stock.set_weights(mine.get_weights())
-    out["Dense+" + act] = [keras.ops.convert_to_numpy(mine(x)).tolist(), keras.ops.convert_to_numpy(stock(x)).tolist()]
+    pair(f"Dense+{act}", mine, stock, x)
+for name, args in (("Activation", ("swish",)), ("ReLU", ()), ("LeakyReLU", ()), ("ELU", ()), ("Softmax", ())):
+    pair(name, getattr(fk, name)(*args), getattr(keras.layers, name)(*args), x)
 p = (rng.standard_normal((33, 11)) * 3).astype("float32")
-t = rng.integers(0, 11, 33)
-tf_ = rng.standard_normal((33, 11)).astype("float32")
-for name, args in (("SparseCategoricalCrossentropy", dict(from_logits=True)), ("MeanSquaredError", {}),
-                   ("Huber", dict(delta=0.5))):
-    tt = t if name.startswith("Sparse") else tf_
+prob = (0.05 + 0.9 * rng.random((33, 11))).astype("float32")
+t_float, t_unit = rng.standard_normal((33, 11)).astype("float32"), rng.random((33, 11)).astype("float32")
+t_onehot = np.eye(11, dtype="float32")[rng.integers(0, 11, 33)]
+t_sparse = rng.integers(0, 11, 33)
+losses = (("MeanSquaredError", {}, p, t_float), ("MeanAbsoluteError", {}, p, t_float), ("Huber", dict(delta=0.5), p, t_float),
+          ("LogCosh", {}, p, t_float), ("Hinge", {}, p, t_unit.round()), ("SquaredHinge", {}, p, t_unit.round()),
+          ("Poisson", {}, prob, t_unit * 3), ("KLDivergence", {}, prob, t_unit),
+          ("BinaryCrossentropy", {}, prob, t_unit), ("BinaryCrossentropy", dict(from_logits=True), p, t_unit),
+          ("CategoricalCrossentropy", dict(from_logits=True), p, t_onehot), ("CategoricalCrossentropy", {}, prob, t_onehot),
+          ("SparseCategoricalCrossentropy", dict(from_logits=True), p, t_sparse))
+for name, args, pred, target in losses:
     mine, stock = getattr(fk.losses, name)(**args), getattr(keras.losses, name)(**args)
-    out[name] = [float(mine(tt, p)), float(stock(tt, p))]
+    pair(name + ("(logits)" if args.get("from_logits") else ""), lambda v: mine(target, v), lambda v: stock(target, v), pred)
 print("PARITY-JSON " + json.dumps(out))
 """
 
 
-def check_keras(timeout):
+def check_keras(timeout, backends=KERAS_BACKENDS):
+    """Every fastnn.keras layer and loss against stock Keras on each of `backends` that is
+    installed, each in its own subprocess, all at once."""
     if importlib.util.find_spec("keras") is None:
         return [{"name": "fastnn.keras", "verdict": "skipped", "detail": "keras is not installed"}]
-    installed = [b for b in KERAS_BACKENDS if importlib.util.find_spec(b) is not None]
+    installed = [b for b in backends if importlib.util.find_spec(b) is not None]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = root + os.pathsep + env.get("PYTHONPATH", "")
@@ -133,7 +202,7 @@ def check_keras(timeout):
             got, want = np.asarray(got, np.float32), np.asarray(want, np.float64)
             w = measure(got, want, np.float32, normwise(want)).ulps
             out.append({"name": f"fastnn.keras.{name} [{b}]", "verdict": "ok" if w <= bound else "FAIL",
-                        "detail": f"{w:.3g} ulps (bound {bound:g}), forward values"})
+                        "detail": f"{w:.3g} ulps (bound {bound:g})"})
     return out
 
 
