@@ -102,10 +102,16 @@ class PreparedLoss:
         info["denom"] = pred.shape[0] if self.reduction == "batchmean" and pred.ndim else pred.size
         return be, xp, spec._replace(params=p), xp.ascontiguousarray(pred), xp.ascontiguousarray(t), info
 
-    def forward(self, pred, target):
+    def check(self, pred, target):
+        """pred and target checked and converted once, for forward and backward on the same
+        arrays (pass the result as ``checked=``; the caller guarantees they do not change
+        in between, as autograd's saved tensors do for fastnn.torch)."""
+        return self._prepare("loss_forward", pred, target)
+
+    def forward(self, pred, target, *, checked=None):
         """The loss: a 0-d array for "mean" / "sum" / "batchmean", per element (per row
         for cross_entropy / nll) for "none"."""
-        be, xp, spec, pred, t, info = self._prepare("loss_forward", pred, target)
+        be, xp, spec, pred, t, info = checked or self._prepare("loss_forward", pred, target)
         red = self.reduction
         fn = be.class_loss_forward if self.is_class else be.loss_forward
         total, per = fn(pred, t, spec, red == "none")
@@ -114,11 +120,11 @@ class PreparedLoss:
         value = total if red == "sum" else divide(total, info["denom"])
         return xp.asarray(value, dtype=pred.dtype)
 
-    def backward(self, pred, target, grad=None, need_target_grad=False):
+    def backward(self, pred, target, grad=None, need_target_grad=False, *, checked=None):
         """d(loss)/d(pred) of pred's shape, times the upstream `grad` (a scalar, or for
         "none" an array of the loss's shape); with need_target_grad=True, (dpred, dtarget)."""
         F = "loss_backward"
-        be, xp, spec, pred_c, t, info = self._prepare(F, pred, target)
+        be, xp, spec, pred_c, t, info = checked or self._prepare(F, pred, target)
         if need_target_grad and (spec.name not in R.TARGET_GRAD_LOSSES or info.get("index")):
             why = "integer class targets have no gradient" if info.get("index") else "torch does not differentiate it"
             raise ValueError(f"{F}: need_target_grad=True is not supported for {spec.name} ({why})")

@@ -242,22 +242,29 @@ def _loss_op(name, reduction, params, weight, pos_weight):
 
 
 class LossFunction(torch.autograd.Function):
-    """weight and pos_weight are constants here (the functional refuses ones that require grad)."""
+    """weight and pos_weight are constants here (the functional refuses ones that require
+    grad). Forward keeps the arrays it checked when they are views of pred and target (no
+    copy held): backward reuses them after autograd's unpacking of the saved tensors has
+    checked that neither changed in place."""
 
     @staticmethod
     def forward(ctx, pred, target, weight, pos_weight, op):
         ctx.op = op
         ctx.save_for_backward(pred, target, weight, pos_weight)
         with scope(pred):
-            return T(op.forward(A(pred), A(target)))
+            pa, ta = A(pred), A(target)
+            checked = op.check(pa, ta)
+            ctx.checked = checked if checked[1].may_share_memory(checked[3], pa) else None
+            return T(op.forward(pa, ta, checked=checked))
 
     @staticmethod
     @_once
     def backward(ctx, grad):
         pred, target, _, _ = ctx.saved_tensors  # raises if any changed in place
+        checked, ctx.checked = ctx.checked, None  # held no longer than the saved tensors
         need_pred, need_target = ctx.needs_input_grad[:2]
         with scope(pred):
-            out = ctx.op.backward(A(pred), A(target), A(grad), need_target)
+            out = ctx.op.backward(A(pred), A(target), A(grad), need_target, checked=checked)
         dpred, dtarget = (T(out[0]), T(out[1])) if need_target else (T(out), None)
         return (dpred if need_pred else None), dtarget, None, None, None
 
