@@ -29,7 +29,8 @@ class Case(NamedTuple):
     family: str       # "activation", "loss", "dense", "dense_cross_entropy"
     op: str
     params: tuple     # sorted (name, value) pairs
-    option: str       # loss reduction or Dense weight layout ("" otherwise)
+    option: str       # loss reduction (+ "/probs": cross_entropy on probability targets) or Dense
+                      # weight layout ("" otherwise)
     shape: Tuple[int, ...]
 
     @property
@@ -83,6 +84,9 @@ def cases(full=False):
         for ps in param_sets(entry, full):
             for red in entry.reductions:
                 out += [Case("loss", entry.name, ps, red, s) for s in loss_shapes]
+    for ps in ((), (("label_smoothing", 0.1),)):  # probability targets (ignore_index does not apply)
+        for red in R.reductions_of("cross_entropy"):
+            out += [Case("loss", "cross_entropy", ps, red + "/probs", s) for s in loss_shapes]
     dense_shapes = [(33, 65, 17), (0, 65, 17)] + ([(257, 129, 31)] if full else [])
     for act in R.ACTIVATIONS:
         for layout in ("oi", "io"):
@@ -157,5 +161,15 @@ def inputs(case, dtype):
     if case.family == "activation":
         return hard_inputs(case.op, case.shape, dtype, seed, **dict(case.params))
     if case.family == "loss":
-        return hard_inputs(case.op, case.shape, dtype, seed, **dict(case.params))
+        a = hard_inputs(case.op, case.shape, dtype, seed, **dict(case.params))
+        if case.option.endswith("/probs"):  # class probabilities of pred's shape, rows summing to 1
+            logits = np.random.default_rng(seed).standard_normal(case.shape) * 2
+            e = np.exp(logits - logits.max(-1, keepdims=True)) if logits.size else logits
+            a["target"] = (e / e.sum(-1, keepdims=True) if e.size else e).astype(dtype)
+        return a
     return hard_inputs(case.family, case.shape, dtype, seed)
+
+
+def reduction(case):
+    """A loss case's reduction (its option without the target-kind suffix)."""
+    return case.option.split("/")[0]

@@ -6,7 +6,7 @@ import fastnn
 
 from . import _reference as ref
 from ._bounds import bound_of
-from ._cases import act_scales, inputs, measure, normwise, resolve_params
+from ._cases import act_scales, inputs, measure, normwise, reduction, resolve_params
 
 OUTPUTS = {"activation": ("y", "dx"), "loss": ("loss", "dpred"), "dense": ("y", "dx", "dw", "db"),
            "dense_cross_entropy": ("loss", "dx", "dw", "db")}
@@ -19,8 +19,8 @@ def _reference(case, a, dtype):
         y, dx = ref.activation(case.op, p, a["x"], a["dy"])
         return (y, dx), act_scales(case, a["x"], a["dy"], dx)
     if case.family == "loss":
-        grad = a["grad"] if case.option == "none" else None
-        outs = ref.loss(case.op, p, a["pred"], a["target"], case.option, grad)
+        grad = a["grad"] if reduction(case) == "none" else None
+        outs = ref.loss(case.op, p, a["pred"], a["target"], reduction(case), grad)
     elif case.family == "dense":
         w = a["w"] if case.option == "oi" else np.ascontiguousarray(a["w"].T)
         d = ref.dense(a["x"], w, a["b"], case.option, case.op, p, a["dy"])
@@ -38,8 +38,8 @@ def _kernels(case, a, xp):
         y = fastnn.activation_forward(dev["x"], case.op, **p)
         outs = (y, fastnn.activation_backward(dev["dy"], case.op, x=dev["x"], y=y, **p))
     elif case.family == "loss":
-        kw = dict(reduction=case.option, **p)
-        grad = dev["grad"] if case.option == "none" else None
+        kw = dict(reduction=reduction(case), **p)
+        grad = dev["grad"] if reduction(case) == "none" else None
         outs = (fastnn.loss_forward(dev["pred"], dev["target"], case.op, **kw),
                 fastnn.loss_backward(dev["pred"], dev["target"], case.op, grad=grad, **kw))
     elif case.family == "dense":
