@@ -264,7 +264,8 @@ class LossFunction(torch.autograd.Function):
         checked, ctx.checked = ctx.checked, None  # held no longer than the saved tensors
         need_pred, need_target = ctx.needs_input_grad[:2]
         with scope(pred):
-            out = ctx.op.backward(A(pred), A(target), A(grad), need_target, checked=checked)
+            pa, ta = (None, None) if checked else (A(pred), A(target))
+            out = ctx.op.backward(pa, ta, A(grad), need_target, checked=checked)
         dpred, dtarget = (T(out[0]), T(out[1])) if need_target else (T(out), None)
         return (dpred if need_pred else None), dtarget, None, None, None
 
