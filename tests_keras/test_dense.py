@@ -78,6 +78,20 @@ def test_kernel_path_is_taken(monkeypatch, rng):
     assert calls == ["dense"]
 
 
+def test_activation_set_to_none_after_build(rng):
+    """Setting ``layer.activation = None`` on a built layer (to read the pre-activation)
+    makes it linear, as stock Dense does."""
+    x = rng.standard_normal((5, 7)).astype("float32")
+    mine, stock = fk.Dense(3, activation="relu"), keras.layers.Dense(3, activation="relu")
+    mine.build((None, 7))
+    stock.build((None, 7))
+    stock.set_weights(mine.get_weights())
+    mine.activation = stock.activation = None
+    close(np_(mine(x)), np_(stock(x)), "float32")
+    w, b = mine.get_weights()
+    close(np_(mine(x)), x.astype(np.float64) @ w + b, "float32")
+
+
 def test_config_weights_and_swap(rng):
     f = fk.Dense(5, activation="relu", input_dim=4)
     s = keras.layers.Dense(5, activation="relu", input_shape=(4,))

@@ -79,7 +79,8 @@ class Dense(keras.layers.Dense):
         _no_jit_on_tf(self)
 
     def call(self, inputs, training=None):
-        spec = A.fastnn_spec(self.activation)
+        # None (set after construction, e.g. to read logits) is the identity, as in stock Dense
+        spec = ("linear", {}) if self.activation is None else A.fastnn_spec(self.activation)
         x = _input(self, inputs)
         if spec is None or _tf_keeps_logits(self.activation):
             return self.activation(dense(x, self.kernel, self.bias, "linear", {}))
