@@ -11,7 +11,6 @@ import numpy as np
 from . import _checks as C
 from ._dispatch import backend_for, select
 
-KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _to_last(xp, a, axis):
@@ -50,7 +49,7 @@ class PreparedActivation:
     def forward(self, x):
         """y = f(x), elementwise (softmax / log_softmax along the spec's axis); x's shape."""
         spec = self.spec
-        if type(x) is np.ndarray and spec.axis is None and x.ndim and x.dtype in KERNEL_DTYPES:
+        if type(x) is np.ndarray and spec.axis is None and x.ndim and x.dtype in C.FLOAT_DTYPES:
             # plain numpy: what the general route below hands the backend, without its checks
             xc = x if x.flags.c_contiguous else np.ascontiguousarray(x)
             return select("cpu").activation_forward(xc, spec, xc.shape[-1])
@@ -68,7 +67,7 @@ class PreparedActivation:
         spec = self.spec
         src, from_y = (y, True) if spec.from_y and y is not None else (x, False)
         if (type(dy) is np.ndarray and type(src) is np.ndarray and spec.axis is None and dy.ndim
-                and dy.dtype in KERNEL_DTYPES and src.dtype == dy.dtype and src.shape == dy.shape
+                and dy.dtype in C.FLOAT_DTYPES and src.dtype == dy.dtype and src.shape == dy.shape
                 and (x is None or type(x) is np.ndarray and x.dtype == dy.dtype and x.shape == dy.shape)
                 and (y is None or type(y) is np.ndarray and y.dtype == dy.dtype and y.shape == dy.shape)):
             # plain numpy (and every given array fits): the general route's arrays, without its checks

@@ -19,8 +19,8 @@ import numpy as np
 from . import _checks as C
 from ._activation import prepared as _prepared_activation
 from ._dispatch import backend_for, select
+from ._loss import divide
 
-KERNEL_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _plain(a, dtype, shape):
@@ -29,7 +29,7 @@ def _plain(a, dtype, shape):
 
 def _plain_xw(x, w):
     """(m, k, n) when x (m, k) and w (n, k) can go to a CPU backend as they are, else None."""
-    if x.ndim != 2 or x.dtype not in KERNEL_DTYPES or not x.flags.c_contiguous:
+    if x.ndim != 2 or x.dtype not in C.FLOAT_DTYPES or not x.flags.c_contiguous:
         return None
     if type(w) is not np.ndarray or w.ndim != 2 or not _plain(w, x.dtype, w.shape) or w.shape[1] != x.shape[1]:
         return None
@@ -240,14 +240,3 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
     if not need_grads:
         return loss, (None, None, None)
     return loss, (dx.reshape(x.shape), dw.T if flipped else dw, db)
-
-
-def divide(total, denom):
-    """total / denom in float64: NaN for 0 / 0 (an empty or all-ignored "mean"), without
-    numpy's warning; a device scalar stays on its device."""
-    if not isinstance(total, (int, float, np.generic, np.ndarray)):
-        return total / denom
-    if denom:  # the same IEEE division as numpy's float64, without entering np.errstate
-        return np.float64(float(total) / float(denom))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.float64(total) / np.float64(denom)

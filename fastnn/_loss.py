@@ -12,7 +12,6 @@ import numpy as np
 
 from . import _checks as C
 from . import _registry as R
-from ._dense import KERNEL_DTYPES, divide
 from ._dispatch import backend_for, select
 
 _min, _max = np.minimum.reduce, np.maximum.reduce  # a.min() / a.max() without their Python wrapper
@@ -39,7 +38,7 @@ class PreparedLoss:
         """What _prepare returns, for plain numpy arguments that pass every check (None
         otherwise: the general route then runs, and raises where it must)."""
         if not (self._plain_ok and type(pred) is np.ndarray and type(target) is np.ndarray and pred.ndim
-                and pred.dtype in KERNEL_DTYPES):
+                and pred.dtype in C.FLOAT_DTYPES):
             return None
         spec = self.spec
         info = {"shape": pred.shape}
@@ -184,3 +183,13 @@ def loss_backward(pred, target, name="mse", *, reduction="mean", grad=None, need
     dtarget) for the losses whose torch twin differentiates the target."""
     return prepared("loss_backward", name, reduction, params).backward(pred, target, grad, need_target_grad)
 
+
+def divide(total, denom):
+    """total / denom in float64: NaN for 0 / 0 (an empty or all-ignored "mean"), without
+    numpy's warning; a device scalar stays on its device."""
+    if not isinstance(total, (int, float, np.generic, np.ndarray)):
+        return total / denom
+    if denom:  # the same IEEE division as numpy's float64, without entering np.errstate
+        return np.float64(float(total) / float(denom))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.float64(total) / np.float64(denom)
