@@ -231,10 +231,12 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("dense_cross_entropy", [](py::array x, py::array w, bool w_oi, OptArr b, py::array target, int64_t ignore,
                                   double ls, OptArr grad, double gs, OptArr loss_rows, OptArr dx, OptArr dw, OptArr db,
-                                  int64_t chunk) {
-    const Opt bv(b), gv(grad), lv(loss_rows), dxv(dx), dwv(dw), dbv(db);
+                                  int64_t chunk, OptArr class_weight, OptArr row_weight, double softcap,
+                                  double z_scale, OptArr lse) {
+    const Opt bv(b), gv(grad), lv(loss_rows), dxv(dx), dwv(dw), dbv(db), cwv(class_weight), rwv(row_weight),
+        ev(lse);
     const F::DenseCeCall c{view(x), view(w), w_oi, bv.p, view(target), ignore, ls, gv.p, gs, lv.p, dxv.p, dwv.p,
-                           dbv.p, chunk};
+                           dbv.p, chunk, cwv.p, rwv.p, ev.p, softcap, z_scale};
     double total = 0;
     call([&] { return F::dense_cross_entropy(c, &total); });
     return total;

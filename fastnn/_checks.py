@@ -408,3 +408,49 @@ def chunk_size(func, value):
     if value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1):
         raise ValueError(f"{func}: chunk_size must be a positive integer or None, got {value!r}")
     return None if value is None else int(value)
+
+
+# ---- the fused Dense + cross-entropy's options beyond torch ------------------------------
+
+class CeExtras(NamedTuple):
+    """dense_cross_entropy's options beyond torch's cross_entropy, checked; the defaults
+    are off (torch's loss). Arrays are C-contiguous, of x's dtype, on x's device."""
+    class_weight: Optional[object] = None  # (C,): torch's weight, row i's loss times w[y_i]
+    row_weight: Optional[object] = None    # (N,): row i's loss times row_weight[i]
+    softcap: float = 0.0                   # > 0: logits -> softcap * tanh(logits / softcap); 0: off
+    z_scale: float = 0.0                   # the z-loss: z_scale * lse_i^2 added to row i's loss
+    want_lse: bool = False                 # also return each row's log-sum-exp
+
+    @property
+    def beyond_torch(self):
+        """True when an option torch's cross_entropy does not have is on."""
+        return self.row_weight is not None or self.softcap > 0 or self.z_scale > 0 or self.want_lse
+
+
+NO_CE_EXTRAS = CeExtras()
+
+
+def ce_extras(func, x, rows_shape, ncls, class_weight, row_weight, softcap, lse_square_scale, return_lse, xp):
+    """The CeExtras of dense_cross_entropy's keyword options, each checked: class_weight
+    (classes,) and row_weight (x's batch shape) arrays of x's dtype, softcap None or > 0,
+    lse_square_scale >= 0, return_lse a bool."""
+    arrays = {}
+    for name, a, shape, what in (("class_weight", class_weight, (ncls,), " (classes,)"),
+                                 ("row_weight", row_weight, rows_shape, " (x.shape[:-1]: one weight per row)")):
+        if a is None:
+            arrays[name] = None
+            continue
+        a = float_array(func, name, a, xp)
+        if a.dtype != x.dtype:
+            raise TypeError(f"{func}: {name} has dtype {a.dtype} but x is {x.dtype}; expected one dtype")
+        expect_shape(func, name, a, shape, what)
+        arrays[name] = xp.ascontiguousarray(a.reshape(-1))
+    cap = 0.0
+    if softcap is not None:
+        cap = _number(func, "softcap", softcap)
+        if not (0 < cap < math.inf):
+            raise ValueError(f"{func}: softcap must be a positive finite number or None (off), got {softcap!r}")
+    z = _number(func, "lse_square_scale", lse_square_scale)
+    if not (0 <= z < math.inf):
+        raise ValueError(f"{func}: lse_square_scale must be a finite number >= 0 (0: off), got {lse_square_scale!r}")
+    return CeExtras(arrays["class_weight"], arrays["row_weight"], cap, z, _flag(func, "return_lse", return_lse))

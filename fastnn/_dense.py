@@ -198,7 +198,8 @@ def dense_backward(dy, x, w, y, z=None, activation="linear", *, weight_layout="o
 # ---- fused Dense + cross-entropy ------------------------------------------------------------
 
 def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean", ignore_index=-100,
-                        label_smoothing=0.0, chunk_size=None, need_grads=True, grad=None):
+                        label_smoothing=0.0, class_weight=None, row_weight=None, softcap=None, lse_square_scale=0.0,
+                        return_lse=False, chunk_size=None, need_grads=True, grad=None):
     """loss, (dx, dw, db) of cross_entropy(x @ W + b, target) in one chunked pass that never
     holds the (N, classes) logits.
 
@@ -208,12 +209,31 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
     reduction "none" a per-row array; default 1). need_grads=False returns (None, None,
     None) for the gradients. chunk_size: rows per chunk (default: about 256 MiB of logits,
     at least 512 rows).
+
+    With L = x @ W + b, p = softmax(L), lse = log sum_j exp(L_j), y the target, row i's loss
+    is that of torch's ``cross_entropy(L, target, weight=class_weight,
+    label_smoothing=label_smoothing, reduction="none")``, then the options beyond torch (all
+    off by default), inside the same chunked pass:
+
+    - softcap (None or > 0): the logits become ``softcap * tanh(L / softcap)`` before
+      the softmax (Gemma 2's logit soft-capping);
+    - lse_square_scale (>= 0): adds the z-loss ``lse_square_scale * lse**2`` to each row;
+    - row_weight (x.shape[:-1], x's dtype): multiplies row i's loss (class weight, smoothing
+      and z-loss included) by row_weight[i] (per-token loss weights);
+    - return_lse: also return each row's log-sum-exp (of the capped logits), shape
+      x.shape[:-1]; ignored rows included.
+
+    Ignored rows have loss 0. "mean" divides the sum of the row losses by torch's
+    denominator: the sum of class_weight[y_i] over the rows not ignored (their count
+    without class weights); row weights do not enter it, so all-ones row weights give the
+    unweighted loss. Returns ``(loss, (dx, dw, db))``, or ``(loss, (dx, dw, db), lse)``
+    with return_lse=True.
     """
     F = "dense_cross_entropy"
     spec = C.loss_spec(F, "cross_entropy", {"ignore_index": ignore_index, "label_smoothing": label_smoothing})
     reduction = C.reduction_of(F, "cross_entropy", reduction)
     chunk = C.chunk_size(F, chunk_size)
-    be, xp = backend_for(F, x=x, w=w, b=b, target=target)
+    be, xp = backend_for(F, x=x, w=w, b=b, target=target, class_weight=class_weight, row_weight=row_weight)
     x, w = C.float_array(F, "x", x, xp), C.float_array(F, "w", w, xp)
     b = None if b is None else C.float_array(F, "b", b, xp)
     C.same_dtype(F, x=x, w=w, b=b)
@@ -224,19 +244,26 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
         b = xp.ascontiguousarray(b)
     if ncls == 0 and x2.shape[0] > 0:
         raise ValueError(f"{F}: w has shape {C.shape_str(w.shape)}: 0 classes; expected at least one")
+    extras = C.ce_extras(F, x, x.shape[:-1], ncls, class_weight, row_weight, softcap, lse_square_scale, return_lse,
+                         xp)
     ii = spec.params["ignore_index"]
     t = target if xp is not np else C.to_numpy(F, "target", target)
     t = C.index_target(F, t, x.shape[:-1], ncls, ii, xp, " (x.shape[:-1]: one class index per row)")
-    count = int((t != ii).sum())
     garr, gs = C.upstream_grad(F, grad, reduction, x.shape[:-1], x.dtype, xp)
+    denom = None
     if reduction == "mean":
-        gs = float(divide(gs, count))
-    total, rows, dx, dw, db = be.dense_cross_entropy(x2, wc, w_oi, b, t, ii, spec.params["label_smoothing"], garr,
-                                                     gs, reduction == "none", bool(need_grads), chunk)
+        kept = t != ii
+        denom = (int(kept.sum()) if extras.class_weight is None
+                 else float(extras.class_weight[t[kept]].sum(dtype=xp.float64)))
+        gs = float(divide(gs, denom))
+    total, rows, dx, dw, db, lse = be.dense_cross_entropy(
+        x2, wc, w_oi, b, t, ii, spec.params["label_smoothing"], garr, gs, reduction == "none", bool(need_grads),
+        chunk, extras)
     if reduction == "none":
         loss = rows.reshape(x.shape[:-1])
     else:
-        loss = xp.asarray(total if reduction == "sum" else divide(total, count), dtype=x.dtype)
-    if not need_grads:
-        return loss, (None, None, None)
-    return loss, (dx.reshape(x.shape), dw.T if flipped else dw, db)
+        loss = xp.asarray(total if reduction == "sum" else divide(total, denom), dtype=x.dtype)
+    grads = (None, None, None) if not need_grads else (dx.reshape(x.shape), dw.T if flipped else dw, db)
+    if extras.want_lse:
+        return loss, grads, lse.reshape(x.shape[:-1])
+    return loss, grads

@@ -2,11 +2,17 @@
 // chunked pass: the (n, c) logits are never held, only a (rows, c) chunk of them.
 //
 //   per chunk of rows:  L = x_k W^T + b                       (gemm, rows x c)
-//                       lse_i = log sum_j e^(L_ij);  loss_i = (1 - ls)(lse_i - L_iy) + ls (lse_i - mean_j L_ij)
-//                       G_ij = g_i (p_ij - (1 - ls) [j == y_i] - ls / c)   written over L
+//                       L <- cap tanh(L / cap)                    (soft cap, when cap > 0)
+//                       lse_i = log sum_j e^(L_ij)
+//                       loss_i = rw_i [ (1 - ls) w_y (lse_i - L_iy) + (ls / c) sum_j w_j (lse_i - L_ij) + zs lse_i^2 ]
+//                       G_ij = g_i rw_i (A_i p_ij - (ls / c) w_j - (1 - ls) w_y [j == y_i]) (1 - (L_ij / cap)^2)
+//                              A_i = (1 - ls) w_y + (ls / c) sum_j w_j + 2 zs lse_i     written over L
 //                       dx_k = G W,  dW += G^T x_k,  db += G^T 1   (gemm, gemm, gemv)
-// g_i is the upstream gradient of row i's loss (grad[i], or grad_scalar); ignored rows
-// (target == ignore_index) have loss 0 and G = 0.
+// w_j: class weights (1 without), rw_i: row weights (1 without), zs: the z-loss scale,
+// y = y_i. This is torch's cross_entropy with weight and label_smoothing (its "none"
+// rows) plus the z-loss, scaled per row. g_i is the upstream gradient of row i's loss
+// (grad[i], or grad_scalar); ignored rows (target == ignore_index) have loss 0 and G = 0,
+// but their lse is computed (it is an output).
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -24,49 +30,115 @@ namespace {
 
 using blas::bi;  // 32-bit BLAS sizes, checked
 
-// One row of logits L (bias not yet added): returns the row's loss; when g_row != 0 and
-// grads are wanted, overwrites L with G (else leaves logits + bias in L).
-template <class T> FASTNN_INLINE double ce_row(T* L, const T* b, int64_t c, int64_t y, T ls, T g_row, bool grads) {
-  if (b) for (int64_t j = 0; j < c; ++j) L[j] += b[j];
+// The per-call constants of the row loss (the formula at the top of the file).
+template <class T> struct CeRow {
+  const T* b;     // bias (c) or null
+  const T* cw;    // class weights (c) or null (all 1)
+  T wsum;         // sum_j cw_j (c without class weights)
+  T ls, cap, zs;  // label smoothing; soft cap (0: off); z-loss scale
+  bool grads;
+  bool want_lse;  // the lse of ignored rows is wanted (else they cost nothing)
+};
+
+// One row of logits L (bias not yet added) with target y (y < 0: an ignored row, loss 0
+// and G = 0). Writes the row's log-sum-exp to *lse_out and returns the row's loss times
+// rw; when grads, overwrites L with G (else leaves the capped logits in L).
+template <class T>
+FASTNN_INLINE double ce_row(T* L, const CeRow<T>& k, int64_t c, int64_t y, T rw, T g_row, T* lse_out) {
+  if (k.b) for (int64_t j = 0; j < c; ++j) L[j] += k.b[j];
+  if (k.cap > 0) {
+    const T cap = k.cap, inv = T(1) / k.cap;
+#pragma omp simd
+    for (int64_t j = 0; j < c; ++j) L[j] = cap * std::tanh(L[j] * inv);
+  }
   T mx = -INFINITY;
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = L[j] > mx ? L[j] : mx;
   if (!(mx > -INFINITY)) mx = 0;
-  T s = 0, sum_l = 0;
-#pragma omp simd reduction(+ : s, sum_l)
-  for (int64_t j = 0; j < c; ++j) { s += sm::exp(L[j] - mx); sum_l += L[j]; }
+  T s = 0;
+#pragma omp simd reduction(+ : s)
+  for (int64_t j = 0; j < c; ++j) s += sm::exp(L[j] - mx);
   const T lse = mx + std::log(s);
-  const double loss = (T(1) - ls) * (lse - L[y]) + ls * (lse - sum_l / T(c));
-  if (grads) {
-    const T u = ls / T(c), py = sm::exp(L[y] - lse);
-    for (int64_t j = 0; j < c; ++j) L[j] = g_row * (sm::exp(L[j] - lse) - u);
-    L[y] = g_row * ((py - u) - (T(1) - ls));  // exactly 0 where p_y = 1 (one class)
+  *lse_out = lse;
+  if (y < 0) {
+    if (k.grads) std::fill(L, L + c, T(0));
+    return 0.0;
+  }
+  T sum_l = 0;  // sum_j cw_j L_j, for the smoothing term
+  if (k.ls != T(0)) {
+    if (k.cw) {
+#pragma omp simd reduction(+ : sum_l)
+      for (int64_t j = 0; j < c; ++j) sum_l += k.cw[j] * L[j];
+    } else {
+#pragma omp simd reduction(+ : sum_l)
+      for (int64_t j = 0; j < c; ++j) sum_l += L[j];
+    }
+  }
+  const T wy = k.cw ? k.cw[y] : T(1), hard = (T(1) - k.ls) * wy, us = k.ls / T(c);
+  const double loss = static_cast<double>(rw) * (static_cast<double>(hard) * (lse - L[y]) +
+                                                 static_cast<double>(us) * (k.wsum * lse - sum_l) +
+                                                 static_cast<double>(k.zs) * lse * lse);
+  if (k.grads) {
+    const T g = g_row * rw, A = hard + us * k.wsum + T(2) * k.zs * lse, py = sm::exp(L[y] - lse);
+    T gy = g * ((A * py - us * wy) - hard);  // exactly 0 where p_y = 1 (one class, no z-loss)
+    if (k.cap > 0) {
+      const T inv = T(1) / k.cap, ty = L[y] * inv;
+      gy *= T(1) - ty * ty;
+      if (k.cw) {
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const T t = L[j] * inv;
+          L[j] = g * (A * sm::exp(L[j] - lse) - us * k.cw[j]) * (T(1) - t * t);
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < c; ++j) {
+          const T t = L[j] * inv;
+          L[j] = g * (A * sm::exp(L[j] - lse) - us) * (T(1) - t * t);
+        }
+      }
+    } else if (k.cw) {
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) L[j] = g * (A * sm::exp(L[j] - lse) - us * k.cw[j]);
+    } else {
+#pragma omp simd
+      for (int64_t j = 0; j < c; ++j) L[j] = g * (A * sm::exp(L[j] - lse) - us);
+    }
+    L[y] = gy;
   }
   return loss;
 }
 
-template <class T> FASTNN_INLINE void ce_rows_serial(T* L, const T* b, const int64_t* t, const T* grad, T gs,
-                                                     int64_t ignore, T ls, bool grads, T* loss, int64_t rows,
-                                                     int64_t c) {
+// Rows [0, rows) of a chunk: t the targets, g the per-row upstream gradients (or null:
+// gs), rw the row weights (or null: 1); loss and lse receive one value per row.
+template <class T>
+FASTNN_INLINE void ce_rows_serial(T* L, const CeRow<T>& k, const int64_t* t, const T* g, T gs, const T* rw,
+                                  int64_t ignore, T* loss, T* lse, int64_t rows, int64_t c) {
   for (int64_t r = 0; r < rows; ++r) {
-    T* row = L + r * c;
     const int64_t y = t[r];
-    if (y == ignore || y < 0 || y >= c) {  // out-of-range targets are refused in Python
-      loss[r] = y == ignore ? T(0) : T(NAN);
-      if (grads) std::fill(row, row + c, T(0));
+    if (y != ignore && (y < 0 || y >= c)) {  // out-of-range targets are refused in Python
+      loss[r] = lse[r] = T(NAN);
+      if (k.grads) std::fill(L + r * c, L + r * c + c, T(0));
       continue;
     }
-    loss[r] = static_cast<T>(ce_row(row, b, c, y, ls, grad ? grad[r] : gs, grads));
+    if (y == ignore && !k.want_lse) {
+      loss[r] = T(0);
+      lse[r] = T(NAN);
+      if (k.grads) std::fill(L + r * c, L + r * c + c, T(0));
+      continue;
+    }
+    loss[r] = static_cast<T>(ce_row(L + r * c, k, c, y == ignore ? -1 : y, rw ? rw[r] : T(1), g ? g[r] : gs,
+                                    lse + r));
   }
 }
 
-FASTNN_CLONES void ce_rows_isa(float* L, const float* b, const int64_t* t, const float* g, float gs, int64_t ig,
-                               float ls, bool grads, float* loss, int64_t rows, int64_t c) {
-  ce_rows_serial(L, b, t, g, gs, ig, ls, grads, loss, rows, c);
+FASTNN_CLONES void ce_rows_isa(float* L, const CeRow<float>& k, const int64_t* t, const float* g, float gs,
+                               const float* rw, int64_t ig, float* loss, float* lse, int64_t rows, int64_t c) {
+  ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c);
 }
-FASTNN_CLONES void ce_rows_isa(double* L, const double* b, const int64_t* t, const double* g, double gs, int64_t ig,
-                               double ls, bool grads, double* loss, int64_t rows, int64_t c) {
-  ce_rows_serial(L, b, t, g, gs, ig, ls, grads, loss, rows, c);
+FASTNN_CLONES void ce_rows_isa(double* L, const CeRow<double>& k, const int64_t* t, const double* g, double gs,
+                               const double* rw, int64_t ig, double* loss, double* lse, int64_t rows, int64_t c) {
+  ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c);
 }
 
 }  // namespace
@@ -83,15 +155,23 @@ int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize) {
 template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
                                               int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
                                               const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
-                                              int64_t chunk) {
+                                              int64_t chunk, const DenseCeExtras<T>& ex) {
   const bool grads = dx || dw || db;
   if (dw) std::fill(dw, dw + c * h, T(0));
   if (db) std::fill(db, db + c, T(0));
   if (n == 0) return 0.0;
   if (c == 0) throw std::invalid_argument("fastnn: dense_cross_entropy needs at least one class");
   chunk = std::max<int64_t>(1, std::min(chunk, n));
+  double wsum = static_cast<double>(c);
+  if (ex.class_weight) {
+    wsum = 0;
+    for (int64_t j = 0; j < c; ++j) wsum += static_cast<double>(ex.class_weight[j]);
+  }
+  const CeRow<T> k{b, ex.class_weight, static_cast<T>(wsum), static_cast<T>(ls), static_cast<T>(ex.softcap),
+                   static_cast<T>(ex.z_scale), grads, ex.lse != nullptr};
   std::unique_ptr<T[]> L(new T[chunk * c]);
   std::unique_ptr<T[]> rowloss(new T[chunk]);
+  std::unique_ptr<T[]> rowlse(ex.lse ? nullptr : new T[chunk]);
   std::vector<T> ones(grads && db ? chunk : 0, T(1));
   double total = 0;
   for (int64_t r0 = 0; r0 < n; r0 += chunk) {
@@ -102,11 +182,13 @@ template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi,
     else if (w_oi) blas::gemm(CblasNoTrans, CblasTrans, bi(rows), bi(c), bi(h), T(1), xk, bi(h), w, bi(h), T(0), Lp, bi(c));
     else blas::gemm(CblasNoTrans, CblasNoTrans, bi(rows), bi(c), bi(h), T(1), xk, bi(h), w, bi(c), T(0), Lp, bi(c));
     const T* gk = grad ? grad + r0 : nullptr;
+    const T* rwk = ex.row_weight ? ex.row_weight + r0 : nullptr;
     T* lk = loss_rows ? loss_rows + r0 : rowloss.get();
+    T* ek = ex.lse ? ex.lse + r0 : rowlse.get();
     const int64_t grain = std::max<int64_t>(1, 16384 / c);
     parallel_for(rows, grain, [&](int64_t s, int64_t e) {
-      ce_rows_isa(Lp + s * c, b, target + r0 + s, gk ? gk + s : nullptr, T(grad_scalar), ignore_index, T(ls), grads,
-                  lk + s, e - s, c);
+      ce_rows_isa(Lp + s * c, k, target + r0 + s, gk ? gk + s : nullptr, T(grad_scalar), rwk ? rwk + s : nullptr,
+                  ignore_index, lk + s, ek + s, e - s, c);
     });
     for (int64_t r = 0; r < rows; ++r) total += static_cast<double>(lk[r]);
     if (!grads) continue;
@@ -125,9 +207,9 @@ template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi,
 
 template double dense_cross_entropy<float>(const float*, const float*, bool, const float*, const int64_t*, int64_t,
                                            int64_t, int64_t, int64_t, double, const float*, double, float*, float*,
-                                           float*, float*, int64_t);
+                                           float*, float*, int64_t, const DenseCeExtras<float>&);
 template double dense_cross_entropy<double>(const double*, const double*, bool, const double*, const int64_t*,
                                             int64_t, int64_t, int64_t, int64_t, double, const double*, double, double*,
-                                            double*, double*, double*, int64_t);
+                                            double*, double*, double*, int64_t, const DenseCeExtras<double>&);
 
 }  // namespace fastnn

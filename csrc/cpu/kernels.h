@@ -114,10 +114,28 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
 // Returns the sum of the row losses (written to loss_rows when not null). Gradients of
 // sum_i g_i loss_i (g_i = grad[i] or grad_scalar) go to dx (n, h), dw, db when not null.
 // Holds one (chunk, c) block of logits at a time.
+// The beyond-torch parts, all off by default: class_weight (c) and row_weight (n)
+// multiply each row's loss as torch's weight and a per-row weight; softcap > 0 caps the
+// logits to cap * tanh(L / cap) before the softmax; z_scale adds z_scale * lse^2 to each
+// row; lse (n), when not null, receives each row's log-sum-exp (of the capped logits).
+template <class T> struct DenseCeExtras {
+  const T* class_weight = nullptr;
+  const T* row_weight = nullptr;
+  double softcap = 0;
+  double z_scale = 0;
+  T* lse = nullptr;
+};
 template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
                                               int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
                                               const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
-                                              int64_t chunk);
+                                              int64_t chunk, const DenseCeExtras<T>& extras);
+template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
+                                              int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
+                                              const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
+                                              int64_t chunk) {
+  return dense_cross_entropy<T>(x, w, w_oi, b, target, n, h, c, ignore_index, ls, grad, grad_scalar, loss_rows, dx,
+                                dw, db, chunk, DenseCeExtras<T>{});
+}
 // The default chunk (rows) for n rows of c classes.
 int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize);
 

@@ -308,13 +308,20 @@ Status dense_cross_entropy(const DenseCeCall& c, double* total) {
   FRONT_TRY(check_opt(c.dx, "dx", dt, n * h, true));
   FRONT_TRY(check_opt(c.dw, "dw", dt, ncls * h, true));
   FRONT_TRY(check_opt(c.db, "db", dt, ncls, true));
+  FRONT_TRY(check_opt(c.class_weight, "class_weight", dt, ncls, false));
+  FRONT_TRY(check_opt(c.row_weight, "row_weight", dt, n, false));
+  FRONT_TRY(check_opt(c.lse, "lse", dt, n, true));
+  if (!(c.softcap >= 0) || !(c.z_scale >= 0) || std::isinf(c.softcap) || std::isinf(c.z_scale))
+    return fail(Err::value, "softcap and z_scale must be finite and >= 0");
   const int64_t chunk = c.chunk > 0 ? c.chunk : dense_ce_chunk(n, ncls, dt == DType::f32 ? 4 : 8);
   return run(dt, [&](auto t) {
     using T = decltype(t);
     *total = fastnn::dense_cross_entropy<T>(c.x.as<T>(), c.w.as<T>(), c.w_oi, ptr<T>(c.b), c.target.as<int64_t>(),
                                             n, h, ncls, c.ignore_index, c.label_smoothing, ptr<T>(c.grad),
                                             c.grad_scalar, ptr<T>(c.loss_rows), ptr<T>(c.dx), ptr<T>(c.dw),
-                                            ptr<T>(c.db), chunk);
+                                            ptr<T>(c.db), chunk,
+                                            fastnn::DenseCeExtras<T>{ptr<T>(c.class_weight), ptr<T>(c.row_weight),
+                                                                     c.softcap, c.z_scale, ptr<T>(c.lse)});
   });
 }
 

@@ -131,6 +131,10 @@ struct DenseCeCall {
   double grad_scalar;
   const View *loss_rows, *dx, *dw, *db;
   int64_t chunk;
+  // beyond torch (cpu/kernels.h, DenseCeExtras), null / 0 when off: class_weight (c),
+  // row_weight (n), the soft cap (> 0), the z-loss scale, lse (n) out
+  const View *class_weight = nullptr, *row_weight = nullptr, *lse = nullptr;
+  double softcap = 0, z_scale = 0;
 };
 Status dense_cross_entropy(const DenseCeCall& c, double* total);
 

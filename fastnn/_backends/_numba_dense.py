@@ -83,43 +83,72 @@ def backward(dy, x, w, w_oi, zy, from_y, code, p, need_dx, need_dw, need_db):
 
 # ---- fused Dense + softmax cross-entropy ------------------------------------------------
 @njit(**OPTS)
-def ce_rows(L, b, has_b, target, grad, has_grad, gs, ignore_index, ls, grads, loss):
-    """One chunk of logits L (rows, C), bias not yet added. Row i with target y:
-        lse = log sum_j e^(L_ij);  loss_i = (1 - ls)(lse - L_iy) + ls (lse - mean_j L_ij)
-    and, when grads, L is overwritten with G_ij = g_i (p_ij - ls/C - (1 - ls)[j == y]),
-    g_i = grad[i] or gs. Ignored rows: loss 0, G 0 (out-of-range targets, refused by the
-    validation layer: NaN)."""
+def ce_rows(L, b, has_b, target, grad, has_grad, gs, ignore_index, ls, grads, loss, cw, has_cw, wsum, rw, has_rw,
+            cap, zs, lse, want_lse):
+    """One chunk of logits L (rows, C), bias not yet added. Row i with target y, written as
+    a cross-entropy against the (unnormalized) target weights
+        q_j = (1 - ls) w_y [j == y] + (ls / C) w_j        (w: class weights, 1 without)
+    on the capped logits S = cap tanh(L / cap) (S = L without a cap):
+        lse = log sum_j e^(S_j)
+        loss_i = rw_i (sum_j q_j (lse - S_j) + zs lse^2)
+        dloss_i/dS_j = rw_i ((sum_k q_k + 2 zs lse) p_j - q_j),   dS_j/dL_j = 1 - (S_j / cap)^2
+    and, when grads, L is overwritten with G = g_i dloss_i/dL, g_i = grad[i] or gs.
+    Ignored rows: loss 0, G 0, lse computed only when wanted (else NaN); out-of-range
+    targets (refused by the validation layer): NaN."""
     rows, c = L.shape
     T = L.dtype.type
     u = ls / T(c)
     for r in range(rows):
         row, y = L[r], target[r]
-        if y == ignore_index or y < 0 or y >= c:
-            loss[r] = T(0) if y == ignore_index else T(np.nan)
+        bad = y != ignore_index and (y < 0 or y >= c)
+        if bad or (y == ignore_index and not want_lse):
+            loss[r] = T(np.nan) if bad else T(0)
+            lse[r] = T(np.nan)
             if grads:
                 row[:] = T(0)
             continue
         if has_b:
             for j in range(c):
                 row[j] += b[j]
+        if cap > 0:
+            for j in range(c):
+                row[j] = cap * math.tanh(row[j] / cap)
         m = T(-np.inf)  # max with NaN ignored; 0 for an all -inf row
         for j in range(c):
             if row[j] > m:
                 m = row[j]
         if not m > T(-np.inf):
             m = T(0)
-        s, sum_l = T(0), T(0)
+        s = T(0)
         for j in range(c):
             s += math.exp(row[j] - m)
-            sum_l += row[j]
-        lse = m + math.log(s)
-        loss[r] = (T(1) - ls) * (lse - row[y]) + ls * (lse - sum_l / T(c))
-        if grads:
-            g = grad[r] if has_grad else gs
-            py = math.exp(row[y] - lse)
+        z = m + math.log(s)
+        lse[r] = z
+        if y == ignore_index:
+            loss[r] = T(0)
+            if grads:
+                row[:] = T(0)
+            continue
+        wy = cw[y] if has_cw else T(1)
+        qsum = (T(1) - ls) * wy + u * wsum
+        acc = (T(1) - ls) * wy * (z - row[y])
+        if ls != 0:
             for j in range(c):
-                row[j] = g * (math.exp(row[j] - lse) - u)
-            row[y] = g * ((py - u) - (T(1) - ls))  # exactly 0 where p_y = 1 (one class)
+                acc += u * (cw[j] if has_cw else T(1)) * (z - row[j])
+        rwi = rw[r] if has_rw else T(1)
+        loss[r] = rwi * (acc + zs * z * z)
+        if grads:
+            g = (grad[r] if has_grad else gs) * rwi
+            a = qsum + T(2) * zs * z
+            for j in range(c):
+                q = u * (cw[j] if has_cw else T(1))
+                if j == y:
+                    q += (T(1) - ls) * wy
+                d = a * math.exp(row[j] - z) - q
+                if cap > 0:
+                    t = row[j] / cap
+                    d *= T(1) - t * t
+                row[j] = g * d
 
 
 def ce_chunk(n, c, itemsize):
@@ -128,13 +157,15 @@ def ce_chunk(n, c, itemsize):
     return max(1, min(n, max((64 << 20) // max(c * itemsize, 1), 256)))
 
 
-def cross_entropy(x, w, w_oi, b, target, ignore_index, ls, grad, gs, want_none, need_grads, chunk):
-    """(total, per-row losses or None, dx, dw, db) (grads None unless need_grads);
-    x (n, h), w (c, h) "oi" or (h, c) "io", target int64 (n,), grad (n,) or None."""
+def cross_entropy(x, w, w_oi, b, target, ignore_index, ls, grad, gs, want_none, need_grads, chunk, extras):
+    """(total, per-row losses or None, dx, dw, db, lse or None) (grads None unless
+    need_grads); x (n, h), w (c, h) "oi" or (h, c) "io", target int64 (n,), grad (n,) or
+    None; extras: fastnn._checks.CeExtras."""
     n, h = x.shape
     c = w.shape[0] if w_oi else w.shape[1]
     T = x.dtype.type
     rows = np.empty(n, dtype=x.dtype) if want_none else None
+    lse = np.empty(n, dtype=x.dtype)
     dx = np.empty_like(x) if need_grads else None
     dw = np.zeros_like(w) if need_grads else None
     db = np.zeros(c) if need_grads else None  # float64 column sums of G
@@ -147,15 +178,22 @@ def cross_entropy(x, w, w_oi, b, target, ignore_index, ls, grad, gs, want_none, 
     part = np.empty_like(w) if need_grads and chunk < n else None  # dW of one chunk
     has_b, bb = b is not None, (b if b is not None else np.empty(0, dtype=x.dtype))
     gg = grad if grad is not None else np.empty(0, dtype=x.dtype)
+    empty = np.empty(0, dtype=x.dtype)
+    cw, rw = extras.class_weight, extras.row_weight
+    wsum = T(c if cw is None else cw.sum(dtype=np.float64))
+    args = (cw if cw is not None else empty, cw is not None, wsum, rw if rw is not None else empty, rw is not None,
+            T(extras.softcap), T(extras.z_scale))
     for r0 in range(0, n, chunk):
         r1 = min(n, r0 + chunk)
         Lk, xk = L[:r1 - r0], x[r0:r1]
         np.matmul(xk, w.T if w_oi else w, out=Lk)
         lk = rows[r0:r1] if want_none else lbuf[:r1 - r0]
-        tk, gk = target[r0:r1], gg[r0:r1]
-        A.parallel_for(r1 - r0, max(1, A.GRAIN // c), lambda lo, hi, Lk=Lk, tk=tk, gk=gk, lk=lk: ce_rows(
+        tk, gk, ek = target[r0:r1], gg[r0:r1], lse[r0:r1]
+        rk = args[3][r0:r1] if rw is not None else empty
+        A.parallel_for(r1 - r0, max(1, A.GRAIN // c), lambda lo, hi, Lk=Lk, tk=tk, gk=gk, lk=lk, ek=ek, rk=rk: ce_rows(
             Lk[lo:hi], bb, has_b, tk[lo:hi], gk[lo:hi], grad is not None, T(gs), ignore_index, T(ls), need_grads,
-            lk[lo:hi]))
+            lk[lo:hi], args[0], args[1], args[2], rk[lo:hi] if rw is not None else empty, args[4], args[5], args[6],
+            ek[lo:hi], extras.want_lse))
         total += float(lk.sum(dtype=np.float64))
         if not need_grads:
             continue
@@ -168,4 +206,5 @@ def cross_entropy(x, w, w_oi, b, target, ignore_index, ls, grad, gs, want_none, 
         if part is not None:
             dw += part
         db += Lk.sum(axis=0, dtype=np.float64)
-    return total, rows, dx, dw, (None if db is None else db.astype(x.dtype))
+    return (total, rows, dx, dw, (None if db is None else db.astype(x.dtype)),
+            (lse if extras.want_lse else None))

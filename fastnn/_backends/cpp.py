@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from .._checks import NO_CE_EXTRAS as _NO_EXTRAS
+
 DEVICE = "cpu"
 _C = None
 _why = None
@@ -132,15 +134,18 @@ def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad)
 
 
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
-                        need_grads, chunk_size):
+                        need_grads, chunk_size, extras=None):
     n, c = x.shape[0], (w.shape[0] if w_oi else w.shape[1])
+    e = extras or _NO_EXTRAS
     rows = _empty((n,), x.dtype) if want_none else None
     dx = _like(x) if need_grads else None
     dw = _like(w) if need_grads else None
     db = _empty((c,), x.dtype) if need_grads else None
+    lse = _empty((n,), x.dtype) if e.want_lse else None
     total = _C.dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, rows,
-                                   dx, dw, db, chunk_size or 0)
-    return total, rows, dx, dw, db
+                                   dx, dw, db, chunk_size or 0, e.class_weight, e.row_weight, e.softcap or 0.0,
+                                   e.z_scale, lse)
+    return total, rows, dx, dw, db, lse
 
 
 # ---- runtime controls (fastnn.num_threads, set_num_threads, empty_cache, cache_info, ...) ----

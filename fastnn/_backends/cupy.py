@@ -367,7 +367,15 @@ _CE_CHUNK_BYTES = 1 << 30
 
 
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
-                        need_grads, chunk_size):
+                        need_grads, chunk_size, extras=None):
+    if extras is not None:
+        on = [name for name, v in (("class_weight", extras.class_weight is not None),
+                                   ("row_weight", extras.row_weight is not None), ("softcap", extras.softcap > 0),
+                                   ("lse_square_scale", extras.z_scale > 0), ("return_lse", extras.want_lse)) if v]
+        if on:
+            raise ValueError(f"dense_cross_entropy: {', '.join(on)} not available on the cupy backend (CUDA "
+                             f"arrays); expected CPU arrays (the cpp and numba backends have them) or these "
+                             f"options off")
     xp = _rt.xp
     with _device(x):
         n, h = x.shape
@@ -409,4 +417,4 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                 _elementwise(x.dtype, "col_reduce", c, allp, allp.shape[0], c, db)
             else:
                 db[...] = 0
-        return _sum(rows, n), (rows if want_none else None), dx, dw, db
+        return _sum(rows, n), (rows if want_none else None), dx, dw, db, None

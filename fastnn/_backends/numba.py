@@ -21,6 +21,7 @@ thread pool (_numba_act.parallel_for, which says why not numba's prange).
 import numpy as np
 
 from .. import _registry as R
+from .._checks import NO_CE_EXTRAS
 
 DEVICE = "cpu"
 
@@ -110,9 +111,10 @@ def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
 
 
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
-                        need_grads, chunk_size):
+                        need_grads, chunk_size, extras=NO_CE_EXTRAS):
+    e = extras._replace(class_weight=_w(extras.class_weight), row_weight=_w(extras.row_weight))
     return D.cross_entropy(_w(x), _w(w), w_oi, _w(b), _w(target), np.int64(ignore_index), label_smoothing,
-                           _w(grad), grad_scalar, want_none, need_grads, chunk_size)
+                           _w(grad), grad_scalar, want_none, need_grads, chunk_size, e)
 
 
 # ---- elementwise losses -----------------------------------------------------------------
