@@ -430,6 +430,20 @@ class CeExtras(NamedTuple):
 NO_CE_EXTRAS = CeExtras()
 
 
+def ce_scalars(func, softcap, lse_square_scale):
+    """(softcap as a float, 0.0 for None; lse_square_scale as a float), checked: softcap
+    None or a positive finite number, lse_square_scale a finite number >= 0."""
+    cap = 0.0
+    if softcap is not None:
+        cap = _number(func, "softcap", softcap)
+        if not (0 < cap < math.inf):
+            raise ValueError(f"{func}: softcap must be a positive finite number or None (off), got {softcap!r}")
+    z = _number(func, "lse_square_scale", lse_square_scale)
+    if not (0 <= z < math.inf):
+        raise ValueError(f"{func}: lse_square_scale must be a finite number >= 0 (0: off), got {lse_square_scale!r}")
+    return cap, z
+
+
 def ce_extras(func, x, rows_shape, ncls, class_weight, row_weight, softcap, lse_square_scale, return_lse, xp):
     """The CeExtras of dense_cross_entropy's keyword options, each checked: class_weight
     (classes,) and row_weight (x's batch shape) arrays of x's dtype, softcap None or > 0,
@@ -445,12 +459,5 @@ def ce_extras(func, x, rows_shape, ncls, class_weight, row_weight, softcap, lse_
             raise TypeError(f"{func}: {name} has dtype {a.dtype} but x is {x.dtype}; expected one dtype")
         expect_shape(func, name, a, shape, what)
         arrays[name] = xp.ascontiguousarray(a.reshape(-1))
-    cap = 0.0
-    if softcap is not None:
-        cap = _number(func, "softcap", softcap)
-        if not (0 < cap < math.inf):
-            raise ValueError(f"{func}: softcap must be a positive finite number or None (off), got {softcap!r}")
-    z = _number(func, "lse_square_scale", lse_square_scale)
-    if not (0 <= z < math.inf):
-        raise ValueError(f"{func}: lse_square_scale must be a finite number >= 0 (0: off), got {lse_square_scale!r}")
+    cap, z = ce_scalars(func, softcap, lse_square_scale)
     return CeExtras(arrays["class_weight"], arrays["row_weight"], cap, z, _flag(func, "return_lse", return_lse))

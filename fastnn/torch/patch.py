@@ -1,10 +1,17 @@
-"""fastnn.torch.patch(model): swap torch.nn layers for their fastnn twins in place.
+"""fastnn.torch.patch(model, inplace=False): swap torch.nn layers for their fastnn twins,
+in a deep copy of the model (default) or in the model itself (inplace=True).
 
 Every module whose type is exactly one of the supported torch.nn classes (nn.Linear, the
-activations, the losses) becomes its fastnn twin, which is a subclass of it: the twin
-takes over the module's state (``__dict__``: the very same Parameter and buffer objects,
-hooks, training flag), so optimizers, state_dict keys and outputs stay as they were.
-Subclasses of those torch classes are left alone (their forward may differ).
+activations, the losses, nn.LinearCrossEntropyLoss) becomes its fastnn twin, which is a
+subclass of it: the twin takes over the module's state (``__dict__``: the very same
+Parameter and buffer objects, of the copy or of the model, hooks, training flag), so
+state_dict keys and outputs stay as they were (and with inplace=True, optimizers built on
+the model keep working). Subclasses of those torch classes are left alone (their forward
+may differ).
+
+The default follows torch's model-rewriting APIs that take ``inplace``
+(torch.ao.quantization's fuse_modules / prepare / convert / quantize_dynamic, torch.fx's
+fuse): they default to inplace=False and return a modified copy.
 
 Fusion: inside an nn.Sequential, an nn.Linear directly followed by a supported activation
 module becomes one fastnn Linear with that activation, and the activation's slot an
@@ -12,21 +19,38 @@ nn.Identity (it has no state, so state_dict keys do not change). Not fused: modu
 more than once in the model, modules with hooks, and Softmax / LogSoftmax unless
 dim=-1 (the fused kernel works along the last axis).
 """
+import copy
 from collections import Counter
 
 from torch import nn
 
 from . import losses, modules
+from ._linear_ce import LinearCrossEntropyLoss
 
-# torch.nn class -> its fastnn twin (the twin's torch.nn base class)
+# torch.nn class -> its fastnn twin (the twin's torch.nn base class): the modules built
+# with default arguments (fastnn.parity reads this table)
 TWINS = {next(b for b in cls.__bases__ if b is not modules._Activation): cls
          for cls in modules.ACTIVATION_MODULES + losses.LOSS_MODULES + (modules.Linear,)}
+# and the twins whose constructor needs arguments
+HEAD_TWINS = {nn.LinearCrossEntropyLoss: LinearCrossEntropyLoss}
 
 
-def patch(model):
-    """Return `model` with its torch.nn Linear / activation / loss modules replaced by
-    fastnn twins sharing their parameters (a supported module passed itself comes back
-    as its twin). The model is modified in place."""
+def patch(model: nn.Module, inplace: bool = False) -> nn.Module:
+    """`model` with its torch.nn Linear / activation / loss / LinearCrossEntropyLoss modules
+    replaced by fastnn twins (a supported module passed itself comes back as its twin).
+
+    inplace=False (the default, as torch.ao.quantization's and torch.fx's rewriting APIs):
+    `model` is left unchanged and a patched deep copy is returned (its own parameters,
+    equal in value). inplace=True: `model` itself is modified (its children replaced; the
+    twins share its Parameter objects, so an optimizer built on it keeps working) and, as
+    the root module may itself be replaced, the result must still be used:
+    ``model = patch(model, inplace=True)``."""
+    if not isinstance(inplace, bool):
+        raise TypeError(f"fastnn.torch.patch: inplace must be True or False, got {inplace!r}")
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"fastnn.torch.patch: model must be a torch.nn.Module, got {type(model).__name__}")
+    if not inplace:
+        model = copy.deepcopy(model)
     # modules are tracked by id(): every original stays referenced until the end, so no
     # module created here (a twin, an Identity) can reuse the id of one replaced here
     originals = [m for _, m in model.named_modules(remove_duplicate=False)]
@@ -42,7 +66,7 @@ def _twin(module, memo):
     """The fastnn twin of module sharing its state (module itself if there is none)."""
     if id(module) in memo:
         return memo[id(module)]
-    cls = TWINS.get(type(module))
+    cls = TWINS.get(type(module)) or HEAD_TWINS.get(type(module))
     new = module
     if cls is not None:
         new = cls.__new__(cls)
