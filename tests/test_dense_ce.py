@@ -119,3 +119,100 @@ def test_errors(backend, bad, err, match):
     args.update(bad)
     with pytest.raises(err, match=match):
         K.dense_cross_entropy(args["x"], args["w"], args["b"], args["target"], **kwargs)
+
+
+# ---- the options beyond torch: class / row weights, soft cap, z-loss, lse ------------------
+
+def extras_ref(x, w_oi, b, t, reduction, ls, grad, cw, rw, cap, z, ignore=-100):
+    """float64 torch written out: logits, soft cap, torch's weighted / smoothed
+    cross_entropy per row, + z * lse^2 on kept rows, times the row weights; "mean" over
+    torch's denominator (the class-weight sum of the kept rows)."""
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w_oi.astype(np.float64), requires_grad=True)
+    bt = torch.tensor(b.astype(np.float64), requires_grad=True)
+    tt = torch.tensor(t)
+    L = xt @ wt.T + bt
+    if cap:
+        L = cap * torch.tanh(L / cap)
+    lse = torch.logsumexp(L, 1)
+    cwt = None if cw is None else torch.tensor(cw.astype(np.float64))
+    ce = F.cross_entropy(L, tt, weight=cwt, label_smoothing=ls, ignore_index=ignore, reduction="none")
+    kept = tt != ignore
+    row = (ce + z * lse ** 2 * kept) * (1.0 if rw is None else torch.tensor(rw.astype(np.float64)))
+    if reduction == "none":
+        out = row
+    elif reduction == "sum":
+        out = row.sum()
+    else:
+        out = row.sum() / (kept.sum() if cwt is None else cwt[tt[kept]].sum())
+    out.backward(torch.tensor(np.asarray(grad, dtype=np.float64)))
+    return (out.detach().numpy(), xt.grad.numpy(), wt.grad.numpy(), bt.grad.numpy(),
+            lse.detach().numpy())
+
+
+EXTRAS = [  # (class weights, row weights, softcap, z-loss scale, label smoothing)
+    (False, False, 3.0, 0.0, 0.0), (False, False, None, 1e-2, 0.0), (False, True, None, 0.0, 0.0),
+    (True, False, None, 0.0, 0.1), (True, True, 2.0, 1e-3, 0.2), (False, True, 30.0, 1e-4, 0.1),
+]
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("extras", EXTRAS, ids=[f"cw{int(a)}-rw{int(b)}-cap{c}-z{d}-ls{e}" for a, b, c, d, e in EXTRAS])
+def test_options_beyond_torch_match_a_float64_composition(backend, dtype, rng, extras, reduction):
+    use_cw, use_rw, cap, z, ls = extras
+    x, w, w_oi, b, t = make(53, 9, 13, "oi", dtype, rng)
+    x *= 3  # logits of a few units: the soft cap bends them
+    cw = (rng.random(13) + 0.5).astype(dtype) if use_cw else None
+    rw = rng.random(53).astype(dtype) if use_rw else None
+    grad = rng.standard_normal(53).astype(dtype) if reduction == "none" else 0.7
+    call = lambda: K.dense_cross_entropy(x, w, b, t, reduction=reduction, label_smoothing=ls, class_weight=cw,  # noqa: E731
+                                         row_weight=rw, softcap=cap, lse_square_scale=z, return_lse=True,
+                                         chunk_size=16, grad=grad)
+    if backend in ("cupy", "cupy_emu"):
+        with pytest.raises(ValueError, match="not available on the cupy backend"):
+            call()
+        return
+    loss, (dx, dw, db), lse = call()
+    rl, rdx, rdw, rdb, rlse = extras_ref(x, w_oi, b, t, reduction, ls, grad, cw, rw, cap, z)
+    assert_close(loss, rl, dtype, normwise=True, what="loss")
+    assert_close(dx, rdx, dtype, normwise=True, what="dx")
+    assert_close(dw, rdw, dtype, normwise=True, what="dw")
+    assert_close(db, rdb, dtype, normwise=True, what="db")
+    assert_close(lse, rlse, dtype, normwise=True, what="lse (ignored rows included)")
+
+
+def test_options_off_are_the_plain_loss_and_cpp_equals_numba(dtype, rng):
+    if not {"cpp", "numba"} <= set(fastnn.available_backends()):
+        pytest.skip("needs both CPU backends")
+    x, w, _, b, t = make(41, 7, 9, "oi", dtype, rng)
+    cw, rw = (rng.random(9) + 0.5).astype(dtype), rng.random(41).astype(dtype)
+    outs = {}
+    for be in ("cpp", "numba"):
+        with fastnn.use_backend(be):
+            plain = fastnn.dense_cross_entropy(x, w, b, t, chunk_size=10)
+            off = fastnn.dense_cross_entropy(x, w, b, t, chunk_size=10, softcap=None, lse_square_scale=0.0,
+                                             row_weight=np.ones(41, dtype))
+            for a, r in zip((off[0],) + off[1], (plain[0],) + plain[1]):
+                np.testing.assert_array_equal(a, r)  # all-ones row weights and options off: the same bits
+            outs[be] = fastnn.dense_cross_entropy(x, w, b, t, chunk_size=10, class_weight=cw, row_weight=rw,
+                                                  softcap=4.0, lse_square_scale=1e-3, label_smoothing=0.1,
+                                                  reduction="none", return_lse=True)
+    (lc, gc, ec), (ln, gn, en) = outs["cpp"], outs["numba"]
+    for a, r, what in [(lc, ln, "loss"), (ec, en, "lse")] + list(zip(gc, gn, ("dx", "dw", "db"))):
+        assert_close(a, r, dtype, normwise=True, what=f"cpp vs numba {what}")
+
+
+@pytest.mark.parametrize("bad, err, match", [
+    (dict(softcap=0.0), ValueError, "softcap"),
+    (dict(softcap=-1.0), ValueError, "softcap"),
+    (dict(softcap="big"), TypeError, "softcap"),
+    (dict(lse_square_scale=-1e-4), ValueError, "lse_square_scale"),
+    (dict(lse_square_scale=float("inf")), ValueError, "lse_square_scale"),
+    (dict(class_weight=np.ones(4)), ValueError, "class_weight has shape"),
+    (dict(class_weight=np.ones(3, np.float32)), TypeError, "class_weight has dtype"),
+    (dict(row_weight=np.ones(3)), ValueError, "row_weight has shape"),
+    (dict(return_lse=1), TypeError, "return_lse"),
+])
+def test_option_errors(bad, err, match):
+    with pytest.raises(err, match=match):
+        fastnn.dense_cross_entropy(np.zeros((2, 4)), np.zeros((3, 4)), np.zeros(3), np.array([0, 2]), **bad)
