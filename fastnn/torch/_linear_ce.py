@@ -171,7 +171,7 @@ def _float_dtype(*tensors):
 
 def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Optional[Tensor] = None,
                          weight: Optional[Tensor] = None, reduction: str = "mean", ignore_index: Optional[int] = None,
-                         label_smoothing: float = 0.0, options=None, softcap: Optional[float] = None,
+                         label_smoothing: float = 0.0, options: "LinearCrossEntropyOptions | None" = None, softcap: Optional[float] = None,
                          lse_square_scale: float = 0.0, token_weight: Optional[Tensor] = None,
                          return_lse: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
     """torch.nn.functional.linear_cross_entropy (torch 2.13) on fastnn's fused kernel:
@@ -359,7 +359,8 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
 
     def __init__(self, in_features: int, num_classes: int, *, out_features: tuple = (), bias: bool = False,
                  device=None, dtype=None, reduction: str = "mean", weight: Optional[Tensor] = None,
-                 ignore_index: Optional[int] = None, label_smoothing: float = 0.0, options=None,
+                 ignore_index: Optional[int] = None, label_smoothing: float = 0.0,
+                 options: "Optional[nn.LinearCrossEntropyOptions]" = None,
                  softcap: Optional[float] = None, lse_square_scale: float = 0.0, return_lse: bool = False) -> None:
         super().__init__(in_features, num_classes, out_features=out_features, bias=bias, device=device, dtype=dtype,
                          reduction=reduction, weight=weight, ignore_index=ignore_index,
