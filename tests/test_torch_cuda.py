@@ -101,9 +101,10 @@ def test_losses_match_torch(dtype, name):
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_linear_cross_entropy_matches_torch(dtype):
     torch.manual_seed(2)
-    lce = ft.LinearCrossEntropyLoss(32, 1000, device=DEV, dtype=dtype, chunk_size=50)
+    lce = ft.LinearCrossEntropyLoss(32, 1000, bias=True, device=DEV, dtype=dtype,
+                                    options=nn.LinearCrossEntropyOptions(batch_chunk_size=50))
     lin = nn.Linear(32, 1000, device=DEV, dtype=dtype)
-    lin.load_state_dict(lce.state_dict())
+    lin.load_state_dict(lce.linear.state_dict())
     x = torch.randn(120, 32, device=DEV, dtype=dtype, requires_grad=True)
     x2 = x.detach().clone().requires_grad_()
     t = torch.randint(0, 1000, (120,), device=DEV)
@@ -113,8 +114,8 @@ def test_linear_cross_entropy_matches_torch(dtype):
     lr.backward()
     lf.backward()
     close(x2.grad, x.grad, dtype, "dx", scale=10)
-    close(lce.weight.grad, lin.weight.grad, dtype, "dw", scale=10)
-    close(lce.bias.grad, lin.bias.grad, dtype, "db", scale=10)
+    close(lce.linear.weight.grad, lin.weight.grad, dtype, "dw", scale=10)
+    close(lce.linear.bias.grad, lin.bias.grad, dtype, "db", scale=10)
 
 
 def test_example_mlp_trains_like_torch_on_cuda():

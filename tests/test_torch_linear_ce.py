@@ -44,17 +44,22 @@ def _case(dtype, kdims, batched, bias, use_weight, ignore_index, seed):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
-def test_module_matches_torch_on_every_argument_combination(dtype):
-    """The full cross of torch's arguments (648 cases per dtype) in one test: the loss, the
-    gradients of input, linear.weight and linear.bias equal torch's module's."""
+@pytest.mark.parametrize("red", ["mean", "sum", "none"])
+def test_module_matches_torch_on_every_argument_combination(dtype, red):
+    """The full cross of torch's arguments (216 cases per reduction) for float64, every 4th
+    case for float32: the loss, the gradients of input, linear.weight and linear.bias equal
+    torch's module's."""
     opts = [None, nn.LinearCrossEntropyOptions(), nn.LinearCrossEntropyOptions(allow_retain_graph=True,
                                                                                 batch_chunk_size=4)]
     cross = itertools.product([(), (2, 3)], [True, False], [False, True], [False, True], [None, -100, 3],
-                              [0.0, 0.15], ["mean", "sum", "none"], range(len(opts)))
+                              [0.0, 0.15], range(len(opts)))
     n = 0
-    for kdims, batched, bias, use_w, ii, ls, red, oi in cross:
+    for kdims, batched, bias, use_w, ii, ls, oi in cross:
         if kdims and not batched:
             continue  # torch refuses it too (tested in test_errors)
+        n += 1
+        if dtype == torch.float32 and n % 4:
+            continue
         kw, x, t = _case(dtype, kdims, batched, bias, use_w, ii, seed=n)
         torch.manual_seed(n)
         ref = nn.LinearCrossEntropyLoss(6, 5, reduction=red, label_smoothing=ls, options=None, **kw)
@@ -70,8 +75,7 @@ def test_module_matches_torch_on_every_argument_combination(dtype):
                 assert o is None, f"{name} grad, {what}"
             else:
                 torch.testing.assert_close(o, r, **TOL[dtype], equal_nan=True, msg=lambda m: f"{name} grad, {what}: {m}")
-        n += 1
-    assert n == 3 * 2 * 2 * 3 * 2 * 3 * 3
+    assert n == 3 * 2 * 2 * 3 * 2 * 3
 
 
 def test_functional_has_torchs_signature_and_results():

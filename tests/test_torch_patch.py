@@ -2,6 +2,7 @@
 outputs and gradients after patching, with the same Parameter objects; fusion rules."""
 import copy
 
+import pytest
 import torch
 from torch import nn
 
@@ -54,7 +55,7 @@ def test_patch_keeps_outputs_gradients_and_parameters():
     keys = list(model.state_dict())
     opt = torch.optim.SGD(model.parameters(), lr=0.1)  # built before patching: must keep working
 
-    patched = fnn.patch(model)
+    patched = fnn.patch(model, inplace=True)
     assert patched is model and list(model.state_dict()) == keys
     assert all(params[n] is p for n, p in model.named_parameters())
     got, grads = _run(model, x, y)
@@ -87,7 +88,7 @@ def test_patch_leaves_subclasses_hooked_and_non_last_dim_alone():
     hooked = nn.Linear(4, 4)
     hooked.register_forward_hook(lambda m, i, o: None)
     seq = nn.Sequential(MyLinear(4, 4), nn.ReLU(), hooked, nn.ReLU(), nn.Linear(4, 4), nn.Softmax(dim=1))
-    fnn.patch(seq)
+    fnn.patch(seq, inplace=True)
     assert type(seq[0]) is MyLinear and type(seq[1]) is fnn.ReLU
     assert type(seq[2]) is fnn.Linear and seq[2].activation is None and seq[2]._forward_hooks
     assert seq[4].activation is None and type(seq[5]) is fnn.Softmax
@@ -97,7 +98,7 @@ def test_patch_single_modules_and_the_issue_model():
     twin = fnn.patch(nn.BCELoss(reduction="sum"))
     assert type(twin) is fnn.BCELoss and twin.reduction == "sum"
     lin = nn.Linear(3, 2)
-    assert fnn.patch(lin).weight is lin.weight
+    assert fnn.patch(lin, inplace=True).weight is lin.weight
 
     class Net(nn.Module):
         def __init__(self):
@@ -111,14 +112,14 @@ def test_patch_single_modules_and_the_issue_model():
     net = Net()
     x = torch.randn(8, 20)
     ref = net(x)
-    fnn.patch(net)
+    fnn.patch(net, inplace=True)
     assert type(net.fc1) is fnn.Linear
     torch.testing.assert_close(net(x), ref, rtol=1e-5, atol=1e-6)
 
 
 def test_patched_module_train_eval_flags_survive():
     seq = nn.Sequential(nn.Linear(3, 3), nn.ReLU()).eval()
-    fnn.patch(seq)
+    fnn.patch(seq, inplace=True)
     assert not seq[0].training and not seq.training
 
 
@@ -128,5 +129,29 @@ def test_patch_many_models_keeps_structure():
     for _ in range(30):
         model = Model()
         keys, n = list(model.state_dict()), len(list(model.modules()))
-        fnn.patch(model)
+        fnn.patch(model, inplace=True)
         assert list(model.state_dict()) == keys and len(list(model.modules())) == n
+
+
+def test_patch_default_returns_a_patched_copy_and_leaves_the_model_alone():
+    """inplace=False, the default (torch's convention for model-rewriting APIs): the model
+    keeps its torch modules and Parameters; the copy is patched, equal in value."""
+    torch.manual_seed(5)
+    model = Model().double()
+    x, y = torch.randn(12, 10, dtype=torch.float64), torch.randint(0, 5, (12,))
+    ref, ref_grads = _run(model, x, y)
+    params = dict(model.named_parameters())
+    fast = fnn.patch(model)
+    assert fast is not model and type(model.features[0]) is nn.Linear and type(model.loss) is nn.NLLLoss
+    assert type(model.features[1]) is nn.ReLU and all(params[n] is p for n, p in model.named_parameters())
+    assert type(fast.features[0]) is fnn.Linear and type(fast.loss) is fnn.NLLLoss
+    assert list(fast.state_dict()) == list(model.state_dict())
+    assert all(p is not params[n] and torch.equal(p, params[n]) for n, p in fast.named_parameters())
+    got, grads = _run(fast, x, y)
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-14)
+    for n, g in grads.items():
+        torch.testing.assert_close(g, ref_grads[n], rtol=1e-12, atol=1e-14, msg=lambda m: f"{n}: {m}")
+    with pytest.raises(TypeError, match="inplace must be True or False"):
+        fnn.patch(model, inplace="yes")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        fnn.patch(lambda x: x)
