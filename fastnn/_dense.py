@@ -217,7 +217,8 @@ def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean"
 
     - softcap (None or > 0): the logits become ``softcap * tanh(L / softcap)`` before
       the softmax (Gemma 2's logit soft-capping);
-    - lse_square_scale (>= 0): adds the z-loss ``lse_square_scale * lse**2`` to each row;
+    - lse_square_scale (>= 0): adds the z-loss ``lse_square_scale * lse**2`` to each row
+      not ignored;
     - row_weight (x.shape[:-1], x's dtype): multiplies row i's loss (class weight, smoothing
       and z-loss included) by row_weight[i] (per-token loss weights);
     - return_lse: also return each row's log-sum-exp (of the capped logits), shape

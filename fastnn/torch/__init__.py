@@ -4,14 +4,18 @@
     >>> layer = fnn.Linear(784, 128, activation="relu")   # nn.Linear + ReLU, fused
     >>> loss = fnn.CrossEntropyLoss()(fnn.Linear(128, 10)(layer(torch.randn(32, 784))),
     ...                               torch.randint(0, 10, (32,)))
-    >>> model = fnn.patch(torch_model)                     # swap the layers of a torch model
+    >>> model = fnn.patch(torch_model)                     # a copy with fastnn's layers
 
 - Modules with torch.nn's names, arguments, parameters and state_dict (each subclasses
   its torch twin): ``Linear`` (plus ``activation=``), the activation modules and the
   loss modules listed in ``__all__``.
 - ``fastnn.torch.functional``: torch.nn.functional's names (``linear(x, w, b,
   activation=None, **params)``, ``relu``, ..., ``cross_entropy``).
-- ``patch(model)``: replace a model's torch layers by these, sharing the parameters.
+- ``LinearCrossEntropyLoss`` / ``functional.linear_cross_entropy``: torch 2.13's, on
+  fastnn's fused Linear + cross-entropy (no (N, classes) logits), plus soft-capping,
+  z-loss, per-token weights and the per-row log-sum-exp as keyword options.
+- ``patch(model, inplace=False)``: a copy of a model with its torch layers replaced by
+  these (inplace=True: the model itself, sharing its parameters).
 
 Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no graph
 break) and DistributedDataParallel work. Each call takes one route (fastnn/torch/_ops.py):

@@ -347,7 +347,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
     ``return_lse`` (forward returns ``(loss, lse)``); and forward's ``token_weight`` (a
     weight per loss element, target's shape).
 
-    The constructor of fastnn before 0.x, ``(in_features, num_classes, bias=True,
+    fastnn's earlier constructor, ``(in_features, num_classes, bias=True,
     ignore_index=-100, label_smoothing=0.0, reduction="mean", chunk_size=None)``, is
     :meth:`from_legacy_args` (deprecated); checkpoints saved by that class, with
     top-level ``weight`` / ``bias`` keys, load into this one (with a FutureWarning).
@@ -360,7 +360,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
     def __init__(self, in_features: int, num_classes: int, *, out_features: tuple = (), bias: bool = False,
                  device=None, dtype=None, reduction: str = "mean", weight: Optional[Tensor] = None,
                  ignore_index: Optional[int] = None, label_smoothing: float = 0.0,
-                 options: "Optional[nn.LinearCrossEntropyOptions]" = None,
+                 options: Optional[nn.LinearCrossEntropyOptions] = None,
                  softcap: Optional[float] = None, lse_square_scale: float = 0.0, return_lse: bool = False) -> None:
         super().__init__(in_features, num_classes, out_features=out_features, bias=bias, device=device, dtype=dtype,
                          reduction=reduction, weight=weight, ignore_index=ignore_index,
