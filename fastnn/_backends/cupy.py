@@ -369,13 +369,13 @@ _CE_CHUNK_BYTES = 1 << 30
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
                         need_grads, chunk_size, extras=None):
     if extras is not None:
-        on = [name for name, v in (("class_weight", extras.class_weight is not None),
-                                   ("row_weight", extras.row_weight is not None), ("softcap", extras.softcap > 0),
+        on = [name for name, v in (("row_weight", extras.row_weight is not None), ("softcap", extras.softcap > 0),
                                    ("lse_square_scale", extras.z_scale > 0), ("return_lse", extras.want_lse)) if v]
         if on:
             raise ValueError(f"dense_cross_entropy: {', '.join(on)} not available on the cupy backend (CUDA "
                              f"arrays); expected CPU arrays (the cpp and numba backends have them) or these "
                              f"options off")
+    cw = None if extras is None else extras.class_weight
     xp = _rt.xp
     with _device(x):
         n, h = x.shape
@@ -395,7 +395,7 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
             xp.matmul(xc, wt, out=lc)
             if b is not None:
                 _bias_act(lc, lc, b, _LINEAR, _NO_ACT)
-            _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], None, None if g is None else g[s0:s1],
+            _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], cw, None if g is None else g[s0:s1],
                   float(grad_scalar), rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index,
                   float(label_smoothing))
             if not need_grads:
