@@ -4,7 +4,7 @@
     flock /tmp/fastnn_bench.lock python bench/linear_ce_vs_torch.py            # both shapes
     python bench/linear_ce_vs_torch.py --shape 8192 1024 32000 --repeat 3 --rounds 2
     python bench/linear_ce_vs_torch.py --quick                                  # (2048, 512, 8000)
-    python bench/linear_ce_vs_torch.py --impls torch_chunked,fastnn,torch_reference
+    python bench/linear_ce_vs_torch.py --impls torch_chunked,fastnn,fastnn:512,torch_reference
 
 Each (implementation, shape, round) runs in its own process, the implementations
 alternating within a round. A process allocates x, W, the targets and the gradient
@@ -13,7 +13,7 @@ resident set size, then runs forward + backward `--repeat` times (mean reduction
 no bias, as torch's module by default). "peak extra" is the peak RSS minus that baseline:
 the memory the implementation itself needed. Both sides use torch's default threads and
 the same options instance (allow_retain_graph=False: gradients consumed in place);
-fastnn chunks by its own default ("auto").
+fastnn chunks by its own default ("auto"; "fastnn:R" passes batch_chunk_size=R).
 
 (4096, 4096, 128256): W and dW are 2.1 GB each; with torch's reference path
 (options=None, "torch_reference") the (N, C) logits and their gradient add 4.2 GB more,
@@ -52,16 +52,17 @@ def child(impl, n, h, c, repeat):
     t = torch.randint(0, c, (n,), generator=g)
     for p in (x, w):  # the gradient buffers, allocated up front; backward accumulates into them
         p.grad = torch.zeros_like(p)
-    if impl == "fastnn":
+    if impl == "fastnn" or impl.startswith("fastnn:"):  # "fastnn:R": R rows per chunk
         import fastnn.torch as fnn
 
-        fn, options = fnn.functional.linear_cross_entropy, torch.nn.LinearCrossEntropyOptions()
+        rows = int(impl.split(":")[1]) if ":" in impl else None
+        fn, options = fnn.functional.linear_cross_entropy, torch.nn.LinearCrossEntropyOptions(batch_chunk_size=rows)
     elif impl == "torch_chunked":
         fn, options = F.linear_cross_entropy, torch.nn.LinearCrossEntropyOptions()
     elif impl == "torch_reference":
         fn, options = F.linear_cross_entropy, None
     else:
-        raise ValueError(f"unknown impl {impl!r}; expected torch_chunked, torch_reference or fastnn")
+        raise ValueError(f"unknown impl {impl!r}; expected torch_chunked, torch_reference, fastnn or fastnn:ROWS")
 
     base = rss_mb()
     times, loss = [], None
