@@ -50,8 +50,8 @@ def child(impl, n, h, c, repeat):
     w.mul_(1 / h ** 0.5)  # in place: a temporary copy of W would raise the peak RSS
     w.requires_grad_()
     t = torch.randint(0, c, (n,), generator=g)
-    for p in (x, w):  # the gradient buffers, allocated up front; backward accumulates into them
-        p.grad = torch.zeros_like(p)
+    for p in (x, w):  # the gradient buffers, allocated and touched up front (zeros_like's pages
+        p.grad = torch.empty_like(p).fill_(0.0)  # would become resident only when backward writes)
     if impl == "fastnn" or impl.startswith("fastnn:"):  # "fastnn:R": R rows per chunk
         import fastnn.torch as fnn
 
