@@ -160,13 +160,18 @@ def _chunk_of(options, n, h, c, dtype):
 
 
 def _float_dtype(*tensors):
+    """(the dtype the kernel computes in, the result's dtype): the tensors' promoted dtype;
+    float16 / bfloat16 are computed in float32 and the results rounded back, as the rest
+    of fastnn.torch does."""
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         if t is not None:
             dtype = torch.promote_types(dtype, t.dtype)
+    if dtype in (torch.float16, torch.bfloat16):
+        return torch.float32, dtype
     if dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{_F}: dtype {dtype} is not supported; expected float32 or float64 input and linear_weight")
-    return dtype
+        raise TypeError(f"{_F}: dtype {dtype} is not supported; expected floating-point input and linear_weight")
+    return dtype, dtype
 
 
 def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Optional[Tensor] = None,
@@ -221,6 +226,8 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
             ``(loss, lse)``.
 
     Returns: the loss, () for "mean" / "sum", target's shape for "none" (and lse).
+    float32 and float64 run on the kernel; float16 / bfloat16 are computed in float32
+    (the weight is converted for the call) and the results rounded to the input dtype.
     Backward is once-differentiable (no double backward or forward-mode AD, as torch's
     chunked path). Errors: ValueError / TypeError naming the argument (torch raises
     RuntimeError for the shape checks it makes).
@@ -272,7 +279,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                          f"target's shape")
     cap, z = C.ce_scalars(_F, softcap, lse_square_scale)
 
-    dtype = _float_dtype(input, linear_weight, linear_bias)
+    dtype, out_dtype = _float_dtype(input, linear_weight, linear_bias)
     x = input.to(dtype).reshape(-1, h).contiguous()
     w = linear_weight.to(dtype)
     b = None if linear_bias is None else linear_bias.to(dtype)
@@ -290,7 +297,7 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
                                      cw, None if tw is None else tw.reshape(-1).contiguous(), *common[1:])
         if reduction == "none":
             loss = loss.reshape(target.shape)
-        return (loss, lse.reshape(target.shape)) if return_lse else loss
+        return _result(loss, lse.reshape(target.shape) if return_lse else None, out_dtype)
 
     # K-dimensional loss: position p of (d_1, ..., d_K) is its own head w[:, p] over the
     # same x; each runs the fused kernel ("sum" or "none"), "mean" divides by torch's
@@ -316,7 +323,13 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
             kept = t != ii
             denom = (kept.sum() if cw is None else torch.where(kept, cw[torch.where(kept, t, 0)], 0).sum())
             loss = loss / denom.to(dtype)
-    return (loss, lse) if return_lse else loss
+    return _result(loss, lse, out_dtype)
+
+
+def _result(loss, lse, dtype):
+    """loss, or (loss, lse) when lse is not None, in the result's dtype."""
+    loss = loss.to(dtype)
+    return loss if lse is None else (loss, lse.to(dtype))
 
 
 def _probability_targets(input, linear_weight, linear_bias, target, weight, reduction, ls, logits_shape):
@@ -324,13 +337,13 @@ def _probability_targets(input, linear_weight, linear_bias, target, weight, redu
     fastnn's cross_entropy with torch's class axis 1."""
     from . import functional as FF  # noqa: PLC0415 - functional imports this module
 
-    dtype = _float_dtype(input, linear_weight, linear_bias)
+    dtype, out_dtype = _float_dtype(input, linear_weight, linear_bias)
     c, h = linear_weight.shape[0], linear_weight.shape[-1]
     w2 = linear_weight.to(dtype).reshape(-1, h)
     b2 = None if linear_bias is None else linear_bias.to(dtype).reshape(-1)
     logits = FF.linear(input.to(dtype), w2, b2).reshape(logits_shape)
     return FF.cross_entropy(logits, target.to(dtype), weight=None if weight is None else weight.to(dtype),
-                            reduction=reduction, label_smoothing=ls)
+                            reduction=reduction, label_smoothing=ls).to(out_dtype)
 
 
 # ---- the module ---------------------------------------------------------------------------------
