@@ -153,16 +153,6 @@ def header(m, args):
     return lines
 
 
-def load_lines(load, where):
-    if load is None:
-        return [f"load {where}: unknown (no /proc/stat)"]
-    if load <= machine.BUSY:
-        return [f"load {where}: quiet (other processes used {100 * load:.0f}% of the cores)"]
-    return [f"load {where}: BUSY: other processes used {100 * load:.0f}% of the cores. Timings "
-            f"taken while busy are re-measured; ratios that stay busy are not shown "
-            f"(--ignore-load shows them, marked). Close other programs and rerun for fair numbers."]
-
-
 def _sorted(rows):
     return sorted(rows, key=lambda r: (ORDER.index(r.impl) if r.impl in ORDER else len(ORDER)))
 
@@ -245,7 +235,7 @@ def footer(rows, described, args, failures, elapsed, load):
     if failures:
         lines += ["", f"FAILED ({len(failures)}; wrong result or raised, left out of the timings):"]
         lines += [f"  {f}" for f in failures]
-    lines += load_lines(load, "during the run")
+    lines += machine.load_lines(load, "during the run")
     lines.append(f"wall time: {elapsed:.1f} s")
     return lines
 
@@ -261,7 +251,7 @@ def main(argv=None):
         return 2
     load0 = machine.quiet_wait(3.0 if args.quick else 15.0)
     m = meta(args, load0)
-    print("\n".join(header(m, args) + load_lines(load0, "at start")), flush=True)
+    print("\n".join(header(m, args) + machine.load_lines(load0, "at start")), flush=True)
     jobs = plan(args)
     want_mixed = not (args.no_mixed or args.same_process) and any(n in args.ops for n, _ in mixed.specs(args.quick))
     total = 2 + (len(jobs) if args.same_process else procs.steps(jobs, args, args.rounds)) + \

@@ -169,3 +169,35 @@ def quiet_wait(seconds, limit=BUSY, sample_s=0.5):
         load = background_load(before, cpu_snapshot(), core_count())
         if load is None or load < limit or time.perf_counter() >= deadline:
             return load
+
+
+def load_lines(load, where, remeasured=True):
+    """The load warning fastnn.bench and the examples print: one line, plain words."""
+    if load is None:
+        return [f"load {where}: unknown (no /proc/stat)"]
+    if load <= BUSY:
+        return [f"load {where}: quiet (other processes used {100 * load:.0f}% of the cores)"]
+    what = ("Timings taken while busy are re-measured; ratios that stay busy are not shown "
+            "(--ignore-load shows them, marked)." if remeasured else
+            "The timings above are not reliable: the other processes took CPU time from them.")
+    return [f"load {where}: BUSY: other processes used {100 * load:.0f}% of the cores. {what} "
+            f"Close other programs and rerun for fair numbers."]
+
+
+class LoadWatch:
+    """Other processes' share of the cores from construction to lines(): the examples
+    print the benchmark's load warning with it.
+
+        watch = LoadWatch()
+        ...  # timings
+        print(*watch.lines(), sep="\n")
+    """
+
+    def __init__(self):
+        self.before = cpu_snapshot()
+
+    def load(self):
+        return background_load(self.before, cpu_snapshot(), core_count())
+
+    def lines(self, where="during the run"):
+        return load_lines(self.load(), where, remeasured=False)
