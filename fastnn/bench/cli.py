@@ -50,6 +50,9 @@ def parse_args(argv):
                    help=f"comma-separated activations of the activation rows (default: "
                         f"{','.join(activation.NAMES)}; --quick: "
                         f"{','.join(activation.QUICK_NAMES)})")
+    p.add_argument("--only", default=None, metavar="TEXT[,TEXT]",
+                   help="only the cases whose 'op mode shape' contains one of these texts, "
+                        "e.g. --only 'dense_relu forward+backward 256x1024x1024'")
     p.add_argument("--targets", action="store_true",
                    help="also check the project's own performance goals against this run")
     p.add_argument("--rounds", type=int, default=None,
@@ -100,6 +103,10 @@ def plan(args):
         specs = (family.specs(args.quick, args.activations) if family is activation
                  else family.specs(args.quick))
         jobs += [(name, s) for s in specs]
+    if args.only:
+        wanted = [t.strip() for t in args.only.split(",") if t.strip()]
+        jobs = [(n, s) for n, s in jobs
+                if any(t in f"{s[0]} {s[1]} {report.shape_str(s[2])}" for t in wanted)]
     return jobs
 
 
@@ -198,21 +205,24 @@ def rows_same_process(jobs, args, ceilings, progress):
     return rows
 
 
-def rows_mixed(args, ceilings, alone_rows, progress):
+def rows_mixed(mixed_jobs, args, ceilings, alone_rows, progress):
+    """The mixed-process rows of `mixed_jobs` (cases of this run's alone rows)."""
     out = []
-    for name, spec, impl, samples, error in mixed.run(
-            [(n, s) for n, s in mixed.specs(args.quick) if n in args.ops], args,
-            0.6 if args.quick else 2.0, progress):
+    for name, spec, impl, samples, error, load in mixed.run(mixed_jobs, args, 0.6 if args.quick else 2.0,
+                                                      progress):
         op, mode, shape = spec
         family = FAMILIES[name]
         unit, work, ceil = ("GFLOP/s", dense.flops(mode, shape), "gemm") if family is dense else (
             "GB/s", activation.bytes_moved(mode, shape, 4 if args.dtype == "float32" else 8), "bandwidth")
+        busy = load is not None and load > machine.BUSY
         row = report.make_row(op, mode, shape, args.dtype, impl, unit, work, ceilings[ceil], samples,
-                              error, process="after torch")
+                              error, load, busy, process="after torch")
         alone = next((r for r in alone_rows if (r.op, r.mode, r.shape, r.impl, r.process)
                       == (row.op, row.mode, row.shape, "fastnn[cpp]", "alone") and r.p50), None)
         if alone and row.p50:
             row.vs_alone = alone.p50 / row.p50
+            if (busy or alone.busy) and not args.ignore_load:
+                row.withheld = "busy"
         out.append(row)
     return out
 
@@ -253,9 +263,13 @@ def main(argv=None):
     m = meta(args, load0)
     print("\n".join(header(m, args) + machine.load_lines(load0, "at start")), flush=True)
     jobs = plan(args)
-    want_mixed = not (args.no_mixed or args.same_process) and any(n in args.ops for n, _ in mixed.specs(args.quick))
-    total = 2 + (len(jobs) if args.same_process else procs.steps(jobs, args, args.rounds)) + \
-        (len(mixed.specs(args.quick)) if want_mixed else 0)
+    if not jobs:
+        print("error: no case matches --ops/--only", file=sys.stderr)
+        return 2
+    mixed_jobs = ([] if args.no_mixed or args.same_process
+                  else [(n, s) for n, s in mixed.specs(args.quick) if (n, s) in jobs])
+    total = (2 + (len(jobs) if args.same_process else procs.steps(jobs, args, args.rounds))
+             + len(mixed_jobs))
     progress = timing.Progress(total, enabled=not args.no_progress)
     before = machine.cpu_snapshot()
     try:
@@ -266,8 +280,8 @@ def main(argv=None):
             plan_timing = timing.QUICK if args.quick else timing.FULL
             rows = rows_alone(jobs, procs.run_alone(jobs, args, plan_timing, args.rounds, progress),
                               args, ceilings)
-        if want_mixed:
-            rows += rows_mixed(args, ceilings, rows, progress)
+        if mixed_jobs:
+            rows += rows_mixed(mixed_jobs, args, ceilings, rows, progress)
     finally:
         progress.close()
     load = machine.background_load(before, machine.cpu_snapshot(), machine.core_count())

@@ -10,7 +10,7 @@ implementation of the case once (untimed), then times fastnn's call once. The ro
 
 import time
 
-from . import impls, timing
+from . import impls, machine, timing
 
 SUFFIX = " after torch"
 SPECS = [("dense", ("dense_relu", "forward+backward", (256, 1024, 1024))),
@@ -23,7 +23,7 @@ def specs(quick):
 
 
 def run(jobs, args, budget_s, progress):
-    """[(family name, spec, fastnn impl name, samples in seconds, error or None)]."""
+    """[(family name, spec, fastnn impl name, samples in seconds, error or None, load)]."""
     from .cli import FAMILIES
 
     fw = impls.load_group("fastnn.torch")
@@ -41,6 +41,7 @@ def run(jobs, args, budget_s, progress):
         case.impls = [fast, other]
         timing.check(case)
         samples = []
+        before = machine.cpu_snapshot()
         if fast.error is None and other.error is None:
             deadline = time.perf_counter() + budget_s
             with fast.context():
@@ -49,6 +50,7 @@ def run(jobs, args, budget_s, progress):
                     t0 = time.perf_counter()
                     fast.fn()  # ... while fastnn runs
                     samples.append(time.perf_counter() - t0)
-        out.append((name, spec, fast.name + SUFFIX, samples, fast.error or other.error))
+        load = machine.background_load(before, machine.cpu_snapshot(), machine.core_count())
+        out.append((name, spec, fast.name + SUFFIX, samples, fast.error or other.error, load))
         progress.finish_step()
     return out

@@ -56,7 +56,7 @@ def run_worker(request):
                           capture_output=True, text=True, env=env)
     for line in proc.stdout.splitlines():
         if line.startswith(MARK):
-            return json.loads(line[len(MARK):])
+            return json.loads(line[len(MARK):])["jobs"]
     raise RuntimeError(f"benchmark worker ({request['group']}) exited with {proc.returncode}:\n"
                        f"{proc.stderr[-2000:]}")
 

@@ -107,6 +107,7 @@ def add_ratios(rows, ignore_load=False):
     """Set vs_torch (and withheld) on every row of one (op, mode, shape) group."""
     torch = next((r for r in rows if r.impl == "torch" and r.p50), None)
     for row in rows:
+        row.withheld = ""
         if torch is None or not row.p50:
             continue
         row.vs_torch = torch.p50 / row.p50
@@ -158,7 +159,7 @@ def _table_cells(row):
         pct = f"{100 * row.frac_ceiling:.0f}%" + ("*" if row.frac_ceiling > 1 else "")
     ratio = _ratio_cell(row)
     if row.vs_alone is not None:
-        ratio = f"{row.vs_alone:.2f}x of alone"
+        ratio = f"({row.withheld})" if row.withheld else f"{row.vs_alone:.2f}x of alone"
     return [display(row.impl),
             _fmt(row.p50 and row.p50 * 1e3, ".3f"),
             f"{row.p20 * 1e3:.3f}-{row.p80 * 1e3:.3f}" if row.p50 else "-",

@@ -4,9 +4,10 @@ implementations with only that group's libraries imported.
 Request (JSON on stdin): group, dtype, seed, check (compare with the float64 reference
 first), compile, backends (None: every CPU backend), cache_rows, no_output_cache,
 timing (a timing.Timing's fields), jobs [(family name, op, mode, shape)].
-Result (one line on stdout, after procs.MARK): per job None, or {"load": other
+Result (one line on stdout, after procs.MARK): {"modules": {library: imported?},
+"jobs": [per job None, or {"load": other
 processes' share of the cores while it was timed, "impls": [{"name", "samples"
-(seconds per call), "error"}]}.
+(seconds per call), "error"}]}]}.
 """
 
 import json
@@ -48,7 +49,10 @@ def run(request):
 
 
 def main():
-    result = run(json.load(sys.stdin))
+    # which libraries this process had imported once it was done (a test checks that a
+    # process timing fastnn alone never imported torch)
+    result = {"jobs": run(json.load(sys.stdin)),
+              "modules": {m: m in sys.modules for m in ("torch", "fastnn", "tensorflow", "jax")}}
     sys.stdout.write(procs.MARK + json.dumps(result) + "\n")
     sys.stdout.flush()
 
