@@ -43,7 +43,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     from . import _extbuild
 
     names = [e.target for e in _extbuild.EXTENSIONS]
-    p = argparse.ArgumentParser(prog="python -m fastnn", description=__doc__.split("\n")[0][len("`python -m fastnn`: "):])
+    p = argparse.ArgumentParser(prog="python -m fastnn",
+                                description="What this installation runs, and building its framework extensions.")
     sub = p.add_subparsers(dest="command")
     i = sub.add_parser("info", help="what this installation runs (the default)")
     i.add_argument("--check", action="store_true",

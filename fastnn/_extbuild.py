@@ -175,9 +175,14 @@ def build_module(ext: Extension):
     fastnn.keras imports keras, and keras imports its backend."""
     import importlib
 
-    if ext.keras_backend and "keras" not in sys.modules:
-        os.environ.setdefault("KERAS_BACKEND", ext.keras_backend)
-    return importlib.import_module(ext.module)
+    had = os.environ.get("KERAS_BACKEND")
+    if ext.keras_backend and "keras" not in sys.modules and had is None:
+        os.environ["KERAS_BACKEND"] = ext.keras_backend
+    try:
+        return importlib.import_module(ext.module)
+    finally:  # keras has read it by now; the process's environment stays the user's
+        if had is None:
+            os.environ.pop("KERAS_BACKEND", None)
 
 
 def build_ahead(target: str) -> str:

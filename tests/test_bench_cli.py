@@ -12,12 +12,11 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 import fastnn
 from fastnn import _extbuild, _info
-from fastnn.bench import compare, machine, procs, report, targets
+from fastnn.bench import machine, procs, report, targets
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = "dense_relu forward+backward 10x20x10"

@@ -24,7 +24,7 @@ import os
 import subprocess
 import sys
 
-from . import impls, machine
+from . import machine
 
 MARK = "FASTNN_BENCH_RESULT "
 
