@@ -23,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 
 from . import machine
 
@@ -37,8 +38,8 @@ def groups_of(family_name):
             "threads": ("fastnn", "torch")}.get(family_name, ("fastnn", "torch", "numpy"))
 
 
-def _request(group, jobs, args, timing_plan, check):
-    return {"group": group, "dtype": args.dtype, "seed": args.seed, "check": check,
+def _request(group, jobs, args, timing_plan, check, ref_dir=None):
+    return {"group": group, "ref_dir": ref_dir, "dtype": args.dtype, "seed": args.seed, "check": check,
             "compile": not (args.quick or args.no_compile),
             "backends": ["cpp"] if args.quick else None,
             "cache_rows": not args.quick, "no_output_cache": args.no_output_cache,
@@ -87,12 +88,14 @@ def run_alone(jobs, args, timing_plan, rounds, progress):
                 continue  # the quick run compares fastnn with torch only
             by_group.setdefault(g, []).append(k)
     store = {}
-    for r in range(rounds):
-        for group, ids in by_group.items():
-            progress.step(f"round {r + 1}/{rounds}: {group} alone ({len(ids)} cases)")
-            results = run_worker(_request(group, [jobs[k] for k in ids], args, plan, check=r == 0))
-            _merge(store, ids, results, r)
-            progress.finish_step()
+    with tempfile.TemporaryDirectory(prefix="fastnn_bench_") as ref_dir:
+        for r in range(rounds):
+            for group, ids in by_group.items():
+                progress.step(f"round {r + 1}/{rounds}: {group} alone ({len(ids)} cases)")
+                results = run_worker(_request(group, [jobs[k] for k in ids], args, plan,
+                                              check=r == 0, ref_dir=ref_dir))
+                _merge(store, ids, results, r)
+                progress.finish_step()
     busy = sorted({jid for (jid, _), recs in store.items() for rec in recs
                    if rec["load"] is not None and rec["load"] > machine.BUSY})
     # A passing burst hits a few cases: time them again. A machine busy throughout hits
