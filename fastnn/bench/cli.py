@@ -199,7 +199,7 @@ def rows_same_process(jobs, args, ceilings, progress):
         timing.time_case(case, timing.QUICK if args.quick else timing.FULL, tick=progress.redraw)
         load = machine.background_load(before, machine.cpu_snapshot(), machine.core_count())
         busy = load is not None and load > machine.BUSY
-        rows += _sorted(report.rows_for(case, ceilings, load, busy, "same process"))
+        rows += _sorted(report.rows_for(case, ceilings, load, busy, "same process", args.ignore_load))
         progress.finish_step()
         del case
     return rows

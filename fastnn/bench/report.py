@@ -119,12 +119,12 @@ def add_ratios(rows, ignore_load=False):
             row.withheld = "noisy"
 
 
-def rows_for(case, ceilings, load=None, busy=False, process="alone"):
+def rows_for(case, ceilings, load=None, busy=False, process="alone", ignore_load=False):
     """One Row per impl of a case timed in this process, torch's p50 as the ratio's base."""
     rows = [make_row(case.op, case.mode, case.shape, case.dtype, impl.name, case.unit,
                      case.work, ceilings[case.ceiling], impl.samples, impl.error, load, busy,
                      process) for impl in case.impls]
-    add_ratios(rows)
+    add_ratios(rows, ignore_load)
     return rows
 
 

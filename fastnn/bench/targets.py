@@ -77,7 +77,7 @@ def checks():
 
 def _row(rows, op, mode, shape, impl):
     return next((r for r in rows if (r.op, r.mode, r.shape, r.impl) == (op, mode, shape, impl)
-                 and r.p50 is not None and r.process == "alone"), None)
+                 and r.p50 is not None and r.process != "after torch"), None)
 
 
 def _base_words(base):
@@ -130,8 +130,8 @@ def evaluate(rows, ignore_load=False):
         lines.append(f"{head}: " + ("met" if value >= c.bar else "not met"))
     head = [f"fastnn's own performance goals (what its developers aim for; a goal not met is "
             f"not a fault of this installation): {met} of {judged} met"]
-    extra = [f"{unjudged} not judged (busy or noisy timings)" if unjudged else "",
-             f"{missing} not in this run (the full run has them)" if missing else ""]
+    extra = [f"{unjudged} not judged: busy or noisy timings" if unjudged else "",
+             f"{missing} not in this run: the full run has them" if missing else ""]
     if any(extra):
         head[0] += " (" + "; ".join(e for e in extra if e) + ")"
     return head + lines
