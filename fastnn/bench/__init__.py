@@ -1,6 +1,6 @@
 """fastnn.bench: fastnn's kernels timed against torch (and numpy) on this machine.
 
-    python -m fastnn.bench --quick          # about a minute on 2 cores
+    python -m fastnn.bench --quick          # the short run: fastnn vs torch
     python -m fastnn.bench --json run.json  # the full run, saved
     python -m fastnn.bench compare old.json run.json
 

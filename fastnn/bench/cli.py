@@ -1,6 +1,6 @@
 """`python -m fastnn.bench`: fastnn against torch on this machine, the way a user runs them.
 
-    python -m fastnn.bench --quick                 # a minute on 2 cores
+    python -m fastnn.bench --quick                 # the short run: fastnn vs torch
     python -m fastnn.bench --json run.json         # the full run, saved
     python -m fastnn.bench compare old.json new.json
 
@@ -36,8 +36,7 @@ def parse_args(argv):
                     "alternated; `python -m fastnn.bench compare A.json B.json` compares "
                     "two saved runs.")
     p.add_argument("--quick", action="store_true",
-                   help="fewer cases, fastnn's C++ backend vs torch only, short timing "
-                        "(about a minute on 2 cores)")
+                   help="fewer cases, fastnn's C++ backend vs torch only, short timing")
     p.add_argument("--dtype", choices=sorted(timing.TOLERANCES), default="float32",
                    help="dtype of every float input (default: float32)")
     p.add_argument("--json", metavar="FILE", help="write the run (header, ceilings, rows) to FILE")
