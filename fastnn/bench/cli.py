@@ -138,7 +138,8 @@ def meta(args, load):
             "fastnn": _fastnn_version(), "torch": _version("torch"), "numpy": np.__version__,
             "numpy_blas": machine.numpy_blas(), "commit": machine.git_commit(),
             "date": machine.utc_now(), "load_at_start": load,
-            "process": "same process" if args.same_process else f"each library alone, {args.rounds} rounds"}
+            "process": "same process" if args.same_process else
+            f"each library alone, {args.rounds} round{'s' if args.rounds > 1 else ''}"}
 
 
 def header(m, args):

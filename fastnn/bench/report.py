@@ -134,6 +134,7 @@ def _fmt(value, spec, missing="-"):
 
 DISPLAY = {"fastnn[cpp]": "fastnn", "fastnn[numba]": "fastnn (numba backend)",
            "fastnn[cpp] no cache": "fastnn, output cache off",
+           "fastnn[cpp] 1 thread": "fastnn, 1 thread", "fastnn[cpp] 2 threads": "fastnn, 2 threads",
            "fastnn[cpp] after torch": "fastnn right after torch, same process"}
 
 
