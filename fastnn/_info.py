@@ -13,7 +13,7 @@ import importlib.util
 import os
 import platform
 import sys
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from . import _extbuild
 
@@ -67,7 +67,7 @@ def _cpp():
     return None if cpp.unavailable() else cpp
 
 
-def describe_paths(paths: Dict[str, object]) -> List[str]:
+def describe_paths(paths: Dict[str, Any]) -> List[str]:
     """Plain lines for the C++ backend's code_paths(): which product and vector kernels run."""
     lines = []
     for key, value in paths.items():
@@ -88,7 +88,7 @@ def describe_paths(paths: Dict[str, object]) -> List[str]:
     return lines
 
 
-def code_paths() -> Dict[str, object]:
+def code_paths() -> Dict[str, Any]:
     """The C++ backend's choices on this CPU (empty where it is unavailable)."""
     cpp = _cpp()
     return dict(cpp.code_paths()) if cpp is not None else {}
@@ -118,12 +118,12 @@ def _installed(ext: _extbuild.Extension) -> Optional[str]:
     return None
 
 
-def extension_status(ext: _extbuild.Extension, check: bool = False) -> Dict[str, object]:
+def extension_status(ext: _extbuild.Extension, check: bool = False) -> Dict[str, Any]:
     """{"target", "title", "installed" (framework version or None), "built" (bool),
     "path" (the matching cached file or None), "cached" (all files), "note"}."""
     installed = _installed(ext) if importlib.util.find_spec(ext.framework) else None
     cached = _extbuild.cached(ext.sub)
-    out: Dict[str, object] = {"target": ext.target, "title": ext.title, "what": ext.what, "installed": installed,
+    out: Dict[str, Any] = {"target": ext.target, "title": ext.title, "what": ext.what, "installed": installed,
                               "built": False, "path": None, "cached": cached, "note": ""}
     if installed is None:
         out["note"] = f"{ext.framework} is not installed"
@@ -145,7 +145,7 @@ def extension_status(ext: _extbuild.Extension, check: bool = False) -> Dict[str,
     return out
 
 
-def collect(check: bool = False) -> Dict[str, object]:
+def collect(check: bool = False) -> Dict[str, Any]:
     """Everything info() prints, as a dict (the same facts, for programs and tests)."""
     import numpy as np
 
@@ -169,7 +169,7 @@ def collect(check: bool = False) -> Dict[str, object]:
     }
 
 
-def format_info(d: Dict[str, object]) -> str:
+def format_info(d: Dict[str, Any]) -> str:
     """The text of info(): one fact a line, plain words."""
     lines = [f"fastnn {d['fastnn']} ({d['location']})",
              f"Python {d['python']}, numpy {d['numpy']}",
