@@ -78,7 +78,7 @@ def describe_paths(paths: Dict[str, Any]) -> List[str]:
                 lines.append(f"matrix products: fastnn's own {isa} sgemm from {int(min_macs):,} multiply-adds "
                              f"up, OpenBLAS below (float64: OpenBLAS)")
             else:
-                lines.append(f"matrix products: {lib}")
+                lines.append(f"matrix products: {'OpenBLAS' if str(lib).lower() == 'openblas' else lib}")
         elif key == "blas":
             continue  # its own line
         else:

@@ -145,7 +145,10 @@ def test_isa_levels_and_paths():
     lines = _info.describe_paths({"gemm": ("fastnn-avx512", 1 << 20), "gelu": "portable"})
     assert lines == ["matrix products: fastnn's own AVX-512 sgemm from 1,048,576 multiply-adds up, "
                      "OpenBLAS below (float64: OpenBLAS)", "gelu kernel: portable C++ (compiler-vectorized)"]
-    assert _info.describe_paths({"gemm": ("openblas", 0)}) == ["matrix products: openblas"]
+    assert _info.describe_paths({"gemm": ("openblas", 0)}) == ["matrix products: OpenBLAS"]
+    # an AVX2 sgemm path (another ISA's kernel) reads the same way
+    assert _info.describe_paths({"gemm": ("fastnn-avx2", 4096)})[0].startswith(
+        "matrix products: fastnn's own AVX2 sgemm from 4,096 multiply-adds up")
 
 
 def test_info_output(tmp_path):
