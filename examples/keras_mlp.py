@@ -1,7 +1,8 @@
 """The issue's Keras example, stock keras.layers.Dense vs fastnn.keras.Dense, on whatever
 backend KERAS_BACKEND names (tensorflow, jax, torch).
 
-    KERAS_BACKEND=jax python examples/keras_mlp.py            # 100 epochs, both models
+    KERAS_BACKEND=jax python examples/keras_mlp.py            # 30 epochs, both models
+    KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 100   # the issue's 100
     KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 5 --large --overhead
 
 Both models start from the same weights and see the same deterministic synthetic data
@@ -21,6 +22,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import fastnn.keras  # noqa: E402
+from fastnn.bench.machine import LoadWatch  # noqa: E402
 
 
 def data(n=1000, features=20, seed=0):
@@ -149,12 +151,13 @@ def _grad_step(be, layer, x):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=100)
+    ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--batch-size", type=int, default=10)
     ap.add_argument("--large", action="store_true", help="also time a 1024->1024->1 model at batch 1024")
     ap.add_argument("--large-steps", type=int, default=36, help="steps per model for --large")
     ap.add_argument("--overhead", action="store_true", help="also measure the bridge's fixed overhead")
     args = ap.parse_args()
+    watch = LoadWatch()  # timings on a busy machine say little: say so, as fastnn.bench does
     be = keras.backend.backend()
     x, y = data()
     res = train_pair((20, 10, 1), x, y, args.epochs, args.batch_size)
@@ -172,6 +175,7 @@ def main():
         o = overhead()
         print(f"  Dense(8->8) fwd+bwd: stock {o['stock'] * 1e6:.0f} us, fastnn {o['fastnn'] * 1e6:.0f} us, "
               f"bridge overhead {(o['fastnn'] - o['stock']) * 1e6:.0f} us")
+    print(*watch.lines(), sep="\n")
 
 
 if __name__ == "__main__":

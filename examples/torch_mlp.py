@@ -21,6 +21,7 @@ from torch import nn, optim
 import fastnn
 import fastnn.torch as fnn
 import fastnn.torch.functional as FF
+from fastnn.bench.machine import LoadWatch
 
 
 class Net(nn.Module):
@@ -151,9 +152,12 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--layer-bench", action="store_true")
     args = ap.parse_args()
+    watch = LoadWatch()  # timings on a busy machine say little: say so, as fastnn.bench does
     compare_training(args.steps, args.batch)
     if args.layer_bench:
         layer_bench()
+    print("both libraries ran in this one process; `python -m fastnn.bench` times each alone")
+    print(*watch.lines(), sep="\n")
 
 
 if __name__ == "__main__":

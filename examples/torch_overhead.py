@@ -4,7 +4,7 @@ autograd.Functions that run without them), its torch.library custom ops (the
 torch.compile path, forced in eager mode), stock torch, and the fastnn kernel alone (the
 public numpy API, which validates its arguments).
 
-    python examples/torch_overhead.py [--calls 4000] [--runs 7] [--threads 1]
+    python examples/torch_overhead.py [--calls 1000] [--runs 5] [--threads 1]
 
 Cases: x (8, 16), w (16, 16) for Linear + ReLU (fused in fastnn, two ops in torch); relu
 on (8, 16); binary cross-entropy on (8, 1). Each number is the best of --runs runs of the
@@ -20,6 +20,7 @@ import torch.nn.functional as TF
 
 import fastnn
 import fastnn.torch.functional as F
+from fastnn.bench.machine import LoadWatch
 from fastnn.torch import _native, _ops
 
 
@@ -80,10 +81,11 @@ def cases():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--calls", type=int, default=4000)
-    ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--calls", type=int, default=1000)
+    ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1, help="torch threads")
     args = ap.parse_args()
+    watch = LoadWatch()  # timings on a busy machine say little: say so, as fastnn.bench does
     torch.set_num_threads(args.threads)
     print(f"us per call, best of {args.runs} runs of {args.calls} calls; torch {torch.__version__}, "
           f"{torch.get_num_threads()} torch thread(s), numpy {np.__version__}")
@@ -103,6 +105,7 @@ def main():
         ref = per_call(theirs, args.calls, args.runs)
         alone = f"{per_call(kernel, args.calls, args.runs):14.1f}" if kernel else f"{'':14}"
         print(f"{name:<26}{eager:10.1f}{python:10.1f}{custom:11.1f}{ref:8.1f}{alone}")
+    print(*watch.lines(), sep="\n")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from ._activation import (PreparedActivation, activation_backward, activation_fo
                           saved_for_backward)
 from ._dense import PreparedDense, dense_backward, dense_cross_entropy, dense_forward, prepare_dense
 from ._dispatch import available_backends, backends, get_backend, set_backend, use_backend
+from ._info import info
 from ._loss import PreparedLoss, loss_backward, loss_forward, prepare_loss
 from ._registry import ACTIVATIONS, LOSSES
 
@@ -72,7 +73,7 @@ def set_cache_limit(nbytes):
 __all__ = [
     "ACTIVATIONS", "LOSSES", "PreparedActivation", "PreparedDense", "PreparedLoss", "activation_backward",
     "activation_forward", "available_backends", "backends", "cache_info", "dense_backward", "dense_cross_entropy",
-    "dense_forward", "empty_cache", "get_backend", "loss_backward", "loss_forward", "num_threads",
+    "dense_forward", "empty_cache", "get_backend", "info", "loss_backward", "loss_forward", "num_threads",
     "prepare_activation", "prepare_dense", "prepare_loss", "saved_for_backward", "set_backend", "set_cache_limit",
     "set_num_threads", "use_backend",
 ]

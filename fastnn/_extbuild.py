@@ -9,14 +9,55 @@ builds anew; an unchanged one loads the cached file. The cache lives under
 $FASTNN_CACHE_DIR (default ~/.cache/fastnn). Several processes may build at once
 (DDP workers, pytest-xdist): each compiles to a temp file and renames it into place
 atomically.
+
+A build is visible: one line on stderr when it starts ("fastnn: building the torch
+extension (one time, ~20 s) ...") and one when it ends, with its time; no line when the
+cached file loads. Next to each built file a small JSON file (<name>_<hash>.json)
+records what it was built for, so that ``fastnn.info()`` can list the cache without
+importing the frameworks. ``python -m fastnn build [torch|tensorflow|jax|all]`` builds
+them ahead of time into the same cache (EXTENSIONS below maps each to its module).
 """
+import contextlib
 import glob
 import hashlib
+import json
 import os
 import subprocess
+import sys
 import tempfile
 import threading
+import time
 import warnings
+from dataclasses import dataclass
+from typing import Iterator, List, Optional
+
+
+@dataclass(frozen=True)
+class Extension:
+    """One framework extension: what a user calls it, the framework it is built against,
+    its cache subdirectory, the module whose ``_build()`` compiles it, and a rough build
+    time on a small machine (said in the start message, so a wait has a size)."""
+    target: str      # the name `python -m fastnn build` takes
+    framework: str   # the module it is compiled against
+    title: str
+    what: str        # what it gives, for fastnn.info()
+    sub: str
+    module: str
+    seconds: int
+    keras_backend: Optional[str] = None  # importing fastnn.keras imports keras: pick its backend
+
+
+EXTENSIONS = (
+    Extension("torch", "torch", "torch extension", "fastnn.torch's C++ autograd nodes", "torch_native",
+              "fastnn.torch._native", 20),
+    Extension("tensorflow", "tensorflow", "TensorFlow extension", "fastnn.keras' TensorFlow ops", "tf_ops",
+              "fastnn.keras._tf", 10, "tensorflow"),
+    Extension("jax", "jax", "jax extension", "fastnn.keras' XLA FFI handlers", "jax_ffi", "fastnn.keras._jax", 5,
+              "jax"),
+)
+_BY_SUB = {e.sub: e for e in EXTENSIONS}
+
+_plan_only = threading.local()  # set by planned(): build() returns the path, compiles nothing
 
 
 def csrc_dir():
@@ -37,14 +78,50 @@ def front_headers(csrc):
 
 
 def cache_dir(sub):
-    root = os.environ.get("FASTNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fastnn")
-    return os.path.join(root, sub)
+    return os.path.join(cache_root(), sub)
+
+
+def cache_root() -> str:
+    """$FASTNN_CACHE_DIR, else ~/.cache/fastnn: where every extension is cached."""
+    return os.environ.get("FASTNN_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "fastnn")
+
+
+@contextlib.contextmanager
+def planned() -> Iterator[None]:
+    """Inside the block, build() returns the path it would load and compiles nothing
+    (``fastnn.info(check=True)`` asks each module's _build() which file it needs)."""
+    old = getattr(_plan_only, "on", False)
+    _plan_only.on = True
+    try:
+        yield
+    finally:
+        _plan_only.on = old
+
+
+def _say(line: str) -> None:
+    """The build messages: stderr, one line each, flushed at once (a build is a wait)."""
+    print(f"fastnn: {line}", file=sys.stderr, flush=True)
+
+
+def _compile(cmd: List[str], tmp: str, so: str, sub: str, source: str) -> None:
+    ext = _BY_SUB.get(sub)
+    title = ext.title if ext else sub
+    _say(f"building the {title} (one time, ~{ext.seconds if ext else 10} s) ...")
+    start = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if r.returncode != 0:
+        _say(f"building the {title} failed after {seconds:.1f} s")
+        raise RuntimeError(f"compiling {source} failed:\n{r.stderr[-3000:]}")
+    os.replace(tmp, so)
+    _say(f"built the {title} in {seconds:.1f} s (cached in {os.path.dirname(so)})")
 
 
 def build(name, sources, command, key, sub):
     """Path of the shared library `name` (compiled now unless cached). `sources`: the
     files it is built from (hashed); `command(out, cxx)`: the compile command writing
-    `out`; `key`: whatever else decides the build (versions)."""
+    `out`; `key`: whatever else decides the build (versions, "|"-joined, the
+    framework's first)."""
     cxx = os.environ.get("CXX", "g++")
     h = hashlib.sha256()
     for p in sources:
@@ -52,20 +129,74 @@ def build(name, sources, command, key, sub):
             h.update(f.read())
     h.update(f"{key}|{' '.join(command('OUT', cxx))}".encode())
     d = cache_dir(sub)
-    os.makedirs(d, exist_ok=True)
     so = os.path.join(d, f"{name}_{h.hexdigest()[:16]}.so")
-    if not os.path.exists(so):
-        fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
-        os.close(fd)
-        try:
-            r = subprocess.run(command(tmp, cxx), capture_output=True, text=True)
-            if r.returncode != 0:
-                raise RuntimeError(f"compiling {sources[0]} failed:\n{r.stderr[-3000:]}")
-            os.replace(tmp, so)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    if getattr(_plan_only, "on", False) or os.path.exists(so):
+        return so
+    os.makedirs(d, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=d)
+    os.close(fd)
+    try:
+        _compile(command(tmp, cxx), tmp, so, sub, sources[0])
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    with contextlib.suppress(OSError):  # the record is for fastnn.info(); the build stands without it
+        with open(so[:-3] + ".json", "w") as f:
+            json.dump({"built_for": key, "date": time.strftime("%Y-%m-%d %H:%M:%S")}, f)
     return so
+
+
+def cached(sub: str) -> List[dict]:
+    """The built files of cache subdirectory `sub`, newest first: {"path", "built_for"
+    (the key it was built with, '' when no record), "bytes"}."""
+    out = []
+    for so in glob.glob(os.path.join(cache_dir(sub), "*.so")):
+        built_for = ""
+        with contextlib.suppress(OSError, ValueError):
+            with open(so[:-3] + ".json") as f:
+                built_for = json.load(f).get("built_for", "")
+        out.append({"path": so, "built_for": built_for, "bytes": os.path.getsize(so),
+                    "mtime": os.path.getmtime(so)})
+    return sorted(out, key=lambda e: -e["mtime"])
+
+
+def extension(target: str) -> Extension:
+    """The Extension `python -m fastnn build <target>` names; ValueError if none."""
+    for e in EXTENSIONS:
+        if target == e.target:
+            return e
+    raise ValueError(f"unknown extension {target!r}; expected one of "
+                     f"{', '.join(e.target for e in EXTENSIONS)} or all")
+
+
+def build_module(ext: Extension):
+    """Import the module that builds `ext` (its framework with it); KERAS_BACKEND is
+    set to the extension's framework when the user has not chosen one, since importing
+    fastnn.keras imports keras, and keras imports its backend."""
+    import importlib
+
+    had = os.environ.get("KERAS_BACKEND")
+    if ext.keras_backend and "keras" not in sys.modules and had is None:
+        os.environ["KERAS_BACKEND"] = ext.keras_backend
+    try:
+        return importlib.import_module(ext.module)
+    finally:  # keras has read it by now; the process's environment stays the user's
+        if had is None:
+            os.environ.pop("KERAS_BACKEND", None)
+
+
+def build_ahead(target: str) -> str:
+    """Build `target`'s extension now (or find it cached); its path. Raises what the
+    build raises (no compiler, the framework missing)."""
+    return build_module(extension(target))._build()
+
+
+def expected_path(target: str) -> str:
+    """The path `target`'s extension has for the installed framework and sources
+    (imports the framework; compiles nothing)."""
+    mod = build_module(extension(target))
+    with planned():
+        return mod._build()
 
 
 class Lazy:

@@ -124,12 +124,37 @@ def _load_torch(fw):
     fw.torch, fw.F = torch, F
 
 
-def load():
-    """A Frameworks with whatever imports cleanly."""
+def load(fastnn=True, torch=True):
+    """A Frameworks with whatever imports cleanly, of the libraries asked for (a
+    benchmark process that times fastnn alone does not import torch, and back)."""
     fw = Frameworks()
-    _load_fastnn(fw)
-    _load_torch(fw)
+    if fastnn:
+        _load_fastnn(fw)
+    if torch:
+        _load_torch(fw)
     return fw
+
+
+# Which process an implementation is timed in when each library runs alone
+# (procs.py): fastnn's numpy API without torch imported, torch without fastnn,
+# numpy alone, and fastnn.torch (which is torch plus fastnn by nature).
+GROUPS = ("fastnn", "torch", "fastnn.torch", "numpy")
+
+
+def group_of(impl_name):
+    """The process group (GROUPS) of implementation `impl_name`."""
+    if impl_name.startswith("fastnn.torch"):
+        return "fastnn.torch"
+    if impl_name.startswith("fastnn"):
+        return "fastnn"
+    if impl_name.startswith("torch"):
+        return "torch"
+    return "numpy"
+
+
+def load_group(group):
+    """The Frameworks a process of `group` imports."""
+    return load(fastnn=group in ("fastnn", "fastnn.torch"), torch=group in ("torch", "fastnn.torch"))
 
 
 def describe_backends(fastnn):

@@ -1,43 +1,33 @@
-"""What machine the benchmark ran on, and the ceilings it is measured against.
+"""What machine the benchmark ran on, how busy it was, and the ceilings it is measured against.
 
-Ceilings (measured first, in the benchmark's dtype):
-- "gemm": GFLOP/s of numpy's matmul (the BLAS numpy ships with) at n x n x n,
-  2*n^3 FLOPs; a dense layer cannot beat the machine's best matrix product by much.
-- "bandwidth": GB/s of np.copyto between two fresh buffers, counting the bytes
-  read plus the bytes written (2 * size); activations and losses are memory bound.
-Each is the best of several runs, not their median: a ceiling is what the machine
-can do, and a neighbour's burst during one run must not lower it.
-np.copyto runs on one thread, so on a many-core machine the bandwidth ceiling
-understates what all cores can pull; small sizes that fit in cache beat it too.
+Ceilings (measured first, in the benchmark's dtype), each the best of several runs, not
+their median: a ceiling is what the machine can do, and a neighbour's burst during one
+run must not lower it.
+- "gemm": GFLOP/s of numpy's matmul (the BLAS numpy ships with, its default threads)
+  at n x n x n, 2*n^3 FLOPs: about the most a Dense layer's products reach. fastnn's
+  own sgemm can pass it (a row above 100% is faster than numpy's product).
+- "bandwidth": GB/s of np.copyto between two buffers, bytes read plus bytes written
+  (2 * size), split over as many threads as fastnn's kernels use (numpy releases the
+  GIL while it copies): an elementwise kernel moves memory the same way, so a
+  two-thread kernel is compared with a two-thread copy. Inputs that fit in the CPU's
+  caches can pass it.
+Load: other processes' share of the cores, from /proc/stat (cpu_snapshot); a timing
+taken while it is above BUSY is re-measured, and its ratios are withheld if still busy.
 """
 
 import datetime
 import os
-import platform
 import subprocess
 import time
 
 import numpy as np
 
 
-def cpu_model():
-    """The CPU's model name from /proc/cpuinfo (or platform's guess elsewhere)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown cpu"
+from fastnn._info import core_count, cpu_model, isa_level  # noqa: F401 - one place for each
 
-
-def core_count():
-    """Cores this process may run on (the affinity mask, else os.cpu_count())."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+# Other processes' share of the cores above which a timing is called busy: a neighbour
+# at 15% of two cores already takes a fifth of a core from a two-thread kernel.
+BUSY = 0.15
 
 
 def numpy_blas():
@@ -114,28 +104,100 @@ def gemm_ceiling(n, dtype, reps=10, seed=0):
     return 2.0 * n ** 3 / seconds / 1e9
 
 
-def bandwidth_ceiling(nbytes, reps=10):
-    """GB/s of np.copyto of `nbytes`, counting bytes read + bytes written."""
+def bandwidth_ceiling(nbytes, threads=1, reps=10):
+    """GB/s of np.copyto of `nbytes` split over `threads` threads, counting bytes read +
+    bytes written."""
+    from concurrent.futures import ThreadPoolExecutor
+
     src = np.ones(nbytes // 8, np.float64)
     dst = np.zeros_like(src)  # zeros, not empty: touch the pages before timing
-    seconds = _best_seconds(lambda: np.copyto(dst, src), reps)
+    bounds = np.linspace(0, src.size, threads + 1).astype(int)
+    parts = [(dst[a:b], src[a:b]) for a, b in zip(bounds[:-1], bounds[1:])]
+    with ThreadPoolExecutor(threads) as pool:
+        def copy():
+            if threads == 1:
+                np.copyto(dst, src)
+            else:
+                list(pool.map(lambda p: np.copyto(*p), parts))
+        seconds = _best_seconds(copy, reps)
     return 2.0 * src.nbytes / seconds / 1e9
 
 
+def kernel_threads():
+    """Threads fastnn's C++ kernels use (1 where fastnn is unavailable)."""
+    try:
+        import fastnn
+        return int(fastnn.num_threads())
+    except Exception:  # noqa: BLE001 - the ceiling still measures, on one thread
+        return 1
+
+
 def measure_ceilings(quick, dtype, progress=None):
-    """{"gemm": GFLOP/s, "bandwidth": GB/s} plus a description of each."""
+    """({"gemm": GFLOP/s, "bandwidth": GB/s}, {same keys: one line saying what each is})."""
     n = 1024 if quick else 2048
     mb = 64 if quick else 256
+    threads = kernel_threads()
     if progress:
-        progress.step(f"ceiling: numpy matmul n={n}")
+        progress.step(f"sgemm ceiling: numpy matmul n={n}")
     gemm = gemm_ceiling(n, dtype, reps=10)
     if progress:
         progress.finish_step()
-        progress.step(f"ceiling: np.copyto {mb} MB")
-    bw = bandwidth_ceiling(mb * 2 ** 20, reps=10)
+        progress.step(f"copy ceiling: np.copyto {mb} MB on {threads} threads")
+    bw = bandwidth_ceiling(mb * 2 ** 20, threads, reps=10)
     if progress:
         progress.finish_step()
+    blas = numpy_blas() or "numpy's BLAS"
+    word = "sgemm" if dtype == "float32" else "dgemm"
     return {"gemm": gemm, "bandwidth": bw}, {
-        "gemm": f"numpy matmul {dtype} n={n}",
-        "bandwidth": f"np.copyto {mb} MB, read+write",
+        "gemm": f"{word} ceiling {gemm:.1f} GFLOP/s: numpy's matrix product ({blas}) of two {n}x{n} "
+                f"{dtype} matrices, best of 10; about the most a Dense layer's products reach here "
+                f"(fastnn's own sgemm can pass it: above 100% is faster than numpy's product)",
+        "bandwidth": f"copy ceiling {bw:.1f} GB/s: copying {mb} MB with np.copyto on {threads} "
+                     f"thread{'s' if threads > 1 else ''} (as many as fastnn's kernels use), bytes "
+                     f"read + written, best of 10; the memory speed an elementwise kernel can "
+                     f"reach (inputs that fit in the CPU's caches can pass it)",
     }
+
+
+def quiet_wait(seconds, limit=BUSY, sample_s=0.5):
+    """Sample the load for up to `seconds`, returning as soon as one sample is below
+    `limit`; the last sample (share of the cores others used), None where unknown."""
+    deadline = time.perf_counter() + seconds
+    while True:
+        before = cpu_snapshot()
+        time.sleep(sample_s)
+        load = background_load(before, cpu_snapshot(), core_count())
+        if load is None or load < limit or time.perf_counter() >= deadline:
+            return load
+
+
+def load_lines(load, where, remeasured=True):
+    """The load warning fastnn.bench and the examples print: one line, plain words."""
+    if load is None:
+        return [f"load {where}: unknown (no /proc/stat)"]
+    if load <= BUSY:
+        return [f"load {where}: quiet (other processes used {100 * load:.0f}% of the cores)"]
+    what = ("Timings taken while busy are re-measured; ratios that stay busy are not shown "
+            "(--ignore-load shows them, marked)." if remeasured else
+            "The timings above are not reliable: the other processes took CPU time from them.")
+    return [f"load {where}: BUSY: other processes used {100 * load:.0f}% of the cores. {what} "
+            f"Close other programs and rerun for fair numbers."]
+
+
+class LoadWatch:
+    """Other processes' share of the cores from construction to lines(): the examples
+    print the benchmark's load warning with it.
+
+        watch = LoadWatch()
+        ...  # timings
+        print(*watch.lines(), sep="\n")
+    """
+
+    def __init__(self):
+        self.before = cpu_snapshot()
+
+    def load(self):
+        return background_load(self.before, cpu_snapshot(), core_count())
+
+    def lines(self, where="during the run"):
+        return load_lines(self.load(), where, remeasured=False)

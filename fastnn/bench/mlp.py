@@ -124,8 +124,9 @@ def make_case(spec, dtype, fw, seed=0):
     op, mode, shape = spec
     batch, sizes = shape[0], shape[1:]
     x, t, params = make_inputs(batch, sizes, dtype, seed)
-    reference = numpy_step(x.astype(np.float64), t,
-                           [(w.astype(np.float64), b.astype(np.float64)) for w, b in params])
+    def reference():
+        return numpy_step(x.astype(np.float64), t,
+                          [(w.astype(np.float64), b.astype(np.float64)) for w, b in params])
     impls = _torch_impls(fw, x, t, params) if fw.torch is not None else []
     impls.append(Impl("numpy", lambda: numpy_step(x, t, params)))
     return Case(op=op, mode=mode, shape=shape, dtype=dtype, unit="GFLOP/s",

@@ -21,7 +21,7 @@ QUICK_SHAPES = [(8192, 1000)]
 
 
 def specs(quick):
-    return [(name, mode, shape) for name in NAMES
+    return [(name, mode, shape) for name in (NAMES[:1] if quick else NAMES)
             for shape in (QUICK_SHAPES if quick else SHAPES) for mode in MODES]
 
 
@@ -82,7 +82,8 @@ def make_case(spec, dtype, fw, seed=0):
     rng = np.random.default_rng(seed)
     x = (2.0 * rng.standard_normal(shape)).astype(dtype)
     dy = rng.standard_normal(shape).astype(dtype)
-    reference = numpy_forward_backward(name, x.astype(np.float64), dy.astype(np.float64))
+    def reference():
+        return numpy_forward_backward(name, x.astype(np.float64), dy.astype(np.float64))
     impls = []
     if fw.fastnn is not None:
         impls += _fastnn_impls(fw, name, x, dy)

@@ -88,8 +88,15 @@ class Case:
     unit: str             # "GFLOP/s" or "GB/s"
     work: float
     ceiling: str          # key into the ceilings dict: "gemm" or "bandwidth"
-    reference: tuple      # float64 numpy arrays the outputs must match
-    impls: list
+    reference: object     # float64 numpy arrays the outputs must match, or a function
+    impls: list           # returning them (computed only when a check runs: a worker
+                          # process that only times does not pay for it)
+
+    def expected(self):
+        """The reference outputs (computed on first use)."""
+        if callable(self.reference):
+            self.reference = self.reference()
+        return self.reference
 
 
 def to_numpy(out):
@@ -120,6 +127,7 @@ def _mismatch(got, ref, tol):
 def check(case):
     """Run every impl once and compare with `case.reference`; sets `impl.error`."""
     tol = TOLERANCES[case.dtype]
+    reference = case.expected()
     for impl in case.impls:
         if impl.error is not None:  # failed while the case was built
             continue
@@ -130,10 +138,10 @@ def check(case):
             impl.error = f"raised {type(exc).__name__}: {exc}"
             continue
         outs = outs if isinstance(outs, tuple) else (outs,)
-        if len(outs) != len(case.reference):
-            impl.error = f"returned {len(outs)} outputs, expected {len(case.reference)}"
+        if len(outs) != len(reference):
+            impl.error = f"returned {len(outs)} outputs, expected {len(reference)}"
             continue
-        for k, (got, ref) in enumerate(zip(outs, case.reference)):
+        for k, (got, ref) in enumerate(zip(outs, reference)):
             msg = _mismatch(got, ref, tol)
             if msg:
                 impl.error = f"output {k} does not match the reference: {msg}"
