@@ -17,7 +17,9 @@ every variant. A process reports the median step time (forward, backward, optimi
 ``--steps`` timed steps after ``--warmup`` untimed ones, and the warm-up: the time of the
 first step (compilation for the compiled variants) minus one median step. The summary
 prints each variant's median over rounds, the ratios the issue sets as targets, the CPU,
-its ISA, the thread count and the load average.
+its ISA, the thread count and the load average. Each process also reports the CPU time
+of its steps (all its threads): on a busy machine, where wall time mostly measures the
+other processes, it is the steadier figure (with one thread, the work itself).
 
 ``--variant NAME`` runs one variant in this process and prints one JSON line (what the
 driver does in each child).
@@ -72,13 +74,15 @@ def run_variant(name, steps, warmup, batch):
     first = time.perf_counter() - t0
     for _ in range(warmup):
         step()
-    times = []
+    times, cpu = [], []
     for _ in range(steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = step()
         times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
     med = statistics.median(times)
-    return {"variant": name, "step_ms": med * 1e3, "warmup_s": max(first - med, 0.0), "loss": loss.item()}
+    return {"variant": name, "step_ms": med * 1e3, "cpu_ms": statistics.median(cpu) * 1e3,
+            "warmup_s": max(first - med, 0.0), "loss": loss.item()}
 
 
 def _cpu():
@@ -122,8 +126,8 @@ def main(argv=None):
             out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
             res = json.loads(out)
             results[v].append(res)
-            print(f"round {r + 1}: {v:16s} step {res['step_ms']:7.2f} ms  warm-up {res['warmup_s']:6.2f} s",
-                  flush=True)
+            print(f"round {r + 1}: {v:16s} step {res['step_ms']:7.2f} ms (CPU time {res['cpu_ms']:7.2f} ms)  "
+                  f"warm-up {res['warmup_s']:6.2f} s", flush=True)
 
     import torch
 
@@ -133,10 +137,11 @@ def main(argv=None):
     print(f"MLP 784-1024-1024-10, batch {a.batch}, Adam, float32; median of {a.rounds} processes x {a.steps} steps\n")
     med = {v: statistics.median(r["step_ms"] for r in results[v]) for v in VARIANTS}
     warm = {v: statistics.median(r["warmup_s"] for r in results[v]) for v in VARIANTS}
-    print("| variant | step (ms) | range (ms) | warm-up (s) |\n|---|---|---|---|")
+    cpu = {v: statistics.median(r["cpu_ms"] for r in results[v]) for v in VARIANTS}
+    print("| variant | step (ms) | range (ms) | CPU time / step (ms) | warm-up (s) |\n|---|---|---|---|---|")
     for v in VARIANTS:
         lo, hi = min(r["step_ms"] for r in results[v]), max(r["step_ms"] for r in results[v])
-        print(f"| {v} | {med[v]:.2f} | {lo:.2f}-{hi:.2f} | {warm[v]:.2f} |")
+        print(f"| {v} | {med[v]:.2f} | {lo:.2f}-{hi:.2f} | {cpu[v]:.2f} | {warm[v]:.2f} |")
     checks = [("fastnn compiled vs stock compiled (speed-up, target >= 1.1)",
                med["stock compiled"] / med["fastnn compiled"], 1.1),
               ("fastnn compiled vs fastnn eager (speed-up, target >= 1.0)",

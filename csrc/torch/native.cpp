@@ -1,11 +1,13 @@
-// native.cpp — fastnn.torch's autograd nodes in C++ (the module fastnn.torch._native).
+// native.cpp — fastnn.torch's autograd nodes in C++ (the module fastnn.torch._native), and
+// the CPU kernels of the custom ops fastnn::* that compiled / exported graphs call
+// (section "the custom ops" below; both run the same forward / backward functions).
 //
 // Why: a Python torch.autograd.Function has a fixed cost per forward + backward before
 // any work is done, most of a tiny layer's time (examples/torch_overhead.py). These
 // C++ twins of fastnn/torch/_ops.py's Dense, Activation and Loss Functions build their
 // graph nodes and run backward without Python. They call fastnn._C's front end
-// (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays fastnn/torch/_kernels.py
-// hands them (C-contiguous, w in the layout it comes in), so results are bit-identical
+// (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays the Python
+// path hands them (C-contiguous, w in the layout it comes in), so results are bit-identical
 // to the Python path.
 //
 // Each entry point takes what fastnn.torch already resolved (a spec registered once,

@@ -1,9 +1,16 @@
 """fastnn.torch's routes to the kernels, one chosen per call, and the two Python routes.
 
-    dense / activation / loss (below) decide, in this order:
+    dense / activation / loss (below) decide, in this order (route selection lives in
+    these three functions and _library_route / _native only):
     1. tracing under torch.compile / torch.export (torch.compiler.is_compiling()): the
        torch.library custom ops fastnn::* defined here, which the compiler sees as one
-       opaque op each, forward and backward, with fake (meta) implementations;
+       opaque op each, forward and backward, with fake (meta) implementations. What runs
+       them later: on CPU tensors the C++ kernels fastnn.torch's extension registers for
+       them (csrc/torch/native.cpp, the functions the C++ nodes of route 2 call, on
+       torch's intra-op pool), else the Python kernels here (route 3's calls). The
+       C++ kernels run the C++ backend whatever use_backend / set_backend say at run time
+       (the compiled graph holds no Python to ask); FASTNN_TORCH_NATIVE=0 leaves the
+       Python kernels, which honour them;
     2. CPU tensors, the C++ backend selected for this call, fastnn.torch's C++ autograd
        nodes built (_native): the C++ node, which returns None for a call it does not
        serve (class weights, pos_weight, a target that requires grad, softmax across a
