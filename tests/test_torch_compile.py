@@ -233,7 +233,7 @@ class _torch_twins:
     def __enter__(self):
         self.saved = {}
         for mod, names in ((fnn, ACT_NAMES + LOSS_NAMES),
-                           (F, [n for n in F.__all__ if hasattr(TF, n)])):
+                           (F, [n for n in F.__all__ if hasattr(TF, n) and n != "linear"])):
             for n in names:
                 self.saved[(mod, n)] = getattr(mod, n)
                 setattr(mod, n, getattr(nn if mod is fnn else TF, n))
