@@ -117,6 +117,30 @@ def test_calls_the_cpp_kernels_do_not_serve_go_to_the_python_kernels(python_kern
         torch.ops.fastnn.loss(x.abs() + 1, t.sigmoid(), None, None, "bce", "mean", "")
 
 
+@needs_native
+def test_opcheck_schema_fakes_and_autograd_of_every_op():
+    """torch.library.opcheck: each op's schema (no mutation, no aliasing), its fake against
+    the C++ kernel's outputs (shapes, strides, dtypes, also under dynamic shapes) and its
+    autograd registration, on sample calls that the C++ kernels serve."""
+    g = torch.Generator().manual_seed(0)
+    x, w, b = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((6, 5), (3, 5), (3,)))
+    dy, labels, t = torch.randn(6, 3, dtype=torch.float64), torch.tensor([0, 1, 2, 0, 1, 2]), torch.rand(6, 3).double()
+    xg, wg = x.clone().requires_grad_(), w.clone().requires_grad_()
+    y, z = torch.ops.fastnn.dense(x, w, b, "silu", "")
+    gelu = _ops.encode({"approximate": "tanh"})
+    calls = [(torch.ops.fastnn.dense, (xg, wg, b, "gelu", gelu)),
+             (torch.ops.fastnn.dense, (xg, wg, None, "linear", "")),
+             (torch.ops.fastnn.dense_backward, (dy, x, w, None, z, "silu", "", True, True, True)),
+             (torch.ops.fastnn.activation, (xg, "softplus", _ops.encode({"beta": 2.0}))),
+             (torch.ops.fastnn.activation_backward, (dy, y, "sigmoid", "")),
+             (torch.ops.fastnn.loss, (y.clone().requires_grad_(), labels, None, None, "cross_entropy", "mean", "")),
+             (torch.ops.fastnn.loss, (y.clone().requires_grad_(), t, None, None, "mse", "none", "")),
+             (torch.ops.fastnn.loss_backward, (torch.tensor(2.0, dtype=torch.float64), y, t, None, None, "huber",
+                                               "sum", _ops.encode({"delta": 0.5}), False))]
+    for op, args in calls:
+        torch.library.opcheck(op, args)
+
+
 def _model():
     class Residual(nn.Module):
         def __init__(self):
