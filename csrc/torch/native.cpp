@@ -1,11 +1,13 @@
-// native.cpp — fastnn.torch's autograd nodes in C++ (the module fastnn.torch._native).
+// native.cpp — fastnn.torch's autograd nodes in C++ (the module fastnn.torch._native), and
+// the CPU kernels of the custom ops fastnn::* that compiled / exported graphs call
+// (section "the custom ops" below; both run the same forward / backward functions).
 //
 // Why: a Python torch.autograd.Function has a fixed cost per forward + backward before
 // any work is done, most of a tiny layer's time (examples/torch_overhead.py). These
 // C++ twins of fastnn/torch/_ops.py's Dense, Activation and Loss Functions build their
 // graph nodes and run backward without Python. They call fastnn._C's front end
-// (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays fastnn/torch/_kernels.py
-// hands them (C-contiguous, w in the layout it comes in), so results are bit-identical
+// (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays the Python
+// path hands them (C-contiguous, w in the layout it comes in), so results are bit-identical
 // to the Python path.
 //
 // Each entry point takes what fastnn.torch already resolved (a spec registered once,
@@ -18,6 +20,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/csrc/autograd/functions/basic_ops.h>
 #include <torch/csrc/utils/pybind.h>
+#include <torch/library.h>
 
 #include <cstdint>
 #include <deque>
@@ -26,7 +29,11 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
+#include <tuple>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <ATen/Parallel.h>
@@ -169,24 +176,48 @@ WView w_view(const Tensor& w) {
   return {w.contiguous(), true, false};
 }
 
+// The computation, shared by the autograd node and the op kernel fastnn::dense (one path).
+// y, and z (the pre-activation) where backward reads it (need_z), else undefined.
+std::pair<Tensor, Tensor> dense_forward(const ActSpec& s, const Tensor& x, const Tensor& w, const Tensor& b) {
+  const int64_t n = w.size(0);
+  const Tensor xc = x.contiguous(), bc = b.defined() ? b.contiguous() : b;
+  const WView wv = w_view(w);
+  std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+  shape.back() = n;
+  const bool need_z = s.a.act != fastnn::Act::linear && !s.from_y;
+  Tensor y = out_empty(shape, x.options()), z = need_z ? out_empty(shape, x.options()) : Tensor();
+  TorchThreads threads;
+  const Opt bo(bc), zo(z);
+  check(g_api->dense_forward(s.a, view(xc), view(wv.w), wv.w_oi, bo.p, view(y), zo.p));
+  return {y, z};
+}
+
+// zy: z, or y where the activation's backward reads y (s.from_y); undefined for linear.
+// dw comes in w's layout (a transposed view when w is one).
+std::tuple<Tensor, Tensor, Tensor> dense_backward(const ActSpec& s, const Tensor& dy_, const Tensor& x,
+                                                  const Tensor& w, const Tensor& zy, bool need_dx, bool need_dw,
+                                                  bool need_db) {
+  const Tensor xc = x.contiguous(), dy = dy_.contiguous(), zyc = zy.defined() ? zy.contiguous() : zy;
+  const WView wv = w_view(w);
+  Tensor dx = need_dx ? out_like(xc) : Tensor(), dw = need_dw ? out_like(wv.w) : Tensor();
+  Tensor db = need_db ? at::empty({w.size(0)}, x.options()) : Tensor();
+  {
+    TorchThreads threads;
+    const Opt zo(zyc), dxo(dx), dwo(dw), dbo(db);
+    check(g_api->dense_backward(s.a, s.from_y, view(dy), view(xc), view(wv.w), wv.w_oi, zo.p, dxo.p, dwo.p, dbo.p,
+                                nullptr));
+  }
+  if (need_dw && wv.flipped) dw = dw.t();
+  return {dx, dw, db};
+}
+
 struct DenseFn : public torch::autograd::Function<DenseFn> {
   // b: an optional (Function::apply takes no undefined tensor as an input)
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& w, const std::optional<Tensor>& b_opt,
                         int64_t id) {
     const Tensor b = b_opt.value_or(Tensor());
     const ActSpec& s = act_spec(id);
-    const int64_t n = w.size(0);
-    const Tensor xc = x.contiguous(), bc = b.defined() ? b.contiguous() : b;
-    const WView wv = w_view(w);
-    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
-    shape.back() = n;
-    const bool need_z = s.a.act != fastnn::Act::linear && !s.from_y;
-    Tensor y = out_empty(shape, x.options()), z = need_z ? out_empty(shape, x.options()) : Tensor();
-    {
-      TorchThreads threads;
-      const Opt bo(bc), zo(z);
-      check(g_api->dense_forward(s.a, view(xc), view(wv.w), wv.w_oi, bo.p, view(y), zo.p));
-    }
+    auto [y, z] = dense_forward(s, x, w, b);
     ctx->saved_data["id"] = id;
     ctx->saved_data["has_b"] = b.defined();
     const bool keep_y = s.a.act != fastnn::Act::linear && s.from_y;
@@ -196,32 +227,23 @@ struct DenseFn : public torch::autograd::Function<DenseFn> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();  // throws if any was modified in place
-    const Tensor &x = saved[0], &w = saved[1];
     const ActSpec& s = act_spec(ctx->saved_data["id"].toInt());
-    const Tensor& zy = s.from_y ? saved[2] : saved[3];
-    const bool need_dx = ctx->needs_input_grad(0), need_dw = ctx->needs_input_grad(1);
     const bool need_db = ctx->saved_data["has_b"].toBool() && ctx->needs_input_grad(2);
-    const Tensor xc = x.contiguous(), dy = grads[0].contiguous(), zyc = zy.defined() ? zy.contiguous() : zy;
-    const WView wv = w_view(w);
-    Tensor dx = need_dx ? out_like(xc) : Tensor(), dw = need_dw ? out_like(wv.w) : Tensor();
-    Tensor db = need_db ? at::empty({w.size(0)}, x.options()) : Tensor();
-    {
-      TorchThreads threads;
-      const Opt zo(zyc), dxo(dx), dwo(dw), dbo(db);
-      check(g_api->dense_backward(s.a, s.from_y, view(dy), view(xc), view(wv.w), wv.w_oi, zo.p, dxo.p, dwo.p, dbo.p,
-                                  nullptr));
-    }
-    if (need_dw && wv.flipped) dw = dw.t();
+    auto [dx, dw, db] = dense_backward(s, grads[0], saved[0], saved[1], s.from_y ? saved[2] : saved[3],
+                                       ctx->needs_input_grad(0), ctx->needs_input_grad(1), need_db);
     return once_differentiable(grads, {dx, dw, db, Tensor()});
   }
 };
 
+// The calls the kernels serve (else the public API decides, and raises its error).
+bool dense_ok(const Tensor& x, const Tensor& w, const Tensor& b, const ActSpec& s) {
+  return kernel_dtype(x) && same_kind(w, x) && x.dim() >= 1 && w.dim() == 2 && w.size(1) == x.size(-1) &&
+         (!b.defined() || (same_kind(b, x) && b.dim() == 1 && b.size(0) == w.size(0))) && last_axis(s, x.dim());
+}
+
 py::object dense(const Tensor& x, const Tensor& w, const std::optional<Tensor>& b_opt, int64_t id) {
   const Tensor b = b_opt.value_or(Tensor());  // None, or a tensor (never an undefined one)
-  if (!kernel_dtype(x) || !same_kind(w, x) || x.dim() < 1 || w.dim() != 2 || w.size(1) != x.size(-1) ||
-      (b.defined() && !(same_kind(b, x) && b.dim() == 1 && b.size(0) == w.size(0))) ||
-      !last_axis(act_spec(id), x.dim()))
-    return py::none();
+  if (!dense_ok(x, w, b, act_spec(id))) return py::none();
   Tensor y;
   {
     py::gil_scoped_release nogil;
@@ -232,16 +254,29 @@ py::object dense(const Tensor& x, const Tensor& w, const std::optional<Tensor>& 
 
 // ---- activations: y = f(x), any shape ---------------------------------------------------
 
+Tensor act_forward(const ActSpec& s, const Tensor& x) {
+  const Tensor xc = x.contiguous();
+  Tensor y = out_like(xc);
+  TorchThreads threads;
+  const F::View xv = view(xc);
+  check(g_api->act_forward(s.a, xv, view(y), xv.last()));
+  return y;
+}
+
+// src: y where the activation's backward reads y (s.from_y), else x.
+Tensor act_backward(const ActSpec& s, const Tensor& dy_, const Tensor& src_) {
+  const Tensor src = src_.contiguous(), dy = dy_.contiguous();
+  Tensor dx = out_like(src);
+  TorchThreads threads;
+  const F::View sv = view(src);
+  check(g_api->act_backward(s.a, s.from_y, sv, view(dy), view(dx), sv.last()));
+  return dx;
+}
+
 struct ActFn : public torch::autograd::Function<ActFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, int64_t id) {
     const ActSpec& s = act_spec(id);
-    const Tensor xc = x.contiguous();
-    Tensor y = out_like(xc);
-    {
-      TorchThreads threads;
-      const F::View xv = view(xc);
-      check(g_api->act_forward(s.a, xv, view(y), xv.last()));
-    }
+    Tensor y = act_forward(s, x);
     ctx->saved_data["id"] = id;
     ctx->save_for_backward({s.from_y ? y : x});
     return y;
@@ -250,14 +285,7 @@ struct ActFn : public torch::autograd::Function<ActFn> {
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     const ActSpec& s = act_spec(ctx->saved_data["id"].toInt());
-    const Tensor src = saved[0].contiguous(), dy = grads[0].contiguous();
-    Tensor dx = out_like(src);
-    {
-      TorchThreads threads;
-      const F::View sv = view(src);
-      check(g_api->act_backward(s.a, s.from_y, sv, view(dy), view(dx), sv.last()));
-    }
-    return once_differentiable(grads, {dx, Tensor()});
+    return once_differentiable(grads, {act_backward(s, grads[0], saved[0]), Tensor()});
   }
 };
 
@@ -279,46 +307,60 @@ F::LossCall call_of(const F::LossDesc& d, const Tensor& pc, const Tensor& tc) {
   return F::LossCall{&d, view(pc), view(tc)};
 }
 
+// (the loss: per element / row for reduction none, else a 0-d tensor; the denominator
+// of mean / batchmean)
+std::pair<Tensor, double> loss_forward(const F::LossDesc& d, const Tensor& pred, const Tensor& target,
+                                       int64_t reduction) {
+  const Tensor pc = pred.contiguous(), tc = target.contiguous();
+  const F::LossCall c = call_of(d, pc, tc);
+  const double denom = g_api->loss_denominator(c, static_cast<int>(reduction));
+  const auto none_shape = d.is_class ? pred.sizes().slice(0, pred.dim() - 1) : pred.sizes();
+  Tensor per = reduction == F::kNone ? out_empty(none_shape, pred.options()) : Tensor();
+  double sum = 0;
+  {
+    TorchThreads threads;
+    const Opt po(per);
+    check(g_api->loss_forward(c, po.p, &sum));
+  }
+  if (reduction == F::kNone) return {per, denom};
+  // rounded once to the dtype, as np.asarray(value, dtype)
+  return {at::scalar_tensor(F::loss_reduce(sum, static_cast<int>(reduction), denom), pred.options()), denom};
+}
+
+// d loss / d pred for the upstream gradient g (0-d for a reduced loss), pred's shape.
+Tensor loss_backward(const F::LossDesc& d, const Tensor& pred, const Tensor& target, const Tensor& g, int red,
+                     double denom) {
+  const Tensor pc = pred.contiguous(), tc = target.contiguous();
+  const bool scalar = red != F::kNone || g.dim() == 0;
+  const double gs = scalar ? F::loss_grad_scale(g.item<double>(), red, denom) : 1.0;
+  const Tensor gc = scalar ? Tensor() : g.contiguous();
+  Tensor dpred = out_like(pc);
+  {
+    TorchThreads threads;
+    const Opt go(gc);
+    check(g_api->loss_backward(call_of(d, pc, tc), go.p, gs, view(dpred), nullptr));
+  }
+  return dpred.view(pred.sizes());
+}
+
 struct LossFn : public torch::autograd::Function<LossFn> {
   static Tensor forward(AutogradContext* ctx, const Tensor& pred, const Tensor& target, int64_t id,
                         int64_t reduction) {
-    const F::LossDesc& d = loss_spec(id);
-    const Tensor pc = pred.contiguous(), tc = target.contiguous();
-    const F::LossCall c = call_of(d, pc, tc);
-    const double denom = g_api->loss_denominator(c, static_cast<int>(reduction));
-    const auto none_shape = d.is_class ? pred.sizes().slice(0, pred.dim() - 1) : pred.sizes();
-    Tensor per = reduction == F::kNone ? out_empty(none_shape, pred.options()) : Tensor();
-    double sum = 0;
-    {
-      TorchThreads threads;
-      const Opt po(per);
-      check(g_api->loss_forward(c, po.p, &sum));
-    }
+    auto [out, denom] = loss_forward(loss_spec(id), pred, target, reduction);
     ctx->saved_data["id"] = id;
     ctx->saved_data["reduction"] = reduction;
     ctx->saved_data["denom"] = denom;
     ctx->save_for_backward({pred, target});
-    if (reduction == F::kNone) return per;
-    // rounded once to the dtype, as np.asarray(value, dtype)
-    return at::scalar_tensor(F::loss_reduce(sum, static_cast<int>(reduction), denom), pred.options());
+    return out;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto saved = ctx->get_saved_variables();
     if (!ctx->needs_input_grad(0)) return {Tensor(), Tensor(), Tensor(), Tensor()};
-    const F::LossDesc& d = loss_spec(ctx->saved_data["id"].toInt());
-    const int red = static_cast<int>(ctx->saved_data["reduction"].toInt());
-    const Tensor pc = saved[0].contiguous(), tc = saved[1].contiguous(), &g = grads[0];
-    const bool scalar = red != F::kNone || g.dim() == 0;
-    const double gs = scalar ? F::loss_grad_scale(g.item<double>(), red, ctx->saved_data["denom"].toDouble()) : 1.0;
-    const Tensor gc = scalar ? Tensor() : g.contiguous();
-    Tensor dpred = out_like(pc);
-    {
-      TorchThreads threads;
-      const Opt go(gc);
-      check(g_api->loss_backward(call_of(d, pc, tc), go.p, gs, view(dpred), nullptr));
-    }
-    return once_differentiable(grads, {dpred.view(saved[0].sizes()), Tensor(), Tensor(), Tensor()});
+    const Tensor dpred = loss_backward(loss_spec(ctx->saved_data["id"].toInt()), saved[0], saved[1], grads[0],
+                                       static_cast<int>(ctx->saved_data["reduction"].toInt()),
+                                       ctx->saved_data["denom"].toDouble());
+    return once_differentiable(grads, {dpred, Tensor(), Tensor(), Tensor()});
   }
 };
 
@@ -346,6 +388,151 @@ py::object loss(const Tensor& pred, const Tensor& target, int64_t id, int64_t re
   return py::cast(out);
 }
 
+// ---- the custom ops fastnn::* (torch.compile, torch.export, AOTInductor) ------------------
+// Their schemas, fake (meta) implementations and autograd formulas are declared once, in
+// fastnn/torch/_ops.py (torch.library.custom_op), whose Python implementation serves every
+// device. init() registers these kernels for the CPU dispatch key over it, so a compiled
+// or exported graph calls the kernels directly, on torch's intra-op pool, as the nodes
+// above do (the same functions). A call they do not serve (class weights, pos_weight, a
+// target gradient, values the public API must check and refuse) goes to the Python
+// implementation (_ops._<op>_py), which runs the same kernels or raises the public error.
+//
+// The ops carry the activation / loss as strings (name, reduction, _ops.encode(params)):
+// a spec is resolved by Python once per distinct string (_ops.native_spec, under the
+// GIL) and then looked up here. Outputs are fresh, C-contiguous and alias no input, as the
+// fakes declare; an output not asked for is a (0,) placeholder.
+
+struct Resolved {
+  int64_t id;         // the spec's id (act_spec / loss_spec), -1: not served here
+  int64_t reduction;  // losses: front::Reduction
+};
+std::mutex g_key_mutex;
+std::unordered_map<std::string, Resolved> g_keys;
+
+Resolved resolve(char kind, std::string_view name, std::string_view reduction, std::string_view params) {
+  std::string key(1, kind);
+  key.append(1, '\x1f').append(name).append(1, '\x1f').append(reduction).append(1, '\x1f').append(params);
+  {
+    std::lock_guard<std::mutex> lock(g_key_mutex);
+    auto it = g_keys.find(key);
+    if (it != g_keys.end()) return it->second;
+  }
+  Resolved r;
+  {
+    py::gil_scoped_acquire gil;
+    auto t = py::module_::import("fastnn.torch._ops")
+                 .attr("native_spec")(std::string(1, kind), name, reduction, params)
+                 .cast<std::pair<int64_t, int64_t>>();
+    r = {t.first, t.second};
+  }
+  std::lock_guard<std::mutex> lock(g_key_mutex);
+  return g_keys.emplace(std::move(key), r).first->second;
+}
+
+template <class R, class... Args>
+R python_impl(const char* fn, const Args&... args) {
+  py::gil_scoped_acquire gil;
+  return py::module_::import("fastnn.torch._ops").attr(fn)(args...).template cast<R>();
+}
+
+struct NoGil {  // the kernels run without the GIL when the caller held it
+  std::optional<py::gil_scoped_release> r;
+  NoGil() {
+    if (PyGILState_Check()) r.emplace();
+  }
+};
+
+Tensor or_placeholder(const Tensor& t, const Tensor& like) {
+  if (!t.defined()) return at::empty({0}, like.options());
+  return t.is_contiguous() ? t : t.contiguous();
+}
+
+using Str = c10::string_view;
+using OptT = std::optional<Tensor>;
+
+std::tuple<Tensor, Tensor> dense_op(const Tensor& x, const Tensor& w, const OptT& b, Str act, Str params) {
+  const Resolved r = resolve('d', act, "", params);
+  const Tensor bt = b.value_or(Tensor());
+  if (r.id < 0 || !dense_ok(x, w, bt, act_spec(r.id)))
+    return python_impl<std::tuple<Tensor, Tensor>>("_dense_py", x, w, b, act, params);
+  NoGil nogil;
+  auto [y, z] = dense_forward(act_spec(r.id), x, w, bt);
+  return {y, or_placeholder(z, x)};
+}
+
+std::tuple<Tensor, Tensor, Tensor> dense_backward_op(const Tensor& dy, const Tensor& x, const Tensor& w,
+                                                     const OptT& y, const OptT& z, Str act, Str params,
+                                                     bool need_dx, bool need_dw, bool need_db) {
+  const Resolved r = resolve('d', act, "", params);
+  if (r.id >= 0 && dense_ok(x, w, Tensor(), act_spec(r.id)) && same_kind(dy, x)) {
+    const ActSpec& s = act_spec(r.id);
+    const Tensor zy = (s.from_y ? y : z).value_or(Tensor());
+    if (s.a.act == fastnn::Act::linear || (zy.defined() && same_kind(zy, x))) {
+      NoGil nogil;
+      auto [dx, dw, db] = dense_backward(s, dy, x, w, zy, need_dx, need_dw, need_db);
+      return {or_placeholder(dx, x), or_placeholder(dw, x), or_placeholder(db, x)};
+    }
+  }
+  return python_impl<std::tuple<Tensor, Tensor, Tensor>>("_dense_backward_py", dy, x, w, y, z, act, params, need_dx,
+                                                         need_dw, need_db);
+}
+
+Tensor activation_op(const Tensor& x, Str name, Str params) {
+  const Resolved r = resolve('a', name, "", params);
+  if (r.id < 0 || !kernel_dtype(x) || !last_axis(act_spec(r.id), x.dim()))
+    return python_impl<Tensor>("_activation_py", x, name, params);
+  NoGil nogil;
+  return act_forward(act_spec(r.id), x);
+}
+
+Tensor activation_backward_op(const Tensor& dy, const Tensor& src, Str name, Str params) {
+  const Resolved r = resolve('a', name, "", params);
+  if (r.id < 0 || !kernel_dtype(src) || !same_kind(dy, src) || !last_axis(act_spec(r.id), src.dim()))
+    return python_impl<Tensor>("_activation_backward_py", dy, src, name, params);
+  NoGil nogil;
+  return act_backward(act_spec(r.id), dy, src);
+}
+
+Tensor loss_op(const Tensor& pred, const Tensor& target, const OptT& weight, const OptT& pos_weight, Str name,
+               Str reduction, Str params) {
+  const Resolved r = weight || pos_weight ? Resolved{-1, 0} : resolve('l', name, reduction, params);
+  if (r.id < 0 || !loss_ok(loss_spec(r.id), pred, target, r.reduction))
+    return python_impl<Tensor>("_loss_py", pred, target, weight, pos_weight, name, reduction, params);
+  NoGil nogil;
+  return loss_forward(loss_spec(r.id), pred, target, r.reduction).first;
+}
+
+std::tuple<Tensor, Tensor> loss_backward_op(const Tensor& grad, const Tensor& pred, const Tensor& target,
+                                            const OptT& weight, const OptT& pos_weight, Str name, Str reduction,
+                                            Str params, bool need_target_grad) {
+  const Resolved r =
+      weight || pos_weight || need_target_grad ? Resolved{-1, 0} : resolve('l', name, reduction, params);
+  if (r.id < 0 || !loss_ok(loss_spec(r.id), pred, target, r.reduction) || !same_kind(grad, pred))
+    return python_impl<std::tuple<Tensor, Tensor>>("_loss_backward_py", grad, pred, target, weight, pos_weight, name,
+                                                   reduction, params, need_target_grad);
+  NoGil nogil;
+  const F::LossDesc& d = loss_spec(r.id);
+  const Tensor pc = pred.contiguous(), tc = target.contiguous();
+  const double denom = g_api->loss_denominator(call_of(d, pc, tc), static_cast<int>(r.reduction));
+  return {loss_backward(d, pred, target, grad, static_cast<int>(r.reduction), denom), at::empty({0}, pred.options())};
+}
+
+// Registered once, after the kernel table is connected; never unregistered (the
+// dispatcher may outlive this module's statics at exit).
+void register_ops() {
+  static torch::Library* lib = [] {
+    auto* l = new torch::Library(torch::Library::IMPL, "fastnn", c10::DispatchKey::CPU, __FILE__, __LINE__);
+    l->impl("dense", TORCH_FN(dense_op));
+    l->impl("dense_backward", TORCH_FN(dense_backward_op));
+    l->impl("activation", TORCH_FN(activation_op));
+    l->impl("activation_backward", TORCH_FN(activation_backward_op));
+    l->impl("loss", TORCH_FN(loss_op));
+    l->impl("loss_backward", TORCH_FN(loss_backward_op));
+    return l;
+  }();
+  (void)lib;
+}
+
 // ---- registration ---------------------------------------------------------------------
 
 void init(py::capsule cap, bool share_threads) {
@@ -353,6 +540,7 @@ void init(py::capsule cap, bool share_threads) {
   g_api = F::connect(cap.get_pointer());
   if (!g_api) throw std::invalid_argument("fastnn._C's kernel table does not match this build (rebuild both)");
   g_share_threads = share_threads;
+  register_ops();
 }
 
 // code, numeric: ActSpec.code / ActSpec.numeric.

@@ -1,4 +1,5 @@
-"""fastnn.torch's C++ autograd nodes (csrc/torch/native.cpp): built on first use, cached.
+"""fastnn.torch's C++ autograd nodes and the CPU kernels of its custom ops fastnn::*
+(csrc/torch/native.cpp): built on first use, cached.
 
 The extension is compiled against the torch that is imported (its headers, its ABI) the
 first time fastnn.torch runs an op on CPU tensors, with the C++ compiler ($CXX or g++;
@@ -10,6 +11,9 @@ Where it cannot be built or loaded (no compiler, a torch without headers, the C+
 unavailable), or with FASTNN_TORCH_NATIVE=0, fastnn.torch runs its Python
 torch.autograd.Functions instead (same kernels, same results, a Python autograd node's
 cost more per op: examples/torch_overhead.py); ``status()`` says which and why.
+
+Loading it also registers its C++ kernels for the CPU dispatch key of the custom ops
+fastnn::* (defined in fastnn/torch/_ops.py): compiled and exported graphs then run them.
 
 Specs (a resolved activation or loss) are registered with the extension once and then
 referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
@@ -76,6 +80,11 @@ _ext = _extbuild.Lazy(_load, "FASTNN_TORCH_NATIVE", "fastnn.torch: C++ autograd 
 def module():
     """The extension, or None (then ``status()`` says why)."""
     return _ext.get()
+
+
+def tried():
+    """True once loading the extension has been attempted (whatever the outcome)."""
+    return _ext._tried
 
 
 def status():

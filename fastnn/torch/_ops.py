@@ -1,9 +1,16 @@
 """fastnn.torch's routes to the kernels, one chosen per call, and the two Python routes.
 
-    dense / activation / loss (below) decide, in this order:
+    dense / activation / loss (below) decide, in this order (route selection lives in
+    these three functions and _library_route / _native only):
     1. tracing under torch.compile / torch.export (torch.compiler.is_compiling()): the
        torch.library custom ops fastnn::* defined here, which the compiler sees as one
-       opaque op each, forward and backward, with fake (meta) implementations;
+       opaque op each, forward and backward, with fake (meta) implementations. What runs
+       them later: on CPU tensors the C++ kernels fastnn.torch's extension registers for
+       them (csrc/torch/native.cpp, the functions the C++ nodes of route 2 call, on
+       torch's intra-op pool), else the Python kernels here (route 3's calls). The
+       C++ kernels run the C++ backend whatever use_backend / set_backend say at run time
+       (the compiled graph holds no Python to ask); FASTNN_TORCH_NATIVE=0 leaves the
+       Python kernels, which honour them;
     2. CPU tensors, the C++ backend selected for this call, fastnn.torch's C++ autograd
        nodes built (_native): the C++ node, which returns None for a call it does not
        serve (class weights, pos_weight, a target that requires grad, softmax across a
@@ -294,7 +301,19 @@ def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
 #   fastnn::loss(pred, target, weight?, pos_weight?, name, reduction, params) -> loss
 #   fastnn::loss_backward(grad, pred, target, weight?, pos_weight?, name, reduction, params,
 #                         need_target_grad) -> (dpred, dtarget)
-# Outputs are C-contiguous (the fakes say so), (0,) placeholders where not needed.
+# The one declaration of each op: its schema (from the signature), its fake implementation
+# (shapes from symbolic sizes: one graph for dynamic batch sizes) and its autograd formula.
+# No op mutates or aliases an input (mutates_args=(), fresh outputs); outputs are
+# C-contiguous (the fakes say so), (0,) placeholders where not needed.
+#
+# Kernels: the Python implementations below serve every device (registered as
+# CompositeExplicitAutograd). Where fastnn.torch's extension is built (_native), it
+# registers C++ kernels for the CPU dispatch key over them (csrc/torch/native.cpp): a
+# compiled, exported or AOTInductor-packaged graph then calls the kernels directly on
+# torch's intra-op pool. Those C++ kernels call back into the _*_py functions for a call
+# they do not serve. The extension is loaded by the first CPU call of any fastnn op
+# (then redispatched to it), so `import fastnn.torch` is all a fresh process needs to
+# run a package that contains these ops.
 
 def _empty(like, shape):
     return torch.empty(shape, dtype=like.dtype, device=like.device)
@@ -304,10 +323,37 @@ def _out(t, like):
     return _empty(like, (0,)) if t is None else t.contiguous()
 
 
-@torch.library.custom_op("fastnn::dense", mutates_args=())
-def dense_op(x: Tensor, w: Tensor, b: Optional[Tensor], activation: str, params: str) -> tuple[Tensor, Tensor]:
+def _loads_native(t):
+    """True for a CPU call that has just loaded the C++ kernels (then redispatch to them);
+    False once they are loaded (a CPU call then never reaches the Python kernel) or where
+    they cannot be built."""
+    return t.is_cpu and not N.tried() and N.module() is not None
+
+
+def native_spec(kind: str, name: str, reduction: str, params: str) -> tuple[int, int]:
+    """For the C++ kernels: (spec id, reduction code) of an op's strings, (-1, 0) if they do
+    not serve it (a name or parameters the public API refuses: the Python kernel raises).
+    kind: "d" dense, "a" activation, "l" loss."""
+    try:
+        if kind == "l":
+            lid = N.loss_id(_loss_prepared(name, reduction, decode(params)).spec)
+            return (-1, 0) if lid is None else (lid, N.reduction_code(reduction))
+        prepared = (_dense_prepared if kind == "d" else _act_prepared)(name, decode(params))
+        return N.act_id(prepared.spec), 0
+    except (ValueError, TypeError, KeyError):
+        return -1, 0
+
+
+def _dense_py(x, w, b, activation, params):
     y, z = _dense_fwd(_dense_prepared(activation, decode(params)), x, w, b)
     return _out(y, x), _out(z, x)
+
+
+@torch.library.custom_op("fastnn::dense", mutates_args=())
+def dense_op(x: Tensor, w: Tensor, b: Optional[Tensor], activation: str, params: str) -> tuple[Tensor, Tensor]:
+    if _loads_native(x):
+        return torch.ops.fastnn.dense.default(x, w, b, activation, params)
+    return _dense_py(x, w, b, activation, params)
 
 
 @dense_op.register_fake
@@ -316,12 +362,18 @@ def _(x, w, b, activation, params):
     return _empty(x, shape), _empty(x, shape if _dense_prepared(activation, decode(params)).keeps_z else (0,))
 
 
-@torch.library.custom_op("fastnn::dense_backward", mutates_args=())
-def dense_backward_op(dy: Tensor, x: Tensor, w: Tensor, y: Optional[Tensor], z: Optional[Tensor], activation: str,
-                      params: str, need_dx: bool, need_dw: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
+def _dense_backward_py(dy, x, w, y, z, activation, params, need_dx, need_dw, need_db):
     op = _dense_prepared(activation, decode(params))
     dx, dw, db = _dense_bwd(op, dy, x, w, y, z, need_dx, need_dw, need_db)
     return _out(dx, x), _out(dw, x), _out(db, x)
+
+
+@torch.library.custom_op("fastnn::dense_backward", mutates_args=())
+def dense_backward_op(dy: Tensor, x: Tensor, w: Tensor, y: Optional[Tensor], z: Optional[Tensor], activation: str,
+                      params: str, need_dx: bool, need_dw: bool, need_db: bool) -> tuple[Tensor, Tensor, Tensor]:
+    if _loads_native(x):
+        return torch.ops.fastnn.dense_backward.default(dy, x, w, y, z, activation, params, need_dx, need_dw, need_db)
+    return _dense_backward_py(dy, x, w, y, z, activation, params, need_dx, need_dw, need_db)
 
 
 @dense_backward_op.register_fake
@@ -350,10 +402,16 @@ def _dense_autograd(ctx, dy, _dz):
 dense_op.register_autograd(_dense_autograd, setup_context=_dense_setup)
 
 
-@torch.library.custom_op("fastnn::activation", mutates_args=())
-def activation_op(x: Tensor, name: str, params: str) -> Tensor:
+def _activation_py(x, name, params):
     with scope(x):
         return T(_act_prepared(name, decode(params)).forward(A(x))).contiguous()
+
+
+@torch.library.custom_op("fastnn::activation", mutates_args=())
+def activation_op(x: Tensor, name: str, params: str) -> Tensor:
+    if _loads_native(x):
+        return torch.ops.fastnn.activation.default(x, name, params)
+    return _activation_py(x, name, params)
 
 
 @activation_op.register_fake
@@ -361,11 +419,17 @@ def _(x, name, params):
     return _empty(x, x.shape)
 
 
-@torch.library.custom_op("fastnn::activation_backward", mutates_args=())
-def activation_backward_op(dy: Tensor, src: Tensor, name: str, params: str) -> Tensor:
+def _activation_backward_py(dy, src, name, params):
     op = _act_prepared(name, decode(params))
     with scope(dy):
         return T(op.backward(A(dy), **{"y" if op.spec.from_y else "x": A(src)})).contiguous()
+
+
+@torch.library.custom_op("fastnn::activation_backward", mutates_args=())
+def activation_backward_op(dy: Tensor, src: Tensor, name: str, params: str) -> Tensor:
+    if _loads_native(src):
+        return torch.ops.fastnn.activation_backward.default(dy, src, name, params)
+    return _activation_backward_py(dy, src, name, params)
 
 
 @activation_backward_op.register_fake
@@ -389,12 +453,18 @@ activation_op.register_autograd(_activation_autograd, setup_context=_activation_
 _CLASS_LOSSES = ("cross_entropy", "nll")  # "none" gives one value per row (class axis last)
 
 
-@torch.library.custom_op("fastnn::loss", mutates_args=())
-def loss_op(pred: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor], name: str,
-            reduction: str, params: str) -> Tensor:
+def _loss_py(pred, target, weight, pos_weight, name, reduction, params):
     op = _loss_op(name, reduction, decode(params), weight, pos_weight)
     with scope(pred):
         return T(op.forward(A(pred), A(target))).contiguous()
+
+
+@torch.library.custom_op("fastnn::loss", mutates_args=())
+def loss_op(pred: Tensor, target: Tensor, weight: Optional[Tensor], pos_weight: Optional[Tensor], name: str,
+            reduction: str, params: str) -> Tensor:
+    if _loads_native(pred):
+        return torch.ops.fastnn.loss.default(pred, target, weight, pos_weight, name, reduction, params)
+    return _loss_py(pred, target, weight, pos_weight, name, reduction, params)
 
 
 @loss_op.register_fake
@@ -404,16 +474,23 @@ def _(pred, target, weight, pos_weight, name, reduction, params):
     return _empty(pred, pred.shape[:-1] if name in _CLASS_LOSSES else pred.shape)
 
 
-@torch.library.custom_op("fastnn::loss_backward", mutates_args=())
-def loss_backward_op(grad: Tensor, pred: Tensor, target: Tensor, weight: Optional[Tensor],
-                     pos_weight: Optional[Tensor], name: str, reduction: str, params: str,
-                     need_target_grad: bool) -> tuple[Tensor, Tensor]:
+def _loss_backward_py(grad, pred, target, weight, pos_weight, name, reduction, params, need_target_grad):
     op = _loss_op(name, reduction, decode(params), weight, pos_weight)
     with scope(pred):
         out = op.backward(A(pred), A(target), A(grad), need_target_grad)
     if need_target_grad:
         return T(out[0]).contiguous(), T(out[1]).contiguous()
     return T(out).contiguous(), _empty(pred, (0,))
+
+
+@torch.library.custom_op("fastnn::loss_backward", mutates_args=())
+def loss_backward_op(grad: Tensor, pred: Tensor, target: Tensor, weight: Optional[Tensor],
+                     pos_weight: Optional[Tensor], name: str, reduction: str, params: str,
+                     need_target_grad: bool) -> tuple[Tensor, Tensor]:
+    if _loads_native(pred):
+        return torch.ops.fastnn.loss_backward.default(grad, pred, target, weight, pos_weight, name, reduction,
+                                                      params, need_target_grad)
+    return _loss_backward_py(grad, pred, target, weight, pos_weight, name, reduction, params, need_target_grad)
 
 
 @loss_backward_op.register_fake
