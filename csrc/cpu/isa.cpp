@@ -62,9 +62,18 @@ bool parse_isa(const char* name, Isa* level) {
 #include "simd_dispatch.h"
 
 namespace fastnn {
+namespace {
+// FASTNN_SIMD=0 at start-up: the portable loops at every level (to measure what the
+// hand-vectorized kernels gain: bench/avx2_paths.py).
+const bool g_simd = [] {
+  const char* env = std::getenv("FASTNN_SIMD");
+  return !(env && std::strcmp(env, "0") == 0);
+}();
+}  // namespace
 
 bool simd_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_t n) {
 #if defined(FASTNN_ISA_LEVELS)
+  if (!g_simd) return false;
   switch (isa()) {
     case Isa::avx512: return simd_avx512::vec_act_forward(a, p, x, y, n);
     case Isa::avx2: return simd_avx2::vec_act_forward(a, p, x, y, n);
@@ -78,6 +87,7 @@ bool simd_act_forward(Act a, const ActParams& p, const float* x, float* y, int64
 
 bool simd_act_backward_x(Act a, const ActParams& p, const float* x, const float* dy, float* dx, int64_t n) {
 #if defined(FASTNN_ISA_LEVELS)
+  if (!g_simd) return false;
   switch (isa()) {
     case Isa::avx512: return simd_avx512::vec_act_backward_x(a, p, x, dy, dx, n);
     case Isa::avx2: return simd_avx2::vec_act_backward_x(a, p, x, dy, dx, n);

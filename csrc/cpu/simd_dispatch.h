@@ -1,7 +1,7 @@
 // simd_dispatch.h — the hand-vectorized float32 kernels (simd_kernels.h) at the level
 // isa() names (isa.h). Each returns false, doing nothing, where no such kernel exists for
 // the activation or the level (baseline x86-64, a build without the x86 levels): the
-// caller runs its portable loop then.
+// caller runs its portable loop then. FASTNN_SIMD=0 at start-up turns them all off.
 #pragma once
 
 #include <cstdint>
