@@ -47,16 +47,11 @@ template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
   if (!(mx > -INFINITY)) mx = 0;  // all -inf: let the NaN of 0/0 through, as torch
-  T s = 0;
   if (log_out) {
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
-    const T lse = mx + sm::log(s);
+    const T lse = mx + sm::log(exp_row_sum<T>(x, nullptr, c, mx));
     for (int64_t j = 0; j < c; ++j) y[j] = x[j] - lse;
   } else {
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) { y[j] = sm::exp(x[j] - mx); s += y[j]; }
-    const T inv = T(1) / s;
+    const T inv = T(1) / exp_row_sum<T>(x, y, c, mx);
     for (int64_t j = 0; j < c; ++j) y[j] *= inv;
   }
 }

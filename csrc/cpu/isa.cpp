@@ -99,4 +99,18 @@ bool simd_act_backward_x(Act a, const ActParams& p, const float* x, const float*
   return false;
 }
 
+bool simd_exp_row(const float* x, float* e, int64_t c, float mx, float* sum) {
+#if defined(FASTNN_ISA_LEVELS)
+  if (!g_simd) return false;
+  switch (isa()) {
+    case Isa::avx512: *sum = simd_avx512::vec_exp_row(x, e, c, mx); return true;
+    case Isa::avx2: *sum = simd_avx2::vec_exp_row(x, e, c, mx); return true;
+    default: break;
+  }
+#else
+  (void)x, (void)e, (void)c, (void)mx, (void)sum;
+#endif
+  return false;
+}
+
 }  // namespace fastnn

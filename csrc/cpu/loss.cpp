@@ -10,6 +10,7 @@
 #include "kernels.h"
 #include "parallel.h"
 #include "isa.h"
+#include "simd_dispatch.h"  // exp_row_sum: the rows' exponentials
 
 namespace fastnn {
 namespace {
@@ -128,22 +129,12 @@ template <class T> FASTNN_INLINE T row_max(const T* x, int64_t c) {
 
 template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
   const T mx = row_max(x, c);
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
-  return mx + sm::log(s);
+  return mx + sm::log(exp_row_sum<T>(x, nullptr, c, mx));
 }
 
 // e_j = e^(x_j - max) for one row, written to e; returns sum_j e_j.
 template <class T> FASTNN_INLINE T row_exp(const T* x, T* e, int64_t c) {
-  const T mx = row_max(x, c);
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) {
-    e[j] = sm::exp(x[j] - mx);
-    s += e[j];
-  }
-  return s;
+  return exp_row_sum<T>(x, e, c, row_max(x, c));
 }
 
 // Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):

@@ -15,6 +15,12 @@ inline __m256i first_n(int64_t n) {
 }
 inline V load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, first_n(n)); }
 inline void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first_n(n), v); }
+inline V keep_n(V v, int64_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(first_n(n))); }
+inline float hsum(V v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
 inline V set1(float f) { return _mm256_set1_ps(f); }
 inline V zero() { return _mm256_setzero_ps(); }
 inline V add(V a, V b) { return _mm256_add_ps(a, b); }

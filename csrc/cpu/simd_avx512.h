@@ -6,7 +6,8 @@
 // The contract of each operation (identical for every width):
 //   V: a vector of kW floats; M: a per-lane condition.
 //   load/store (unaligned), load_n/store_n (the first n < kW lanes only; no memory past
-//     them is touched; the other lanes load as 0), set1, zero.
+//     them is touched; the other lanes load as 0), keep_n (lanes from n on set to 0),
+//     hsum (the sum of the lanes, in any order), set1, zero.
 //   add, sub, mul, div (IEEE, correctly rounded); fma(a, b, c) = a b + c and
 //     fnma(a, b, c) = c - a b, one rounding; fms(a, b, c) = a b - c, one rounding.
 //   vmin(a, b), vmax(a, b): b when either is NaN (x86's minps / maxps).
@@ -27,6 +28,8 @@ inline void store(float* p, V v) { _mm512_storeu_ps(p, v); }
 inline M first_n(int64_t n) { return static_cast<M>((1u << n) - 1u); }
 inline V load_n(const float* p, int64_t n) { return _mm512_maskz_loadu_ps(first_n(n), p); }
 inline void store_n(float* p, V v, int64_t n) { _mm512_mask_storeu_ps(p, first_n(n), v); }
+inline V keep_n(V v, int64_t n) { return _mm512_maskz_mov_ps(first_n(n), v); }
+inline float hsum(V v) { return _mm512_reduce_add_ps(v); }
 inline V set1(float f) { return _mm512_set1_ps(f); }
 inline V zero() { return _mm512_setzero_ps(); }
 inline V add(V a, V b) { return _mm512_add_ps(a, b); }

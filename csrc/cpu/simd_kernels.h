@@ -182,6 +182,16 @@ inline V gelu_tanh_bwd(V x, V dy) {
   return select(redo, mul(dy, s), r);
 }
 
+// log_sigmoid(x) = min(x, 0) - log1p(e), e = e^-|x|; y' = sigmoid(-x)
+inline V log_sigmoid_fwd(V x) {
+  const V e = exp_neg(vabs(x));
+  return fnma(e, horner(e, kLog1pOverE), vmin(zero(), x));  // min keeps NaN (second operand)
+}
+inline V log_sigmoid_bwd(V x, V dy) {
+  const V e = exp_neg(vabs(x));
+  return mul(dy, sigmoid_of(sub(zero(), x), e));
+}
+
 // ---- array loops ----
 template <class F> inline void map1(const float* x, float* y, int64_t n, F f) {
   int64_t i = 0;
@@ -220,6 +230,8 @@ FASTNN_FN2(GeluTanhBwd, gelu_tanh_bwd(v, d))
 FASTNN_FN2(SigmoidBwd, sigmoid_bwd(v, d))
 FASTNN_FN2(SiluBwd, silu_bwd(v, d))
 FASTNN_FN2(MishBwd, mish_bwd(v, d))
+FASTNN_FN1(LogSigmoidFwd, log_sigmoid_fwd(v))
+FASTNN_FN2(LogSigmoidBwd, log_sigmoid_bwd(v, d))
 #undef FASTNN_FN1
 #undef FASTNN_FN2
 template <bool Unit> struct SoftplusFwd {
@@ -246,6 +258,7 @@ bool vec_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_
     case Act::sigmoid: map1(x, y, n, SigmoidFwd{}); return true;
     case Act::silu: map1(x, y, n, SiluFwd{}); return true;
     case Act::mish: map1(x, y, n, MishFwd{}); return true;
+    case Act::log_sigmoid: map1(x, y, n, LogSigmoidFwd{}); return true;
     default: return false;
   }
 }
@@ -265,6 +278,40 @@ bool vec_act_backward_x(Act a, const ActParams& p, const float* x, const float* 
     case Act::sigmoid: map2(x, dy, dx, n, SigmoidBwd{}); return true;
     case Act::silu: map2(x, dy, dx, n, SiluBwd{}); return true;
     case Act::mish: map2(x, dy, dx, n, MishBwd{}); return true;
+    case Act::log_sigmoid: map2(x, dy, dx, n, LogSigmoidBwd{}); return true;
     default: return false;
   }
+}
+
+// ---- rows of the softmax family ----
+// sum_j e^(x_j - mx) over a row of c, e^(x_j - mx) stored to e[j] when Store; mx is the
+// row's max (every x_j - mx <= 0, so exp_neg applies; x_j = -inf gives 0, NaN gives NaN).
+// Sums in kW lanes, then across them.
+template <bool Store> inline float exp_row(const float* x, float* e, int64_t c, float mx) {
+  const V m = set1(mx);
+  V s0 = zero(), s1 = zero();
+  int64_t j = 0;
+  for (; j + 2 * kW <= c; j += 2 * kW) {
+    const V v0 = exp_neg(sub(m, load(x + j))), v1 = exp_neg(sub(m, load(x + j + kW)));
+    if (Store) { store(e + j, v0); store(e + j + kW, v1); }
+    s0 = add(s0, v0);
+    s1 = add(s1, v1);
+  }
+  for (; j < c; j += kW) {
+    const int64_t left = c - j;
+    V v;
+    if (left >= kW) {
+      v = exp_neg(sub(m, load(x + j)));
+      if (Store) store(e + j, v);
+    } else {
+      v = keep_n(exp_neg(sub(m, load_n(x + j, left))), left);
+      if (Store) store_n(e + j, v, left);
+    }
+    s0 = add(s0, v);
+  }
+  return hsum(add(s0, s1));
+}
+
+float vec_exp_row(const float* x, float* e, int64_t c, float mx) {
+  return e ? exp_row<true>(x, e, c, mx) : exp_row<false>(x, nullptr, c, mx);
 }
