@@ -34,7 +34,7 @@
 // Special values as the portable path: gelu(inf) = inf, gelu(-inf) = NaN (-inf * 0, as
 // torch), gelu'(+-inf) = NaN (inf * 0 in x phi, as torch), NaN -> NaN, gelu(-0) = -0.
 //
-// ---- the sigmoid family (sigmoid, silu, softplus, mish, gelu tanh form) -------------------
+// ---- the sigmoid family (sigmoid, silu, softplus, mish, log_sigmoid, gelu tanh form) ------
 // All from e = e^-|z| (exp_neg), which never overflows:
 //   sigmoid(z) = 1 / (1 + e) for z >= 0, e / (1 + e) for z < 0;
 //   softplus(z) = max(z, 0) + log1p(e), log1p(e) = e P(e) on e in [0, 1], P of degree 9
@@ -162,7 +162,7 @@ inline V mish_bwd(V x, V dy) {  // dy (t + x sigmoid(x) (1 - t^2))
 // gelu, tanh form: y = x s, s = sigmoid(2u), u = sqrt(2/pi) (x + k x^3);
 // y' = s + 2 x s (1 - s) sqrt(2/pi) (1 + 3k x^2), with the portable path's rule for
 // finite x whose 3k x^2 overflows (the second term is 0 there).
-constexpr float kSqrt2OverPi = 0.797884560802865355f, kKappa = 0.044715f;
+constexpr float kSqrt2OverPi = static_cast<float>(FASTNN_SQRT_2_OVER_PI), kKappa = static_cast<float>(FASTNN_GELU_KAPPA);
 inline V gelu_tanh_s(V x) {
   const V x2 = mul(x, x);
   const V u = mul(set1(kSqrt2OverPi), fma(mul(set1(kKappa), x2), x, x));
@@ -190,6 +190,51 @@ inline V log_sigmoid_fwd(V x) {
 inline V log_sigmoid_bwd(V x, V dy) {
   const V e = exp_neg(vabs(x));
   return mul(dy, sigmoid_of(sub(zero(), x), e));
+}
+
+// ---- expm1 family: elu, selu; tanh ----
+// expm1(x) for x <= 0 (NaN stays NaN): x + x^2 q(x) on (-ln 2, 0], q of degree 5 (4.3e-9
+// relative), so small |x| keep their relative accuracy; e^x - 1 below -ln 2, where e^x <=
+// 1/2 and the subtraction adds at most half an ulp of the result.
+constexpr float kExpm1Q[] = {1.535949996e-04f, 1.355268992e-03f, 8.321205154e-03f, 4.166459665e-02f,
+                             1.666665226e-01f, 5.000000000e-01f};
+inline V expm1_nonpos(V x) {
+  const V small = fma(mul(x, x), horner(x, kExpm1Q), x);
+  const V big = sub(exp_neg(sub(zero(), x)), set1(1.0f));
+  return select(gt(x, set1(-0.693147181f)), small, big);
+}
+// elu: x > 0 ? x : alpha expm1(x); y' = x <= 0 ? dy alpha e^x : dy (NaN: dy, as torch).
+// selu: the same with scale and alpha fixed (scale alpha rounded to float first, as the
+// portable code). min(x, 0) keeps NaN (second operand), so NaN reaches the result.
+inline V elu_fwd(V x, V alpha) {
+  return select(gt(x, zero()), x, mul(alpha, expm1_nonpos(vmin(zero(), x))));
+}
+inline V elu_bwd(V x, V dy, V alpha) {
+  const V e = exp_neg(sub(zero(), vmin(zero(), x)));
+  return select(ge(zero(), x), mul(mul(dy, alpha), e), dy);
+}
+constexpr float kSeluScale = static_cast<float>(FASTNN_SELU_SCALE), kSeluAlpha = static_cast<float>(FASTNN_SELU_ALPHA);
+inline V selu_fwd(V x) {
+  const V neg = mul(set1(kSeluScale * kSeluAlpha), expm1_nonpos(vmin(zero(), x)));
+  return select(gt(x, zero()), mul(set1(kSeluScale), x), neg);
+}
+inline V selu_bwd(V x, V dy) {
+  const V e = exp_neg(sub(zero(), vmin(zero(), x)));
+  const V ds = mul(dy, set1(kSeluScale));
+  return select(ge(zero(), x), mul(mul(ds, set1(kSeluAlpha)), e), ds);
+}
+// tanh(x) = x + x^3 p(x^2) for |x| < 0.625 (p of degree 5: 6.1e-9 relative), else
+// sign(x) (1 - e) / (1 + e) with e = e^-2|x| (<= 0.29: no cancellation). tanh(-0) = -0.
+constexpr float kTanhP[] = {2.339292085e-03f, -8.386081085e-03f, 2.178214490e-02f, -5.396093428e-02f,
+                            1.333331019e-01f, -3.333333433e-01f};
+inline V tanh_fwd(V x) {
+  const V one = set1(1.0f);
+  const V ax = vabs(x), x2 = mul(x, x);
+  const V small = fma(mul(x, x2), horner(x2, kTanhP), x);
+  const V e = exp_neg(add(ax, ax));
+  V big = div(sub(one, e), add(one, e));
+  big = select(gt(zero(), x), sub(zero(), big), big);
+  return select(gt(set1(0.625f), ax), small, big);
 }
 
 // ---- array loops ----
@@ -231,6 +276,17 @@ FASTNN_FN2(SigmoidBwd, sigmoid_bwd(v, d))
 FASTNN_FN2(SiluBwd, silu_bwd(v, d))
 FASTNN_FN2(MishBwd, mish_bwd(v, d))
 FASTNN_FN1(LogSigmoidFwd, log_sigmoid_fwd(v))
+FASTNN_FN1(SeluFwd, selu_fwd(v))
+FASTNN_FN2(SeluBwd, selu_bwd(v, d))
+FASTNN_FN1(TanhFwd, tanh_fwd(v))
+struct EluFwd {
+  V alpha;
+  V operator()(V v) const { return elu_fwd(v, alpha); }
+};
+struct EluBwd {
+  V alpha;
+  V operator()(V v, V d) const { return elu_bwd(v, d, alpha); }
+};
 FASTNN_FN2(LogSigmoidBwd, log_sigmoid_bwd(v, d))
 #undef FASTNN_FN1
 #undef FASTNN_FN2
@@ -259,6 +315,9 @@ bool vec_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_
     case Act::silu: map1(x, y, n, SiluFwd{}); return true;
     case Act::mish: map1(x, y, n, MishFwd{}); return true;
     case Act::log_sigmoid: map1(x, y, n, LogSigmoidFwd{}); return true;
+    case Act::elu: map1(x, y, n, EluFwd{set1(static_cast<float>(p.alpha))}); return true;
+    case Act::selu: map1(x, y, n, SeluFwd{}); return true;
+    case Act::tanh: map1(x, y, n, TanhFwd{}); return true;
     default: return false;
   }
 }
@@ -279,6 +338,8 @@ bool vec_act_backward_x(Act a, const ActParams& p, const float* x, const float* 
     case Act::silu: map2(x, dy, dx, n, SiluBwd{}); return true;
     case Act::mish: map2(x, dy, dx, n, MishBwd{}); return true;
     case Act::log_sigmoid: map2(x, dy, dx, n, LogSigmoidBwd{}); return true;
+    case Act::elu: map2(x, dy, dx, n, EluBwd{set1(static_cast<float>(p.alpha))}); return true;
+    case Act::selu: map2(x, dy, dx, n, SeluBwd{}); return true;
     default: return false;
   }
 }
