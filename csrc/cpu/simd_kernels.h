@@ -192,7 +192,9 @@ inline V log_sigmoid_bwd(V x, V dy) {
   return mul(dy, sigmoid_of(sub(zero(), x), e));
 }
 
-// ---- expm1 family: elu, selu; tanh ----
+// ---- expm1 family: elu, selu ----
+// (tanh, celu and the rest stay on the portable loops: glibc's vector tanhf is as fast
+// as a kernel here would be, and celu's rounding of 1 / alpha is the portable code's.)
 // expm1(x) for x <= 0 (NaN stays NaN): x + x^2 q(x) on (-ln 2, 0], q of degree 5 (4.3e-9
 // relative), so small |x| keep their relative accuracy; e^x - 1 below -ln 2, where e^x <=
 // 1/2 and the subtraction adds at most half an ulp of the result.
@@ -223,20 +225,6 @@ inline V selu_bwd(V x, V dy) {
   const V ds = mul(dy, set1(kSeluScale));
   return select(ge(zero(), x), mul(mul(ds, set1(kSeluAlpha)), e), ds);
 }
-// tanh(x) = x + x^3 p(x^2) for |x| < 0.625 (p of degree 5: 6.1e-9 relative), else
-// sign(x) (1 - e) / (1 + e) with e = e^-2|x| (<= 0.29: no cancellation). tanh(-0) = -0.
-constexpr float kTanhP[] = {2.339292085e-03f, -8.386081085e-03f, 2.178214490e-02f, -5.396093428e-02f,
-                            1.333331019e-01f, -3.333333433e-01f};
-inline V tanh_fwd(V x) {
-  const V one = set1(1.0f);
-  const V ax = vabs(x), x2 = mul(x, x);
-  const V small = fma(mul(x, x2), horner(x2, kTanhP), x);
-  const V e = exp_neg(add(ax, ax));
-  V big = div(sub(one, e), add(one, e));
-  big = select(gt(zero(), x), sub(zero(), big), big);
-  return select(gt(set1(0.625f), ax), small, big);
-}
-
 // ---- array loops ----
 template <class F> inline void map1(const float* x, float* y, int64_t n, F f) {
   int64_t i = 0;
@@ -278,7 +266,6 @@ FASTNN_FN2(MishBwd, mish_bwd(v, d))
 FASTNN_FN1(LogSigmoidFwd, log_sigmoid_fwd(v))
 FASTNN_FN1(SeluFwd, selu_fwd(v))
 FASTNN_FN2(SeluBwd, selu_bwd(v, d))
-FASTNN_FN1(TanhFwd, tanh_fwd(v))
 struct EluFwd {
   V alpha;
   V operator()(V v) const { return elu_fwd(v, alpha); }
@@ -317,7 +304,6 @@ bool vec_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_
     case Act::log_sigmoid: map1(x, y, n, LogSigmoidFwd{}); return true;
     case Act::elu: map1(x, y, n, EluFwd{set1(static_cast<float>(p.alpha))}); return true;
     case Act::selu: map1(x, y, n, SeluFwd{}); return true;
-    case Act::tanh: map1(x, y, n, TanhFwd{}); return true;
     default: return false;
   }
 }
