@@ -93,7 +93,7 @@ class build_py_with_cuda(build_py):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
         for pattern in ("csrc/cuda/*.cu", "csrc/cuda/*.cuh", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp",
-                        "csrc/jax/*.cpp", "csrc/tf/*.cc", "csrc/front/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h",
+                        "csrc/jax/*.cpp", "csrc/tf/*.cc", "csrc/front/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h", "csrc/cpu/isa.h",
                         "csrc/cpu/pool.h", "csrc/cpu/parallel.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))
