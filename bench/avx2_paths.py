@@ -3,7 +3,10 @@ alone in its own process, alternated; and fastnn's numpy API right after torch o
 one process (the mixed-process case). Ceilings (copy GB/s, sgemm GFLOP/s) are measured
 in the same run.
 
-    python bench/avx2_paths.py [--reps 3] [--levels avx512,avx2] [--quick]
+    python bench/avx2_paths.py [--reps 3] [--levels avx512,avx2,avx2-portable] [--quick]
+
+A level named LEVEL-portable runs that level with FASTNN_SIMD=0 (the portable loops
+instead of the hand-vectorized kernels of csrc/cpu/simd_kernels.h).
 
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
 table shows each case's best over the repetitions. GB/s counts the bytes read and
@@ -59,7 +62,7 @@ def worker(side, level, quick):
         import fastnn
         from fastnn._backends import cpp
         C = cpp._C
-        res["isa"] = C._set_isa(level)
+        res["isa"] = C._set_isa(level.split("-")[0]) + ("-portable" if level.endswith("-portable") else "")
         res["gemm_path"] = list(C._gemm_path())
         for name, p in ACTS:
             k = act_key(name, p)
@@ -161,7 +164,7 @@ def worker(side, level, quick):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="processes per (side, level), alternated")
-    ap.add_argument("--levels", default="avx512,avx2")
+    ap.add_argument("--levels", default="avx512,avx2,avx2-portable")
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--worker", nargs=2, metavar=("SIDE", "LEVEL"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -172,7 +175,8 @@ def main():
     for _ in range(args.reps):
         for side, lv in runs:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, lv] + (["--quick"] if args.quick else [])
-            p = subprocess.run(cmd, capture_output=True, text=True)
+            env = dict(os.environ, FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 sys.exit(f"{side} {lv} failed:\n{p.stderr[-3000:]}")
             results[(side, lv)].append(json.loads(p.stdout.strip().splitlines()[-1]))

@@ -5,13 +5,14 @@
 // is one more ops header and one more .cpp.
 //
 // Why by hand: the portable path (scalar_math.h's formulas, vectorized by the compiler
-// with glibc's libmvec in each ISA copy) evaluates erfc, log1p(exp(.)) and 1 / (1 + exp)
-// through general-purpose SIMD functions with argument checks and range reductions for
-// every case; these kernels share one exponential per element between the terms that
-// need it and cost about a third of that.
+// with glibc's libmvec or cpu_math.h in each ISA copy) evaluates erfc, log1p(exp(.)),
+// tanh(softplus(.)) and 1 / (1 + exp) through general-purpose functions with argument
+// checks and range reductions for every case; these kernels share one exponential per
+// element between the terms that need it (bench/avx2_paths.py with FASTNN_SIMD=0 compares).
 //
-// Entry points: vec_act_forward / vec_act_backward_x (reached through simd_dispatch.h) return false for an
-// activation (or parameters) this file does not handle; the portable loop runs then.
+// Entry points (reached through simd_dispatch.h): vec_act_forward / vec_act_backward_x
+// return false for an activation this file does not handle (the portable loop runs
+// then); vec_exp_row, the exponentials of a softmax / cross-entropy row and their sum.
 //
 // ---- exponentials ----------------------------------------------------------------------
 // exp_neg(a) = e^-a for a >= 0 (NaN stays NaN): a clamped to 104 (e^-104 is below the
