@@ -8,6 +8,12 @@ in the same run.
 A level named LEVEL-portable runs that level with FASTNN_SIMD=0 (the portable loops
 instead of the hand-vectorized kernels of csrc/cpu/simd_kernels.h).
 
+    python bench/avx2_paths.py --kernels [--compare /path/to/other/checkout]
+
+Per-element cost of each float32 kernel, one thread, in-cache (64K elements), measured
+in thread CPU time (so it holds on a busy machine), at each level, portable and vector,
+and for --compare's checkout (its fastnn imported through PYTHONPATH) at its default level.
+
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
 table shows each case's best over the repetitions. GB/s counts the bytes read and
 written (forward: x, y; backward: x, dy, dx), GFLOP/s 6 m n k for Dense f+b.
@@ -161,15 +167,82 @@ def worker(side, level, quick):
     print(json.dumps(res))
 
 
+KERNEL_ACTS = [("gelu", {}), ("gelu", {"approximate": "tanh"}), ("softplus", {}), ("sigmoid", {}), ("silu", {}),
+               ("mish", {}), ("tanh", {}), ("elu", {}), ("selu", {}), ("log_sigmoid", {})]
+
+
+def kernels_worker(level):
+    import numpy as np
+    import fastnn
+    from fastnn._backends import cpp
+    if level != "-":
+        cpp._C._set_isa(level.split("-")[0])
+    rng = np.random.default_rng(0)
+    n = 1 << 16
+    x = (3 * rng.standard_normal(n)).astype(np.float32)
+    dy = rng.standard_normal(n).astype(np.float32)
+    logits = rng.standard_normal((256, 1000)).astype(np.float32)
+    target = rng.integers(0, 1000, 256)
+
+    def ns(f, count):
+        f()
+        b = float("inf")
+        for _ in range(7):
+            t0 = time.thread_time()
+            for _ in range(10):
+                f()
+            b = min(b, (time.thread_time() - t0) / 10)
+        return round(b / count * 1e9, 3)
+    out = {}
+    for name, p in KERNEL_ACTS:
+        k = act_key(name, p)
+        y = fastnn.activation_forward(x, name, **p)
+        out[f"{k} f"] = ns(lambda: fastnn.activation_forward(x, name, **p), n)
+        out[f"{k} b"] = ns(lambda: fastnn.activation_backward(dy, name, x=x, y=y, **p), n)
+    out["softmax f"] = ns(lambda: fastnn.activation_forward(logits, "softmax"), logits.size)
+    out["cross_entropy f"] = ns(lambda: fastnn.loss_forward(logits, target, "cross_entropy"), logits.size)
+    out["cross_entropy b"] = ns(lambda: fastnn.loss_backward(logits, target, "cross_entropy"), logits.size)
+    print(json.dumps(out))
+
+
+def kernels_main(args):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = [(lv, here) for lv in ("avx512", "avx512-portable", "avx2", "avx2-portable")]
+    if args.compare:
+        runs.append(("-", os.path.abspath(args.compare)))
+    res = {}
+    for lv, root in runs:
+        env = dict(os.environ, FASTNN_NUM_THREADS="1", PYTHONPATH=root,
+                   FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--kernels-worker", lv], env=env,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"{lv} {root} failed:\n{p.stderr[-3000:]}")
+        res[(lv, root)] = json.loads(p.stdout.strip().splitlines()[-1])
+    names = [("compare" if lv == "-" else lv) for lv, _ in runs]
+    print(f"# ns per element, 1 thread, thread CPU time; load {os.getloadavg()}")
+    print("| kernel | " + " | ".join(names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    for k in res[runs[0]]:
+        print(f"| {k} | " + " | ".join(str(res[r].get(k, "-")) for r in runs) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="processes per (side, level), alternated")
     ap.add_argument("--levels", default="avx512,avx2,avx2-portable")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--kernels", action="store_true", help="per-element kernel costs (see above)")
+    ap.add_argument("--compare", help="with --kernels: another checkout to time at its default level")
     ap.add_argument("--worker", nargs=2, metavar=("SIDE", "LEVEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--kernels-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(*args.worker, args.quick)
+    if args.kernels_worker:
+        return kernels_worker(args.kernels_worker)
+    if args.kernels:
+        return kernels_main(args)
     runs = [("fastnn", lv) for lv in args.levels.split(",")] + [("torch", "-")]
     results = {r: [] for r in runs}
     for _ in range(args.reps):

@@ -104,7 +104,8 @@ bool simd_exp_row(const float* x, float* e, int64_t c, float mx, float* sum) {
   if (!g_simd) return false;
   switch (isa()) {
     case Isa::avx512: *sum = simd_avx512::vec_exp_row(x, e, c, mx); return true;
-    case Isa::avx2: *sum = simd_avx2::vec_exp_row(x, e, c, mx); return true;
+    // AVX2: the portable loop (cpu_math.h's exp) is as fast as this kernel, whose 2^n
+    // takes two multiplies and integer work without vscalefps (bench/avx2_paths.py --kernels)
     default: break;
   }
 #else

@@ -16,7 +16,8 @@ namespace fastnn {
 bool simd_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_t n);
 bool simd_act_backward_x(Act a, const ActParams& p, const float* x, const float* dy, float* dx, int64_t n);
 // sum_j e^(x_j - mx) over a row of c floats, each term stored to e[j] when e is not null;
-// mx the row's max. Returns false (doing nothing) where no vector kernel runs.
+// mx the row's max. Returns false (doing nothing) where no vector kernel runs (only
+// AVX-512 has one: isa.cpp says why).
 bool simd_exp_row(const float* x, float* e, int64_t c, float mx, float* sum);
 
 // The same with its portable fallback, for the row kernels (softmax, log_softmax, the
