@@ -243,42 +243,59 @@ def main():
         return kernels_worker(args.kernels_worker)
     if args.kernels:
         return kernels_main(args)
-    runs = [("fastnn", lv) for lv in args.levels.split(",")] + [("torch", "-")]
+    levels = args.levels.split(",")
+    # torch at its own best level, and capped to AVX2 (ATEN_CPU_CAPABILITY) to pair with
+    # fastnn's AVX2 columns, as on an AVX2-only CPU
+    torch_levels = ["-"] + (["avx2"] if any(lv.startswith("avx2") for lv in levels) else [])
+    runs = [("fastnn", lv) for lv in levels] + [("torch", lv) for lv in torch_levels]
     results = {r: [] for r in runs}
     for _ in range(args.reps):
         for side, lv in runs:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, lv] + (["--quick"] if args.quick else [])
             env = dict(os.environ, FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+            if side == "torch" and lv != "-":
+                env["ATEN_CPU_CAPABILITY"] = lv
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)
             if p.returncode != 0:
                 sys.exit(f"{side} {lv} failed:\n{p.stderr[-3000:]}")
             results[(side, lv)].append(json.loads(p.stdout.strip().splitlines()[-1]))
-    lower_better = lambda k: k.endswith(" ms") or k.endswith(" us")
+
+    def lower_better(k):
+        return k.endswith(" ms") or k.endswith(" us")
+
     def agg(rs, k):
         vals = [r[k] for r in rs if k in r]
         return (min(vals) if lower_better(k) else max(vals)) if vals else None
+
+    def torch_for(lv):  # the torch run a fastnn level is compared with
+        t = lv.split("-")[0]
+        return ("torch", t) if ("torch", t) in results else ("torch", "-")
+
     keys = [k for k in results[runs[0]][0] if k not in ("isa", "gemm_path")]
     print(f"# load: {os.getloadavg()}  cpus: {os.cpu_count()}  reps: {args.reps}")
     for side, lv in runs:
         r = results[(side, lv)][0]
         print(f"# {side} {lv}: isa={r.get('isa')} gemm={r.get('gemm_path')}")
-    head = "| case | " + " | ".join(f"fastnn {lv}" for s, lv in runs if s == "fastnn") + " | torch | " + \
-        " | ".join(f"{lv}/torch" for s, lv in runs if s == "fastnn") + " |"
+    cols = [(s, lv) for s, lv in runs]
+    head = "| case | " + " | ".join(f"{s} {lv}" for s, lv in cols) + " | " + \
+        " | ".join(f"{lv}/torch {torch_for(lv)[1]}" for s, lv in runs if s == "fastnn") + " |"
     print(head)
     print("|" + "---|" * (head.count("|") - 1))
-    tr = results[("torch", "-")]
     for k in keys:
-        vals = [agg(results[(s, lv)], k) for s, lv in runs if s == "fastnn"]
-        t = agg(tr, k)
+        vals = [agg(results[c], k) for c in cols]
         ratios = []
-        for v in vals:
-            if v is None or t is None:
-                ratios.append("-")
-            else:
-                ratios.append(f"{(t / v if lower_better(k) else v / t):.2f}x")
-        fmt = lambda v: "-" if v is None else (f"{v / 1e9:.1f}" if k.startswith("act") or k == "copy_GBps" else f"{v:.1f}")
+        for s, lv in runs:
+            if s != "fastnn":
+                continue
+            v, t = agg(results[(s, lv)], k), agg(results[torch_for(lv)], k)
+            ratios.append("-" if v is None or t is None else f"{(t / v if lower_better(k) else v / t):.2f}x")
+
+        def fmt(v):
+            if v is None:
+                return "-"
+            return f"{v / 1e9:.1f}" if k.startswith("act") or k == "copy_GBps" else f"{v:.1f}"
         unit = " GB/s" if k.startswith("act") else ""
-        print(f"| {k}{unit} | " + " | ".join(fmt(v) for v in vals) + f" | {fmt(t)} | " + " | ".join(ratios) + " |")
+        print(f"| {k}{unit} | " + " | ".join(fmt(v) for v in vals) + " | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":
