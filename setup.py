@@ -1,13 +1,13 @@
 """Build of the fastnn._C extension (C++17, pybind11, OpenBLAS from scipy-openblas32).
 
 Portable by default: no -march=native. The kernels' entry points are compiled for
-AVX-512, AVX2 and baseline x86-64 (GCC target_clones, csrc/cpu/parallel.h) and the
-best one is chosen at load time.
+AVX-512, AVX2 and baseline x86-64 (csrc/cpu/isa.h) and the best level the CPU has is
+chosen at run time (FASTNN_ISA=avx2|baseline caps it, for tests and benchmarks).
 
 Environment switches:
   FASTNN_SANITIZE=address,undefined   build with those sanitizers (debug aid)
   FASTNN_DEBUG=1                      -O0 -g
-  FASTNN_BASELINE=1                   no AVX2/AVX-512 clones (to test the baseline path)
+  FASTNN_BASELINE=1                   no AVX2/AVX-512 code (to test the baseline-only build)
 """
 import glob
 import importlib.util
@@ -39,7 +39,9 @@ SOURCES = [
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",
-    "csrc/cpu/act_avx512.cpp",
+    "csrc/cpu/isa.cpp",
+    "csrc/cpu/simd_avx512.cpp",
+    "csrc/cpu/simd_avx2.cpp",
     "csrc/cpu/sgemm_avx512.cpp",
     "csrc/cpu/loss.cpp",
     "csrc/cpu/parallel.cpp",
@@ -91,7 +93,7 @@ class build_py_with_cuda(build_py):
         super().run()
         dest = os.path.join(self.build_lib, "fastnn", "_csrc")
         for pattern in ("csrc/cuda/*.cu", "csrc/cuda/*.cuh", "csrc/include/fastnn/*.h", "csrc/torch/*.cpp",
-                        "csrc/jax/*.cpp", "csrc/tf/*.cc", "csrc/front/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h",
+                        "csrc/jax/*.cpp", "csrc/tf/*.cc", "csrc/front/*.h", "csrc/cpu/api.h", "csrc/cpu/kernels.h", "csrc/cpu/isa.h",
                         "csrc/cpu/pool.h", "csrc/cpu/parallel.h"):
             for src in glob.glob(pattern):
                 out = os.path.join(dest, os.path.relpath(src, "csrc"))

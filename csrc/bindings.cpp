@@ -260,8 +260,22 @@ PYBIND11_MODULE(_C, m) {
   });
   m.def("_thread_counters", &fastnn::thread_counters,
         "(runs on a host thread executor, OpenBLAS threads callbacks) so far (csrc/cpu/parallel.h)");
-  m.def("_gelu_path", [] { return fastnn::have_avx512() ? "avx512" : "portable"; },
-        "which float32 gelu (erf form) kernel runs here: AVX-512 intrinsics or the portable ISA clones");
+  m.def("_gelu_path", [] { return fastnn::isa() == fastnn::Isa::baseline ? "portable" : fastnn::isa_name(fastnn::isa()); },
+        "which float32 gelu kernel runs now: the hand-vectorized one of that ISA level ('avx512', 'avx2', "
+        "csrc/cpu/simd_kernels.h) or the portable code ('portable')");
+  m.def("_isa", [] { return fastnn::isa_name(fastnn::isa()); },
+        "the ISA level the CPU kernels run at now: 'avx512', 'avx2' or 'baseline' (csrc/cpu/isa.h)");
+  m.def("_cpu_isa", [] { return fastnn::isa_name(fastnn::cpu_isa()); },
+        "the best ISA level this CPU and this build have");
+  m.def("_set_isa", [](const std::string& level) {
+        fastnn::Isa cap;
+        if (!fastnn::parse_isa(level.c_str(), &cap))
+          throw py::value_error("level must be 'avx512', 'avx2' or 'baseline', got '" + level + "'");
+        return fastnn::isa_name(fastnn::set_isa(cap));
+      },
+      py::arg("level"),
+      "cap the ISA level of the CPU kernels (tests and benchmarks; never above the CPU's); returns the level now "
+      "in effect. Not thread-safe against calls running at the same time.");
   static const auto gemm_path = [] {
     return py::make_tuple(fastnn::own_sgemm_on() ? "fastnn-avx512" : "openblas", fastnn::own_sgemm_min_macs());
   };

@@ -11,6 +11,8 @@
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
 #include "parallel.h"
+#include "isa.h"
+#include "simd_dispatch.h"
 
 namespace fastnn {
 namespace {
@@ -45,16 +47,11 @@ template <class T> FASTNN_INLINE void softmax_row(bool log_out, const T* x, T* y
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = x[j] > mx ? x[j] : mx;
   if (!(mx > -INFINITY)) mx = 0;  // all -inf: let the NaN of 0/0 through, as torch
-  T s = 0;
   if (log_out) {
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
-    const T lse = mx + sm::log(s);
+    const T lse = mx + sm::log(exp_row_sum<T>(x, nullptr, c, mx));
     for (int64_t j = 0; j < c; ++j) y[j] = x[j] - lse;
   } else {
-#pragma omp simd reduction(+ : s)
-    for (int64_t j = 0; j < c; ++j) { y[j] = sm::exp(x[j] - mx); s += y[j]; }
-    const T inv = T(1) / s;
+    const T inv = T(1) / exp_row_sum<T>(x, y, c, mx);
     for (int64_t j = 0; j < c; ++j) y[j] *= inv;
   }
 }
@@ -87,11 +84,8 @@ template <class T, class F> FASTNN_INLINE void gelu_loops(const ActParams& pr, i
   }
 }
 template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, const T* x, T* y, int64_t n) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (a == Act::gelu && !pr.approximate && have_avx512()) return gelu_forward_avx512(x, y, n);
-    if (a == Act::softplus && have_avx512())
-      return softplus_forward_avx512(x, y, n, static_cast<float>(pr.beta), static_cast<float>(pr.threshold));
-  }
+  if constexpr (std::is_same_v<T, float>)
+    if (simd_act_forward(a, pr, x, y, n)) return;  // the hand-vectorized kernels, where they exist
   if (a == Act::gelu)
     return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { y[i] = sm::gelu_fwd<T>(x[i], p); });
   const ActParams p = pr;  // a local copy: stores to y cannot alias it
@@ -104,7 +98,7 @@ template <class T> FASTNN_INLINE void fwd_serial(Act a, const ActParams& pr, con
 }
 template <class T> FASTNN_INLINE void bwd_x_serial(Act a, const ActParams& pr, const T* x, const T* dy, T* dx, int64_t n) {
   if constexpr (std::is_same_v<T, float>)
-    if (a == Act::gelu && !pr.approximate && have_avx512()) return gelu_backward_avx512(x, dy, dx, n);
+    if (simd_act_backward_x(a, pr, x, dy, dx, n)) return;
   if (a == Act::gelu)
     return gelu_loops<T>(pr, n, [&](int64_t i, const ActParams& p) { dx[i] = sm::gelu_bwd<T>(x[i], dy[i], p); });
   const ActParams p = pr;
@@ -173,10 +167,10 @@ template <class T> FASTNN_INLINE void act_grad_serial(Act a, const ActParams& p,
   if (db) sum_rows_serial(g, rows, c, db);
 }
 
-// ---- ISA clones: one entry point per (body, dtype) ----------------------------------
-#define FASTNN_CLONE_PAIR(name, body, params, args) \
-  FASTNN_CLONES void name(float, params(float)) { body<float> args; } \
-  FASTNN_CLONES void name(double, params(double)) { body<double> args; }
+// ---- one entry point per (body, dtype), compiled for each ISA level (isa.h) ----------
+#define FASTNN_CLONE_PAIR(name, body, params, args)                                      \
+  FASTNN_ISA_FN(void, name, (float, params(float)), FASTNN_TAG_F args, body<float> args)  \
+  FASTNN_ISA_FN(void, name, (double, params(double)), FASTNN_TAG_D args, body<double> args)
 
 #define P_FWD(T) Act a, const ActParams& p, const T* x, T* y, int64_t n
 FASTNN_CLONE_PAIR(fwd_isa, fwd_serial, P_FWD, (a, p, x, y, n))

@@ -19,6 +19,7 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "isa.h"
 #include "pool.h"
 
 namespace fastnn {
@@ -69,11 +70,14 @@ template <class T> FASTNN_INLINE void gemv_axpy_serial(const T* a, int64_t lda, 
   }
 }
 #define P_DOT(T) const T* a, int64_t lda, const T* x, T* y, int64_t r0, int64_t r1, int64_t cols, T alpha, T beta
-FASTNN_CLONES void gemv_dot_isa(P_DOT(float)) { gemv_dot_serial<float>(a, lda, x, y, r0, r1, cols, alpha, beta); }
-FASTNN_CLONES void gemv_dot_isa(P_DOT(double)) { gemv_dot_serial<double>(a, lda, x, y, r0, r1, cols, alpha, beta); }
+// compiled for each ISA level (isa.h)
+#define A_DOT (a, lda, x, y, r0, r1, cols, alpha, beta)
+FASTNN_ISA_FN(void, gemv_dot_isa, (P_DOT(float)), A_DOT, gemv_dot_serial<float> A_DOT)
+FASTNN_ISA_FN(void, gemv_dot_isa, (P_DOT(double)), A_DOT, gemv_dot_serial<double> A_DOT)
 #define P_AXPY(T) const T* a, int64_t lda, const T* x, T* y, int64_t rows, int64_t c0, int64_t c1, T alpha, T beta
-FASTNN_CLONES void gemv_axpy_isa(P_AXPY(float)) { gemv_axpy_serial<float>(a, lda, x, y, rows, c0, c1, alpha, beta); }
-FASTNN_CLONES void gemv_axpy_isa(P_AXPY(double)) { gemv_axpy_serial<double>(a, lda, x, y, rows, c0, c1, alpha, beta); }
+#define A_AXPY (a, lda, x, y, rows, c0, c1, alpha, beta)
+FASTNN_ISA_FN(void, gemv_axpy_isa, (P_AXPY(float)), A_AXPY, gemv_axpy_serial<float> A_AXPY)
+FASTNN_ISA_FN(void, gemv_axpy_isa, (P_AXPY(double)), A_AXPY, gemv_axpy_serial<double> A_AXPY)
 
 // Parts of >= 2M multiply-adds (~0.1 ms on one core, from L3): below that, waking the
 // pool's other thread costs more than the second core saves (a 1024 x 1024 gemv is

@@ -10,6 +10,7 @@
 
 #include "fastnn/op_table.h"  // Act, Loss: the codes of fastnn/_registry.py (generated)
 #include "fastnn/scalar_math.h"
+#include "isa.h"  // isa(), have_avx512()
 
 namespace fastnn {
 
@@ -30,8 +31,6 @@ template <class T> void act_backward_x(Act a, const ActParams& p, const T* x, co
 // dx from the output y: relu (default params), sigmoid, tanh, exponential, softmax, log_softmax.
 template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n, int64_t cols);
 bool act_has_y_backward(Act a);
-// float32 activations in AVX-512 (act_avx512.cpp): only where have_avx512().
-bool have_avx512();
 // C (m, n) = alpha op(A) op(B) + beta C, row-major, float32, on fastnn's pool
 // (sgemm_avx512.cpp): only where have_avx512(). The Dense products of m x n x k use it
 // when own_sgemm(m, n, k): it is on (have_avx512(), unless FASTNN_GEMM=openblas at
@@ -58,9 +57,6 @@ bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();
 void set_own_sgemm(bool on, int64_t min_macs);
-void gelu_forward_avx512(const float* x, float* y, int64_t n);
-void gelu_backward_avx512(const float* x, const float* dy, float* dx, int64_t n);
-void softplus_forward_avx512(const float* x, float* y, int64_t n, float beta, float threshold);
 
 // Dense epilogue, one block of rows of a (rows, cols) product z:
 // z += b (if b), y = act(z) (y may be z). Serial: callers parallelize over blocks.

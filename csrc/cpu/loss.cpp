@@ -9,6 +9,8 @@
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
 #include "parallel.h"
+#include "isa.h"
+#include "simd_dispatch.h"  // exp_row_sum: the rows' exponentials
 
 namespace fastnn {
 namespace {
@@ -106,20 +108,13 @@ template <class T> FASTNN_INLINE void loss_bwd_serial(const LossArgs<T>& args, c
 }
 #undef PW
 
-FASTNN_CLONES double loss_fwd_isa(const LossArgs<float>& a, const float* p, const float* t, float* o, int64_t off, int64_t n) {
-  return loss_fwd_serial(a, p, t, o, off, n);
-}
-FASTNN_CLONES double loss_fwd_isa(const LossArgs<double>& a, const double* p, const double* t, double* o, int64_t off, int64_t n) {
-  return loss_fwd_serial(a, p, t, o, off, n);
-}
-FASTNN_CLONES void loss_bwd_isa(const LossArgs<float>& a, const float* p, const float* t, const float* g, float gs,
-                                float* dp, float* dt, int64_t off, int64_t n) {
-  loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n);
-}
-FASTNN_CLONES void loss_bwd_isa(const LossArgs<double>& a, const double* p, const double* t, const double* g, double gs,
-                                double* dp, double* dt, int64_t off, int64_t n) {
-  loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n);
-}
+// One entry point per dtype, compiled for each ISA level (isa.h).
+#define P_LF(T) const LossArgs<T>& a, const T* p, const T* t, T* o, int64_t off, int64_t n
+FASTNN_ISA_FN(double, loss_fwd_isa, (P_LF(float)), (a, p, t, o, off, n), loss_fwd_serial(a, p, t, o, off, n))
+FASTNN_ISA_FN(double, loss_fwd_isa, (P_LF(double)), (a, p, t, o, off, n), loss_fwd_serial(a, p, t, o, off, n))
+#define P_LB(T) const LossArgs<T>& a, const T* p, const T* t, const T* g, T gs, T* dp, T* dt, int64_t off, int64_t n
+FASTNN_ISA_FN(void, loss_bwd_isa, (P_LB(float)), (a, p, t, g, gs, dp, dt, off, n), loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n))
+FASTNN_ISA_FN(void, loss_bwd_isa, (P_LB(double)), (a, p, t, g, gs, dp, dt, off, n), loss_bwd_serial(a, p, t, g, gs, dp, dt, off, n))
 
 // ---- cross-entropy rows ------------------------------------------------------------
 // log-sum-exp of one row, stable: max + log(sum e^(x - max)).
@@ -134,22 +129,12 @@ template <class T> FASTNN_INLINE T row_max(const T* x, int64_t c) {
 
 template <class T> FASTNN_INLINE T row_lse(const T* x, int64_t c) {
   const T mx = row_max(x, c);
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) s += sm::exp(x[j] - mx);
-  return mx + sm::log(s);
+  return mx + sm::log(exp_row_sum<T>(x, nullptr, c, mx));
 }
 
 // e_j = e^(x_j - max) for one row, written to e; returns sum_j e_j.
 template <class T> FASTNN_INLINE T row_exp(const T* x, T* e, int64_t c) {
-  const T mx = row_max(x, c);
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) {
-    e[j] = sm::exp(x[j] - mx);
-    s += e[j];
-  }
-  return s;
+  return exp_row_sum<T>(x, e, c, row_max(x, c));
 }
 
 // Index target y of one row (log_probs: nll; else cross_entropy with label smoothing ls):
@@ -270,10 +255,10 @@ template <class T> FASTNN_INLINE void soft_bwd_serial(const ClassArgs& a, const 
   }
 }
 
-// One entry point per (body, dtype), compiled for each ISA (see parallel.h).
-#define FASTNN_CLONE_PAIR(name, ret, body, params, args)                   \
-  FASTNN_CLONES ret name(float, params(float)) { return body<float> args; } \
-  FASTNN_CLONES ret name(double, params(double)) { return body<double> args; }
+// One entry point per (body, dtype), compiled for each ISA level (isa.h).
+#define FASTNN_CLONE_PAIR(name, ret, body, params, args)                                \
+  FASTNN_ISA_FN(ret, name, (float, params(float)), FASTNN_TAG_F args, body<float> args)  \
+  FASTNN_ISA_FN(ret, name, (double, params(double)), FASTNN_TAG_D args, body<double> args)
 #define P_CF(T) const ClassArgs& a, const T* p, const int64_t* t, const T* w, T* o, int64_t b, int64_t e, int64_t c
 FASTNN_CLONE_PAIR(class_fwd_isa, double, class_fwd_serial, P_CF, (a, p, t, w, o, b, e, c))
 #define P_CB(T) const ClassArgs& a, const T* p, const int64_t* t, const T* w, T ws, const T* g, T gs, T* d, \

@@ -314,17 +314,17 @@ namespace {
 constexpr int64_t kMinMacs = kOwnSgemmMinMacs;
 std::atomic<bool> g_own{[] {
   const char* env = std::getenv("FASTNN_GEMM");
-  return have_avx512() && !(env && std::string(env) == "openblas");
+  return cpu_isa() == Isa::avx512 && !(env && std::string(env) == "openblas");
 }()};
 std::atomic<int64_t> g_min_macs{kMinMacs};
 }  // namespace
 bool own_sgemm(int64_t m, int64_t n, int64_t k) {
-  return g_own.load(std::memory_order_relaxed) && double(m) * double(n) * double(k) >= double(g_min_macs.load(std::memory_order_relaxed));
+  return g_own.load(std::memory_order_relaxed) && have_avx512() && double(m) * double(n) * double(k) >= double(g_min_macs.load(std::memory_order_relaxed));
 }
-bool own_sgemm_on() { return g_own.load(std::memory_order_relaxed); }
+bool own_sgemm_on() { return g_own.load(std::memory_order_relaxed) && have_avx512(); }
 int64_t own_sgemm_min_macs() { return g_min_macs.load(std::memory_order_relaxed); }
 void set_own_sgemm(bool on, int64_t min_macs) {
-  g_own.store(on && have_avx512(), std::memory_order_relaxed);
+  g_own.store(on && cpu_isa() == Isa::avx512, std::memory_order_relaxed);
   g_min_macs.store(min_macs < 0 ? kMinMacs : min_macs, std::memory_order_relaxed);
 }
 

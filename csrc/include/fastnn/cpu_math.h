@@ -6,8 +6,8 @@
 // over [-120, 100] (every 13th float, against double exp); exp(-inf) = 0, exp(inf) = inf,
 // NaN propagates, subnormal results are produced. log, log1p and erfc of float are
 // fastnn's too (below), for the same reason: libmvec's erfcf and log1pf made gelu and
-// softplus about twice as slow. float32 gelu and softplus forward on AVX-512 CPUs run
-// csrc/cpu/act_avx512.cpp instead. Everything else is <cmath>, vectorized through glibc's
+// softplus about twice as slow. float32 gelu, softplus and the other activations of
+// csrc/cpu/simd_kernels.h run those kernels instead on AVX2 and AVX-512 CPUs. Everything else is <cmath>, vectorized through glibc's
 // libmvec (csrc/cpu/vecmath.h).
 #pragma once
 

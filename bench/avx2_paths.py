@@ -1,0 +1,302 @@
+"""fastnn's C++ kernels at forced ISA levels (AVX-512, AVX2) against torch, each library
+alone in its own process, alternated; and fastnn's numpy API right after torch ops in
+one process (the mixed-process case). Ceilings (copy GB/s, sgemm GFLOP/s) are measured
+in the same run.
+
+    python bench/avx2_paths.py [--reps 3] [--levels avx512,avx2,avx2-portable] [--quick]
+
+A level named LEVEL-portable runs that level with FASTNN_SIMD=0 (the portable loops
+instead of the hand-vectorized kernels of csrc/cpu/simd_kernels.h).
+
+    python bench/avx2_paths.py --kernels [--compare /path/to/other/checkout]
+
+Per-element cost of each float32 kernel, one thread, in-cache (64K elements), measured
+in thread CPU time (so it holds on a busy machine), at each level, portable and vector,
+and for --compare's checkout (its fastnn imported through PYTHONPATH) at its default level.
+
+Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
+table shows each case's best over the repetitions. GB/s counts the bytes read and
+written (forward: x, y; backward: x, dy, dx), GFLOP/s 6 m n k for Dense f+b.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+
+N_ACT = 1 << 24
+ACTS = [("relu", {}), ("gelu", {}), ("gelu", {"approximate": "tanh"}), ("softplus", {}), ("tanh", {}),
+        ("sigmoid", {}), ("silu", {}), ("mish", {}), ("elu", {}), ("selu", {}), ("celu", {}),
+        ("log_sigmoid", {})]
+DENSE = [(64, 256, 256), (256, 1024, 1024), (1024, 1024, 1024)]
+ROWS, COLS = 8192, 1000
+
+
+def best(fn, reps, inner=1):
+    fn()
+    t = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        t = min(t, (time.perf_counter() - t0) / inner)
+    return t
+
+
+def inner_for(seconds):
+    return max(1, int(0.05 / max(seconds, 1e-7)))
+
+
+def act_key(name, params):
+    return name + ("-tanh" if params.get("approximate") == "tanh" else "")
+
+
+def worker(side, level, quick):
+    import numpy as np
+    res = {}
+    rng = np.random.default_rng(0)
+    reps = 3 if quick else 5
+    x = (3.0 * rng.standard_normal(N_ACT)).astype(np.float32)
+    dy = rng.standard_normal(N_ACT).astype(np.float32)
+    out = np.empty_like(x)
+    res["copy_GBps"] = 2 * x.nbytes / best(lambda: np.copyto(out, x), reps)
+    a = rng.standard_normal((1024, 1024)).astype(np.float32)
+    logits = rng.standard_normal((ROWS, COLS)).astype(np.float32)
+    target = rng.integers(0, COLS, ROWS)
+    if side == "fastnn":
+        import fastnn
+        from fastnn._backends import cpp
+        C = cpp._C
+        res["isa"] = C._set_isa(level.split("-")[0]) + ("-portable" if level.endswith("-portable") else "")
+        res["gemm_path"] = list(C._gemm_path())
+        for name, p in ACTS:
+            k = act_key(name, p)
+            y = fastnn.activation_forward(x, name, **p)
+            res[f"act {k} f"] = 8 * N_ACT / best(lambda: fastnn.activation_forward(x, name, **p), reps)
+            res[f"act {k} b"] = 12 * N_ACT / best(lambda: fastnn.activation_backward(dy, name, x=x, y=y, **p), reps)
+        # softmax f+b, cross-entropy f+b
+        def sm():
+            y = fastnn.activation_forward(logits, "softmax")
+            fastnn.activation_backward(logits, "softmax", x=logits, y=y)
+        res["softmax f+b ms"] = 1e3 * best(sm, reps)
+        def ce():
+            fastnn.loss_forward(logits, target, "cross_entropy")
+            fastnn.loss_backward(logits, target, "cross_entropy")
+        res["cross_entropy f+b ms"] = 1e3 * best(ce, reps)
+        def dense_case(m, kk, n):
+            xx = rng.standard_normal((m, kk)).astype(np.float32)
+            w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
+            b = rng.standard_normal(n).astype(np.float32)
+            g = rng.standard_normal((m, n)).astype(np.float32)
+            def fb():
+                yy, zz = fastnn.dense_forward(xx, w, b, "relu")
+                fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+            def f():
+                fastnn.dense_forward(xx, w, b, "relu")
+            return fb, f
+        for m, kk, n in DENSE:
+            fb, f = dense_case(m, kk, n)
+            t = best(fb, reps, inner_for(best(fb, 1)))
+            res[f"dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+            res[f"dense {m}x{kk}x{n} f+b us"] = t * 1e6
+            res[f"dense {m}x{kk}x{n} f GFs"] = 2 * m * n * kk / best(f, reps, inner_for(best(f, 1))) / 1e9
+        # the sgemm ceiling: numpy's matmul (OpenBLAS) at 1024^3, in this process
+        res["sgemm_ceiling_GFs"] = 2 * 1024 ** 3 / best(lambda: a @ a, reps) / 1e9
+        # mixed process: torch ops just before each fastnn call
+        import torch
+        ta = torch.randn(1024, 1024)
+        for m, kk, n in DENSE[1:2]:
+            fb, _ = dense_case(m, kk, n)
+            t = float("inf")
+            for _ in range(reps * 2):
+                for _ in range(3):
+                    ta @ ta
+                t0 = time.perf_counter()
+                fb()
+                t = min(t, time.perf_counter() - t0)
+            res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+            t = float("inf")
+            for _ in range(reps * 2):
+                fb()
+                t0 = time.perf_counter()
+                fb()
+                t = min(t, time.perf_counter() - t0)
+            res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+    else:
+        import torch
+        import torch.nn.functional as F
+        res["isa"] = torch.backends.cpu.get_cpu_capability()
+        xt = torch.from_numpy(x)
+        dyt = torch.from_numpy(dy)
+        fns = {"relu": F.relu, "gelu": F.gelu, "gelu-tanh": lambda t: F.gelu(t, approximate="tanh"),
+               "softplus": F.softplus, "tanh": torch.tanh, "sigmoid": torch.sigmoid, "silu": F.silu,
+               "mish": F.mish, "elu": F.elu, "selu": F.selu, "celu": F.celu, "log_sigmoid": F.logsigmoid}
+        for name, p in ACTS:
+            k = act_key(name, p)
+            f = fns[k]
+            res[f"act {k} f"] = 8 * N_ACT / best(lambda: f(xt), reps)
+            xg = xt.clone().requires_grad_(True)
+            yg = f(xg)
+            res[f"act {k} b"] = 12 * N_ACT / best(lambda: torch.autograd.grad(yg, xg, dyt, retain_graph=True), reps)
+        lt = torch.from_numpy(logits)
+        tt = torch.from_numpy(target)
+        def sm():
+            l = lt.clone().requires_grad_(True)
+            torch.softmax(l, -1).backward(lt)
+        res["softmax f+b ms"] = 1e3 * best(sm, reps)
+        def ce():
+            l = lt.clone().requires_grad_(True)
+            F.cross_entropy(l, tt).backward()
+        res["cross_entropy f+b ms"] = 1e3 * best(ce, reps)
+        for m, kk, n in DENSE:
+            xx = torch.randn(m, kk)
+            lin = torch.nn.Linear(kk, n)
+            g = torch.randn(m, n)
+            def fb():
+                xg = xx.requires_grad_(True)
+                torch.relu(lin(xg)).backward(g)
+            t = best(fb, reps, inner_for(best(fb, 1)))
+            res[f"dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+            res[f"dense {m}x{kk}x{n} f+b us"] = t * 1e6
+            with torch.no_grad():
+                f = lambda: torch.relu(lin(xx))
+                res[f"dense {m}x{kk}x{n} f GFs"] = 2 * m * n * kk / best(f, reps, inner_for(best(f, 1))) / 1e9
+        ta = torch.from_numpy(a)
+        res["sgemm_ceiling_GFs"] = 2 * 1024 ** 3 / best(lambda: ta @ ta, reps) / 1e9
+    print(json.dumps(res))
+
+
+KERNEL_ACTS = [("gelu", {}), ("gelu", {"approximate": "tanh"}), ("softplus", {}), ("sigmoid", {}), ("silu", {}),
+               ("mish", {}), ("tanh", {}), ("elu", {}), ("selu", {}), ("log_sigmoid", {})]
+
+
+def kernels_worker(level):
+    import numpy as np
+    import fastnn
+    from fastnn._backends import cpp
+    if level != "-":
+        cpp._C._set_isa(level.split("-")[0])
+    rng = np.random.default_rng(0)
+    n = 1 << 16
+    x = (3 * rng.standard_normal(n)).astype(np.float32)
+    dy = rng.standard_normal(n).astype(np.float32)
+    logits = rng.standard_normal((256, 1000)).astype(np.float32)
+    target = rng.integers(0, 1000, 256)
+
+    def ns(f, count):
+        f()
+        b = float("inf")
+        for _ in range(7):
+            t0 = time.thread_time()
+            for _ in range(10):
+                f()
+            b = min(b, (time.thread_time() - t0) / 10)
+        return round(b / count * 1e9, 3)
+    out = {}
+    for name, p in KERNEL_ACTS:
+        k = act_key(name, p)
+        y = fastnn.activation_forward(x, name, **p)
+        out[f"{k} f"] = ns(lambda: fastnn.activation_forward(x, name, **p), n)
+        out[f"{k} b"] = ns(lambda: fastnn.activation_backward(dy, name, x=x, y=y, **p), n)
+    out["softmax f"] = ns(lambda: fastnn.activation_forward(logits, "softmax"), logits.size)
+    out["cross_entropy f"] = ns(lambda: fastnn.loss_forward(logits, target, "cross_entropy"), logits.size)
+    out["cross_entropy b"] = ns(lambda: fastnn.loss_backward(logits, target, "cross_entropy"), logits.size)
+    print(json.dumps(out))
+
+
+def kernels_main(args):
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    runs = [(lv, here) for lv in ("avx512", "avx512-portable", "avx2", "avx2-portable")]
+    if args.compare:
+        runs.append(("-", os.path.abspath(args.compare)))
+    res = {}
+    for lv, root in runs:
+        env = dict(os.environ, FASTNN_NUM_THREADS="1", PYTHONPATH=root,
+                   FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+        p = subprocess.run([sys.executable, os.path.abspath(__file__), "--kernels-worker", lv], env=env,
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            sys.exit(f"{lv} {root} failed:\n{p.stderr[-3000:]}")
+        res[(lv, root)] = json.loads(p.stdout.strip().splitlines()[-1])
+    names = [("compare" if lv == "-" else lv) for lv, _ in runs]
+    print(f"# ns per element, 1 thread, thread CPU time; load {os.getloadavg()}")
+    print("| kernel | " + " | ".join(names) + " |")
+    print("|" + "---|" * (len(names) + 1))
+    for k in res[runs[0]]:
+        print(f"| {k} | " + " | ".join(str(res[r].get(k, "-")) for r in runs) + " |")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--reps", type=int, default=3, help="processes per (side, level), alternated")
+    ap.add_argument("--levels", default="avx512,avx2,avx2-portable")
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--kernels", action="store_true", help="per-element kernel costs (see above)")
+    ap.add_argument("--compare", help="with --kernels: another checkout to time at its default level")
+    ap.add_argument("--worker", nargs=2, metavar=("SIDE", "LEVEL"), help=argparse.SUPPRESS)
+    ap.add_argument("--kernels-worker", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        return worker(*args.worker, args.quick)
+    if args.kernels_worker:
+        return kernels_worker(args.kernels_worker)
+    if args.kernels:
+        return kernels_main(args)
+    levels = args.levels.split(",")
+    # torch at its own best level, and capped to AVX2 (ATEN_CPU_CAPABILITY) to pair with
+    # fastnn's AVX2 columns, as on an AVX2-only CPU
+    torch_levels = ["-"] + (["avx2"] if any(lv.startswith("avx2") for lv in levels) else [])
+    runs = [("fastnn", lv) for lv in levels] + [("torch", lv) for lv in torch_levels]
+    results = {r: [] for r in runs}
+    for _ in range(args.reps):
+        for side, lv in runs:
+            cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, lv] + (["--quick"] if args.quick else [])
+            env = dict(os.environ, FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+            if side == "torch" and lv != "-":
+                env["ATEN_CPU_CAPABILITY"] = lv
+            p = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            if p.returncode != 0:
+                sys.exit(f"{side} {lv} failed:\n{p.stderr[-3000:]}")
+            results[(side, lv)].append(json.loads(p.stdout.strip().splitlines()[-1]))
+
+    def lower_better(k):
+        return k.endswith(" ms") or k.endswith(" us")
+
+    def agg(rs, k):
+        vals = [r[k] for r in rs if k in r]
+        return (min(vals) if lower_better(k) else max(vals)) if vals else None
+
+    def torch_for(lv):  # the torch run a fastnn level is compared with
+        t = lv.split("-")[0]
+        return ("torch", t) if ("torch", t) in results else ("torch", "-")
+
+    keys = [k for k in results[runs[0]][0] if k not in ("isa", "gemm_path")]
+    print(f"# load: {os.getloadavg()}  cpus: {os.cpu_count()}  reps: {args.reps}")
+    for side, lv in runs:
+        r = results[(side, lv)][0]
+        print(f"# {side} {lv}: isa={r.get('isa')} gemm={r.get('gemm_path')}")
+    cols = [(s, lv) for s, lv in runs]
+    head = "| case | " + " | ".join(f"{s} {lv}" for s, lv in cols) + " | " + \
+        " | ".join(f"{lv}/torch {torch_for(lv)[1]}" for s, lv in runs if s == "fastnn") + " |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for k in keys:
+        vals = [agg(results[c], k) for c in cols]
+        ratios = []
+        for s, lv in runs:
+            if s != "fastnn":
+                continue
+            v, t = agg(results[(s, lv)], k), agg(results[torch_for(lv)], k)
+            ratios.append("-" if v is None or t is None else f"{(t / v if lower_better(k) else v / t):.2f}x")
+
+        def fmt(v):
+            if v is None:
+                return "-"
+            return f"{v / 1e9:.1f}" if k.startswith("act") or k == "copy_GBps" else f"{v:.1f}"
+        unit = " GB/s" if k.startswith("act") else ""
+        print(f"| {k}{unit} | " + " | ".join(fmt(v) for v in vals) + " | " + " | ".join(ratios) + " |")
+
+
+if __name__ == "__main__":
+    main()

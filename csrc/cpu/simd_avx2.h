@@ -1,0 +1,54 @@
+// simd_avx2.h — the vector operations of simd_kernels.h for AVX2 + FMA (8 float32 lanes).
+// The contract of each operation is in simd_avx512.h; included only by simd_avx2.cpp,
+// inside its target region and its own namespace.
+#pragma once
+
+constexpr int kW = 8;
+using V = __m256;
+using M = __m256;  // all-ones lanes where true
+
+inline V load(const float* p) { return _mm256_loadu_ps(p); }
+inline void store(float* p, V v) { _mm256_storeu_ps(p, v); }
+// lanes [0, n) set: vmaskmovps touches (and may fault on) no masked-off lane
+inline __m256i first_n(int64_t n) {
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+inline V load_n(const float* p, int64_t n) { return _mm256_maskload_ps(p, first_n(n)); }
+inline void store_n(float* p, V v, int64_t n) { _mm256_maskstore_ps(p, first_n(n), v); }
+inline V keep_n(V v, int64_t n) { return _mm256_and_ps(v, _mm256_castsi256_ps(first_n(n))); }
+inline float hsum(V v) {
+  __m128 h = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+  return _mm_cvtss_f32(_mm_add_ss(h, _mm_movehdup_ps(h)));
+}
+inline V set1(float f) { return _mm256_set1_ps(f); }
+inline V zero() { return _mm256_setzero_ps(); }
+inline V add(V a, V b) { return _mm256_add_ps(a, b); }
+inline V sub(V a, V b) { return _mm256_sub_ps(a, b); }
+inline V mul(V a, V b) { return _mm256_mul_ps(a, b); }
+inline V div(V a, V b) { return _mm256_div_ps(a, b); }
+inline V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+inline V fnma(V a, V b, V c) { return _mm256_fnmadd_ps(a, b, c); }
+inline V fms(V a, V b, V c) { return _mm256_fmsub_ps(a, b, c); }
+inline V vmin(V a, V b) { return _mm256_min_ps(a, b); }
+inline V vmax(V a, V b) { return _mm256_max_ps(a, b); }
+inline V vabs(V a) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), a); }
+inline V round_int(V a) { return _mm256_round_ps(a, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC); }
+// A division: vrcpps is only 2^-12, and two Newton steps cost about what vdivps does.
+inline V recip(V d) { return _mm256_div_ps(_mm256_set1_ps(1.0f), d); }
+// x 2^n as x 2^n1 2^n2, n1 = floor(n / 2), n2 = n - n1, each factor a normal float
+// (n1, n2 in [-126, 127]): the first product is exact for x in the kernels' range
+// ([2^-2, 2^2]), the second rounds once, into the subnormals if need be (as vscalefps).
+inline V pow2i(__m256i k) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(k, _mm256_set1_epi32(127)), 23)); }
+inline V scale2(V x, V n) {
+  const __m256i k = _mm256_cvtps_epi32(n);
+  const __m256i k1 = _mm256_srai_epi32(k, 1);
+  return _mm256_mul_ps(_mm256_mul_ps(x, pow2i(k1)), pow2i(_mm256_sub_epi32(k, k1)));
+}
+inline M ge(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GE_OQ); }
+inline M gt(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_GT_OQ); }
+inline M eq(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_EQ_OQ); }
+inline M unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
+inline M mand(M a, M b) { return _mm256_and_ps(a, b); }
+inline M is_inf(V a) { return _mm256_cmp_ps(vabs(a), _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ); }
+inline V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
