@@ -22,6 +22,7 @@ traces without a graph break.
 import ast
 import contextlib
 import functools
+import sys
 from typing import Optional
 
 import numpy as np
@@ -108,6 +109,19 @@ def _library_route():
     return FORCE_LIBRARY or torch.compiler.is_compiling()
 
 
+# ---- DTensor hook (the sharding rules live in fastnn/torch/_distributed.py) -----------------
+def _dtensor_route(t):
+    """True for a DTensor: the call takes the custom-op route, on which DTensor runs the
+    sharding rules _distributed registers (imported here once, on first use). No DTensor
+    exists before torch.distributed.tensor is imported (it costs seconds: not imported here)."""
+    mod = sys.modules.get("torch.distributed.tensor")
+    if mod is None or not isinstance(t, mod.DTensor):
+        return False
+    from . import _distributed  # noqa: F401,PLC0415 - registers the rules
+    return True
+# ---- end of the DTensor hook -------------------------------------------------------------
+
+
 def _native(t):
     """The C++ nodes for a call on t, or None: t on the CPU, the nodes built, and the C++
     backend the one selected for this call (use_backend / set_backend / FASTNN_BACKEND are
@@ -174,7 +188,7 @@ class DenseFunction(torch.autograd.Function):
 
 def dense(x, w, b, activation, params):
     """y = act(x @ w.T + b) on this call's route."""
-    if _library_route():
+    if _library_route() or _dtensor_route(w) or _dtensor_route(x):
         return dense_op(x, w, b, activation, encode(params))[0]
     op = _dense_prepared(activation, params)
     nat = _native(x)
@@ -213,7 +227,7 @@ def saves_y(name, params):
 
 
 def activation(x, name, params):
-    if _library_route():
+    if _library_route() or _dtensor_route(x):
         return activation_op(x, name, encode(params))
     op = _act_prepared(name, params)
     nat = _native(x)
@@ -271,7 +285,7 @@ class LossFunction(torch.autograd.Function):
 
 
 def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
-    if _library_route():
+    if _library_route() or _dtensor_route(pred):
         return loss_op(pred, target, weight, pos_weight, name, reduction, encode(params))
     if weight is None and pos_weight is None:
         nat = _native(pred)

@@ -1,0 +1,265 @@
+"""fastnn.torch inside torch.distributed: DTensor sharding rules and vocab-parallel cross-entropy.
+
+DTensor (tensor parallel: ColwiseParallel, RowwiseParallel, SequenceParallel)
+    A call whose tensors are DTensors takes the torch.library custom-op route
+    (fastnn::dense, fastnn::activation, fastnn::loss and their backward ops; the hook is
+    _ops._dtensor_route). Importing this module registers, for each of those ops, the
+    placements it can run on without communication (register_sharding). DTensor then
+    picks, per mesh dimension, the cheapest listed strategy, redistributes the inputs to
+    it (nothing when the inputs already match), runs the op on the local shards and wraps
+    the results with the strategy's output placements. Any other placement is therefore
+    still correct: it is redistributed (all-gathered) to one of the strategies first.
+
+    Strategies (single mesh dimension; R = Replicate, S(d) = Shard(d), P = Partial sum;
+    x (..., in), w (out, in) as nn.Linear's, d any batch dimension, -1 the last):
+
+    op               outputs              inputs                          plan it serves
+    dense            y, z: R              x R, w R, b R                   -
+                     y, z: S(d)           x S(d), w R, b R                data / sequence parallel
+                     y, z: S(-1)          x R, w S(0), b S(0)             ColwiseParallel
+                     y: P (linear only)   x S(-1), w S(1), b P            RowwiseParallel
+    dense_backward   the transposes of the four: dx, dw, db = (S(d), P, P), (P, S(0), S(0)),
+                     (S(-1), S(1), R); a result not needed is a (0,) placeholder, R
+    activation(+bw)  y: S(d) for x S(d), every d (softmax rows: not the last); R
+    loss(+bw)        reduction "none": out S(d) for pred, target S(d), d a batch
+                     dimension (not the class axis); "sum": out P; "mean" and class
+                     weights / pos_weight: R (all-gathered first: a mean over uneven
+                     shards is not the mean of the shards' means)
+
+    The row-parallel forward is offered for the identity activation only: an activation
+    cannot be applied to a partial sum, so a RowwiseParallel Linear with an activation
+    gathers its input (correct, at an all-gather's cost).
+
+Vocab-parallel cross-entropy: vocab_parallel_cross_entropy below.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.distributed as dist
+from torch import Tensor
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+from torch.distributed.tensor._op_schema import RuntimeSchemaInfo
+from torch.distributed.tensor.experimental import register_sharding
+
+from . import _ops
+
+R = Replicate()
+_ROW_ACTIVATIONS = ("softmax", "log_softmax")
+
+
+def _keeps_z(activation: str, params: str) -> bool:
+    return _ops._dense_prepared(activation, _ops.decode(params)).keeps_z
+
+
+def _batch_dims(spec) -> range:
+    return range(spec.ndim - 1)
+
+
+@register_sharding(torch.ops.fastnn.dense.default)
+def _dense_rule(x, w, b, activation, params):
+    keeps_z = _keeps_z(activation, params)
+    last = x.ndim - 1
+    bias = None if b is None else R
+    out = [([R, R], [R, R, bias, None, None])]
+    for d in _batch_dims(x):
+        out.append(([Shard(d), Shard(d) if keeps_z else R], [Shard(d), R, bias, None, None]))
+    out.append(([Shard(last), Shard(last) if keeps_z else R], [R, Shard(0), None if b is None else Shard(0), None,
+                                                                  None]))
+    if activation == "linear" and not keeps_z:
+        out.append(([Partial(), R], [Shard(last), Shard(1), None if b is None else Partial(), None, None]))
+    return out
+
+
+@register_sharding(torch.ops.fastnn.dense_backward.default)
+def _dense_backward_rule(dy, x, w, y, z, activation, params, need_dx, need_dw, need_db):
+    def res(dx, dw, db):
+        return [dx if need_dx else R, dw if need_dw else R, db if need_db else R]
+
+    def ins(pdy, px, pw):  # y and z have dy's shape and placement
+        return [pdy, px, pw, None if y is None else pdy, None if z is None else pdy, None, None, None, None, None]
+
+    last = x.ndim - 1
+    out = [(res(R, R, R), ins(R, R, R))]
+    for d in _batch_dims(x):
+        out.append((res(Shard(d), Partial(), Partial()), ins(Shard(d), Shard(d), R)))
+    out.append((res(Partial(), Shard(0), Shard(0)), ins(Shard(last), R, Shard(0))))
+    if y is None and z is None:  # the identity activation: the row-parallel transpose
+        out.append((res(Shard(last), Shard(1), R), ins(R, Shard(last), Shard(1))))
+    return out
+
+
+def _act_dims(x, name):
+    return range(x.ndim - 1) if name in _ROW_ACTIVATIONS else range(x.ndim)
+
+
+@register_sharding(torch.ops.fastnn.activation.default)
+def _activation_rule(x, name, params):
+    return [([R], [R, None, None])] + [([Shard(d)], [Shard(d), None, None]) for d in _act_dims(x, name)]
+
+
+@register_sharding(torch.ops.fastnn.activation_backward.default)
+def _activation_backward_rule(dy, src, name, params):
+    return ([([R], [R, R, None, None])] +
+            [([Shard(d)], [Shard(d), Shard(d), None, None]) for d in _act_dims(dy, name)])
+
+
+def _loss_dims(pred, target, weight, pos_weight, reduction):
+    """The batch dimensions a loss may stay sharded on (none where it must be gathered)."""
+    if weight is not None or pos_weight is not None or reduction not in ("none", "sum"):
+        return range(0)
+    return range(target.ndim if target.ndim < pred.ndim else pred.ndim)
+
+
+@register_sharding(torch.ops.fastnn.loss.default)
+def _loss_rule(pred, target, weight, pos_weight, name, reduction, params):
+    opt = [None if weight is None else R, None if pos_weight is None else R]
+    tail = [None, None, None]
+    out = [([R], [R, R] + opt + tail)]
+    for d in _loss_dims(pred, target, weight, pos_weight, reduction):
+        out.append(([Shard(d) if reduction == "none" else Partial()], [Shard(d), Shard(d)] + opt + tail))
+    return out
+
+
+@register_sharding(torch.ops.fastnn.loss_backward.default)
+def _loss_backward_rule(grad, pred, target, weight, pos_weight, name, reduction, params, need_target_grad):
+    opt = [None if weight is None else R, None if pos_weight is None else R]
+    tail = [None, None, None, None]
+    out = [([R, R], [R, R, R] + opt + tail)]
+    for d in _loss_dims(pred, target, weight, pos_weight, reduction):
+        g = Shard(d) if reduction == "none" else R
+        out.append(([Shard(d), Shard(d) if need_target_grad else R], [g, Shard(d), Shard(d)] + opt + tail))
+    return out
+
+
+def _key_all_static_args() -> None:
+    """register_sharding keys DTensor's strategy cache on int arguments only; these rules
+    depend on the strings (activation, reduction, params), the flags and which optional
+    tensors are None, so every argument from the first one that is not a required tensor
+    joins the key (else a strategy computed for one activation would serve another)."""
+    prop = DTensor._op_dispatcher.sharding_propagator
+    for op in (torch.ops.fastnn.dense.default, torch.ops.fastnn.dense_backward.default,
+               torch.ops.fastnn.activation.default, torch.ops.fastnn.activation_backward.default,
+               torch.ops.fastnn.loss.default, torch.ops.fastnn.loss_backward.default):
+        args = op._schema.arguments
+        first = next(i for i, a in enumerate(args) if not isinstance(a.type, torch.TensorType))
+        prop.op_to_schema_info[op] = RuntimeSchemaInfo(static_argnum=first, needs_pytree=True)
+
+
+_key_all_static_args()
+
+
+# ---- vocab-parallel cross-entropy ----------------------------------------------------------
+
+class _CopyToParallel(torch.autograd.Function):
+    """Identity forward; backward sums the gradient over the group: x is replicated and each
+    rank's loss terms only see its own classes, so dx is the sum of the ranks' parts."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        ctx.group = group
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        g = g.contiguous()
+        dist.all_reduce(g, group=ctx.group)
+        return g, None
+
+
+def _all_reduce(t: Tensor, op, group) -> Tensor:
+    t = t.detach().clone()
+    dist.all_reduce(t, op=op, group=group)
+    return t
+
+
+def _local(t, name: str):
+    """(local tensor, offset of its first row): a DTensor sharded on dim 0 over a 1-D mesh
+    (ColwiseParallel's weight) gives its shard; a plain tensor is the caller's shard."""
+    if not isinstance(t, DTensor):
+        return t, None
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset  # noqa: PLC0415
+
+    if t.device_mesh.ndim != 1 or t.placements[0] != Shard(0):
+        raise ValueError(f"vocab_parallel_cross_entropy: {name} must be sharded on dim 0 (the classes) over a 1-D "
+                         f"mesh, got placements {t.placements} on a {t.device_mesh.ndim}-D mesh")
+    _, offset = compute_local_shape_and_global_offset(t.shape, t.device_mesh, t.placements)
+    return t.to_local(), int(offset[0])
+
+
+def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tensor], target: Tensor, *,
+                                 group: Optional[dist.ProcessGroup] = None, class_offset: Optional[int] = None,
+                                 ignore_index: int = -100, reduction: str = "mean",
+                                 chunk_size: Optional[int] = None) -> Tensor:
+    """F.cross_entropy(F.linear(x, W, B), target) with the classes of W (C, in) and B (C,)
+    split over the ranks of `group`, never holding the (N, C) logits, nor a rank's (N, C/ranks).
+
+    x (N, in) is the same on every rank (a plain tensor or a Replicate DTensor); weight and
+    bias are this rank's rows of W and B: either plain tensors, classes
+    [class_offset, class_offset + weight.shape[0]) (class_offset required), or DTensors
+    sharded on dim 0 (ColwiseParallel's head), whose offsets are read from the sharding.
+    target (N,) holds global class indices (ignore_index rows count nowhere). Every rank
+    returns the same loss; backward gives each rank the gradient of its own rows of W, B
+    and the full dx (summed over the ranks).
+
+    Per rank, with the rank's logits z = x W_r^T + B_r never formed:
+      lse_r = fastnn's fused Linear + cross-entropy with every target at local class 0,
+              plus z_0 (= lse_r - z_0 + z_0; the kernel is chunked over rows and classes);
+      lse   = m + log(sum_r exp(lse_r - m)),  m = max_r lse_r      (all-reduce max, sum)
+      z_t   = x . W[t] + B[t] on the rank owning t, summed over ranks (all-reduce sum)
+      loss  = lse - z_t per row, reduced as F.cross_entropy does ("mean": over the rows
+              not ignored).
+    Gradients flow through the fused kernel's backward (upstream gradient scaled by
+    exp(lse_r - lse): the global softmax of the rank's classes) and the two gathers of
+    z_0 and z_t. Label smoothing is not supported here (it would need the sum of all
+    logits, a third all-reduce through another kernel call)."""
+    from . import functional as F  # noqa: PLC0415 - functional imports this package
+
+    if reduction not in ("mean", "sum", "none"):
+        raise ValueError(f"vocab_parallel_cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+    if isinstance(x, DTensor):
+        if any(p != R for p in x.placements):
+            raise ValueError(f"vocab_parallel_cross_entropy: x must be replicated, got placements {x.placements}")
+        x = x.to_local()
+    if isinstance(target, DTensor):
+        target = target.full_tensor()
+    w, off_w = _local(weight, "weight")
+    b, off_b = (None, None) if bias is None else _local(bias, "bias")
+    offset = off_w if off_w is not None else class_offset
+    if offset is None:
+        raise ValueError("vocab_parallel_cross_entropy: class_offset is required when weight is a plain tensor "
+                         "(this rank's first class)")
+    if b is not None and off_b is not None and off_b != offset:
+        raise ValueError(f"vocab_parallel_cross_entropy: bias starts at class {off_b}, weight at {offset}")
+    if x.ndim != 2 or target.shape != x.shape[:1] or w.ndim != 2 or w.shape[1] != x.shape[1]:
+        raise ValueError(f"vocab_parallel_cross_entropy: expected x (N, in), weight (C_r, in), target (N,), got x "
+                         f"{tuple(x.shape)}, weight {tuple(w.shape)}, target {tuple(target.shape)}")
+    n_local = w.shape[0]
+    xr = _CopyToParallel.apply(x, group)
+
+    probe = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
+    lse_minus_z0 = F.linear_cross_entropy(xr, w, b, probe, reduction="none", chunk_size=chunk_size)
+    z0 = xr @ w[0] + (0 if b is None else b[0])
+    lse_r = lse_minus_z0 + z0
+
+    m = _all_reduce(lse_r, dist.ReduceOp.MAX, group)
+    s_r = torch.exp(lse_r - m)
+    s = _all_reduce(s_r, dist.ReduceOp.SUM, group)
+    lse = m + torch.log(s_r + (s - s_r.detach()))  # d lse / d lse_r = s_r / s; the other ranks' terms constant
+
+    valid = target != ignore_index
+    owned = valid & (target >= offset) & (target < offset + n_local)
+    idx = torch.where(owned, target - offset, torch.zeros_like(target))
+    zt_r = (xr * w[idx]).sum(-1) + (0 if b is None else b[idx])
+    zt_r = torch.where(owned, zt_r, torch.zeros_like(zt_r))
+    zt = zt_r + (_all_reduce(zt_r, dist.ReduceOp.SUM, group) - zt_r.detach())
+
+    loss = torch.where(valid, lse - zt, torch.zeros_like(lse))
+    if reduction == "none":
+        return loss
+    total = loss.sum()
+    return total if reduction == "sum" else total / valid.sum()
+
+
+__all__ = ["vocab_parallel_cross_entropy"]
