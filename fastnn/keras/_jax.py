@@ -118,51 +118,53 @@ def _sds(shape, dtype):
 #   loss_*       elementwise: every dim; class losses: pred (B.., c), target (B..) -> (B..),
 #                c replicated
 #
-# A factor sharded in the operands but absent from a result is a sum over it (dw, db over
-# the batch; dx over o): that result is psum-med over the factor's mesh axes, which is what
-# XLA does for a stock dot (the same all-reduce, no all-gather). A factor marked replicated
+# A result that is a sum over a sharded factor (dw and db over the batch, dx over o) is
+# psum-med over the factor's mesh axes, which is what XLA does for a stock dot (the same
+# all-reduce, no all-gather); Shardy is told these are reduction factors. A factor marked replicated
 # (the contraction i of the forward: an activation cannot follow a partial sum; a softmax
 # row; the classes of a loss) is gathered by the partitioner before the call, so any
 # sharding is correct, at the cost of that all-gather. Under vmap (custom_vmap below) the
 # plain FFI call runs, once per example.
 
 def _factors(op, name, params, arg_shapes, n_results, flags):
-    """(operand factors, result factors, replicated factors): tuples of factor names."""
+    """(operand factors, result factors, replicated factors, per result the factors it sums
+    over): tuples of factor names."""
     nd = len(arg_shapes[0])
     batch = tuple(f"b{k}" for k in range(nd - 1))
     if op == "dense_fwd":
         b = ("o",) if len(arg_shapes[2]) else ()
-        return (batch + ("i",), ("i", "o"), b), (batch + ("o",),) * n_results, ("i",)
-    if op == "dense_bwd_w":
+        return (batch + ("i",), ("i", "o"), b), (batch + ("o",),) * n_results, ("i",), (("i",),) * n_results
+    if op == "dense_bwd_w":  # dw, [db], [dpre]: dw and db sum over the batch, dpre is elementwise
         rest = (("o",),) if flags["has_b"] else ()
         res = (("i", "o"),) + rest + ((batch + ("o",),) * (n_results - 1 - len(rest)))
-        return (batch + ("o",), batch + ("i",), ("i", "o"), batch + ("o",)), res, ()
+        sums = (batch,) * (1 + len(rest)) + ((),) * (n_results - 1 - len(rest))
+        return (batch + ("o",), batch + ("i",), ("i", "o"), batch + ("o",)), res, (), sums
     if op == "dense_bwd_x":
-        return (batch + ("o",), ("i", "o")), (batch + ("i",),), ()
+        return (batch + ("o",), ("i", "o")), (batch + ("i",),), (), (("o",),)
     every = tuple(f"d{k}" for k in range(nd))
     if op.startswith("act"):
         row = A.activation(name, params).axis is not None and nd > 0
-        return (every,) * len(arg_shapes), (every,), ((every[-1],) if row else ())
+        return (every,) * len(arg_shapes), (every,), ((every[-1],) if row else ()), ((),)
     # losses: loss_fwd (pred, target), loss_bwd (g, pred, target)
     pred = arg_shapes[-2]
     every = tuple(f"d{k}" for k in range(len(pred)))
     tgt = every[:len(arg_shapes[-1])]
     if len(tgt) == len(every):  # elementwise
         ops = (every, every) if op == "loss_fwd" else (every, every, every)
-        return ops, (every,), ()
+        return ops, (every,), (), ((),)
     row = every[:-1]
     ops = (every, tgt) if op == "loss_fwd" else (row, every, tgt)
-    return ops, (row if op == "loss_fwd" else every,), (every[-1],)
+    return ops, (row if op == "loss_fwd" else every,), (every[-1],), ((),)
 
 
 def _rule(*static):
     """Shardy's sharding rule for a call (custom_partitioning passes the static arguments,
     then the mesh and the MLIR types)."""
-    operands, results, replicated = static[5]
-    reduced = {f for o in operands for f in o} - {f for r in results for f in r}
+    operands, results, replicated, sums = static[5]
+    # Shardy's reduction factors appear in no result (dense_bwd_w's batch is dpre's too)
+    reduced = {f for s in sums for f in s} - {f for r in results for f in r} - set(replicated)
     text = ", ".join(" ".join(o) for o in operands) + " -> " + ", ".join(" ".join(r) for r in results)
-    return text, {"reduction_factors": tuple(sorted(reduced - set(replicated))),
-                  "need_replication_factors": tuple(replicated)}
+    return text, {"reduction_factors": tuple(sorted(reduced)), "need_replication_factors": tuple(replicated)}
 
 
 def _axes(entry):
@@ -173,7 +175,7 @@ def _partition(op, shapes, name, params, flags, factors, mesh, arg_shapes, resul
     """The shards each operand and result keeps, and the per-shard computation."""
     from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: PLC0415
 
-    operands, results, replicated = factors
+    operands, results, replicated, summed = factors
     axes_of, used = {}, set()
     for fs, a in zip(operands, arg_shapes):
         spec = tuple(a.sharding.spec) + (None,) * (len(fs) - len(a.sharding.spec))
@@ -189,7 +191,7 @@ def _partition(op, shapes, name, params, flags, factors, mesh, arg_shapes, resul
 
     arg_shardings = tuple(NamedSharding(mesh, spec_of(fs)) for fs in operands)
     res_shardings = [NamedSharding(mesh, spec_of(fs)) for fs in results]
-    sums = [tuple(ax for f, ax in axes_of.items() if f not in fs for ax in ax) for fs in results]
+    sums = [tuple(a for f in fs for a in axes_of.get(f, ())) for fs in summed]
 
     def lower(*args):
         local = [_sds(sh.shard_shape(s.shape), s.dtype) for sh, s in zip(res_shardings, shapes)]
