@@ -143,7 +143,7 @@ def vocab_child(impl, n, h, c, rank=0, world=1, port=0):
     lo, hi = rank * per, min(c, (rank + 1) * per)
     x, w, b, t = _inputs(n, h, c, lo, hi)
     import fastnn.torch.functional  # noqa: F401,PLC0415 - imports outside the measured part
-    from fastnn.torch._distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
+    from fastnn.torch.distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
     base = _rss_mb()
     t0 = time.perf_counter()
     if impl == "vocab_parallel":

@@ -180,7 +180,7 @@ def _vocab_reference(x, w, b, t, reduction):
 
 
 def case_vocab_parallel(rank, world, mesh):
-    from fastnn.torch._distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
+    from fastnn.torch.distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
 
     g = torch.Generator().manual_seed(6)
     n, d, c = 10, 8, 7  # 7 classes on 2 ranks: 4 + 3
@@ -203,7 +203,7 @@ def case_vocab_parallel(rank, world, mesh):
 
 def case_vocab_parallel_colwise_head(rank, world, mesh):
     import fastnn.torch as fnn  # noqa: PLC0415
-    from fastnn.torch._distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
+    from fastnn.torch.distributed import vocab_parallel_cross_entropy  # noqa: PLC0415
     from torch.distributed.tensor.parallel import ColwiseParallel, parallelize_module  # noqa: PLC0415
 
     torch.manual_seed(7)

@@ -1,0 +1,13 @@
+"""fastnn.torch with torch.distributed (docs/distributed.md).
+
+DDP, FSDP2 (fully_shard) and tensor parallel on DTensor (ColwiseParallel, RowwiseParallel,
+SequenceParallel) take fastnn.torch modules as they are: nothing to import. This module
+adds what torch.distributed does not have:
+
+- ``vocab_parallel_cross_entropy(x, weight, bias, target, ...)``: Linear + cross-entropy
+  with the classes split over the ranks (a ColwiseParallel head), never forming the
+  logits; see its docstring.
+"""
+from ._distributed import vocab_parallel_cross_entropy
+
+__all__ = ["vocab_parallel_cross_entropy"]
