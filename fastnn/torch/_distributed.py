@@ -38,10 +38,11 @@ from typing import Optional
 
 import torch
 import torch.distributed as dist
-from torch import Tensor
-from torch.distributed.tensor import DTensor, Partial, Replicate, Shard
+from torch import Tensor, nn
+from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_module, distribute_tensor
 from torch.distributed.tensor._op_schema import RuntimeSchemaInfo
 from torch.distributed.tensor.experimental import register_sharding
+from torch.distributed.tensor.parallel import ParallelStyle
 
 from . import _ops
 
@@ -224,6 +225,8 @@ def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tenso
         x = x.to_local()
     if isinstance(target, DTensor):
         target = target.full_tensor()
+    if group is None and isinstance(weight, DTensor):
+        group = weight.device_mesh.get_group()
     w, off_w = _local(weight, "weight")
     b, off_b = (None, None) if bias is None else _local(bias, "bias")
     offset = off_w if off_w is not None else class_offset
@@ -262,4 +265,19 @@ def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tenso
     return total if reduction == "sum" else total / valid.sum()
 
 
-__all__ = ["vocab_parallel_cross_entropy"]
+class VocabParallel(ParallelStyle):
+    """parallelize_module's style for a module owning a classifier weight (C, in) and
+    bias (C,), such as fastnn.torch.LinearCrossEntropyLoss: shards both on the classes
+    (dim 0, like ColwiseParallel, which only takes nn.Linear / nn.Embedding). The module's
+    loss is then vocab_parallel_cross_entropy over the shards."""
+
+    def _apply(self, module: nn.Module, device_mesh) -> nn.Module:
+        def shard(name, mod, mesh):
+            for pname, param in list(mod.named_parameters(recurse=False)):
+                if pname in ("weight", "bias"):
+                    mod.register_parameter(pname, nn.Parameter(distribute_tensor(param, mesh, [Shard(0)])))
+
+        return distribute_module(module, device_mesh, shard)
+
+
+__all__ = ["VocabParallel", "vocab_parallel_cross_entropy"]
