@@ -110,12 +110,13 @@ def _library_route():
 
 
 # ---- DTensor hook (the sharding rules live in fastnn/torch/_distributed.py) -----------------
-def _dtensor_route(t):
-    """True for a DTensor: the call takes the custom-op route, on which DTensor runs the
-    sharding rules _distributed registers (imported here once, on first use). No DTensor
-    exists before torch.distributed.tensor is imported (it costs seconds: not imported here)."""
+def _dtensor_route(*tensors):
+    """True if any of tensors is a DTensor: the call takes the custom-op route, on which
+    DTensor runs the sharding rules _distributed registers (imported here once, on first
+    use). No DTensor exists before torch.distributed.tensor is imported (it costs seconds:
+    not imported here)."""
     mod = sys.modules.get("torch.distributed.tensor")
-    if mod is None or not isinstance(t, mod.DTensor):
+    if mod is None or not any(isinstance(t, mod.DTensor) for t in tensors):
         return False
     from . import _distributed  # noqa: F401,PLC0415 - registers the rules
     return True
@@ -188,7 +189,7 @@ class DenseFunction(torch.autograd.Function):
 
 def dense(x, w, b, activation, params):
     """y = act(x @ w.T + b) on this call's route."""
-    if _library_route() or _dtensor_route(w) or _dtensor_route(x):
+    if _library_route() or _dtensor_route(x, w):
         return dense_op(x, w, b, activation, encode(params))[0]
     op = _dense_prepared(activation, params)
     nat = _native(x)
