@@ -81,6 +81,27 @@ def case_colwise_rowwise(rank, world, mesh):
     return _tp_case(mesh, stock, fast, {"0": ColwiseParallel(), "2": RowwiseParallel()}, x, t)
 
 
+def case_colwise_rowwise_compiled(rank, world, mesh):
+    """torch.compile (aot_eager) over the parallelized model: the custom ops' sharding
+    rules serve the compiler's DTensor tracing too."""
+    import fastnn.torch as fnn  # noqa: PLC0415
+    from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module  # noqa: PLC0415
+
+    torch.manual_seed(13)
+    stock = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 6)).double()
+    fast = nn.Sequential(fnn.Linear(8, 16), fnn.ReLU(), fnn.Linear(16, 6)).double()
+    fast.load_state_dict(stock.state_dict())
+    x = torch.randn(4, 8, dtype=torch.float64)
+    out = []
+    for m in (stock, fast):
+        parallelize_module(m, mesh, {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        y = torch.compile(m, backend="aot_eager")(x)
+        (y ** 2).sum().backward()
+        out.append([y.detach()] + [_full(p.grad) for p in m.parameters()])
+    for a, b in zip(out[1], out[0]):
+        torch.testing.assert_close(a, b, **TOL)
+
+
 def case_sequence_parallel(rank, world, mesh):
     import fastnn.torch as fnn  # noqa: PLC0415
     from torch.distributed.tensor import Shard  # noqa: PLC0415

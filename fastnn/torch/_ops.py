@@ -189,7 +189,7 @@ class DenseFunction(torch.autograd.Function):
 
 def dense(x, w, b, activation, params):
     """y = act(x @ w.T + b) on this call's route."""
-    if _library_route() or _dtensor_route(x, w):
+    if _dtensor_route(x, w) or _library_route():
         return dense_op(x, w, b, activation, encode(params))[0]
     op = _dense_prepared(activation, params)
     nat = _native(x)
@@ -228,7 +228,7 @@ def saves_y(name, params):
 
 
 def activation(x, name, params):
-    if _library_route() or _dtensor_route(x):
+    if _dtensor_route(x) or _library_route():
         return activation_op(x, name, encode(params))
     op = _act_prepared(name, params)
     nat = _native(x)
@@ -286,7 +286,7 @@ class LossFunction(torch.autograd.Function):
 
 
 def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
-    if _library_route() or _dtensor_route(pred):
+    if _dtensor_route(pred) or _library_route():
         return loss_op(pred, target, weight, pos_weight, name, reduction, encode(params))
     if weight is None and pos_weight is None:
         nat = _native(pred)
