@@ -2,11 +2,12 @@
 in one subprocess (tests_keras/distributed_jax_probe.py; the flag must be set before jax starts):
 
 - jit steps (value and gradients) of fastnn's Dense, softmax and cross-entropy kernels on
-  batch-sharded inputs, output-sharded kernels, a (batch, model) mesh and a 3-D input give
+  batch-sharded inputs, output-sharded kernels (column parallel), input-sharded kernels
+  (row parallel), a (batch, model) mesh and a 3-D input give
   stock jax's values, and their compiled modules hold no collective stock's lack and no
   more of any kind (the FFI calls' partitioning rules keep the shards);
-- a sharding with no rule (a kernel sharded on its input dimension) still gives stock's
-  values (the partitioner gathers it first);
+- a sharding with no rule (a kernel sharded on its input dimension under an activation)
+  still gives stock's values (the partitioner gathers it first);
 - keras.distribution DataParallel and ModelParallel (a LayoutMap sharding the kernels)
   train fastnn.keras.Dense to stock keras.layers.Dense's losses and weights.
 """
@@ -20,9 +21,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROBE = os.path.join(ROOT, "tests_keras", "distributed_jax_probe.py")
-RULED = ["data_parallel", "model_parallel", "data_and_model_2d", "data_parallel_3d_input",
-         "softmax_and_cross_entropy_data_parallel"]
-UNRULED = ["row_parallel_no_rule", "mlp_column_then_row_2d"]
+RULED = ["data_parallel", "model_parallel", "data_and_model_2d", "data_parallel_3d_input", "row_parallel",
+         "mlp_column_then_row_2d", "softmax_and_cross_entropy_data_parallel"]
+UNRULED = ["row_parallel_activation_no_rule"]
 KERAS = ["keras_data_parallel", "keras_model_parallel"]
 
 pytestmark = [pytest.mark.slow,

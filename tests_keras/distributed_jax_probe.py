@@ -84,14 +84,15 @@ def dense_cases(rng):
         "data_and_model_2d": (mesh2, x, P("batch"), P(None, "model"), P("model"), t, P("batch", "model"), "relu",
                               True),
         "data_parallel_3d_input": (mesh1, x3, P("d"), P(), P(), t3, P("d"), "linear", True),
-        "row_parallel_no_rule": (mesh1, x, P(None, "d"), P("d", None), P(), t, P(), "tanh", False),
+        "row_parallel": (mesh1, x, P(None, "d"), P("d", None), P(), t, P(), "linear", True),
+        "row_parallel_activation_no_rule": (mesh1, x, P(None, "d"), P("d", None), P(), t, P(), "tanh", False),
     }
     out = {}
     for name, (mesh, xa, xs, ws, bs, ta, ts, act, rule) in cases.items():
         args = (put(mesh, xa, xs), put(mesh, w, ws), put(mesh, b, bs), put(mesh, ta, ts))
         out[name] = dict(compare(dense_step(act, True), dense_step(act, False), args), rule=rule)
-    # two layers, the first column-parallel, the second row-parallel (its input sharded on
-    # its contraction: no rule, gathered), on a (batch, model) mesh
+    # two layers, the first column-parallel, the second row-parallel (Megatron's MLP), on a
+    # (batch, model) mesh
     w2, b2 = rng.standard_normal((10, 4)), rng.standard_normal(4)
 
     def mlp(fast):
@@ -104,7 +105,7 @@ def dense_cases(rng):
         return jax.value_and_grad(f, argnums=(0, 1, 2, 3, 4))
     args = (put(mesh2, x, P("batch")), put(mesh2, w, P(None, "model")), put(mesh2, b, P("model")),
             put(mesh2, w2, P("model", None)), put(mesh2, b2, P()), put(mesh2, t[:, :4], P("batch")))
-    out["mlp_column_then_row_2d"] = dict(compare(mlp(True), mlp(False), args), rule=False)
+    out["mlp_column_then_row_2d"] = dict(compare(mlp(True), mlp(False), args), rule=True)
     labels = rng.integers(0, 10, 8)
     args = (put(mesh1, x, P("d")), put(mesh1, w, P()), put(mesh1, labels, P("d")))
     out["softmax_and_cross_entropy_data_parallel"] = dict(compare(softmax_ce_step(True), softmax_ce_step(False),

@@ -112,6 +112,7 @@ def _sds(shape, dtype):
 # which keeps every sharded factor sharded and runs the kernel on the local shards:
 #
 #   dense_fwd    x (B.., i), w (i, o), b (o) | ()       -> y, [z] (B.., o)       i replicated
+#                (identity activation: i may stay sharded, a sum over i, then + b: row parallel)
 #   dense_bwd_w  dy (B.., o), x (B.., i), w (i, o), r   -> dw (i, o), [db (o)], [dpre (B.., o)]
 #   dense_bwd_x  dpre (B.., o), w (i, o)                -> dx (B.., i)
 #   act_*        elementwise: every dim passes through; softmax rows: the last dim replicated
@@ -121,7 +122,7 @@ def _sds(shape, dtype):
 # A result that is a sum over a sharded factor (dw and db over the batch, dx over o) is
 # psum-med over the factor's mesh axes, which is what XLA does for a stock dot (the same
 # all-reduce, no all-gather); Shardy is told these are reduction factors. A factor marked replicated
-# (the contraction i of the forward: an activation cannot follow a partial sum; a softmax
+# (the contraction i of a forward with an activation, which cannot follow a partial sum; a softmax
 # row; the classes of a loss) is gathered by the partitioner before the call, so any
 # sharding is correct, at the cost of that all-gather. Under vmap (custom_vmap below) the
 # plain FFI call runs, once per example.
@@ -131,9 +132,11 @@ def _factors(op, name, params, arg_shapes, n_results, flags):
     over): tuples of factor names."""
     nd = len(arg_shapes[0])
     batch = tuple(f"b{k}" for k in range(nd - 1))
-    if op == "dense_fwd":
+    if op == "dense_fwd":  # the identity activation may sum partial products over a sharded i
         b = ("o",) if len(arg_shapes[2]) else ()
-        return (batch + ("i",), ("i", "o"), b), (batch + ("o",),) * n_results, ("i",), (("i",),) * n_results
+        partial = N.saves(name, params) == "none"
+        return ((batch + ("i",), ("i", "o"), b), (batch + ("o",),) * n_results, () if partial else ("i",),
+                (("i",),) * n_results)
     if op == "dense_bwd_w":  # dw, [db], [dpre]: dw and db sum over the batch, dpre is elementwise
         rest = (("o",),) if flags["has_b"] else ()
         res = (("i", "o"),) + rest + ((batch + ("o",),) * (n_results - 1 - len(rest)))
@@ -195,8 +198,14 @@ def _partition(op, shapes, name, params, flags, factors, mesh, arg_shapes, resul
 
     def lower(*args):
         local = [_sds(sh.shard_shape(s.shape), s.dtype) for sh, s in zip(res_shardings, shapes)]
-        outs = _ffi(op, local, name, params, flags, *args)
-        return tuple(jax.lax.psum(o, ax) if ax else o for o, ax in zip(outs, sums))
+        bias = None
+        if op == "dense_fwd" and sums[0] and dict(flags)["has_b"]:  # row parallel: + b after the sum
+            bias, args = args[2], (args[0], args[1], jnp.zeros((), args[0].dtype))
+            outs = _ffi(op, local, name, params, (("has_b", False),), *args)
+        else:
+            outs = _ffi(op, local, name, params, flags, *args)
+        outs = tuple(jax.lax.psum(o, ax) if ax else o for o, ax in zip(outs, sums))
+        return outs if bias is None else (outs[0] + bias,)
 
     return mesh, lower, tuple(res_shardings), arg_shardings
 
