@@ -110,13 +110,18 @@ def _library_route():
 
 
 # ---- DTensor hook (the sharding rules live in fastnn/torch/_distributed.py) -----------------
-def _dtensor_route(*tensors):
-    """True if any of tensors is a DTensor: the call takes the custom-op route, on which
-    DTensor runs the sharding rules _distributed registers (imported here once, on first
-    use). No DTensor exists before torch.distributed.tensor is imported (it costs seconds:
-    not imported here)."""
+_PLAIN = frozenset((Tensor, torch.nn.Parameter, type(None)))
+
+
+def _dtensor_route(a, b=None):
+    """True if a or b is a DTensor: the call takes the custom-op route, on which DTensor
+    runs the sharding rules _distributed registers (imported here once, on first use). No
+    DTensor exists before torch.distributed.tensor is imported (it costs seconds: not
+    imported here)."""
+    if type(a) in _PLAIN and type(b) in _PLAIN:  # the common case, without isinstance's cost
+        return False
     mod = sys.modules.get("torch.distributed.tensor")
-    if mod is None or not any(isinstance(t, mod.DTensor) for t in tensors):
+    if mod is None or not (isinstance(a, mod.DTensor) or isinstance(b, mod.DTensor)):
         return False
     from . import _distributed  # noqa: F401,PLC0415 - registers the rules
     return True
