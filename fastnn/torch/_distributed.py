@@ -153,26 +153,67 @@ _key_all_static_args()
 
 # ---- vocab-parallel cross-entropy ----------------------------------------------------------
 
-class _CopyToParallel(torch.autograd.Function):
-    """Identity forward; backward sums the gradient over the group: x is replicated and each
-    rank's loss terms only see its own classes, so dx is the sum of the ranks' parts."""
-
-    @staticmethod
-    def forward(ctx, x, group):
-        ctx.group = group
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, g):
-        g = g.contiguous()
-        dist.all_reduce(g, group=ctx.group)
-        return g, None
-
-
 def _all_reduce(t: Tensor, op, group) -> Tensor:
-    t = t.detach().clone()
     dist.all_reduce(t, op=op, group=group)
     return t
+
+
+def _fused(x, w, b, target, chunk_size, grad=None):
+    """fastnn's fused Linear + cross-entropy, per row (reduction "none"): the losses, or
+    with `grad` (per row) the gradients (dx, dw, db). Targets are local indices >= 0."""
+    import fastnn  # noqa: PLC0415
+
+    A, T = _ops.to_array, _ops.to_tensor
+    with _ops.scope(x):
+        loss, grads = fastnn.dense_cross_entropy(A(x), A(w), A(b), A(target), reduction="none", ignore_index=-1,
+                                                 chunk_size=chunk_size, need_grads=grad is not None,
+                                                 grad=None if grad is None else A(grad))
+    return T(loss) if grad is None else tuple(T(g) for g in grads)
+
+
+class _VocabParallelCE(torch.autograd.Function):
+    """Forward and backward of vocab_parallel_cross_entropy on this rank's shard (see there)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, target, offset, ignore_index, reduction, chunk_size, group):
+        valid = target != ignore_index
+        owned = valid & (target >= offset) & (target < offset + w.shape[0])
+        eff = torch.where(owned, target - offset, torch.zeros_like(target))  # local class: the target or 0
+        rows = _fused(x, w, b, eff, chunk_size)  # lse_r - z_eff
+        z_eff = torch.linalg.vecdot(x, w[eff]) + (0 if b is None else b[eff])  # one (N, in) gather, freed here
+        lse_r = rows + z_eff
+        m = _all_reduce(lse_r.clone(), dist.ReduceOp.MAX, group)
+        s_r = torch.exp(lse_r - m)
+        s = _all_reduce(s_r.clone(), dist.ReduceOp.SUM, group)
+        zt = _all_reduce(torch.where(owned, z_eff, torch.zeros_like(z_eff)), dist.ReduceOp.SUM, group)
+        loss = torch.where(valid, m + torch.log(s) - zt, torch.zeros_like(zt))
+        ctx.save_for_backward(x, w, b, eff, owned, valid, s_r / s)
+        ctx.args = (reduction, chunk_size, group, int(valid.sum()), b is not None)
+        if reduction == "none":
+            return loss
+        total = loss.sum()
+        return total if reduction == "sum" else total / ctx.args[3]
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, b, eff, owned, valid, share = ctx.saved_tensors
+        reduction, chunk_size, group, count, has_b = ctx.args
+        if reduction == "none":
+            g = grad
+        else:
+            g = (grad if reduction == "sum" else grad / count).expand(x.shape[0])
+        g = torch.where(valid, g, torch.zeros_like(share))
+        # d loss / d z_c = g (share softmax_r(z)_c - [c == t]): the kernel's gradient with
+        # upstream g share and target eff is g share (softmax_r - onehot(eff)); the
+        # difference, coef onehot(eff) with coef = g (share - owned), is added row by row.
+        dx, dw, db = _fused(x, w, b, eff, chunk_size, grad=(g * share).contiguous())
+        coef = g * (share - owned.to(share.dtype))
+        dx.addcmul_(coef[:, None], w[eff])
+        dw.index_add_(0, eff, x * coef[:, None])
+        if has_b:
+            db.index_add_(0, eff, coef)
+        dist.all_reduce(dx, group=group)  # x is replicated: its gradient is the sum of the ranks' parts
+        return dx, dw, (db if has_b else None), None, None, None, None, None, None
 
 
 def _local(t, name: str):
@@ -204,19 +245,18 @@ def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tenso
     returns the same loss; backward gives each rank the gradient of its own rows of W, B
     and the full dx (summed over the ranks).
 
-    Per rank, with the rank's logits z = x W_r^T + B_r never formed:
-      lse_r = fastnn's fused Linear + cross-entropy with every target at local class 0,
-              plus z_0 (= lse_r - z_0 + z_0; the kernel is chunked over rows and classes);
+    Per rank, with the rank's logits z = x W_r^T + B_r never formed (e = the row's target
+    if this rank owns it, else local class 0):
+      lse_r = fastnn's fused Linear + cross-entropy per row with target e (= lse_r - z_e;
+              the kernel is chunked over rows and classes), plus z_e = x . W[e] + B[e];
       lse   = m + log(sum_r exp(lse_r - m)),  m = max_r lse_r      (all-reduce max, sum)
-      z_t   = x . W[t] + B[t] on the rank owning t, summed over ranks (all-reduce sum)
+      z_t   = z_e on the rank owning t, summed over the ranks        (all-reduce sum)
       loss  = lse - z_t per row, reduced as F.cross_entropy does ("mean": over the rows
               not ignored).
-    Gradients flow through the fused kernel's backward (upstream gradient scaled by
-    exp(lse_r - lse): the global softmax of the rank's classes) and the two gathers of
-    z_0 and z_t. Label smoothing is not supported here (it would need the sum of all
-    logits, a third all-reduce through another kernel call)."""
-    from . import functional as F  # noqa: PLC0415 - functional imports this package
-
+    Backward: the fused kernel's backward with upstream g exp(lse_r - lse) (the rank's
+    share of the softmax), a rank-1 correction per row at column e, and an all-reduce of
+    dx. Memory per rank: W_r and its gradient, dx, two (N, in) temporaries and O(N); no
+    logits. Label smoothing is not supported (it needs the sum of all logits)."""
     if reduction not in ("mean", "sum", "none"):
         raise ValueError(f"vocab_parallel_cross_entropy: reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
     if isinstance(x, DTensor):
@@ -238,31 +278,15 @@ def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tenso
     if x.ndim != 2 or target.shape != x.shape[:1] or w.ndim != 2 or w.shape[1] != x.shape[1]:
         raise ValueError(f"vocab_parallel_cross_entropy: expected x (N, in), weight (C_r, in), target (N,), got x "
                          f"{tuple(x.shape)}, weight {tuple(w.shape)}, target {tuple(target.shape)}")
-    n_local = w.shape[0]
-    xr = _CopyToParallel.apply(x, group)
-
-    probe = torch.zeros(x.shape[0], dtype=torch.long, device=x.device)
-    lse_minus_z0 = F.linear_cross_entropy(xr, w, b, probe, reduction="none", chunk_size=chunk_size)
-    z0 = xr @ w[0] + (0 if b is None else b[0])
-    lse_r = lse_minus_z0 + z0
-
-    m = _all_reduce(lse_r, dist.ReduceOp.MAX, group)
-    s_r = torch.exp(lse_r - m)
-    s = _all_reduce(s_r, dist.ReduceOp.SUM, group)
-    lse = m + torch.log(s_r + (s - s_r.detach()))  # d lse / d lse_r = s_r / s; the other ranks' terms constant
-
-    valid = target != ignore_index
-    owned = valid & (target >= offset) & (target < offset + n_local)
-    idx = torch.where(owned, target - offset, torch.zeros_like(target))
-    zt_r = (xr * w[idx]).sum(-1) + (0 if b is None else b[idx])
-    zt_r = torch.where(owned, zt_r, torch.zeros_like(zt_r))
-    zt = zt_r + (_all_reduce(zt_r, dist.ReduceOp.SUM, group) - zt_r.detach())
-
-    loss = torch.where(valid, lse - zt, torch.zeros_like(lse))
-    if reduction == "none":
-        return loss
-    total = loss.sum()
-    return total if reduction == "sum" else total / valid.sum()
+    dtype = torch.promote_types(x.dtype, w.dtype)
+    if b is not None:
+        dtype = torch.promote_types(dtype, b.dtype)
+    if dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"vocab_parallel_cross_entropy: dtype {dtype} is not supported; expected float32 or float64")
+    x, w = x.to(dtype).contiguous(), w.to(dtype).contiguous()
+    b = None if b is None else b.to(dtype).contiguous()
+    return _VocabParallelCE.apply(x, w, b, target.long().contiguous(), int(offset), int(ignore_index), reduction,
+                                  chunk_size, group)
 
 
 class VocabParallel(ParallelStyle):
