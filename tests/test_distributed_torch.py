@@ -125,7 +125,8 @@ def case_sharded_losses(rank, world, mesh):
     pred, target = torch.randn(6, 5, dtype=torch.float64), torch.randn(6, 5, dtype=torch.float64)
     logits, labels = torch.randn(6, 4, dtype=torch.float64), torch.randint(0, 4, (6,))
     for red in ("none", "sum", "mean"):
-        for f, g, p, tg in ((F.mse_loss, TF.mse_loss, pred, target), (F.cross_entropy, TF.cross_entropy, logits, labels)):
+        for f, g, p, tg in ((F.mse_loss, TF.mse_loss, pred, target),
+                            (F.cross_entropy, TF.cross_entropy, logits, labels)):
             pd = distribute_tensor(p.clone().requires_grad_(), mesh, [Shard(0)])
             td = distribute_tensor(tg, mesh, [Shard(0)])
             got = f(pd, td, reduction=red)
@@ -324,7 +325,8 @@ def results(tmp_path_factory):
 # Known failures, strict: the marker must go when the fix lands.
 XFAIL = {"fsdp2_linear_ce": "LinearCrossEntropyLoss's Python route views the FSDP2-unsharded weight with "
                             "Tensor.numpy(), which makes its storage non-resizable; FSDP2 then cannot free it "
-                            "(to_array should use np.from_dlpack; fastnn/torch/_ops.py, _linear_ce.py; with that change this case passes)"}
+                            "(to_array should use np.from_dlpack; fastnn/torch/_ops.py, _linear_ce.py; with that "
+                            "change this case passes)"}
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL[c]))

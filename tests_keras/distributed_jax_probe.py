@@ -143,7 +143,8 @@ def keras_cases():
     layout[".*d1/bias"] = ("model",)
     layout[".*d2/kernel"] = ("model", None)
     dists = {"keras_data_parallel": lambda: keras.distribution.DataParallel(devices=devices[:2]),
-             "keras_model_parallel": lambda: keras.distribution.ModelParallel(layout_map=layout, batch_dim_name="batch")}
+             "keras_model_parallel": lambda: keras.distribution.ModelParallel(layout_map=layout,
+                                                                              batch_dim_name="batch")}
     for name, make in dists.items():
         loss_s, w_s, _ = keras_fit(make(), keras.layers.Dense)
         loss_f, w_f, model = keras_fit(make(), fk.Dense)
