@@ -39,6 +39,7 @@ from typing import Optional
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
+from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor, Partial, Replicate, Shard, distribute_module, distribute_tensor
 from torch.distributed.tensor._op_schema import RuntimeSchemaInfo
 from torch.distributed.tensor.experimental import register_sharding
@@ -295,7 +296,7 @@ class VocabParallel(ParallelStyle):
     (dim 0, like ColwiseParallel, which only takes nn.Linear / nn.Embedding). The module's
     loss is then vocab_parallel_cross_entropy over the shards."""
 
-    def _apply(self, module: nn.Module, device_mesh) -> nn.Module:
+    def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
         def shard(name, mod, mesh):
             for pname, param in list(mod.named_parameters(recurse=False)):
                 if pname in ("weight", "bias"):
