@@ -29,6 +29,7 @@ traces without a graph break.
 import ast
 import contextlib
 import functools
+import sys
 from typing import Optional
 
 import numpy as np
@@ -115,6 +116,25 @@ def _library_route():
     return FORCE_LIBRARY or torch.compiler.is_compiling()
 
 
+# ---- DTensor hook (the sharding rules live in fastnn/torch/_distributed.py) -----------------
+_PLAIN = frozenset((Tensor, torch.nn.Parameter, type(None)))
+
+
+def _dtensor_route(a, b=None):
+    """True if a or b is a DTensor: the call takes the custom-op route, on which DTensor
+    runs the sharding rules _distributed registers (imported here once, on first use). No
+    DTensor exists before torch.distributed.tensor is imported (it costs seconds: not
+    imported here)."""
+    if type(a) in _PLAIN and type(b) in _PLAIN:  # the common case, without isinstance's cost
+        return False
+    mod = sys.modules.get("torch.distributed.tensor")
+    if mod is None or not (isinstance(a, mod.DTensor) or isinstance(b, mod.DTensor)):
+        return False
+    from . import _distributed  # noqa: F401,PLC0415 - registers the rules
+    return True
+# ---- end of the DTensor hook -------------------------------------------------------------
+
+
 def _native(t):
     """The C++ nodes for a call on t, or None: t on the CPU, the nodes built, and the C++
     backend the one selected for this call (use_backend / set_backend / FASTNN_BACKEND are
@@ -181,7 +201,7 @@ class DenseFunction(torch.autograd.Function):
 
 def dense(x, w, b, activation, params):
     """y = act(x @ w.T + b) on this call's route."""
-    if _library_route():
+    if _dtensor_route(x, w) or _library_route():
         return dense_op(x, w, b, activation, encode(params))[0]
     op = _dense_prepared(activation, params)
     nat = _native(x)
@@ -220,7 +240,7 @@ def saves_y(name, params):
 
 
 def activation(x, name, params):
-    if _library_route():
+    if _dtensor_route(x) or _library_route():
         return activation_op(x, name, encode(params))
     op = _act_prepared(name, params)
     nat = _native(x)
@@ -278,7 +298,7 @@ class LossFunction(torch.autograd.Function):
 
 
 def loss(pred, target, name, reduction, params, weight=None, pos_weight=None):
-    if _library_route():
+    if _dtensor_route(pred) or _library_route():
         return loss_op(pred, target, weight, pos_weight, name, reduction, encode(params))
     if weight is None and pos_weight is None:
         nat = _native(pred)
