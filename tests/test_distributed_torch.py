@@ -246,24 +246,34 @@ def case_vocab_parallel_colwise_head(rank, world, mesh):
 
 def case_vocab_parallel_linear_ce_module(rank, world, mesh):
     import fastnn.torch as fnn  # noqa: PLC0415
-    from fastnn.torch.distributed import VocabParallel, vocab_parallel_cross_entropy  # noqa: PLC0415
+    from fastnn.torch.distributed import VocabParallel  # noqa: PLC0415
     from torch.distributed.tensor.parallel import parallelize_module  # noqa: PLC0415
 
-    torch.manual_seed(9)
-    head = fnn.LinearCrossEntropyLoss(8, 9).double()
-    w0, b0 = head.weight.detach().clone(), head.bias.detach().clone()
-    parallelize_module(head, mesh, VocabParallel())
-    assert head.weight.to_local().shape == ((5, 8) if rank == 0 else (4, 8))
-    g = torch.Generator().manual_seed(10)
-    x, t = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 9, (6,), generator=g)
-    xr = x.clone().requires_grad_()
-    loss = vocab_parallel_cross_entropy(xr, head.weight, head.bias, t, reduction="sum")
-    loss.backward()
-    ref = _vocab_reference(x, w0, b0, t, "sum")
-    torch.testing.assert_close(loss.detach(), ref[0], **TOL)
-    torch.testing.assert_close(xr.grad, ref[1], **TOL)
-    torch.testing.assert_close(head.weight.grad.full_tensor(), ref[2], **TOL)
-    torch.testing.assert_close(head.bias.grad.full_tensor(), ref[3], **TOL)
+    for red in ("sum", "mean", "none"):
+        torch.manual_seed(9)
+        head = fnn.LinearCrossEntropyLoss(8, 9, bias=True, reduction=red).double()
+        w0, b0 = head.linear.weight.detach().clone(), head.linear.bias.detach().clone()
+        parallelize_module(head, mesh, VocabParallel())
+        assert head.linear.weight.to_local().shape == ((5, 8) if rank == 0 else (4, 8))
+        g = torch.Generator().manual_seed(10)
+        x, t = torch.randn(6, 8, generator=g, dtype=torch.float64), torch.randint(0, 9, (6,), generator=g)
+        t[2] = -100  # torch's default ignore_index (the module's None)
+        xr = x.clone().requires_grad_()
+        loss = head(xr, t)  # the module itself takes the vocab-parallel route
+        (loss.sum() if red == "none" else loss).backward()
+        ref = _vocab_reference(x, w0, b0, t, red)
+        torch.testing.assert_close(loss.detach(), ref[0], **TOL)
+        torch.testing.assert_close(xr.grad, ref[1], **TOL)
+        torch.testing.assert_close(head.linear.weight.grad.full_tensor(), ref[2], **TOL)
+        torch.testing.assert_close(head.linear.bias.grad.full_tensor(), ref[3], **TOL)
+    smooth = fnn.LinearCrossEntropyLoss(8, 9, label_smoothing=0.1).double()
+    parallelize_module(smooth, mesh, VocabParallel())
+    try:
+        smooth(x, t)
+    except ValueError as e:
+        assert "label_smoothing" in str(e)
+    else:
+        raise AssertionError("label smoothing with a vocab-sharded head must raise")
 
 
 def case_fsdp2_linear_ce(rank, world, mesh):
@@ -323,10 +333,7 @@ def results(tmp_path_factory):
 
 
 # Known failures, strict: the marker must go when the fix lands.
-XFAIL = {"fsdp2_linear_ce": "LinearCrossEntropyLoss's Python route views the FSDP2-unsharded weight with "
-                            "Tensor.numpy(), which makes its storage non-resizable; FSDP2 then cannot free it "
-                            "(to_array should use np.from_dlpack; fastnn/torch/_ops.py, _linear_ce.py; with that "
-                            "change this case passes)"}
+XFAIL: dict = {}  # case name -> why it is expected to fail (strict)
 
 
 @pytest.mark.parametrize("case", [pytest.param(c, marks=pytest.mark.xfail(strict=True, reason=XFAIL[c]))

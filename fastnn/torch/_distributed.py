@@ -294,7 +294,9 @@ class VocabParallel(ParallelStyle):
     """parallelize_module's style for a module owning a classifier weight (C, in) and
     bias (C,), such as fastnn.torch.LinearCrossEntropyLoss: shards both on the classes
     (dim 0, like ColwiseParallel, which only takes nn.Linear / nn.Embedding). The module's
-    loss is then vocab_parallel_cross_entropy over the shards."""
+    loss is then vocab_parallel_cross_entropy over the shards. For LinearCrossEntropyLoss
+    (torch's layout: the projection is the ``linear`` submodule) it shards ``linear``'s
+    weight and bias, and the module's forward takes the vocab-parallel loss."""
 
     def _apply(self, module: nn.Module, device_mesh: DeviceMesh) -> nn.Module:
         def shard(name, mod, mesh):
@@ -302,7 +304,9 @@ class VocabParallel(ParallelStyle):
                 if pname in ("weight", "bias"):
                     mod.register_parameter(pname, nn.Parameter(distribute_tensor(param, mesh, [Shard(0)])))
 
-        return distribute_module(module, device_mesh, shard)
+        target = module.linear if isinstance(getattr(module, "linear", None), nn.Linear) else module
+        distribute_module(target, device_mesh, shard)
+        return module
 
 
 __all__ = ["VocabParallel", "vocab_parallel_cross_entropy"]

@@ -31,7 +31,7 @@ from torch import Tensor, nn
 import fastnn
 from fastnn import _checks as C
 
-from ._ops import scope, to_array, to_tensor
+from ._ops import _dtensor_route, scope, to_array, to_tensor
 
 _F = "fastnn.torch.linear_cross_entropy"
 _REDUCTIONS = ("mean", "sum", "none")
@@ -402,6 +402,8 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
         """The loss (and the per-row lse with return_lse=True) of input (N, in_features)
         or (in_features,) against target; token_weight: see linear_cross_entropy."""
         lin = self.linear
+        if _dtensor_route(lin.weight):
+            return self._vocab_parallel(input, target, token_weight)
         w = lin.weight.reshape((self.num_classes, *self.out_features, lin.in_features))
         b = None if lin.bias is None else lin.bias.reshape((self.num_classes, *self.out_features))
         return linear_cross_entropy(input, w, target, linear_bias=b, weight=self.weight, reduction=self.reduction,
@@ -409,6 +411,33 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
                                     options=self.options, softcap=self.softcap,
                                     lse_square_scale=self.lse_square_scale, token_weight=token_weight,
                                     return_lse=self.return_lse)
+
+    def _vocab_parallel(self, input: Tensor, target: Tensor, token_weight: Optional[Tensor]) -> Tensor:
+        """The loss with ``linear`` sharded on the classes (fastnn.torch.distributed.
+        VocabParallel): fastnn.torch.distributed.vocab_parallel_cross_entropy, a cross-rank
+        log-sum-exp over each rank's fused kernel. It serves the plain loss: class-index
+        targets, no class weights, label smoothing, K-dimensional heads or options beyond
+        torch (each needs a quantity summed over every class; they raise here)."""
+        from ._distributed import vocab_parallel_cross_entropy  # noqa: PLC0415 - imports torch.distributed
+
+        unsupported = [name for name, on in (
+            ("weight", self.weight is not None), ("label_smoothing", self.label_smoothing != 0),
+            ("out_features", bool(self.out_features)), ("softcap", self.softcap is not None),
+            ("lse_square_scale", self.lse_square_scale != 0), ("return_lse", self.return_lse),
+            ("token_weight", token_weight is not None)) if on]
+        if unsupported:
+            raise ValueError(f"LinearCrossEntropyLoss: {', '.join(unsupported)} not supported with a vocab-sharded "
+                             f"linear (VocabParallel); expected the plain loss")
+        if input.dim() not in (1, 2) or tuple(target.shape) != tuple(input.shape[:-1]):
+            raise ValueError(f"LinearCrossEntropyLoss: with a vocab-sharded linear, input must be (N, "
+                             f"{self.in_features}) or ({self.in_features},) and target its class indices; got input "
+                             f"{tuple(input.shape)}, target {tuple(target.shape)}")
+        ii = -100 if self.ignore_index is None else self.ignore_index
+        chunk = None if self.options is None else self.options.batch_chunk_size
+        loss = vocab_parallel_cross_entropy(input.reshape(-1, input.shape[-1]), self.linear.weight, self.linear.bias,
+                                            target.reshape(-1), ignore_index=ii, reduction=self.reduction,
+                                            chunk_size=chunk if isinstance(chunk, int) else None)
+        return loss.reshape(target.shape) if self.reduction == "none" else loss
 
     def extra_repr(self) -> str:
         s = super().extra_repr()

@@ -52,7 +52,9 @@ def to_array(t):
     if t is None:
         return None
     if not t.is_cuda:
-        return t.numpy(force=True) if t.requires_grad else t.numpy()
+        # DLPack, not Tensor.numpy(): numpy() marks the storage non-resizable, and FSDP2
+        # frees an unsharded parameter by resizing its storage to 0 after the step.
+        return np.from_dlpack(t.detach())
     return _cupy().from_dlpack(t.detach())
 
 
