@@ -51,6 +51,23 @@ def activation(x, name, params):
     return B.cast(y, dt)
 
 
+def _is_sparse(x):
+    """x is a sparse tensor of the current backend (tf.SparseTensor, a jax.experimental
+    sparse array, a torch tensor of a sparse layout): what stock Dense's matmul accepts
+    and fastnn's dense kernels do not."""
+    name = B.backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+        return isinstance(x, tf.SparseTensor)
+    if name == "jax":
+        from jax.experimental import sparse
+        return isinstance(x, sparse.JAXSparse)
+    if name == "torch":
+        import torch
+        return isinstance(x, torch.Tensor) and x.layout != torch.strided
+    return False
+
+
 def _tf_keeps_logits(fn):
     return B.backend_name() == "tensorflow" and any(fn is f for f in A.TAGS_LOGITS)
 
@@ -81,10 +98,26 @@ class Dense(keras.layers.Dense):
     def call(self, inputs, training=None):
         # None (set after construction, e.g. to read logits) is the identity, as in stock Dense
         spec = ("linear", {}) if self.activation is None else A.fastnn_spec(self.activation)
+        if _is_sparse(inputs):
+            return self._sparse_call(inputs, spec)
         x = _input(self, inputs)
         if spec is None or _tf_keeps_logits(self.activation):
             return self.activation(dense(x, self.kernel, self.bias, "linear", {}))
         return dense(x, self.kernel, self.bias, *spec)
+
+    def _sparse_call(self, inputs, spec):
+        """A sparse input: the kernels take dense arrays, so the product is stock's own
+        sparse-dense matmul (keras.ops.matmul: tf.sparse, jax BCOO, torch.sparse), with
+        the gradients stock has; the activation then runs on fastnn's kernel where it
+        has one, as after the fastnn linear part."""
+        z = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            z = ops.add(z, self.bias)
+        if self.activation is None or spec == ("linear", {}):
+            return z
+        if spec is None or _tf_keeps_logits(self.activation) or B.dtype_of(z) not in _FLOATS:
+            return self.activation(z)
+        return activation(z, *spec)
 
     def quantize(self, mode=None, type_check=True, config=None, **kwargs):
         """Keras' quantization (its quantized_call then runs, not fastnn). Stock Dense
