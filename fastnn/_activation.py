@@ -6,6 +6,8 @@ below, fastnn.torch's Python autograd Functions and custom ops, fastnn.keras' ca
 route. A call validates its arrays (fastnn._checks), picks the backend for their device
 (fastnn._dispatch) and hands the backend C-contiguous arrays with the activation axis last.
 """
+from typing import Any, Dict
+
 import numpy as np
 
 from . import _checks as C
@@ -100,7 +102,7 @@ class PreparedActivation:
         return _from_last(xp, dx, axis, dy.shape)
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, name, params):

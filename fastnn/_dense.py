@@ -14,6 +14,8 @@ Two routes, decided here and nowhere else:
   (fastnn._checks), then the backend of the inputs' device.
 Both give the same results and the same errors.
 """
+from typing import Any, Dict
+
 import numpy as np
 
 from . import _checks as C
@@ -147,7 +149,7 @@ class PreparedDense:
         return be.dense_backward(dy, x, w, True, zy, from_y, spec, *need)
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, activation, params):

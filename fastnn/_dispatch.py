@@ -15,6 +15,7 @@ import functools
 import importlib
 import os
 import threading
+from typing import Any, Dict
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from . import _checks as C
 _MODULES = {"cpp": "fastnn._backends.cpp", "numba": "fastnn._backends.numba", "cupy": "fastnn._backends.cupy"}
 _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
 
-_loaded = {}      # name -> module or reason string
+_loaded: Dict[str, Any] = {}  # name -> module or reason string
 _lock = threading.Lock()
 _global = None    # set_backend()
 
@@ -36,7 +37,7 @@ class _Local(threading.local):
 
 
 _local = _Local()
-_auto = {}        # device -> the backend automatic selection chose
+_auto: Dict[str, str] = {}  # device -> the backend automatic selection chose
 
 
 def _env_reader():

@@ -8,6 +8,8 @@ the sum of the weights of the non-ignored targets (their count without weights);
 probability targets, the number of rows. An empty or all-ignored "mean" is NaN (0 / 0)
 with a zero gradient.
 """
+from typing import Any, Dict
+
 import numpy as np
 
 from . import _checks as C
@@ -147,7 +149,7 @@ def _class_denominator(xp, t, p, is_index, ncls):
     return float(p["weight"][t[keep]].astype(xp.float64).sum()) if ncls else 0.0
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, name, reduction, params):

@@ -8,12 +8,14 @@ fastnn's public functions of the same names call.
 """
 import ctypes
 import os
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
 
 DEVICE = "cpu"
-_C = None
-_why = None
+_C: Optional[ModuleType] = None
+_why: Optional[str] = None
 
 
 def _load_openblas():

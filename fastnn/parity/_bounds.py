@@ -25,6 +25,7 @@ reference) -> bound:
                                                                  the exponential / softmax)
   dense_cross_entropy  float32 3.9 -> 16    float64 2.4 -> 16   (dw, db)
 """
+from typing import Dict, Tuple
 
 # (family, dtype name) -> bound in ulps
 BOUNDS = {
@@ -38,7 +39,7 @@ BOUNDS = {
     ("dense_cross_entropy", "float64"): 16.0,
 }
 # (op, dtype name) -> bound in ulps, overriding its family's
-OP_BOUNDS = {}
+OP_BOUNDS: Dict[Tuple[str, str], float] = {}
 
 
 def bound_of(family, op, dtype):

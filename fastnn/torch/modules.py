@@ -7,6 +7,8 @@ torch's own (and ``isinstance(m, torch.nn.ReLU)`` stays true); only ``forward`` 
 fastnn.torch.functional. Each activation module also says which fastnn activation it is
 (``fastnn_activation()`` -> (name, params)), which patch() uses to fuse it into a Linear.
 """
+from typing import Dict, Optional
+
 from torch import nn
 
 import fastnn
@@ -58,8 +60,8 @@ class Linear(nn.Linear):
 class _Activation:
     """Mixin of the activation twins: which fastnn activation the module computes."""
 
-    fastnn_name = None
-    fastnn_params = {}  # fastnn param name -> the torch module's attribute
+    fastnn_name: Optional[str] = None
+    fastnn_params: Dict[str, str] = {}  # fastnn param name -> the torch module's attribute
 
     def fastnn_activation(self):
         """(fastnn activation name, params) this module computes."""
