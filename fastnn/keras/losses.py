@@ -6,7 +6,7 @@ sample_weight, masks, the dtype policy and serialization are Keras' own; only th
 per-sample function differs: the per-element (or per-row) loss is a fastnn kernel
 with reduction "none", forward and backward, then Keras' mean over the last axis.
 Keras' conventions are kept exactly (keras/src/losses/losses.py and the backends' nn.py,
-3.15):
+3.15)::
 
     MeanSquaredError      mean((p - t)^2)                        kernel mse
     MeanAbsoluteError     mean(|p - t|)                          kernel mae

@@ -13,7 +13,7 @@
   activation=None, **params)``, ``relu``, ..., ``cross_entropy``).
 - ``patch(model)``: replace a model's torch layers by these, sharing the parameters.
 
-Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no graph
+Autograd (gradcheck), torch.compile / torch.export (custom ops ``fastnn::*``, no graph
 break) and DistributedDataParallel work. Each call takes one route (fastnn/torch/_ops.py):
 on CPU tensors fastnn's C++ autograd nodes (csrc/torch/native.cpp, compiled against the
 installed torch on first use and cached; FASTNN_TORCH_NATIVE=0 turns them off), which run
