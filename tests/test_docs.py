@@ -46,3 +46,16 @@ def test_op_tables_name_every_op():
     for line in tables.splitlines():  # every row has the header's 5 cells (no stray '|')
         if line.startswith("| `"):
             assert line.replace("\\|", "").count("|") == 6, line
+
+
+def test_torch_functional_docstrings_run():
+    """Every fastnn.torch.functional function has a docstring (its own, or the torch-twin
+    template of fastnn/torch/_docs.py) whose example runs."""
+    F = pytest.importorskip("fastnn.torch.functional")
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for name in F.__all__:
+        fn = getattr(F, name)
+        assert fn.__doc__, f"fastnn.torch.functional.{name} has no docstring"
+        for test in doctest.DocTestFinder(recurse=False).find(fn, name, globs={}):
+            runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} example(s) failed (output above)"

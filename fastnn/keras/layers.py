@@ -81,14 +81,42 @@ def _no_jit_on_tf(layer):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class Dense(keras.layers.Dense):
-    """keras.layers.Dense (same arguments, weights and config; also the Keras 2 style
-    ``input_dim=``) computed by one fused fastnn kernel: act(x @ kernel + bias).
+    """``keras.layers.Dense`` computed by one fused fastnn kernel: ``act(x @ kernel + bias)``.
 
-    Input (batch, ..., in) -> output (batch, ..., units).
+    Parameters
+    ----------
+    units : int
+        The output features.
+    activation : str, callable or None
+        A Keras activation; those fastnn has a kernel for (relu, gelu, sigmoid, softmax,
+        ...: :doc:`../ops`) are fused into the product, others run as Keras' function
+        after the fastnn linear part. None (also when set after build) is linear.
+    use_bias : bool
+        As stock.
+    **kwargs
+        Every other argument of ``keras.layers.Dense`` (initializers, regularizers,
+        constraints, ``lora_rank``, ``dtype``, ``name``, the Keras 2 style
+        ``input_dim=``), with stock's defaults.
 
-        >>> from fastnn.keras import Dense
-        >>> model = keras.Sequential([keras.Input((20,)), Dense(10, activation="relu"),
-        ...                           Dense(1, activation="sigmoid")])
+    Notes
+    -----
+    Shapes: input (batch, ..., in) -> output (batch, ..., units); kernel (in, units),
+    bias (units,), as stock (weights swap with stock Dense through get_weights /
+    set_weights). dtypes: float32 and float64 run on the kernels; float16 / bfloat16
+    (mixed precision policies) are computed in float32 and cast back; integer inputs are
+    cast to the compute dtype, as stock's matmul promotes. Sparse inputs
+    (``tf.SparseTensor``, a jax ``BCOO``, a torch sparse tensor) take stock's
+    sparse-dense matmul, then fastnn's activation. Errors are stock Keras' (shape
+    mismatches raise ValueError at build / call).
+
+    Examples
+    --------
+    >>> import keras
+    >>> from fastnn.keras import Dense
+    >>> model = keras.Sequential([keras.Input((20,)), Dense(10, activation="relu"),
+    ...                           Dense(1, activation="sigmoid")])
+    >>> model.predict(np.zeros((2, 20), "float32"), verbose=0).shape
+    (2, 1)
     """
 
     def __init__(self, units, activation=None, use_bias=True, **kwargs):

@@ -29,6 +29,9 @@ from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KL
 from .modules import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, Linear, LogSigmoid,
                       LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .patch import patch
+from ._docs import fill as _fill_docs
+
+_fill_docs(functional)
 
 __all__ = [
     "functional", "patch", "Linear",
