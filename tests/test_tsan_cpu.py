@@ -15,7 +15,8 @@ SOURCES = ["activation.cpp", "dense.cpp", "dense_ce.cpp", "loss.cpp", "parallel.
 # Built without FASTNN_NO_CLONES (their AVX-512 functions carry target attributes, the
 # rest is baseline code): the driver also runs the Dense products on fastnn's own sgemm.
 AVX512_SOURCES = ["act_avx512.cpp", "sgemm_avx512.cpp"]
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+# slow: a ThreadSanitizer build (~30 s each); the full suite (--full, CI) runs them
+pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++"), pytest.mark.slow]
 
 
 def build_and_run(tmp_path, csrc):
