@@ -65,7 +65,8 @@ DTYPE_IDS = ["f32", "f64"]
 #     at least once, on a kernel chosen by a hash of the test id (different kernels see
 #     different shapes, the same on every run);
 #   - all of a test function's cases when it has at most QUICK_KEEP_ALL of them;
-# and leaves out @pytest.mark.slow tests unless a -m expression selects markers. The
+# and leaves out @pytest.mark.slow tests unless a -m expression selects markers
+# (@pytest.mark.quick_only tests stand in for slow ones in the quick tier; --full skips them). The
 # sampling runs after -k / -m selection, per test function, so a narrow selection (one
 # test id) runs as given.
 IDENTITY = ("backend", "dtype", "name", "act", "activation", "params", "cls", "entry", "family", "xdt")
@@ -125,6 +126,10 @@ def quick_tier(items):
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--full") or os.environ.get("FASTNN_TEST_FULL") == "1":
+        stand_ins = [it for it in items if "quick_only" in it.keywords]  # the full tests run instead
+        if stand_ins:
+            config.hook.pytest_deselected(items=stand_ins)
+            items[:] = [it for it in items if "quick_only" not in it.keywords]
         return
     selected = items if config.getoption("markexpr") else [it for it in items if "slow" not in it.keywords]
     selected = quick_tier(selected)

@@ -23,6 +23,7 @@ QUICK = ("(test_dense_matches_stock and 2-True) or (test_sparse_inputs_as_stock 
          "(test_loss_values and sum_over_batch_size) or test_every_mapped_string")
 
 
+@pytest.mark.quick_only
 @pytest.mark.parametrize("backend", ["tensorflow", "jax", "torch"])
 def test_keras_suite_quick(backend):
     """The quick tier's fastnn.keras tests on each Keras backend (the full suite below)."""
