@@ -59,3 +59,14 @@ def test_torch_functional_docstrings_run():
         for test in doctest.DocTestFinder(recurse=False).find(fn, name, globs={}):
             runner.run(test)
     assert runner.failures == 0, f"{runner.failures} example(s) failed (output above)"
+
+
+@pytest.mark.parametrize("name", ["run", "bound_of", "reference_name"])
+def test_parity_docstring_examples_run(name):
+    import fastnn.parity as P
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    tests = doctest.DocTestFinder(recurse=False).find(getattr(P, name), name, globs={"fastnn": fastnn})
+    assert tests and tests[0].examples, f"fastnn.parity.{name} has no example"
+    for test in tests:
+        runner.run(test)
+    assert runner.failures == 0
