@@ -70,3 +70,19 @@ def test_parity_docstring_examples_run(name):
     for test in tests:
         runner.run(test)
     assert runner.failures == 0
+
+
+def test_torch_module_docstrings_run():
+    """fastnn.torch's classes (Linear and the torch.nn twins, fastnn/torch/_docs.py's
+    template) have an example, and it runs."""
+    T = pytest.importorskip("fastnn.torch")
+    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
+    for name in T.__all__:
+        obj = getattr(T, name)
+        if not isinstance(obj, type):
+            continue
+        tests = doctest.DocTestFinder(recurse=False).find(obj, name, globs={})
+        assert any(t.examples for t in tests), f"fastnn.torch.{name} has no example"
+        for test in tests:
+            runner.run(test)
+    assert runner.failures == 0, f"{runner.failures} example(s) failed (output above)"

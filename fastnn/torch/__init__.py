@@ -22,6 +22,8 @@ same kernels (CPU tensors as numpy views, CUDA tensors through DLPack to the CuP
 on torch's current stream); under torch.compile the custom ops. Measurements:
 docs/performance.md.
 """
+import sys
+
 from . import functional
 from ._linear_ce import LinearCrossEntropyLoss
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
@@ -30,6 +32,7 @@ from .modules import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, L
                       LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .patch import patch
 from ._docs import fill as _fill_docs
+from ._docs import fill_modules as _fill_module_docs
 
 _fill_docs(functional)
 
@@ -40,3 +43,5 @@ __all__ = [
     "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
     "KLDivLoss", "PoissonNLLLoss", "LinearCrossEntropyLoss",
 ]
+
+_fill_module_docs(sys.modules[__name__])

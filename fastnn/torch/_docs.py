@@ -84,3 +84,47 @@ def fill(module: ModuleType) -> None:
                 "mse", "mae", "huber", "smooth_l1") else ""
         fn.__doc__ = _TEMPLATE.format(name=name, op=op, inplace=inplace, returns=returns, bcast=bcast,
                                       example=example)
+
+
+# torch.nn module -> the fastnn.torch.functional function its forward runs
+MODULES: Dict[str, str] = {
+    "ReLU": "relu", "ReLU6": "relu6", "LeakyReLU": "leaky_relu", "ELU": "elu", "SELU": "selu", "CELU": "celu",
+    "GELU": "gelu", "SiLU": "silu", "Mish": "mish", "Sigmoid": "sigmoid", "Hardsigmoid": "hardsigmoid",
+    "Hardswish": "hardswish", "Tanh": "tanh", "Softplus": "softplus", "Softsign": "softsign",
+    "LogSigmoid": "logsigmoid", "Hardtanh": "hardtanh", "Softmax": "softmax", "LogSoftmax": "log_softmax",
+    "MSELoss": "mse_loss", "L1Loss": "l1_loss", "HuberLoss": "huber_loss", "SmoothL1Loss": "smooth_l1_loss",
+    "BCELoss": "binary_cross_entropy", "BCEWithLogitsLoss": "binary_cross_entropy_with_logits",
+    "CrossEntropyLoss": "cross_entropy", "NLLLoss": "nll_loss", "KLDivLoss": "kl_div",
+    "PoissonNLLLoss": "poisson_nll_loss",
+}
+_CTOR = {"Softmax": "dim=-1", "LogSoftmax": "dim=-1", "KLDivLoss": "reduction='batchmean'"}
+
+_MODULE_TEMPLATE = """
+
+Takes ``torch.nn.{cls}``'s constructor arguments and has its parameters, buffers,
+state_dict and repr (it subclasses it); ``forward`` runs
+:func:`fastnn.torch.functional.{fn}`, which says the kernel, dtypes, devices and errors.
+
+Examples
+--------
+>>> import torch, fastnn.torch as fnn
+>>> {call}
+"""
+
+
+def fill_modules(package: ModuleType) -> None:
+    """Append the module template to each torch.nn twin's one-line docstring in `package`."""
+    for cls_name, fn in MODULES.items():
+        cls = getattr(package, cls_name, None)
+        if cls is None or "Examples" in (cls.__doc__ or ""):
+            continue
+        if fn in _LOSS_ARGS or fn.endswith("loss") or fn in ("cross_entropy", "kl_div",
+                                                             "binary_cross_entropy_with_logits"):
+            args = _LOSS_ARGS.get(fn, "torch.randn(4, 3, requires_grad=True), torch.randn(4, 3)")
+            args = args.replace(", reduction='batchmean'", "")
+            if fn == "binary_cross_entropy_with_logits":
+                args = "torch.randn(4, 3, requires_grad=True), torch.rand(4, 3)"
+            call = f"loss = fnn.{cls_name}({_CTOR.get(cls_name, '')})({args})"
+        else:
+            call = f"y = fnn.{cls_name}({_CTOR.get(cls_name, '')})(torch.randn(4, 8))"
+        cls.__doc__ = (cls.__doc__ or "").rstrip() + _MODULE_TEMPLATE.format(cls=cls_name, fn=fn, call=call)

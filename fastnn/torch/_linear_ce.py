@@ -75,7 +75,13 @@ class LinearCrossEntropyLoss(nn.Module):
     classifier weight (num_classes, in_features) and bias like nn.Linear (same init,
     same state_dict keys), takes (input, target) and returns the loss.
 
-    Shape: input (..., in_features), target (...) class indices; output () or (...)."""
+    Shape: input (..., in_features), target (...) class indices; output () or (...).
+
+    Examples::
+
+        >>> import torch, fastnn.torch as fnn
+        >>> loss = fnn.LinearCrossEntropyLoss(64, 1000)(torch.randn(8, 64), torch.randint(0, 1000, (8,)))
+    """
 
     def __init__(self, in_features, num_classes, bias=True, ignore_index=-100, label_smoothing=0.0,
                  reduction="mean", chunk_size=None, device=None, dtype=None):

@@ -28,8 +28,10 @@ class Linear(nn.Linear):
 
     Examples::
 
+        >>> import torch, fastnn.torch
         >>> m = fastnn.torch.Linear(20, 30, activation="relu")
         >>> m.load_state_dict(torch.nn.Linear(20, 30).state_dict())
+        <All keys matched successfully>
         >>> m(torch.randn(128, 20)).shape
         torch.Size([128, 30])
     """
