@@ -54,7 +54,10 @@ SOURCES += sorted(glob.glob("csrc/front/*.cpp"))
 # sqrt; they change no result (fastnn never reads errno or FP exception flags).
 # -fopenmp-simd: honours `#pragma omp simd reduction` (no OpenMP runtime is linked).
 compile_args = ["-O3", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-fvisibility=hidden"]
-link_args = [f"-Wl,-rpath,$ORIGIN/../{openblas.__name__}/lib"]
+# the extension finds libscipy_openblas next to it in site-packages (a runtime dependency,
+# not bundled into the wheel: fastnn/_backends/cpp.py also loads it before the extension)
+_origin = "@loader_path" if platform.system() == "Darwin" else "$ORIGIN"
+link_args = [f"-Wl,-rpath,{_origin}/../{openblas.__name__}/lib"]
 libraries = [openblas.get_library()]
 if platform.system() == "Linux" and platform.machine() == "x86_64":
     libraries.append("mvec")  # glibc's SIMD math (csrc/cpu/vecmath.h)

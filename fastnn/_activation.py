@@ -6,6 +6,8 @@ below, fastnn.torch's Python autograd Functions and custom ops, fastnn.keras' ca
 route. A call validates its arrays (fastnn._checks), picks the backend for their device
 (fastnn._dispatch) and hands the backend C-contiguous arrays with the activation axis last.
 """
+from typing import Any, Dict, FrozenSet, Optional
+
 import numpy as np
 
 from . import _checks as C
@@ -100,7 +102,7 @@ class PreparedActivation:
         return _from_last(xp, dx, axis, dy.shape)
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, name, params):
@@ -109,37 +111,134 @@ def prepared(func, name, params):
     return C.prepared_for(_prepared, C.activation_spec_cached(func, name, params), PreparedActivation)
 
 
-def prepare_activation(name, *, caller="prepare_activation", **params):
-    """The activation `name` with `params` resolved and checked once, for repeated calls:
-    ``op = fastnn.prepare_activation("gelu", approximate="tanh"); y = op.forward(x)``.
-    Raises what activation_forward raises for a bad name or parameter, naming `caller`
-    (a wrapper passes its own function's name)."""
+def prepare_activation(name: str, *, caller: str = "prepare_activation", **params: Any) -> "PreparedActivation":
+    """The activation `name` with `params` resolved and checked once, for repeated calls.
+
+    Parameters
+    ----------
+    name : str
+        A name or alias of ``fastnn.ACTIVATIONS`` (:doc:`../ops`).
+    caller : str
+        The function name errors name (a wrapper passes its own).
+    **params
+        The activation's parameters (``negative_slope=``, ``approximate=``, ``axis=``, ...).
+
+    Returns
+    -------
+    PreparedActivation
+        With ``forward(x)`` and ``backward(dy, x=, y=)``; cached per distinct arguments.
+
+    Raises
+    ------
+    ValueError
+        An unknown name or parameter, or a parameter out of range, naming `caller`.
+
+    Examples
+    --------
+    >>> op = fastnn.prepare_activation("gelu", approximate="tanh")
+    >>> y = op.forward(np.linspace(-3, 3, 7, dtype=np.float32))
+    """
     return prepared(caller, name, params)
 
 
-def saved_for_backward(name, **params):
-    """What activation_backward needs for `name`: a frozenset of "x" and/or "y" (empty for
-    "linear"). Dense layers keep the pre-activation z where this says "x"."""
+def saved_for_backward(name: str, **params: Any) -> FrozenSet[str]:
+    """What :func:`activation_backward` (and :func:`dense_backward`) needs for `name`.
+
+    Parameters
+    ----------
+    name : str
+        A name or alias of ``fastnn.ACTIVATIONS``.
+    **params
+        The activation's parameters (they can change the answer: relu with Keras'
+        ``max_value`` reads x).
+
+    Returns
+    -------
+    frozenset of str
+        ``{"x"}`` or ``{"y"}``; empty for ``"linear"``. A Dense layer keeps the
+        pre-activation z where this says ``"x"``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name or parameter.
+
+    Examples
+    --------
+    >>> fastnn.saved_for_backward("sigmoid")
+    frozenset({'y'})
+    """
     return prepared("saved_for_backward", name, params).saved
 
 
-def activation_forward(x, name="relu", **params):
-    """y = f(x) for the activation `name` (``fastnn.ACTIVATIONS``, its parameters as
-    keywords), elementwise; softmax / log_softmax along ``axis`` (default -1).
+def activation_forward(x: Any, name: str = "relu", **params: Any) -> Any:
+    """``y = f(x)`` for the activation `name`, elementwise; softmax / log_softmax along ``axis``.
 
-    x: any shape, float32 or float64, numpy (C++ or Numba backend) or cupy (CuPy backend).
-    Returns a new array of x's shape and dtype; x is not modified.
-    Raises ValueError / TypeError naming the argument for an unknown name or parameter, a
-    parameter out of range, or an input of another dtype.
+    Parameters
+    ----------
+    x : numpy.ndarray or cupy.ndarray, any shape
+        float32 or float64, any layout (strided, read-only); numpy runs on the C++ (or
+        Numba) backend, cupy on the CuPy backend. Not modified.
+    name : str
+        A name or alias of ``fastnn.ACTIVATIONS`` (:doc:`../ops`); default ``"relu"``.
+    **params
+        The activation's parameters, e.g. ``negative_slope=0.1``, ``approximate="tanh"``,
+        ``axis=-1`` (softmax / log_softmax).
 
-        >>> y = fastnn.activation_forward(np.linspace(-2, 2, 5, dtype=np.float32), "relu")
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        A new array of x's shape, dtype and kind.
+
+    Raises
+    ------
+    ValueError
+        An unknown name or parameter, a parameter out of range, an axis out of range.
+    TypeError
+        x is not a float32 / float64 array.
+
+    Examples
+    --------
+    >>> fastnn.activation_forward(np.array([-1.0, 0.0, 2.0], np.float32), "relu")
+    array([0., 0., 2.], dtype=float32)
     """
     return prepared("activation_forward", name, params).forward(x)
 
 
-def activation_backward(dy, name="relu", x=None, y=None, **params):
-    """dx = dy * f'(x) for the activation `name`: pass x or y as
-    ``saved_for_backward(name, **params)`` says (dy, x, y share one shape and dtype).
-    Derivatives at kinks are torch's. Returns a new array of dy's shape."""
+def activation_backward(dy: Any, name: str = "relu", x: Any = None, y: Any = None, **params: Any) -> Any:
+    """``dx = dy * f'(x)`` for the activation `name` (softmax: the Jacobian-vector product).
+
+    Derivatives at kinks are torch's (:doc:`../contract`).
+
+    Parameters
+    ----------
+    dy : numpy.ndarray or cupy.ndarray
+        The upstream gradient, float32 or float64.
+    name : str
+        A name or alias of ``fastnn.ACTIVATIONS``.
+    x, y : array, optional
+        The forward input / output, of dy's shape and dtype: pass what
+        ``saved_for_backward(name, **params)`` says (given both, the cheaper one is read).
+    **params
+        The activation's parameters, as given to :func:`activation_forward`.
+
+    Returns
+    -------
+    numpy.ndarray or cupy.ndarray
+        dx, a new array of dy's shape and dtype.
+
+    Raises
+    ------
+    ValueError
+        The array the backward needs is missing; shapes differ; a bad name or parameter.
+    TypeError
+        Mixed dtypes or a non-float input.
+
+    Examples
+    --------
+    >>> x = np.array([-1.0, 2.0], np.float32)
+    >>> fastnn.activation_backward(np.ones_like(x), "relu", x=x)
+    array([0., 1.], dtype=float32)
+    """
     return prepared("activation_backward", name, params).backward(dy, x, y)
 

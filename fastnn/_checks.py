@@ -5,7 +5,7 @@ function, the argument, what it was and what was expected.
 import math
 import operator
 import types
-from typing import NamedTuple, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import numpy as np
 
@@ -200,8 +200,8 @@ def activation_spec(func, name, params):
 # params are read-only mappings.
 
 _SPEC_CACHE_SIZE = 1024  # distinct (func, name, params) kept; all dropped when full
-_act_cache = {}
-_loss_cache = {}
+_act_cache: Dict[Any, Any] = {}
+_loss_cache: Dict[Any, Any] = {}
 _SCALARS = (type(None), bool, int, float, str, np.generic)
 
 

@@ -14,6 +14,8 @@ Two routes, decided here and nowhere else:
   (fastnn._checks), then the backend of the inputs' device.
 Both give the same results and the same errors.
 """
+from typing import Any, Dict, Optional, Tuple
+
 import numpy as np
 
 from . import _checks as C
@@ -147,7 +149,7 @@ class PreparedDense:
         return be.dense_backward(dy, x, w, True, zy, from_y, spec, *need)
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, activation, params):
@@ -155,80 +157,214 @@ def prepared(func, activation, params):
     return C.prepared_for(_prepared, C.activation_spec_cached(func, activation, params), PreparedDense)
 
 
-def prepare_dense(activation="linear", *, caller="prepare_dense", **act_params):
-    """A Dense layer's activation resolved and checked once, for repeated calls:
-    ``op = fastnn.prepare_dense("gelu"); y, z = op.forward(x, w, b)``. Errors name
-    `caller` (a wrapper passes its own function's name)."""
+def prepare_dense(activation: str = "linear", *, caller: str = "prepare_dense", **act_params: Any) -> "PreparedDense":
+    """A Dense layer's activation resolved and checked once, for repeated calls.
+
+    Parameters
+    ----------
+    activation : str
+        A name or alias of ``fastnn.ACTIVATIONS``; default ``"linear"``.
+    caller : str
+        The function name errors name (a wrapper passes its own).
+    **act_params
+        The activation's parameters.
+
+    Returns
+    -------
+    PreparedDense
+        With ``forward(x, w, b)`` and ``backward(dy, x, w, y, z)``, the arguments of
+        :func:`dense_forward` / :func:`dense_backward` less the activation.
+
+    Raises
+    ------
+    ValueError
+        An unknown activation or parameter, naming `caller`.
+
+    Examples
+    --------
+    >>> op = fastnn.prepare_dense("gelu")
+    >>> y, z = op.forward(np.ones((4, 3), np.float32), np.ones((2, 3), np.float32))
+    """
     return prepared(caller, activation, act_params)
 
 
-def dense_forward(x, w, b=None, activation="linear", *, weight_layout="oi", keep_z=False, **act_params):
-    """y = act(x @ W + b), the bias and activation fused into the product's pass.
+def dense_forward(x: Any, w: Any, b: Any = None, activation: str = "linear", *, weight_layout: str = "oi",
+                  keep_z: bool = False, **act_params: Any) -> Tuple[Any, Optional[Any]]:
+    """``y = act(x @ W + b)``, the bias and activation fused into the product's pass.
 
-    Args:
-        x: (..., in), float32 or float64 (numpy, or cupy on a GPU).
-        w: (out, in) for weight_layout="oi" (torch's nn.Linear), (in, out) for "io"
-            (Keras' kernel); never copied when C- or Fortran-contiguous.
-        b: (out,) or None.
-        activation: a name of ``fastnn.ACTIVATIONS`` (softmax / log_softmax along the last
-            axis), its parameters as keywords.
-        keep_z: also return the pre-activation z when backward does not need it.
-    Returns:
-        (y, z): y (..., out); z (..., out) when the activation's backward reads its input
-        (``saved_for_backward(activation) == {"x"}``) or keep_z, else None.
-    Raises:
-        ValueError / TypeError naming the argument: shapes that do not fit, mixed dtypes,
-        unknown activation or parameter.
+    Parameters
+    ----------
+    x : numpy.ndarray or cupy.ndarray, shape (..., in)
+        float32 or float64; any layout. Not modified.
+    w : array, shape (out, in) or (in, out)
+        (out, in) for ``weight_layout="oi"`` (torch's nn.Linear), (in, out) for ``"io"``
+        (Keras' kernel); x's dtype; never copied when C- or Fortran-contiguous.
+    b : array, shape (out,), optional
+        The bias, x's dtype.
+    activation : str
+        A name or alias of ``fastnn.ACTIVATIONS`` (softmax / log_softmax along the last
+        axis); default ``"linear"``.
+    weight_layout : {"oi", "io"}
+        The layout of w.
+    keep_z : bool
+        Also return the pre-activation z when the backward does not need it.
+    **act_params
+        The activation's parameters.
 
-        >>> y, z = fastnn.dense_forward(x, w, b, "gelu")
+    Returns
+    -------
+    y : array, shape (..., out)
+        x's dtype and kind.
+    z : array, shape (..., out), or None
+        The pre-activation, when the activation's backward reads its input
+        (``saved_for_backward(activation) == {"x"}``) or `keep_z`; else None.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit (naming the argument, its shape and the expected one), an
+        unknown activation or parameter, a bad `weight_layout`.
+    TypeError
+        Mixed dtypes or non-float arrays.
+
+    Examples
+    --------
+    >>> x = np.random.randn(32, 64).astype(np.float32)
+    >>> w = np.random.randn(16, 64).astype(np.float32)
+    >>> y, z = fastnn.dense_forward(x, w, None, "gelu")
+    >>> y.shape, z.shape
+    ((32, 16), (32, 16))
     """
     return prepared("dense_forward", activation, act_params).forward(x, w, b, weight_layout=weight_layout,
                                                                      keep_z=keep_z)
 
 
-def dense_backward(dy, x, w, y, z=None, activation="linear", *, weight_layout="oi", need_dx=True, need_dw=True,
-                   need_db=True, **act_params):
-    """(dx, dw, db) of dense_forward: dy (..., out) the upstream gradient, x and w as given
-    to dense_forward, y and z as it returned them. dx (..., in), dw w's shape, db (out,);
-    entries not asked for (need_dx / need_dw / need_db False) are None."""
+def dense_backward(dy: Any, x: Any, w: Any, y: Any, z: Any = None, activation: str = "linear", *,
+                   weight_layout: str = "oi", need_dx: bool = True, need_dw: bool = True, need_db: bool = True,
+                   **act_params: Any) -> Tuple[Optional[Any], Optional[Any], Optional[Any]]:
+    """The gradients ``(dx, dw, db)`` of :func:`dense_forward`.
+
+    Parameters
+    ----------
+    dy : array, shape (..., out)
+        The upstream gradient d(loss)/dy, x's dtype.
+    x, w : array
+        As given to :func:`dense_forward` (same `weight_layout`).
+    y, z : array or None
+        As :func:`dense_forward` returned them (the activation's backward reads one of
+        them; None where it returned None).
+    activation : str
+        The activation of the forward call, with the same ``act_params``.
+    weight_layout : {"oi", "io"}
+        The layout of w.
+    need_dx, need_dw, need_db : bool
+        Which gradients to compute; an entry not asked for is None and costs nothing.
+    **act_params
+        The activation's parameters.
+
+    Returns
+    -------
+    dx : array of x's shape, or None
+    dw : array of w's shape and layout, or None
+    db : array, shape (out,), or None
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit; the array the activation's backward needs is missing.
+    TypeError
+        Mixed dtypes or non-float arrays.
+
+    Examples
+    --------
+    >>> x = np.random.randn(8, 5); w = np.random.randn(3, 5); b = np.zeros(3)
+    >>> y, z = fastnn.dense_forward(x, w, b, "tanh")
+    >>> dx, dw, db = fastnn.dense_backward(np.ones_like(y), x, w, y, z, "tanh")
+    >>> dx.shape, dw.shape, db.shape
+    ((8, 5), (3, 5), (3,))
+    """
     return prepared("dense_backward", activation, act_params).backward(
         dy, x, w, y, z, weight_layout=weight_layout, need_dx=need_dx, need_dw=need_dw, need_db=need_db)
 
 
 # ---- fused Dense + cross-entropy ------------------------------------------------------------
 
-def dense_cross_entropy(x, w, b, target, *, weight_layout="oi", reduction="mean", ignore_index=-100,
-                        label_smoothing=0.0, class_weight=None, row_weight=None, softcap=None, lse_square_scale=0.0,
-                        return_lse=False, chunk_size=None, need_grads=True, grad=None):
-    """loss, (dx, dw, db) of cross_entropy(x @ W + b, target) in one chunked pass that never
-    holds the (N, classes) logits.
+def dense_cross_entropy(x: Any, w: Any, b: Any, target: Any, *, weight_layout: str = "oi",
+                        reduction: str = "mean", ignore_index: int = -100, label_smoothing: float = 0.0,
+                        class_weight: Any = None, row_weight: Any = None, softcap: Optional[float] = None,
+                        lse_square_scale: float = 0.0, return_lse: bool = False,
+                        chunk_size: Optional[int] = None, need_grads: bool = True, grad: Any = None) -> Any:
+    """``cross_entropy(x @ W + b, target)`` and its gradients in one chunked pass.
 
-    x (..., in); w (classes, in) ("oi") or (in, classes) ("io"); b (classes,) or None;
-    target int32/int64 class indices of shape x.shape[:-1] (ignore_index rows count
-    nothing). The gradients are those of the reduced loss times `grad` (a scalar, or for
-    reduction "none" a per-row array; default 1). need_grads=False returns (None, None,
-    None) for the gradients. chunk_size: rows per chunk (default: about 256 MiB of logits,
-    at least 512 rows).
+    The (N, classes) logits are never held: rows are processed in chunks, forward and
+    backward together (torch's ``F.cross_entropy(F.linear(x, w, b), target)``).
 
     With L = x @ W + b, p = softmax(L), lse = log sum_j exp(L_j), y the target, row i's loss
     is that of torch's ``cross_entropy(L, target, weight=class_weight,
     label_smoothing=label_smoothing, reduction="none")``, then the options beyond torch (all
-    off by default), inside the same chunked pass:
+    off by default), inside the same chunked pass. Ignored rows have loss 0. "mean" divides
+    the sum of the row losses by torch's denominator: the sum of class_weight[y_i] over the
+    rows not ignored (their count without class weights); row weights do not enter it, so
+    all-ones row weights give the unweighted loss.
 
-    - softcap (None or > 0): the logits become ``softcap * tanh(L / softcap)`` before
-      the softmax (Gemma 2's logit soft-capping);
-    - lse_square_scale (>= 0): adds the z-loss ``lse_square_scale * lse**2`` to each row
-      not ignored;
-    - row_weight (x.shape[:-1], x's dtype): multiplies row i's loss (class weight, smoothing
-      and z-loss included) by row_weight[i] (per-token loss weights);
-    - return_lse: also return each row's log-sum-exp (of the capped logits), shape
-      x.shape[:-1]; ignored rows included.
+    Parameters
+    ----------
+    x : array, shape (..., in)
+        float32 or float64.
+    w : array, shape (classes, in) or (in, classes)
+        ``weight_layout="oi"`` or ``"io"``; x's dtype.
+    b : array, shape (classes,), or None
+    target : integer array, shape x.shape[:-1]
+        int32 / int64 class indices; rows equal to `ignore_index` count nothing.
+    reduction : {"mean", "sum", "none"}
+        "none" returns one loss per row.
+    ignore_index : int
+        Default -100, as torch.
+    label_smoothing : float in [0, 1]
+    class_weight : array, shape (classes,), optional
+        torch's ``weight``: row i's loss is scaled by class_weight[y_i] (smoothing terms by
+        each class's weight), and "mean" is the weighted mean.
+    row_weight : array, shape x.shape[:-1], optional
+        Multiplies row i's loss (class weight, smoothing and z-loss included): per-token
+        loss weights.
+    softcap : float > 0, optional
+        The logits become ``softcap * tanh(L / softcap)`` before the softmax (logit
+        soft-capping).
+    lse_square_scale : float >= 0
+        Adds the z-loss ``lse_square_scale * lse**2`` to each row not ignored.
+    return_lse : bool
+        Also return each row's log-sum-exp (of the capped logits), shape x.shape[:-1];
+        ignored rows included.
+    chunk_size : int, optional
+        Rows per chunk (default: about 256 MiB of logits, at least 512 rows).
+    need_grads : bool
+        False returns ``(None, None, None)`` for the gradients.
+    grad : scalar or array, optional
+        The upstream gradient of the loss (for "none" one per row); default 1.
 
-    Ignored rows have loss 0. "mean" divides the sum of the row losses by torch's
-    denominator: the sum of class_weight[y_i] over the rows not ignored (their count
-    without class weights); row weights do not enter it, so all-ones row weights give the
-    unweighted loss. Returns ``(loss, (dx, dw, db))``, or ``(loss, (dx, dw, db), lse)``
-    with return_lse=True.
+    Returns
+    -------
+    loss : array
+        0-d (mean / sum) or x.shape[:-1] ("none"), x's dtype.
+    (dx, dw, db) : tuple of arrays or None
+        x's shape, w's shape and layout, (classes,).
+    lse : array, shape x.shape[:-1]
+        Only with ``return_lse=True``: ``(loss, (dx, dw, db), lse)``.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit; a class index out of range that is not `ignore_index`;
+        a bad reduction, label_smoothing, chunk_size, softcap or lse_square_scale.
+    TypeError
+        Mixed or non-float dtypes, a non-integer target.
+
+    Examples
+    --------
+    >>> x = np.random.randn(64, 32).astype(np.float32)
+    >>> w = np.random.randn(1000, 32).astype(np.float32)
+    >>> t = np.random.randint(0, 1000, 64)
+    >>> loss, (dx, dw, db) = fastnn.dense_cross_entropy(x, w, None, t)
     """
     F = "dense_cross_entropy"
     spec = C.loss_spec(F, "cross_entropy", {"ignore_index": ignore_index, "label_smoothing": label_smoothing})

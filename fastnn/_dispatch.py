@@ -15,6 +15,7 @@ import functools
 import importlib
 import os
 import threading
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import numpy as np
 
@@ -24,7 +25,7 @@ from . import _checks as C
 _MODULES = {"cpp": "fastnn._backends.cpp", "numba": "fastnn._backends.numba", "cupy": "fastnn._backends.cupy"}
 _AUTO = {"cpu": ("cpp", "numba"), "cuda": ("cupy",)}
 
-_loaded = {}      # name -> module or reason string
+_loaded: Dict[str, Any] = {}  # name -> module or reason string
 _lock = threading.Lock()
 _global = None    # set_backend()
 
@@ -32,11 +33,11 @@ _global = None    # set_backend()
 class _Local(threading.local):
     """use_backend()'s stack, per thread; the class attribute is the empty default (reading
     an attribute a thread never set would raise and catch an AttributeError on every call)."""
-    stack = ()
+    stack: Sequence[Optional[str]] = ()
 
 
 _local = _Local()
-_auto = {}        # device -> the backend automatic selection chose
+_auto: Dict[str, str] = {}  # device -> the backend automatic selection chose
 
 
 def _env_reader():
@@ -101,8 +102,19 @@ def _check_name(name):
         raise ValueError(f"unknown backend {name!r}; expected one of {', '.join(_MODULES)}")
 
 
-def backends():
-    """{name: "ok" or the reason it is unavailable} for every backend fastnn knows."""
+def backends() -> Dict[str, str]:
+    """Every backend fastnn knows, and whether it can run here.
+
+    Returns
+    -------
+    dict of str to str
+        ``{name: "ok" or the reason it is unavailable}``, for "cpp", "numba", "cupy".
+
+    Examples
+    --------
+    >>> fastnn.backends()["cpp"]
+    'ok'
+    """
     out = {}
     for name in _MODULES:
         mod = _load(name)
@@ -110,8 +122,19 @@ def backends():
     return out
 
 
-def available_backends():
-    """Names of the backends that can run here."""
+def available_backends() -> List[str]:
+    """The names of the backends that can run here.
+
+    Returns
+    -------
+    list of str
+        In fastnn's order of preference ("cpp", "numba", "cupy").
+
+    Examples
+    --------
+    >>> "cpp" in fastnn.available_backends()
+    True
+    """
     return [n for n, s in backends().items() if s == "ok"]
 
 
@@ -122,8 +145,25 @@ def _require(name):
     return mod
 
 
-def set_backend(name):
-    """Force one backend for the whole process; None restores automatic choice."""
+def set_backend(name: Optional[str]) -> None:
+    """Force one backend for the whole process; None restores the automatic choice.
+
+    Parameters
+    ----------
+    name : str or None
+        "cpp", "numba", "cupy", or None. :func:`use_backend` (per thread) takes precedence.
+
+    Raises
+    ------
+    ValueError
+        An unknown backend name.
+    RuntimeError
+        The backend is unavailable here (the message says why).
+
+    Examples
+    --------
+    >>> fastnn.set_backend("numba"); fastnn.set_backend(None)
+    """
     global _global
     if name is not None:
         _check_name(name)
@@ -131,8 +171,20 @@ def set_backend(name):
     _global = name
 
 
-def get_backend():
-    """The forced backend name in effect for this thread, or None (automatic)."""
+def get_backend() -> Optional[str]:
+    """The backend forced for this thread, or None (automatic).
+
+    Returns
+    -------
+    str or None
+        From :func:`use_backend`, else :func:`set_backend`, else ``FASTNN_BACKEND``.
+
+    Examples
+    --------
+    >>> with fastnn.use_backend("numba"):
+    ...     fastnn.get_backend()
+    'numba'
+    """
     stack = _local.stack
     if stack:
         return stack[-1]
@@ -142,9 +194,26 @@ def get_backend():
 
 
 @contextlib.contextmanager
-def use_backend(name):
+def use_backend(name: Optional[str]) -> Iterator[None]:
     """Force a backend inside a with-block, for this thread only; nestable.
-    ``use_backend(None)`` restores automatic choice inside the block."""
+
+    Parameters
+    ----------
+    name : str or None
+        A backend name; None restores the automatic choice inside the block.
+
+    Raises
+    ------
+    ValueError
+        An unknown backend name.
+    RuntimeError
+        The backend is unavailable here.
+
+    Examples
+    --------
+    >>> with fastnn.use_backend("numba"):
+    ...     y = fastnn.activation_forward(np.ones(3), "relu")
+    """
     if name is not None:
         _check_name(name)
         _require(name)

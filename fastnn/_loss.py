@@ -8,6 +8,8 @@ the sum of the weights of the non-ignored targets (their count without weights);
 probability targets, the number of rows. An empty or all-ignored "mean" is NaN (0 / 0)
 with a zero gradient.
 """
+from typing import Any, Dict
+
 import numpy as np
 
 from . import _checks as C
@@ -147,7 +149,7 @@ def _class_denominator(xp, t, p, is_index, ncls):
     return float(p["weight"][t[keep]].astype(xp.float64).sum()) if ncls else 0.0
 
 
-_prepared = {}
+_prepared: Dict[Any, Any] = {}
 
 
 def prepared(func, name, reduction, params):
@@ -158,29 +160,117 @@ def prepared(func, name, reduction, params):
     return C.prepared_for(_prepared, spec, PreparedLoss, reduction)
 
 
-def prepare_loss(name, *, reduction="mean", caller="prepare_loss", **params):
-    """The loss `name` with its reduction and parameters resolved and checked once, for
-    repeated calls: ``op = fastnn.prepare_loss("huber", delta=0.5); l = op.forward(p, t)``.
-    Array parameters (weight, pos_weight) are checked at each call. Errors name `caller`."""
+def prepare_loss(name: str, *, reduction: str = "mean", caller: str = "prepare_loss", **params: Any) -> "PreparedLoss":
+    """The loss `name` with its reduction and parameters resolved and checked once.
+
+    Parameters
+    ----------
+    name : str
+        A name or alias of ``fastnn.LOSSES`` (:doc:`../ops`).
+    reduction : {"mean", "sum", "none", "batchmean"}
+        "batchmean": kl_div only.
+    caller : str
+        The function name errors name (a wrapper passes its own).
+    **params
+        The loss's parameters; array parameters (weight, pos_weight) are checked at each
+        call.
+
+    Returns
+    -------
+    PreparedLoss
+        With ``forward(pred, target)`` and ``backward(pred, target, grad=)``.
+
+    Raises
+    ------
+    ValueError
+        An unknown name, reduction or parameter, naming `caller`.
+
+    Examples
+    --------
+    >>> op = fastnn.prepare_loss("huber", delta=0.5)
+    >>> loss = op.forward(np.zeros(4), np.ones(4))
+    """
     return prepared(caller, name, reduction, params)
 
 
-def loss_forward(pred, target, name="mse", *, reduction="mean", **params):
-    """The loss `name` (``fastnn.LOSSES``, its parameters as keywords) of pred against target.
+def loss_forward(pred: Any, target: Any, name: str = "mse", *, reduction: str = "mean", **params: Any) -> Any:
+    """The loss `name` of `pred` against `target`.
 
-    Elementwise losses: target has pred's shape and dtype. cross_entropy / nll: pred
-    (..., C) and target int32/int64 class indices of shape pred.shape[:-1] (or, for
-    cross_entropy, float class probabilities of pred's shape); ``weight`` (C,),
-    ``ignore_index``, ``label_smoothing`` as torch's. reduction "mean" (default), "sum",
-    "none" (per element / per row), "batchmean" (kl_div). Returns a 0-d array or the
-    "none" array, in pred's dtype."""
+    Parameters
+    ----------
+    pred : numpy.ndarray or cupy.ndarray
+        float32 or float64. cross_entropy / nll: shape (..., C), the class axis last.
+    target : array
+        Elementwise losses: pred's shape and dtype. cross_entropy / nll: int32 / int64
+        class indices of shape ``pred.shape[:-1]`` (or, cross_entropy only, float class
+        probabilities of pred's shape).
+    name : str
+        A name or alias of ``fastnn.LOSSES`` (:doc:`../ops`); default ``"mse"``.
+    reduction : {"mean", "sum", "none", "batchmean"}
+        "none": per element (per row for cross_entropy / nll); "batchmean": kl_div.
+    **params
+        The loss's parameters as torch's: ``weight`` (C,), ``ignore_index``,
+        ``label_smoothing``, ``delta``, ``beta``, ``pos_weight``, ...
+
+    Returns
+    -------
+    array
+        0-d for mean / sum, else the "none" shape; pred's dtype and kind.
+
+    Raises
+    ------
+    ValueError
+        Shapes that do not fit, a bad target (class index out of range, a bce target
+        outside [0, 1]), a bad reduction or parameter.
+    TypeError
+        Mixed or non-float dtypes, a non-integer class target.
+
+    Examples
+    --------
+    >>> fastnn.loss_forward(np.array([0.5, 2.0]), np.array([1.0, 1.0]), "mse")
+    array(0.625)
+    """
     return prepared("loss_forward", name, reduction, params).forward(pred, target)
 
 
-def loss_backward(pred, target, name="mse", *, reduction="mean", grad=None, need_target_grad=False, **params):
-    """d(loss)/d(pred) of loss_forward, pred's shape; `grad` the upstream gradient (a scalar,
-    or for "none" an array of the loss's shape); with need_target_grad=True, (dpred,
-    dtarget) for the losses whose torch twin differentiates the target."""
+def loss_backward(pred: Any, target: Any, name: str = "mse", *, reduction: str = "mean", grad: Any = None,
+                  need_target_grad: bool = False, **params: Any) -> Any:
+    """d(loss)/d(pred) of :func:`loss_forward`.
+
+    Parameters
+    ----------
+    pred, target : array
+        As given to :func:`loss_forward`.
+    name : str
+        A name or alias of ``fastnn.LOSSES``.
+    reduction : {"mean", "sum", "none", "batchmean"}
+    grad : scalar or array, optional
+        The upstream gradient: a scalar, or for "none" an array of the loss's shape;
+        default 1.
+    need_target_grad : bool
+        Also return d(loss)/d(target), for the losses whose torch twin differentiates
+        the target (column "target grad" of :doc:`../ops`).
+    **params
+        The loss's parameters.
+
+    Returns
+    -------
+    dpred : array of pred's shape
+        Or ``(dpred, dtarget)`` with `need_target_grad`.
+
+    Raises
+    ------
+    ValueError
+        As :func:`loss_forward`; a `grad` of the wrong shape; `need_target_grad` for a
+        loss without a target gradient.
+    TypeError
+        Mixed or non-float dtypes.
+
+    Examples
+    --------
+    >>> fastnn.loss_backward(np.array([0.5, 2.0]), np.array([1.0, 1.0]), "mse")
+    array([-0.5,  1. ])
+    """
     return prepared("loss_backward", name, reduction, params).backward(pred, target, grad, need_target_grad)
 
 

@@ -59,12 +59,31 @@ def _host(a: Any) -> np.ndarray:
 
 
 def ulp_error(actual: Any, desired: Any, dtype: Any) -> np.ndarray:
-    """|actual - desired| in units of the spacing of `dtype` at `desired` (float64 array).
+    """``|actual - desired|`` in units of the spacing of `dtype` at `desired`.
 
     The spacing at d is 2^(exponent(d) - mantissa bits), floored at the subnormal spacing;
     entries equal in value (inf included, NaN with NaN) are 0, other non-finite
     disagreements inf.
 
+    Parameters
+    ----------
+    actual, desired : array_like (numpy or cupy)
+        Any shapes that broadcast together; any real dtype.
+    dtype : numpy dtype
+        The precision the error is counted in (float16, float32, float64, bfloat16).
+
+    Returns
+    -------
+    numpy.ndarray
+        float64, of the broadcast shape.
+
+    Raises
+    ------
+    ValueError
+        `dtype` is not a float dtype :func:`precision` knows.
+
+    Examples
+    --------
     >>> float(ulp_error(np.float32(1) + 2 ** -23 * 3, 1.0, np.float32))
     3.0
     """
@@ -78,7 +97,7 @@ def ulp_error(actual: Any, desired: Any, dtype: Any) -> np.ndarray:
     return np.where(same, 0.0, np.where(np.isnan(err), np.inf, err))
 
 
-def _error_units(a: np.ndarray, d: np.ndarray, unit: np.ndarray) -> np.ndarray:
+def _error_units(a: Any, d: Any, unit: Any) -> Any:
     """|a - d| / unit, with 0 where a and d agree exactly (inf, NaN with NaN) and inf where
     only one is NaN or they are different infinities."""
     same = (a == d) | (np.isnan(a) & np.isnan(d))
@@ -90,19 +109,40 @@ def _error_units(a: np.ndarray, d: np.ndarray, unit: np.ndarray) -> np.ndarray:
 def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 16.0,
                  rtol: Optional[float] = None, atol: Optional[float] = None,
                  scale: Union[None, float, np.ndarray] = None, err_msg: str = "") -> None:
-    """Assert |actual - desired| <= rtol * max(|desired|, scale) + atol elementwise.
+    """Assert ``|actual - desired| <= rtol * max(|desired|, scale) + atol`` elementwise.
 
-    dtype: the precision the tolerance is counted in (default: actual's dtype when it is a
-    float type, else float64). rtol defaults to ulps * eps(dtype); atol to
-    ulps * eps * tiny (only subnormal results need it). scale: the magnitude of the
-    operands each result was computed from (a number or an array broadcast to the shape):
-    a result that is small only by cancellation (a sum of terms of both signs, a matrix
-    product entry) gets a band relative to its operands. NaN and +-inf must sit where
-    desired has them. Shapes must match (no broadcasting of actual).
+    NaN and +-inf must sit where `desired` has them.
 
-    The AssertionError names the worst element (index, actual, desired, error in ulps of
-    desired and relative to the scale) and how many elements broke the bound.
+    Parameters
+    ----------
+    actual : array_like (numpy or cupy)
+        The result under test.
+    desired : array_like
+        The reference, of `actual`'s shape (no broadcasting of `actual`).
+    dtype : numpy dtype, optional
+        The precision the tolerance is counted in; default `actual`'s dtype when it is a
+        float type, else float64.
+    ulps : float, default 16
+        The tolerance in units of eps(dtype).
+    rtol : float, optional
+        Default ``ulps * eps(dtype)``.
+    atol : float, optional
+        Default ``ulps * eps * tiny`` (only subnormal results need it).
+    scale : float or array_like, optional
+        The magnitude of the operands each result was computed from (broadcast to the
+        shape): a result small only by cancellation (a sum of terms of both signs, a matrix
+        product entry) gets a band relative to its operands.
+    err_msg : str
+        Prefix of the error message.
 
+    Raises
+    ------
+    AssertionError
+        Naming the worst element (index, actual, desired, error in ulps of desired and
+        relative to the scale) and how many elements broke the bound; or the shapes differ.
+
+    Examples
+    --------
     >>> assert_close(np.float32([1, 2]), [1, 2 + 1e-7], ulps=4)
     """
     a_arr = actual.get() if hasattr(actual, "get") and not isinstance(actual, np.ndarray) else np.asarray(actual)
@@ -163,6 +203,10 @@ def on_every_backend(backends: Optional[Sequence[str]] = None, *, ulps: float = 
     backends: default fastnn.available_backends(). Other parameters of the body stay
     visible to pytest (fixtures, parametrize). With compare=False only the runs happen.
 
+    Examples
+    --------
+    ::
+
         @fastnn.testing.on_every_backend(ulps=32)
         def test_my_layer(xp, backend):
             x = xp.asarray(np.linspace(-5, 5, 101, dtype=np.float32))
@@ -190,7 +234,7 @@ def on_every_backend(backends: Optional[Sequence[str]] = None, *, ulps: float = 
                         continue
                     assert_close(g, r, ulps=ulps, scale=scale, err_msg=f"result #{k}: backend {name} vs {first}")
 
-        run.__signature__ = sig.replace(parameters=rest)
+        setattr(run, "__signature__", sig.replace(parameters=rest))
         return run
     return wrap
 
@@ -236,18 +280,41 @@ def hard_inputs(op_name: str, shape: Sequence[int], dtype: Any = np.float32, see
                 **params: Any) -> Dict[str, np.ndarray]:
     """Deterministic inputs of one op that include its hard cases.
 
-    op_name: an activation (returns {"x", "dy"}), a loss ({"pred", "target", "grad"}; class
-    losses' target is int64 class indices of shape[:-1] with about one row in 8 set to
-    ignore_index), "dense" ({"x", "w", "b", "dy"}; shape = (batch, in, out)) or
-    "dense_cross_entropy" ({"x", "w", "b", "target"}; shape = (batch, in, classes)). A 0
-    in the batch dimension gives empty batches. params: the op's parameters, so their
-    kinks are included (relu's threshold, hard_tanh's min_val / max_val, ...).
-
     Activations get 0, +-1e-3, +-60, +-1000, subnormals, +-inf, NaN and each kink with its
     one-ulp neighbours, then normal(0, 3) values. Losses get finite values in their domain
-    (bce: probabilities; hinge: +-1 labels; kl_div: log-probabilities) with |d| = delta /
-    beta kinks, +-60 and exact matches.
+    (bce: probabilities; hinge: +-1 labels; kl_div: log-probabilities) with
+    ``|pred - target| = delta / beta`` kinks, +-60 and exact matches.
 
+    Parameters
+    ----------
+    op_name : str
+        An activation or loss name (or alias), ``"dense"`` or ``"dense_cross_entropy"``.
+    shape : sequence of int
+        The input's shape; ``(batch, in, out)`` for ``"dense"``, ``(batch, in, classes)``
+        for ``"dense_cross_entropy"``. A 0 batch gives empty arrays.
+    dtype : float32 or float64
+        The dtype of the float arrays.
+    seed : int
+        Seed of the random part.
+    **params
+        The op's parameters, so that their kinks are included (relu's threshold,
+        hard_tanh's min_val / max_val, ...).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        An activation: ``{"x", "dy"}``; a loss: ``{"pred", "target", "grad"}`` (class
+        losses' target: int64 class indices of ``shape[:-1]``, about one row in 8 set to
+        ignore_index); ``"dense"``: ``{"x", "w", "b", "dy"}``; ``"dense_cross_entropy"``:
+        ``{"x", "w", "b", "target"}``.
+
+    Raises
+    ------
+    ValueError
+        An unknown op name or a shape of the wrong rank.
+
+    Examples
+    --------
     >>> hard_inputs("relu6", (20,), np.float32)["x"][:4]
     array([ 0.   , -0.   ,  0.001, -0.001], dtype=float32)
     """

@@ -53,6 +53,103 @@ DTYPES = [np.dtype(np.float32), np.dtype(np.float64)]
 DTYPE_IDS = ["f32", "f64"]
 
 
+
+# ------------------------------------------------------------------------ test tiers
+# `python -m pytest` runs the quick tier; `python -m pytest --full` (or FASTNN_TEST_FULL=1)
+# runs every collected test; `--rest` runs what the quick tier leaves out (CI: the quick
+# tier, then --rest, so each test runs once). The quick tier keeps, for every test function:
+#   - every combination of the parameters that pick a kernel (IDENTITY: backend, dtype,
+#     op name and params, module class, ...), so each kernel of each backend in each dtype
+#     still runs;
+#   - each value of every other parameter (shapes, layouts, reductions, chunk sizes, ...)
+#     at least once, on a kernel chosen by a hash of the test id (different kernels see
+#     different shapes, the same on every run);
+#   - all of a test function's cases when it has at most QUICK_KEEP_ALL of them;
+# and leaves out @pytest.mark.slow tests unless a -m expression selects markers
+# (@pytest.mark.quick_only tests stand in for slow ones in the quick tier; --full skips them). The
+# sampling runs after -k / -m selection, per test function, so a narrow selection (one
+# test id) runs as given.
+IDENTITY = ("backend", "dtype", "name", "act", "activation", "params", "cls", "entry", "family", "xdt")
+QUICK_KEEP_ALL = 24
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true", default=False,
+                     help="fastnn: run the full suite (every parametrized case and the slow tests), "
+                          "not the quick tier")
+    parser.addoption("--rest", action="store_true", default=False,
+                     help="fastnn: run only what the quick tier leaves out (quick tier + --rest = --full)")
+
+
+def _key(v):
+    return v if isinstance(v, (str, int, float, bool, type(None))) else repr(v)
+
+
+def _backend(item):
+    return getattr(getattr(item, "callspec", None), "params", {}).get("backend")
+
+
+def quick_tier(items):
+    """The items of the quick tier, in collection order (see above)."""
+    groups = {}
+    for it in items:
+        groups.setdefault((it.path, getattr(it, "originalname", it.name), it.cls), []).append(it)
+    keep = set()
+    for group in groups.values():
+        if len(group) <= QUICK_KEEP_ALL:
+            keep.update(map(id, group))
+            continue
+        by_kernel = {}
+        for it in group:
+            params = getattr(getattr(it, "callspec", None), "params", {})
+            kid = tuple((k, _key(params[k])) for k in IDENTITY if k in params)
+            by_kernel.setdefault(kid, []).append(it)
+        chosen = []
+        for kid, its in by_kernel.items():  # one case per kernel, its inputs picked by hash
+            # (the CUDA emulator runs each GPU thread serially, so its case is the first,
+            # the smallest parameters of each list; the cover below still adds its others)
+            pick = 0 if ("backend", "cupy_emu") in kid else zlib.crc32(repr(kid).encode()) % len(its)
+            chosen.append(its[pick])
+        def values(it):
+            params = getattr(getattr(it, "callspec", None), "params", {})
+            return {(k, _key(v)) for k, v in params.items() if k not in IDENTITY}
+        covered = set().union(*map(values, chosen))
+        missing = set().union(*map(values, group)) - covered
+        while missing:  # then each other parameter value at least once (greedy cover)
+            best = max(group, key=lambda it: (len(values(it) & missing), _backend(it) != "cupy_emu"))
+            chosen.append(best)
+            missing -= values(best)
+        keep.update(map(id, chosen))
+    return [it for it in items if id(it) in keep]
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--full") or os.environ.get("FASTNN_TEST_FULL") == "1":
+        stand_ins = [it for it in items if "quick_only" in it.keywords]  # the full tests run instead
+        if stand_ins:
+            config.hook.pytest_deselected(items=stand_ins)
+            items[:] = [it for it in items if "quick_only" not in it.keywords]
+        return
+    selected = items if config.getoption("markexpr") else [it for it in items if "slow" not in it.keywords]
+    selected = quick_tier(selected)
+    if config.getoption("--rest"):
+        quick = set(map(id, selected))
+        selected = [it for it in items if id(it) not in quick]
+    if len(selected) < len(items):
+        chosen = set(map(id, selected))
+        config.hook.pytest_deselected(items=[it for it in items if id(it) not in chosen])
+        items[:] = selected
+
+
+def pytest_report_header(config):
+    if config.getoption("--full") or os.environ.get("FASTNN_TEST_FULL") == "1":
+        return "fastnn tests: full suite"
+    if config.getoption("--rest"):
+        return "fastnn tests: what the quick tier leaves out (--rest)"
+    return "fastnn tests: quick tier (every kernel, backend and dtype; sampled inputs); --full runs everything"
+
+
 # Backends that take device arrays; every other backend takes numpy arrays.
 DEVICE_OF = {"cupy": "cuda"}
 

@@ -12,7 +12,8 @@ import pytest
 from fastnn._backends import _cuda_src as S
 
 HERE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "cuda_emu")
-pytestmark = pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+# slow: a ThreadSanitizer build (~30 s each); the full suite (--full, CI) runs them
+pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++"), pytest.mark.slow]
 
 
 def build_and_run(tmp_path, kernels_dir):

@@ -26,6 +26,7 @@ PLANTED = "planted"
 PLANTED_FLAT = 40        # the element the planted kernel gets wrong
 
 
+@pytest.mark.slow
 def test_default_set_passes(tmp_path, capsys):
     out = {k: str(tmp_path / f"p.{k}") for k in ("json", "csv", "html")}
     rc = parity.main(["--no-frameworks", "--quiet", "--json", out["json"], "--csv", out["csv"], "--html", out["html"]])
@@ -134,6 +135,7 @@ def test_reference_without_torch(monkeypatch):
 
 @pytest.mark.skipif(importlib.util.find_spec("keras") is None or importlib.util.find_spec("jax") is None,
                     reason="needs keras and jax")
+@pytest.mark.slow
 def test_keras_layer_on_one_backend():
     """The Keras half of the framework layer (every fastnn.keras layer and loss, values and
     input gradients, against stock Keras) on jax, in its own subprocess; the parity run

@@ -135,6 +135,7 @@ def _rss_mb():
         return int(f.read().split()[1]) * 4096 / 2 ** 20
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", CPU)
 def test_resident_memory_flat_over_100k_calls(backend):
     x, w, b, t, dy = inputs(m=8, k=16, n=4, dtype=np.float32)

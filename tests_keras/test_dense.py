@@ -203,3 +203,69 @@ def test_a_model_saved_on_another_backend_loads_here(tmp_path, source):
     assert [type(layer).__module__ for layer in loaded.layers] == ["fastnn.keras.layers"] * 4
     assert type(loaded.loss).__module__ == "fastnn.keras.losses"
     close(loaded.predict(np.load(xs), verbose=0), np.load(ys))
+
+
+# ---- sparse inputs ----------------------------------------------------------------------
+
+def _sparse(x):
+    """x as the current backend's sparse tensor, the kind stock Dense accepts."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.sparse.from_dense(x)
+    if backend == "jax":
+        from jax.experimental import sparse
+        return sparse.BCOO.fromdense(x)
+    import torch
+    return torch.tensor(x).to_sparse()
+
+
+def _sparse_input(rng, shape, dtype):
+    x = rng.uniform(-1.5, 1.5, shape)
+    x[rng.uniform(size=shape) < 0.7] = 0.0  # ~70% zeros, one all-zero row
+    x[0] = 0.0
+    return x.astype(dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("activation", ["relu", "gelu", "sigmoid", "softmax", None, "squareplus"])
+def test_sparse_inputs_as_stock(activation, dtype, rng):
+    """A sparse input (tf.SparseTensor / jax BCOO / torch sparse COO) gives stock Dense's
+    output: the same values as stock on the same sparse tensor, and as the float64
+    formula act(x @ W + b) on its dense twin."""
+    x = _sparse_input(rng, (6, 9), dtype)
+    mine = fk.Dense(4, activation=activation, dtype=dtype)
+    stock = keras.layers.Dense(4, activation=activation, dtype=dtype)
+    mine.build((None, 9))
+    stock.build((None, 9))
+    w, b = mine.get_weights()
+    b = b + rng.uniform(-0.5, 0.5, b.shape).astype(dtype)
+    mine.set_weights([w, b])
+    stock.set_weights([w, b])
+    ym, ys = np_(mine(_sparse(x))), np_(stock(_sparse(x)))
+    assert ym.dtype == np.dtype(dtype) and ym.shape == (6, 4)
+    close(ym, ys, dtype, what=f"sparse {activation} vs stock")
+    z = x.astype(np.float64) @ w + b
+    act = keras.activations.get(activation)
+    ref = np_(act(keras.ops.convert_to_tensor(z.astype(dtype)))) if activation else z
+    close(ym, ref, dtype, what=f"sparse {activation} vs the dense formula")
+
+
+@pytest.mark.skipif(keras.backend.backend() == "torch",
+                    reason="stock keras.Input(sparse=True) is tensorflow / jax only")
+def test_sparse_model_trains_as_stock(rng):
+    """keras.Input(sparse=True) -> Dense: one SGD step on a sparse batch updates the
+    weights as stock does (the gradients of kernel and bias through the sparse matmul)."""
+    def build(mod):
+        inp = keras.Input((9,), sparse=True)
+        return keras.Model(inp, mod.Dense(3, activation="tanh")(inp))
+
+    fast, stock = build(fk), build(keras.layers)
+    weights = fast.get_weights()
+    stock.set_weights(weights)
+    x = _sparse(_sparse_input(rng, (8, 9), "float32"))
+    y = rng.uniform(-1, 1, (8, 3)).astype("float32")
+    lf, wf = one_step(fast, x, y, "mse")
+    ls, ws = one_step(stock, x, y, "mse")
+    close(lf, ls, what="loss")
+    close_updates(wf, ws, weights, what="sparse Dense")

@@ -28,6 +28,7 @@ to compile (parfor passes).
 import math
 import os
 import threading
+from typing import Any, Dict
 from concurrent.futures import ThreadPoolExecutor
 
 import numba
@@ -37,7 +38,7 @@ from numba import njit
 # Every kernel: compiled on first call, cached on disk, runs without the GIL; float
 # division by zero gives inf/NaN as in numpy and torch (numba's default "python" error
 # model raises instead). fastmath stays off so NaN and inf propagate exactly.
-OPTS = dict(cache=True, nogil=True, error_model="numpy")
+OPTS: Dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy")
 
 # Activation codes: the index in fastnn._registry.ACTIVATIONS (checked by
 # fastnn._backends.numba at import). Literals here, not a lookup: compiled code freezes
@@ -460,7 +461,7 @@ def act_grad_rows(code, from_y, zy, dy, g, dbp, need_db, chunk, p):
 
 
 # ---- threads --------------------------------------------------------------------------
-NUM_THREADS = max(1, int(numba.config.NUMBA_NUM_THREADS))  # NUMBA_NUM_THREADS, default: CPUs
+NUM_THREADS = max(1, int(getattr(numba.config, "NUMBA_NUM_THREADS")))  # NUMBA_NUM_THREADS, default: CPUs
 _pool, _pool_pid, _pool_lock = None, None, threading.Lock()
 
 

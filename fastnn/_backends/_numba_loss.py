@@ -11,12 +11,13 @@ scaling are applied by fastnn/_loss.py. Backward kernels multiply by the upstrea
 grad g: grad[i] when given (has_grad), else the scalar gs.
 """
 import math
+from typing import Any, Dict
 
 import numpy as np
 from numba import njit
 
 # As in _numba_act.py: cached, GIL released, numpy's division semantics, no fastmath.
-OPTS = dict(cache=True, nogil=True, error_model="numpy")
+OPTS: Dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy")
 
 # Loss codes: the index in fastnn._registry.ELEMENTWISE_LOSSES (checked at import by
 # fastnn._backends.numba); literals, because compiled code freezes them.

@@ -8,14 +8,16 @@ fastnn's public functions of the same names call.
 """
 import ctypes
 import os
+from types import ModuleType
+from typing import Optional
 
 import numpy as np
 
 from .._checks import NO_CE_EXTRAS as _NO_EXTRAS
 
 DEVICE = "cpu"
-_C = None
-_why = None
+_C: Optional[ModuleType] = None
+_why: Optional[str] = None
 
 
 def _load_openblas():

@@ -18,19 +18,21 @@ Threads: the kernels are serial and release the GIL; the work is cut into at mos
 NUMBA_NUM_THREADS parts (elements, rows, or whole reduction chunks) run by a small
 thread pool (_numba_act.parallel_for, which says why not numba's prange).
 """
+from typing import Optional
+
 import numpy as np
 
 from .. import _registry as R
 from .._checks import NO_CE_EXTRAS
 
 DEVICE = "cpu"
+_why: Optional[str] = None  # why the backend is unavailable, or None
 
 try:
     import numba  # noqa: F401 - the backend exists only where numba imports
 except Exception as e:  # noqa: BLE001 - reported by fastnn.backends()
     _why = f"numba not importable: {type(e).__name__}: {e}"
 else:
-    _why = None
     from . import _numba_act as A
     from . import _numba_dense as D
     from . import _numba_loss as L

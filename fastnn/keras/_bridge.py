@@ -8,6 +8,7 @@ layer's compute dtype first (as stock Dense's matmul promotes an integer input).
 """
 import importlib
 import math
+from typing import Any, Dict
 
 import keras
 from keras import ops
@@ -15,7 +16,7 @@ from keras import ops
 _MODULES = {"tensorflow": "._tf", "jax": "._jax", "torch": "._torch"}
 KERNEL_DTYPES = ("float32", "float64")
 LOW_PRECISION = ("float16", "bfloat16")
-_loaded = {}
+_loaded: Dict[str, Any] = {}
 
 
 def backend_name():

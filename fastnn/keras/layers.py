@@ -51,6 +51,23 @@ def activation(x, name, params):
     return B.cast(y, dt)
 
 
+def _is_sparse(x):
+    """x is a sparse tensor of the current backend (tf.SparseTensor, a jax.experimental
+    sparse array, a torch tensor of a sparse layout): what stock Dense's matmul accepts
+    and fastnn's dense kernels do not."""
+    name = B.backend_name()
+    if name == "tensorflow":
+        import tensorflow as tf
+        return isinstance(x, tf.SparseTensor)
+    if name == "jax":
+        from jax.experimental import sparse
+        return isinstance(x, sparse.JAXSparse)
+    if name == "torch":
+        import torch
+        return isinstance(x, torch.Tensor) and x.layout != torch.strided
+    return False
+
+
 def _tf_keeps_logits(fn):
     return B.backend_name() == "tensorflow" and any(fn is f for f in A.TAGS_LOGITS)
 
@@ -64,14 +81,42 @@ def _no_jit_on_tf(layer):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class Dense(keras.layers.Dense):
-    """keras.layers.Dense (same arguments, weights and config; also the Keras 2 style
-    ``input_dim=``) computed by one fused fastnn kernel: act(x @ kernel + bias).
+    """``keras.layers.Dense`` computed by one fused fastnn kernel: ``act(x @ kernel + bias)``.
 
-    Input (batch, ..., in) -> output (batch, ..., units).
+    Parameters
+    ----------
+    units : int
+        The output features.
+    activation : str, callable or None
+        A Keras activation; those fastnn has a kernel for (relu, gelu, sigmoid, softmax,
+        ...: :doc:`../ops`) are fused into the product, others run as Keras' function
+        after the fastnn linear part. None (also when set after build) is linear.
+    use_bias : bool
+        As stock.
+    **kwargs
+        Every other argument of ``keras.layers.Dense`` (initializers, regularizers,
+        constraints, ``lora_rank``, ``dtype``, ``name``, the Keras 2 style
+        ``input_dim=``), with stock's defaults.
 
-        >>> from fastnn.keras import Dense
-        >>> model = keras.Sequential([keras.Input((20,)), Dense(10, activation="relu"),
-        ...                           Dense(1, activation="sigmoid")])
+    Notes
+    -----
+    Shapes: input (batch, ..., in) -> output (batch, ..., units); kernel (in, units),
+    bias (units,), as stock (weights swap with stock Dense through get_weights /
+    set_weights). dtypes: float32 and float64 run on the kernels; float16 / bfloat16
+    (mixed precision policies) are computed in float32 and cast back; integer inputs are
+    cast to the compute dtype, as stock's matmul promotes. Sparse inputs
+    (``tf.SparseTensor``, a jax ``BCOO``, a torch sparse tensor) take stock's
+    sparse-dense matmul, then fastnn's activation. Errors are stock Keras' (shape
+    mismatches raise ValueError at build / call).
+
+    Examples
+    --------
+    >>> import keras
+    >>> from fastnn.keras import Dense
+    >>> model = keras.Sequential([keras.Input((20,)), Dense(10, activation="relu"),
+    ...                           Dense(1, activation="sigmoid")])
+    >>> model.predict(np.zeros((2, 20), "float32"), verbose=0).shape
+    (2, 1)
     """
 
     def __init__(self, units, activation=None, use_bias=True, **kwargs):
@@ -81,10 +126,26 @@ class Dense(keras.layers.Dense):
     def call(self, inputs, training=None):
         # None (set after construction, e.g. to read logits) is the identity, as in stock Dense
         spec = ("linear", {}) if self.activation is None else A.fastnn_spec(self.activation)
+        if _is_sparse(inputs):
+            return self._sparse_call(inputs, spec)
         x = _input(self, inputs)
         if spec is None or _tf_keeps_logits(self.activation):
             return self.activation(dense(x, self.kernel, self.bias, "linear", {}))
         return dense(x, self.kernel, self.bias, *spec)
+
+    def _sparse_call(self, inputs, spec):
+        """A sparse input: the kernels take dense arrays, so the product is stock's own
+        sparse-dense matmul (keras.ops.matmul: tf.sparse, jax BCOO, torch.sparse), with
+        the gradients stock has; the activation then runs on fastnn's kernel where it
+        has one, as after the fastnn linear part."""
+        z = ops.matmul(inputs, self.kernel)
+        if self.bias is not None:
+            z = ops.add(z, self.bias)
+        if self.activation is None or spec == ("linear", {}):
+            return z
+        if spec is None or _tf_keeps_logits(self.activation) or B.dtype_of(z) not in _FLOATS:
+            return self.activation(z)
+        return activation(z, *spec)
 
     def quantize(self, mode=None, type_check=True, config=None, **kwargs):
         """Keras' quantization (its quantized_call then runs, not fastnn). Stock Dense

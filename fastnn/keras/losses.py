@@ -6,7 +6,7 @@ sample_weight, masks, the dtype policy and serialization are Keras' own; only th
 per-sample function differs: the per-element (or per-row) loss is a fastnn kernel
 with reduction "none", forward and backward, then Keras' mean over the last axis.
 Keras' conventions are kept exactly (keras/src/losses/losses.py and the backends' nn.py,
-3.15):
+3.15)::
 
     MeanSquaredError      mean((p - t)^2)                        kernel mse
     MeanAbsoluteError     mean(|p - t|)                          kernel mae
@@ -177,6 +177,43 @@ def sparse_categorical_crossentropy(y_true, y_pred, from_logits=False, ignore_cl
     if from_logits:
         return _kernel("cross_entropy", y_pred, y_true, rowwise=True)
     return _kernel("nll", _log_probs(y_pred)[0], y_true, rowwise=True)
+
+
+# The per-sample functions' docstrings, from one template: each keeps the signature and
+# formula of its keras.losses twin (the table of the module docstring).
+_KERNEL = {"mean_squared_error": "mse", "mean_absolute_error": "mae", "huber": "huber", "log_cosh": "log_cosh",
+           "hinge": "hinge", "squared_hinge": "squared_hinge", "poisson": "poisson_nll",
+           "kl_divergence": "kl_div", "binary_crossentropy": "bce or bce_with_logits",
+           "categorical_crossentropy": "cross_entropy (from_logits) or its Keras clipped form",
+           "sparse_categorical_crossentropy": "nll or cross_entropy (from_logits)"}
+_DOC = """``keras.losses.{name}`` on fastnn's {kernel} kernel: one loss per sample.
+
+Takes the arguments and defaults of ``keras.losses.{name}`` and computes Keras' formula
+(the table above: epsilon clipping, label conversion, the mean over the last axis).
+
+Returns
+-------
+tensor
+    The per-sample losses, shape ``y_pred.shape[:-1]``, y_pred's dtype (float16 /
+    bfloat16 computed in float32). The class losses take the class axis last.
+
+Raises
+------
+ValueError
+    Shapes that do not fit (y_true of y_pred's shape; class indices of
+    ``y_pred.shape[:-1]`` for the sparse loss), as stock Keras.
+
+Examples
+--------
+>>> import numpy as np, fastnn.keras.losses as fl
+>>> per_sample = fl.{name}(np.ones((2, 3), "float32"), np.full((2, 3), 0.5, "float32"))
+"""
+for _name, _kernel_name in _KERNEL.items():
+    _fn = globals()[_name]
+    if not _fn.__doc__:
+        _fn.__doc__ = _DOC.format(name=_name, kernel=_kernel_name)
+    if _name == "sparse_categorical_crossentropy":
+        _fn.__doc__ = _fn.__doc__.replace('np.ones((2, 3), "float32"), np.full', 'np.array([0, 2]), np.full')
 
 
 # ---- the loss classes ---------------------------------------------------------------------

@@ -20,6 +20,7 @@ stock Keras on each installed Keras backend (one subprocess each); --no-framewor
 import argparse
 import sys
 import time
+from typing import Any, Dict, List, Optional, Sequence
 
 from .. import _registry as R
 from ..testing import PRECISION
@@ -35,8 +36,20 @@ __all__ = ["BOUNDS", "DTYPES", "OP_BOUNDS", "bound_of", "main", "reference_name"
 DTYPES = tuple(PRECISION)
 
 
-def reference_name():
-    """The reference in use: 'torch <version> float64 autograd' or fastnn's numba float64."""
+def reference_name() -> str:
+    """The float64 reference the rows are compared with.
+
+    Returns
+    -------
+    str
+        ``"torch <version> float64 autograd"`` where torch imports, else fastnn's own
+        float64 Numba path.
+
+    Examples
+    --------
+    >>> fastnn.parity.reference_name().split()[0] in ("torch", "fastnn")
+    True
+    """
     return _reference.name()
 
 
@@ -52,12 +65,41 @@ def _select(all_cases, ops):
     return [c for c in all_cases if c.op in names or c.family in names]
 
 
-def run(ops=None, backends=None, dtypes=None, full=False, progress=None):
-    """The rows (dicts, fastnn/parity/_report.py's COLUMNS) of the selected cases.
+def run(ops: Optional[Sequence[str]] = None, backends: Optional[Sequence[str]] = None,
+        dtypes: Optional[Sequence[str]] = None, full: bool = False, progress: Any = None) -> List[Dict[str, Any]]:
+    """Every selected op, backend and dtype against the float64 reference, one row each.
 
-    ops: op names (activations, losses, 'dense' for Dense with every activation,
-    'dense_cross_entropy'); None: all. backends: default fastnn.available_backends().
-    dtypes: names, default DTYPES. progress: a _report.Progress or None."""
+    Parameters
+    ----------
+    ops : sequence of str, optional
+        Activation and loss names (or aliases), ``"dense"`` (Dense with every activation),
+        ``"dense_cross_entropy"``; None: all.
+    backends : sequence of str, optional
+        Default ``fastnn.available_backends()``.
+    dtypes : sequence of str, optional
+        Names of ``fastnn.testing.PRECISION``; default ``DTYPES``.
+    full : bool
+        One variant per parameter and larger shapes (``--full``).
+    progress : fastnn.parity._report.Progress, optional
+        Progress display.
+
+    Returns
+    -------
+    list of dict
+        One row per (case, backend, dtype, output): the op, shape, error in ulps, its
+        bound and the verdict (fastnn/parity/_report.py's COLUMNS).
+
+    Raises
+    ------
+    ValueError
+        An unknown op or dtype, or a backend that is not available here.
+
+    Examples
+    --------
+    >>> rows = fastnn.parity.run(ops=["relu"], backends=["cpp"], dtypes=["float32"])
+    >>> sorted({r["verdict"] for r in rows})
+    ['ok']
+    """
     from .. import available_backends, backends as known  # noqa: PLC0415
     status = known()
     backends = list(available_backends() if backends is None else backends)

@@ -25,6 +25,7 @@ reference) -> bound:
                                                                  the exponential / softmax)
   dense_cross_entropy  float32 3.9 -> 16    float64 2.4 -> 16   (dw, db)
 """
+from typing import Dict, Tuple
 
 # (family, dtype name) -> bound in ulps
 BOUNDS = {
@@ -38,11 +39,36 @@ BOUNDS = {
     ("dense_cross_entropy", "float64"): 16.0,
 }
 # (op, dtype name) -> bound in ulps, overriding its family's
-OP_BOUNDS = {}
+OP_BOUNDS: Dict[Tuple[str, str], float] = {}
 
 
-def bound_of(family, op, dtype):
-    """The bound of one row (ValueError naming the dtype when the table lacks it)."""
+def bound_of(family: str, op: str, dtype: str) -> float:
+    """The documented bound, in ulps, of one parity row.
+
+    Parameters
+    ----------
+    family : str
+        The op family ("activation", "dense", "dense_io", "loss", "class_loss",
+        "dense_cross_entropy").
+    op : str
+        The op name (a per-op entry of ``OP_BOUNDS`` overrides the family's).
+    dtype : str
+        A dtype name ("float32", "float64", ...).
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    ValueError
+        The table has no bound for the family at that dtype (naming both).
+
+    Examples
+    --------
+    >>> fastnn.parity.bound_of("activation", "relu", "float32") > 0
+    True
+    """
     if (op, dtype) in OP_BOUNDS:
         return OP_BOUNDS[(op, dtype)]
     if (family, dtype) not in BOUNDS:

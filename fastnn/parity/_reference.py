@@ -20,7 +20,7 @@ try:
     import torch
     import torch.nn.functional as F
 except ImportError:  # the Numba fallback below
-    torch = None
+    torch = None  # type: ignore[assignment]
 
 
 def name():

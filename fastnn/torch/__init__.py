@@ -17,7 +17,7 @@
 - ``patch(model, inplace=False)``: a copy of a model with its torch layers replaced by
   these (inplace=True: the model itself, sharing its parameters).
 
-Autograd (gradcheck), torch.compile / torch.export (custom ops fastnn::*, no graph
+Autograd (gradcheck), torch.compile / torch.export (custom ops ``fastnn::*``, no graph
 break) and DistributedDataParallel work. Each call takes one route (fastnn/torch/_ops.py):
 on CPU tensors fastnn's C++ autograd nodes (csrc/torch/native.cpp, compiled against the
 installed torch on first use and cached; FASTNN_TORCH_NATIVE=0 turns them off), which run
@@ -26,6 +26,8 @@ same kernels (CPU tensors as numpy views, CUDA tensors through DLPack to the CuP
 on torch's current stream); under torch.compile the custom ops. Measurements:
 docs/performance.md.
 """
+import sys
+
 from . import functional
 from ._linear_ce import LinearCrossEntropyLoss
 from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KLDivLoss, L1Loss, MSELoss, NLLLoss,
@@ -33,6 +35,10 @@ from .losses import (BCELoss, BCEWithLogitsLoss, CrossEntropyLoss, HuberLoss, KL
 from .modules import (CELU, ELU, GELU, SELU, Hardsigmoid, Hardswish, Hardtanh, LeakyReLU, Linear, LogSigmoid,
                       LogSoftmax, Mish, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Softplus, Softsign, Tanh)
 from .patch import patch
+from ._docs import fill as _fill_docs
+from ._docs import fill_modules as _fill_module_docs
+
+_fill_docs(functional)
 
 __all__ = [
     "functional", "patch", "Linear",
@@ -41,3 +47,5 @@ __all__ = [
     "MSELoss", "L1Loss", "HuberLoss", "SmoothL1Loss", "BCELoss", "BCEWithLogitsLoss", "CrossEntropyLoss", "NLLLoss",
     "KLDivLoss", "PoissonNLLLoss", "LinearCrossEntropyLoss",
 ]
+
+_fill_module_docs(sys.modules[__name__])

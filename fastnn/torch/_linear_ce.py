@@ -364,6 +364,12 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
     ignore_index=-100, label_smoothing=0.0, reduction="mean", chunk_size=None)``, is
     :meth:`from_legacy_args` (deprecated); checkpoints saved by that class, with
     top-level ``weight`` / ``bias`` keys, load into this one (with a FutureWarning).
+
+    Examples
+    --------
+    >>> import torch, fastnn.torch as fnn
+    >>> head = fnn.LinearCrossEntropyLoss(64, 1000, bias=True)
+    >>> loss = head(torch.randn(8, 64), torch.randint(0, 1000, (8,)))
     """
 
     softcap: Optional[float] = None

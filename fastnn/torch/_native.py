@@ -21,12 +21,14 @@ referenced by a small integer: ``act_id(spec)`` / ``loss_id(spec)``.
 import os
 import sys
 import sysconfig
+from typing import Any, Dict, Tuple
 
 import torch
 
 from fastnn import _extbuild
 
-_act_ids, _loss_ids = {}, {}  # id(spec) -> (spec, extension id); the spec is held so its id stays unique
+_act_ids: Dict[int, Tuple[Any, int]] = {}
+_loss_ids: Dict[int, Tuple[Any, int]] = {}  # id(spec) -> (spec, extension id); the spec is held so its id stays unique
 
 
 def _sources():

@@ -7,6 +7,8 @@ torch's own (and ``isinstance(m, torch.nn.ReLU)`` stays true); only ``forward`` 
 fastnn.torch.functional. Each activation module also says which fastnn activation it is
 (``fastnn_activation()`` -> (name, params)), which patch() uses to fuse it into a Linear.
 """
+from typing import Dict, Optional
+
 from torch import nn
 
 import fastnn
@@ -26,8 +28,10 @@ class Linear(nn.Linear):
 
     Examples::
 
+        >>> import torch, fastnn.torch
         >>> m = fastnn.torch.Linear(20, 30, activation="relu")
         >>> m.load_state_dict(torch.nn.Linear(20, 30).state_dict())
+        <All keys matched successfully>
         >>> m(torch.randn(128, 20)).shape
         torch.Size([128, 30])
     """
@@ -58,8 +62,8 @@ class Linear(nn.Linear):
 class _Activation:
     """Mixin of the activation twins: which fastnn activation the module computes."""
 
-    fastnn_name = None
-    fastnn_params = {}  # fastnn param name -> the torch module's attribute
+    fastnn_name: Optional[str] = None
+    fastnn_params: Dict[str, str] = {}  # fastnn param name -> the torch module's attribute
 
     def fastnn_activation(self):
         """(fastnn activation name, params) this module computes."""
