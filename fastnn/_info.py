@@ -203,11 +203,28 @@ def info(check: bool = False, return_string: bool = False) -> Optional[str]:
     unavailable), the CPU's instruction-set level and the code paths chosen, OpenBLAS and
     threads, and which framework extensions are built and where they are cached.
 
-    Args:
-        check: import each installed framework and compute the exact file its extension
-            needs (seconds: tensorflow's import is slow); without it a cached file built
-            for the installed framework version and this Python counts as built.
-        return_string: return the text instead of printing it.
+    The same report as ``python -m fastnn`` (``python -m fastnn info --check`` for
+    ``check=True``).
+
+    Parameters
+    ----------
+    check : bool
+        Import each installed framework and compute the exact file its extension needs
+        (seconds: tensorflow's import is slow); without it a cached file built for the
+        installed framework version and this Python counts as built.
+    return_string : bool
+        Return the text instead of printing it.
+
+    Returns
+    -------
+    str or None
+        The report with ``return_string=True``, else None (it is printed).
+
+    Examples
+    --------
+    >>> text = fastnn.info(return_string=True)
+    >>> text.startswith("fastnn ")
+    True
     """
     text = format_info(collect(check))
     if return_string:

@@ -247,13 +247,15 @@ def vocab_parallel_cross_entropy(x: Tensor, weight: Tensor, bias: Optional[Tenso
     and the full dx (summed over the ranks).
 
     Per rank, with the rank's logits z = x W_r^T + B_r never formed (e = the row's target
-    if this rank owns it, else local class 0):
+    if this rank owns it, else local class 0)::
+
       lse_r = fastnn's fused Linear + cross-entropy per row with target e (= lse_r - z_e;
               the kernel is chunked over rows and classes), plus z_e = x . W[e] + B[e];
       lse   = m + log(sum_r exp(lse_r - m)),  m = max_r lse_r      (all-reduce max, sum)
       z_t   = z_e on the rank owning t, summed over the ranks        (all-reduce sum)
       loss  = lse - z_t per row, reduced as F.cross_entropy does ("mean": over the rows
               not ignored).
+
     Backward: the fused kernel's backward with upstream g exp(lse_r - lse) (the rank's
     share of the softmax), a rank-1 correction per row at column e, and an all-reduce of
     dx. Memory per rank: W_r and its gradient, dx, two (N, in) temporaries and O(N); no
@@ -304,8 +306,8 @@ class VocabParallel(ParallelStyle):
                 if pname in ("weight", "bias"):
                     mod.register_parameter(pname, nn.Parameter(distribute_tensor(param, mesh, [Shard(0)])))
 
-        target = module.linear if isinstance(getattr(module, "linear", None), nn.Linear) else module
-        distribute_module(target, device_mesh, shard)
+        linear = getattr(module, "linear", None)
+        distribute_module(linear if isinstance(linear, nn.Linear) else module, device_mesh, shard)
         return module
 
 

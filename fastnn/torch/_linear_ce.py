@@ -176,61 +176,83 @@ def _float_dtype(*tensors):
 
 def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Optional[Tensor] = None,
                          weight: Optional[Tensor] = None, reduction: str = "mean", ignore_index: Optional[int] = None,
-                         label_smoothing: float = 0.0, options: "LinearCrossEntropyOptions | None" = None, softcap: Optional[float] = None,
+                         label_smoothing: float = 0.0, options: Optional[nn.LinearCrossEntropyOptions] = None,
+                         softcap: Optional[float] = None,
                          lse_square_scale: float = 0.0, token_weight: Optional[Tensor] = None,
                          return_lse: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
-    """torch.nn.functional.linear_cross_entropy (torch 2.13) on fastnn's fused kernel:
+    """torch.nn.functional.linear_cross_entropy (torch 2.13) on fastnn's fused kernel.
+
     ``cross_entropy(linear(input, linear_weight, linear_bias), target, weight=weight,
     reduction=reduction, ignore_index=ignore_index, label_smoothing=label_smoothing)``,
     computed in chunks of rows that never hold the (N, classes) logits, forward and all
     gradients in one pass.
 
-    Args (torch's, same meaning and defaults):
-        input: (in_features,) or (N, in_features).
-        linear_weight: (C, in_features), or (C, d_1, ..., d_K, in_features) for a
-            K-dimensional loss (batched input only).
-        target: class indices, shape (), (N,) or (N, d_1, ..., d_K); or class
-            probabilities of the logits' shape ((C,), (N, C) or (N, C, d_1, ..., d_K)),
-            which are computed by fastnn's cross_entropy on the logits (a probability
-            target is itself as large as the logits, so nothing is saved by fusing).
-        linear_bias: (C,) or (C, d_1, ..., d_K), or None.
-        weight: (C,) class weights; "mean" is then the weighted mean, as torch's.
-        ignore_index: None means torch's default (-100 for class indices; probability
-            targets allow only None).
-        options: a ``torch.nn.LinearCrossEntropyOptions`` or None. fastnn always chunks;
-            what each field means here:
-            ``batch_chunk_size`` / ``chunking_method``: rows per chunk, resolved as torch
-            resolves them ("auto" and options=None: fastnn's default chunk of about
-            256 MiB of logits; ``chunking_method=None`` without a size: one chunk);
-            ``allow_retain_graph``: False (torch's default for an options instance)
-            scales the gradients precomputed by forward in place, so a second backward
-            through the same graph raises; True, and options=None (torch's reference
-            path, which allows it), keep them (one extra gradient-sized tensor per
-            backward). Under torch.compile they are always kept, as torch does;
-            ``acc_dtype``: None or the input dtype (fastnn accumulates in it; other
-            values raise ValueError); ``acc_policy``: accepted, no effect (fastnn has one
-            policy: dW accumulates across chunks in place, like torch's "compact").
+    Parameters
+    ----------
+    input : Tensor, shape (in_features,) or (N, in_features)
+    linear_weight : Tensor, shape (C, in_features) or (C, d_1, ..., d_K, in_features)
+        The second form is a K-dimensional loss (batched input only).
+    target : Tensor
+        Class indices, shape (), (N,) or (N, d_1, ..., d_K); or class probabilities of the
+        logits' shape ((C,), (N, C) or (N, C, d_1, ..., d_K)), which are computed by
+        fastnn's cross_entropy on the logits (a probability target is itself as large as
+        the logits, so nothing is saved by fusing).
+    linear_bias : Tensor, shape (C,) or (C, d_1, ..., d_K), optional
+    weight : Tensor, shape (C,), optional
+        Class weights; "mean" is then the weighted mean, as torch's.
+    reduction : {"mean", "sum", "none"}
+    ignore_index : int, optional
+        None means torch's default (-100 for class indices; probability targets allow
+        only None).
+    label_smoothing : float in [0, 1]
+    options : torch.nn.LinearCrossEntropyOptions, optional
+        fastnn always chunks; what each field means here: ``batch_chunk_size`` /
+        ``chunking_method``: rows per chunk, resolved as torch resolves them ("auto" and
+        options=None: fastnn's default chunk of about 256 MiB of logits;
+        ``chunking_method=None`` without a size: one chunk). ``allow_retain_graph``: False
+        (torch's default for an options instance) scales the gradients precomputed by
+        forward in place, so a second backward through the same graph raises; True, and
+        options=None (torch's reference path, which allows it), keep them (one extra
+        gradient-sized tensor per backward); under torch.compile they are always kept, as
+        torch does. ``acc_dtype``: None or the input dtype (fastnn accumulates in it;
+        other values raise ValueError). ``acc_policy``: accepted, no effect (fastnn has
+        one policy: dW accumulates across chunks in place, like torch's "compact").
+    softcap : float > 0, optional
+        Beyond torch (as the next three; all off by default, giving torch's loss when off;
+        class-index targets only): the logits become ``softcap * tanh(logits / softcap)``
+        before the softmax (logit soft-capping).
+    lse_square_scale : float >= 0
+        Adds the z-loss ``lse_square_scale * lse**2`` to the loss of each row not ignored
+        (lse: the row's log-sum-exp).
+    token_weight : Tensor, target's shape, optional
+        A weight per loss element, multiplying that element's loss (class weight,
+        smoothing and z-loss included). "mean" keeps torch's denominator (the count, or
+        the class-weight sum, of the rows not ignored), so all-ones token weights change
+        nothing. Not differentiated.
+    return_lse : bool
+        Also return each row's log-sum-exp (of the soft-capped logits when softcap is
+        set), target's shape, ignored rows included, not differentiated.
 
-    Beyond torch (keyword-only, all off by default, giving torch's loss when off;
-    class-index targets only):
-        softcap: None or > 0: the logits become ``softcap * tanh(logits / softcap)``
-            before the softmax (logit soft-capping).
-        lse_square_scale: >= 0: adds the z-loss ``lse_square_scale * lse**2`` to the loss
-            of each row not ignored (lse: the row's log-sum-exp).
-        token_weight: a weight per loss element (target's shape), multiplying that
-            element's loss (class weight, smoothing and z-loss included). "mean" keeps
-            torch's denominator (the count, or the class-weight sum, of the rows not
-            ignored), so all-ones token weights change nothing. Not differentiated.
-        return_lse: also return each row's log-sum-exp (of the soft-capped logits when
-            softcap is set), target's shape, ignored rows included, not differentiated:
-            ``(loss, lse)``.
+    Returns
+    -------
+    Tensor or (Tensor, Tensor)
+        The loss, () for "mean" / "sum", target's shape for "none"; ``(loss, lse)`` with
+        return_lse=True. float32 and float64 run on the kernel; float16 / bfloat16 are
+        computed in float32 (the weight is converted for the call) and the results
+        rounded to the input dtype. Backward is once-differentiable (no double backward
+        or forward-mode AD, as torch's chunked path).
 
-    Returns: the loss, () for "mean" / "sum", target's shape for "none" (and lse).
-    float32 and float64 run on the kernel; float16 / bfloat16 are computed in float32
-    (the weight is converted for the call) and the results rounded to the input dtype.
-    Backward is once-differentiable (no double backward or forward-mode AD, as torch's
-    chunked path). Errors: ValueError / TypeError naming the argument (torch raises
-    RuntimeError for the shape checks it makes).
+    Raises
+    ------
+    ValueError, TypeError
+        Naming the argument (torch raises RuntimeError for the shape checks it makes).
+
+    Examples
+    --------
+    >>> import torch, fastnn.torch as fnn
+    >>> x, w = torch.randn(8, 64, requires_grad=True), torch.randn(1000, 64, requires_grad=True)
+    >>> loss = fnn.functional.linear_cross_entropy(x, w, torch.randint(0, 1000, (8,)))
+    >>> loss.backward()
     """
     if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
         raise ValueError(f"{_F}: reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
