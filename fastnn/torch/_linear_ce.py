@@ -118,6 +118,11 @@ def _scaled(g, grad, in_place):
 
 
 def _backward(ctx, grad, _lse, _dx, _dw, _db):
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # create_graph=True: the gradients computed in forward are constants here, so a
+        # graph through them would give wrong higher-order derivatives
+        raise RuntimeError(f"{_F}: double backward (create_graph=True, higher-order gradients) is not supported; "
+                           f"expected a plain backward, as torch's chunked linear_cross_entropy")
     need = ctx.needs_input_grad
     if ctx.reduction == "none":
         x, w, b, target, class_weight, token_weight = ctx.saved_tensors
