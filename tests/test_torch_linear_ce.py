@@ -74,7 +74,8 @@ def test_module_matches_torch_on_every_argument_combination(dtype, red):
             if r is None:
                 assert o is None, f"{name} grad, {what}"
             else:
-                torch.testing.assert_close(o, r, **TOL[dtype], equal_nan=True, msg=lambda m: f"{name} grad, {what}: {m}")
+                torch.testing.assert_close(o, r, **TOL[dtype], equal_nan=True,
+                                           msg=lambda m: f"{name} grad, {what}: {m}")
     assert n == 3 * 2 * 2 * 3 * 2 * 3
 
 

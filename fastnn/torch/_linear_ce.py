@@ -181,7 +181,8 @@ def _float_dtype(*tensors):
 
 def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *, linear_bias: Optional[Tensor] = None,
                          weight: Optional[Tensor] = None, reduction: str = "mean", ignore_index: Optional[int] = None,
-                         label_smoothing: float = 0.0, options: "LinearCrossEntropyOptions | None" = None, softcap: Optional[float] = None,
+                         label_smoothing: float = 0.0, options: "LinearCrossEntropyOptions | None" = None,
+                         softcap: Optional[float] = None,
                          lse_square_scale: float = 0.0, token_weight: Optional[Tensor] = None,
                          return_lse: bool = False) -> Union[Tensor, tuple[Tensor, Tensor]]:
     """torch.nn.functional.linear_cross_entropy (torch 2.13) on fastnn's fused kernel:
