@@ -141,6 +141,9 @@ linear_ce_op.register_autograd(_backward, setup_context=_setup)
 
 # ---- torch's arguments -> the op's ----------------------------------------------------------------
 
+_AUTO_ROWS = 512
+
+
 def _chunk_of(options, n, h, c, dtype):
     """Rows per chunk from a LinearCrossEntropyOptions (0: fastnn's default), following
     torch's own resolution of batch_chunk_size and chunking_method."""
@@ -152,7 +155,11 @@ def _chunk_of(options, n, h, c, dtype):
                          f"dtype ({dtype}); expected None or {dtype}")
     size, method = options.batch_chunk_size, options.chunking_method
     if method == "auto":
-        return min(size, n) if size is not None else 0
+        # an options instance asks for torch's memory-saving path: the kernel's smallest
+        # efficient chunk (512 rows: below it each chunk's three products re-read W too
+        # often); fastnn's default (about 256 MiB of logits, at least 512 rows) is the
+        # same at large vocabularies and larger, for speed, at small ones
+        return min(size, n) if size is not None else min(n, _AUTO_ROWS)
     if method is None:
         return min(size, n) if size is not None else n
     factor = int(method.split(":", 1)[1]) if ":" in method else 1
@@ -206,8 +213,9 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
         options: a ``torch.nn.LinearCrossEntropyOptions`` or None. fastnn always chunks;
             what each field means here:
             ``batch_chunk_size`` / ``chunking_method``: rows per chunk, resolved as torch
-            resolves them ("auto" and options=None: fastnn's default chunk of about
-            256 MiB of logits; ``chunking_method=None`` without a size: one chunk);
+            resolves them ("auto": 512 rows; options=None: fastnn's default chunk,
+            about 256 MiB of logits and at least 512 rows; ``chunking_method=None``
+            without a size: one chunk);
             ``allow_retain_graph``: False (torch's default for an options instance)
             scales the gradients precomputed by forward in place, so a second backward
             through the same graph raises; True, and options=None (torch's reference
