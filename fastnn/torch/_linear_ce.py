@@ -27,6 +27,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import LinearCrossEntropyOptions
 
 import fastnn
 from fastnn import _checks as C
@@ -387,7 +388,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
     def __init__(self, in_features: int, num_classes: int, *, out_features: tuple = (), bias: bool = False,
                  device=None, dtype=None, reduction: str = "mean", weight: Optional[Tensor] = None,
                  ignore_index: Optional[int] = None, label_smoothing: float = 0.0,
-                 options: Optional[nn.LinearCrossEntropyOptions] = None,
+                 options: Optional[LinearCrossEntropyOptions] = None,
                  softcap: Optional[float] = None, lse_square_scale: float = 0.0, return_lse: bool = False) -> None:
         super().__init__(in_features, num_classes, out_features=out_features, bias=bias, device=device, dtype=dtype,
                          reduction=reduction, weight=weight, ignore_index=ignore_index,
@@ -408,7 +409,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
                       "allow_retain_graph=True))", FutureWarning, stacklevel=2)
         options = None
         if chunk_size is not None:
-            options = nn.LinearCrossEntropyOptions(batch_chunk_size=chunk_size, allow_retain_graph=True)
+            options = LinearCrossEntropyOptions(batch_chunk_size=chunk_size, allow_retain_graph=True)
         return cls(in_features, num_classes, bias=bias, device=device, dtype=dtype, reduction=reduction,
                    ignore_index=ignore_index, label_smoothing=label_smoothing, options=options)
 
