@@ -13,7 +13,7 @@ resident set size, then runs forward + backward `--repeat` times (mean reduction
 no bias, as torch's module by default). "peak extra" is the peak RSS minus that baseline:
 the memory the implementation itself needed. Both sides use torch's default threads and
 the same options instance (allow_retain_graph=False: gradients consumed in place);
-fastnn chunks by its own default ("auto"; "fastnn:R" passes batch_chunk_size=R).
+fastnn resolves "auto" to 512 rows per chunk ("fastnn:R" passes batch_chunk_size=R).
 
 (4096, 4096, 128256): W and dW are 2.1 GB each; with torch's reference path
 (options=None, "torch_reference") the (N, C) logits and their gradient add 4.2 GB more,

@@ -74,7 +74,8 @@ def test_module_matches_torch_on_every_argument_combination(dtype, red):
             if r is None:
                 assert o is None, f"{name} grad, {what}"
             else:
-                torch.testing.assert_close(o, r, **TOL[dtype], equal_nan=True, msg=lambda m: f"{name} grad, {what}: {m}")
+                torch.testing.assert_close(o, r, **TOL[dtype], equal_nan=True,
+                                           msg=lambda m: f"{name} grad, {what}: {m}")
     assert n == 3 * 2 * 2 * 3 * 2 * 3
 
 
@@ -215,6 +216,16 @@ def test_allow_retain_graph_is_honoured_like_torch():
             else:
                 with pytest.raises(RuntimeError):
                     loss.backward()
+
+
+def test_double_backward_raises_instead_of_returning_wrong_values():
+    x = torch.randn(5, 4, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    t = torch.randint(0, 3, (5,))
+    for red in ("mean", "none"):
+        loss = fnn.functional.linear_cross_entropy(x, w, t, reduction=red).sum()
+        with pytest.raises(RuntimeError, match="double backward"):
+            torch.autograd.grad(loss, x, create_graph=True)
 
 
 def test_chunking_options_give_the_same_results_and_acc_dtype_is_checked():

@@ -27,6 +27,7 @@ from typing import Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import LinearCrossEntropyOptions
 
 import fastnn
 from fastnn import _checks as C
@@ -118,6 +119,11 @@ def _scaled(g, grad, in_place):
 
 
 def _backward(ctx, grad, _lse, _dx, _dw, _db):
+    if torch.is_grad_enabled() and not torch.compiler.is_compiling():
+        # create_graph=True: the gradients computed in forward are constants here, so a
+        # graph through them would give wrong higher-order derivatives
+        raise RuntimeError(f"{_F}: double backward (create_graph=True, higher-order gradients) is not supported; "
+                           f"expected a plain backward, as torch's chunked linear_cross_entropy")
     need = ctx.needs_input_grad
     if ctx.reduction == "none":
         x, w, b, target, class_weight, token_weight = ctx.saved_tensors
@@ -136,6 +142,9 @@ linear_ce_op.register_autograd(_backward, setup_context=_setup)
 
 # ---- torch's arguments -> the op's ----------------------------------------------------------------
 
+_AUTO_ROWS = 512
+
+
 def _chunk_of(options, n, h, c, dtype):
     """Rows per chunk from a LinearCrossEntropyOptions (0: fastnn's default), following
     torch's own resolution of batch_chunk_size and chunking_method."""
@@ -147,7 +156,11 @@ def _chunk_of(options, n, h, c, dtype):
                          f"dtype ({dtype}); expected None or {dtype}")
     size, method = options.batch_chunk_size, options.chunking_method
     if method == "auto":
-        return min(size, n) if size is not None else 0
+        # an options instance asks for torch's memory-saving path: the kernel's smallest
+        # efficient chunk (512 rows: below it each chunk's three products re-read W too
+        # often); fastnn's default (about 256 MiB of logits, at least 512 rows) is the
+        # same at large vocabularies and larger, for speed, at small ones
+        return min(size, n) if size is not None else min(n, _AUTO_ROWS)
     if method is None:
         return min(size, n) if size is not None else n
     factor = int(method.split(":", 1)[1]) if ":" in method else 1
@@ -207,9 +220,9 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
     label_smoothing : float in [0, 1]
     options : torch.nn.LinearCrossEntropyOptions, optional
         fastnn always chunks; what each field means here: ``batch_chunk_size`` /
-        ``chunking_method``: rows per chunk, resolved as torch resolves them ("auto" and
-        options=None: fastnn's default chunk of about 256 MiB of logits;
-        ``chunking_method=None`` without a size: one chunk). ``allow_retain_graph``: False
+        ``chunking_method``: rows per chunk, resolved as torch resolves them ("auto": 512 rows;
+        options=None: fastnn's default chunk, about 256 MiB of logits and at least 512
+        rows; ``chunking_method=None`` without a size: one chunk). ``allow_retain_graph``: False
         (torch's default for an options instance) scales the gradients precomputed by
         forward in place, so a second backward through the same graph raises; True, and
         options=None (torch's reference path, which allows it), keep them (one extra
@@ -401,7 +414,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
     def __init__(self, in_features: int, num_classes: int, *, out_features: tuple = (), bias: bool = False,
                  device=None, dtype=None, reduction: str = "mean", weight: Optional[Tensor] = None,
                  ignore_index: Optional[int] = None, label_smoothing: float = 0.0,
-                 options: Optional[nn.LinearCrossEntropyOptions] = None,
+                 options: Optional[LinearCrossEntropyOptions] = None,
                  softcap: Optional[float] = None, lse_square_scale: float = 0.0, return_lse: bool = False) -> None:
         super().__init__(in_features, num_classes, out_features=out_features, bias=bias, device=device, dtype=dtype,
                          reduction=reduction, weight=weight, ignore_index=ignore_index,
@@ -422,7 +435,7 @@ class LinearCrossEntropyLoss(nn.LinearCrossEntropyLoss):
                       "allow_retain_graph=True))", FutureWarning, stacklevel=2)
         options = None
         if chunk_size is not None:
-            options = nn.LinearCrossEntropyOptions(batch_chunk_size=chunk_size, allow_retain_graph=True)
+            options = LinearCrossEntropyOptions(batch_chunk_size=chunk_size, allow_retain_graph=True)
         return cls(in_features, num_classes, bias=bias, device=device, dtype=dtype, reduction=reduction,
                    ignore_index=ignore_index, label_smoothing=label_smoothing, options=options)
 

@@ -55,7 +55,7 @@ def patch(model: nn.Module, inplace: bool = False) -> nn.Module:
     # module created here (a twin, an Identity) can reuse the id of one replaced here
     originals = [m for _, m in model.named_modules(remove_duplicate=False)]
     uses = Counter(id(m) for m in originals)
-    memo: dict = {}
+    memo: dict[int, nn.Module] = {}
     root = _twin(model, memo)
     _patch_children(root, memo, uses, set())
     del originals
