@@ -168,8 +168,26 @@ class _Activation:
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class Activation(_Activation, keras.layers.Activation):
-    """keras.layers.Activation(activation): fastnn's kernel for every activation of
-    fastnn_spec (relu, gelu, softmax, ...), Keras' function for the others."""
+    """``keras.layers.Activation(activation)`` on fastnn's activation kernels.
+
+    Parameters
+    ----------
+    activation : str or callable
+        A Keras activation. Those fastnn has a kernel for (relu, gelu, sigmoid, softmax,
+        ...: :doc:`../ops`) run on it, forward and backward; others run as Keras' function.
+    **kwargs
+        ``keras.layers.Activation``'s other arguments (name, dtype, ...).
+
+    Notes
+    -----
+    Output of the input's shape and dtype (float16 / bfloat16 computed in float32).
+
+    Examples
+    --------
+    >>> from fastnn.keras import Activation
+    >>> tuple(Activation("gelu")(np.array([[-1.0, 0.0, 1.0]], "float32")).shape)
+    (1, 3)
+    """
 
     def __init__(self, activation, **kwargs):
         super().__init__(activation, **kwargs)
@@ -181,7 +199,16 @@ class Activation(_Activation, keras.layers.Activation):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class ReLU(_Activation, keras.layers.ReLU):
-    """keras.layers.ReLU(max_value=None, negative_slope=0.0, threshold=0.0)."""
+    """``keras.layers.ReLU(max_value=None, negative_slope=0.0, threshold=0.0)`` on fastnn's relu kernel.
+
+    The three parameters are the kernel's (Keras' relu: ``x > threshold ? min(x, max_value)
+    : negative_slope (x - threshold)``); same shapes, dtypes and config as stock.
+
+    Examples
+    --------
+    >>> from fastnn.keras import ReLU
+    >>> layer = ReLU(max_value=6.0)
+    """
 
     def __init__(self, max_value=None, negative_slope=0.0, threshold=0.0, **kwargs):
         super().__init__(max_value=max_value, negative_slope=negative_slope, threshold=threshold, **kwargs)
@@ -193,7 +220,16 @@ class ReLU(_Activation, keras.layers.ReLU):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class LeakyReLU(_Activation, keras.layers.LeakyReLU):
-    """keras.layers.LeakyReLU(negative_slope=0.3)."""
+    """``keras.layers.LeakyReLU(negative_slope=0.3)`` on fastnn's leaky_relu kernel.
+
+    Keras computes ``max(x, negative_slope * x)``, leaky_relu's value for slopes <= 1;
+    a slope above 1 runs Keras' own function. Same shapes, dtypes and config as stock.
+
+    Examples
+    --------
+    >>> from fastnn.keras import LeakyReLU
+    >>> layer = LeakyReLU(negative_slope=0.2)
+    """
 
     def __init__(self, negative_slope=0.3, **kwargs):
         super().__init__(negative_slope=negative_slope, **kwargs)
@@ -207,7 +243,13 @@ class LeakyReLU(_Activation, keras.layers.LeakyReLU):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class ELU(_Activation, keras.layers.ELU):
-    """keras.layers.ELU(alpha=1.0)."""
+    """``keras.layers.ELU(alpha=1.0)`` on fastnn's elu kernel; same shapes, dtypes and config.
+
+    Examples
+    --------
+    >>> from fastnn.keras import ELU
+    >>> layer = ELU(alpha=0.5)
+    """
 
     def __init__(self, alpha=1.0, **kwargs):
         super().__init__(alpha=alpha, **kwargs)
@@ -219,8 +261,16 @@ class ELU(_Activation, keras.layers.ELU):
 
 @keras.saving.register_keras_serializable(package="fastnn")
 class Softmax(_Activation, keras.layers.Softmax):
-    """keras.layers.Softmax(axis=-1); a mask, a tuple of axes, or (on tensorflow, where
-    losses read the logits of a softmax op) Keras' own softmax."""
+    """``keras.layers.Softmax(axis=-1)`` on fastnn's softmax kernel along one axis.
+
+    A mask, a tuple of axes, or the tensorflow backend (where stock losses read the logits
+    of a softmax op) run Keras' own softmax. Same shapes, dtypes and config as stock.
+
+    Examples
+    --------
+    >>> from fastnn.keras import Softmax
+    >>> layer = Softmax(axis=-1)
+    """
 
     def __init__(self, axis=-1, **kwargs):
         super().__init__(axis=axis, **kwargs)
