@@ -235,7 +235,8 @@ def footer(rows, described, args, failures, elapsed, load):
              "too wide for a ratio to mean anything"]
     if any(r.frac_ceiling and r.frac_ceiling > 1 for r in rows):
         lines.append("*: above its ceiling: a Dense row's products beat numpy's matrix product "
-                     "(fastnn's own sgemm), or an elementwise row's data fits in the CPU caches")
+                     "(fastnn's own sgemm), an elementwise row's data fits in the CPU caches, or "
+                     "(busy rows) the ceiling was measured at a worse moment than the row")
     if any(r.process == "after torch" for r in rows):
         lines.append("fastnn right after torch, same process: each call made right after a torch "
                      "call, while torch's threads still spin; 'x of alone' = alone's median / this "

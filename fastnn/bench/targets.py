@@ -128,8 +128,9 @@ def evaluate(rows, ignore_load=False):
         judged += 1
         met += value >= c.bar
         lines.append(f"{head}: " + ("met" if value >= c.bar else "not met"))
+    count = f"{met} of {judged} met" if judged else "none judged"
     head = [f"fastnn's own performance goals (what its developers aim for; a goal not met is "
-            f"not a fault of this installation): {met} of {judged} met"]
+            f"not a fault of this installation): {count}"]
     extra = [f"{unjudged} not judged: busy or noisy timings" if unjudged else "",
              f"{missing} not in this run: the full run has them" if missing else ""]
     if any(extra):

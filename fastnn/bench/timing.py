@@ -56,8 +56,10 @@ class Timing:
 # settle_s: on the 2-vCPU VM this was tuned on, a call right after another library's
 # burst ran ~100x slow (8 ms instead of 0.06 ms, a worker thread off its core) for
 # up to ~100 ms; a slow spell of that kind also comes now and then unprovoked.
+# QUICK's budget is split over the alternated processes (procs.py: 2 rounds, 0.25 s each
+# per implementation): the quick run's wall time is mostly these budgets.
 QUICK = Timing(min_sample_s=0.002, samples_per_turn=3, min_rounds=3, max_rounds=30,
-               budget_s=0.7, calibrate_s=0.1, settle_s=0.15)
+               budget_s=0.5, calibrate_s=0.05, settle_s=0.15)
 FULL = Timing(min_sample_s=0.005, samples_per_turn=3, min_rounds=5, max_rounds=100,
               budget_s=2.5, calibrate_s=0.3, settle_s=0.3)
 
