@@ -14,8 +14,9 @@ Per-element cost of each float32 kernel, one thread, in-cache (64K elements), me
 in thread CPU time (so it holds on a busy machine), at each level, portable and vector,
 and for --compare's checkout (its fastnn imported through PYTHONPATH) at its default level.
 
-Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
-table shows each case's best over the repetitions. GB/s counts the bytes read and
+Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition, which
+first checks fastnn's results (check_fastnn) and then times each case (the median of a
+few timings); the table shows each case's best over the repetitions (processes). GB/s counts the bytes read and
 written (forward: x, y; backward: x, dy, dx), GFLOP/s 6 m n k for Dense f+b.
 """
 import argparse
@@ -34,14 +35,41 @@ ROWS, COLS = 8192, 1000
 
 
 def best(fn, reps, inner=1):
+    """Median seconds per call over `reps` timings of `inner` calls (after one warm-up)."""
     fn()
-    t = float("inf")
+    ts = []
     for _ in range(reps):
         t0 = time.perf_counter()
         for _ in range(inner):
             fn()
-        t = min(t, (time.perf_counter() - t0) / inner)
-    return t
+        ts.append((time.perf_counter() - t0) / inner)
+    return sorted(ts)[len(ts) // 2]
+
+
+def check_fastnn(level):
+    """Correctness before timing: every timed activation at `level` against the portable
+    code (baseline level) on 4099 points, and Dense+relu against numpy."""
+    import numpy as np
+    import fastnn
+    from fastnn._backends import cpp
+    rng = np.random.default_rng(1)
+    x = (4.0 * rng.standard_normal(4099)).astype(np.float32)
+    dy = rng.standard_normal(x.size).astype(np.float32)
+    for name, p in ACTS:
+        cpp._C._set_isa("baseline")
+        y0 = fastnn.activation_forward(x, name, **p)
+        g0 = fastnn.activation_backward(dy, name, x=x, y=y0, **p)
+        cpp._C._set_isa(level)
+        y = fastnn.activation_forward(x, name, **p)
+        g = fastnn.activation_backward(dy, name, x=x, y=y, **p)
+        np.testing.assert_allclose(y, y0, rtol=1e-5, atol=1e-6, err_msg=f"{name}{p} forward at {level}")
+        np.testing.assert_allclose(g, g0, rtol=1e-4, atol=1e-5, err_msg=f"{name}{p} backward at {level}")
+    xx = rng.standard_normal((33, 65)).astype(np.float32)
+    w = rng.standard_normal((17, 65)).astype(np.float32)
+    b = rng.standard_normal(17).astype(np.float32)
+    y, _ = fastnn.dense_forward(xx, w, b, "relu")
+    ref = np.maximum(xx.astype(np.float64) @ w.T.astype(np.float64) + b, 0)
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4, err_msg=f"dense at {level}")
 
 
 def inner_for(seconds):
@@ -68,6 +96,7 @@ def worker(side, level, quick):
         import fastnn
         from fastnn._backends import cpp
         C = cpp._C
+        check_fastnn(level.split("-")[0])
         res["isa"] = C._set_isa(level.split("-")[0]) + ("-portable" if level.endswith("-portable") else "")
         res["gemm_path"] = list(C._gemm_path())
         for name, p in ACTS:
@@ -108,21 +137,21 @@ def worker(side, level, quick):
         ta = torch.randn(1024, 1024)
         for m, kk, n in DENSE[1:2]:
             fb, _ = dense_case(m, kk, n)
-            t = float("inf")
-            for _ in range(reps * 2):
-                for _ in range(3):
+            ts = []
+            for _ in range(reps * 3):
+                for _ in range(2):
                     ta @ ta
                 t0 = time.perf_counter()
                 fb()
-                t = min(t, time.perf_counter() - t0)
-            res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
-            t = float("inf")
-            for _ in range(reps * 2):
+                ts.append(time.perf_counter() - t0)
+            res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
+            ts = []
+            for _ in range(reps * 3):
                 fb()
                 t0 = time.perf_counter()
                 fb()
-                t = min(t, time.perf_counter() - t0)
-            res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+                ts.append(time.perf_counter() - t0)
+            res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
     else:
         import torch
         import torch.nn.functional as F

@@ -1,5 +1,8 @@
-// isa.cpp — the run-time instruction-set level (isa.h).
+// isa.cpp — the run-time instruction-set level (isa.h) and the dispatch of the
+// hand-vectorized kernels on it (simd_dispatch.h).
 #include "isa.h"
+
+#include "simd_dispatch.h"
 
 #include <atomic>
 #include <cstdlib>
@@ -59,8 +62,6 @@ bool parse_isa(const char* name, Isa* level) {
 }  // namespace fastnn
 
 // ---- the hand-vectorized kernels at the current level (simd_dispatch.h) ----
-#include "simd_dispatch.h"
-
 namespace fastnn {
 namespace {
 // FASTNN_SIMD=0 at start-up: the portable loops at every level (to measure what the
