@@ -214,19 +214,21 @@ def test_degenerate_products_threaded(wl, xshape, out, rng):
 
 @pytest.fixture
 def own_sgemm():
-    """Routes every float32 Dense product of the C++ backend to fastnn's own AVX-512 sgemm
-    (csrc/cpu/sgemm_avx512.cpp; by default only products of >= 2^30 multiply-adds go
-    there), and back afterwards."""
+    """Routes every float32 Dense product of the C++ backend to fastnn's own sgemm at the
+    ISA level in effect (csrc/cpu/sgemm.cpp: AVX-512 or AVX2 kernel; by default only the
+    larger products go there), and back afterwards. Run the file with FASTNN_ISA=avx2 for
+    the AVX2 kernel on an AVX-512 CPU."""
     from fastnn._backends import cpp  # noqa: PLC0415
 
     if cpp._C is None:
         pytest.skip("the C++ extension is not built")
     before = cpp._C._gemm_path()
-    if cpp._C._set_gemm_path("fastnn-avx512", 0)[0] != "fastnn-avx512":
-        cpp._C._set_gemm_path(*before)
-        pytest.skip("no AVX-512 on this CPU (or a build without it): the products run on OpenBLAS")
+    path = cpp._C._set_gemm_path("fastnn", 0)[0]
+    if path != "fastnn-" + cpp._C._isa():
+        cpp._C._set_gemm_path("openblas" if before[0] == "openblas" else "fastnn", -1)
+        pytest.skip(f"no AVX2 or AVX-512 at this level ({cpp._C._isa()}): the products run on OpenBLAS")
     yield cpp._C
-    cpp._C._set_gemm_path(*before)
+    cpp._C._set_gemm_path("openblas" if before[0] == "openblas" else "fastnn", -1)
 
 
 # SHAPES plus: more than one k block (512) with B read in place (whole 64-column panels)

@@ -16,15 +16,9 @@
 
 namespace fastnn {
 
-// GCC function multiversioning: each kernel entry point marked FASTNN_CLONES is
-// compiled for AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline x86-64, and the
-// loader picks the best clone for the CPU it runs on. Inner loops are always_inline
-// templates, so they are compiled inside each clone with that clone's ISA.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTNN_NO_CLONES)
-#define FASTNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTNN_CLONES
-#endif
+// Kernel entry points are compiled once per ISA level and dispatched at run time by
+// FASTNN_ISA_FN (isa.h); inner loops are always_inline templates so that each copy is
+// compiled with its level's ISA.
 #define FASTNN_INLINE inline __attribute__((always_inline))
 
 int num_threads();          // threads the pool may use, the caller included
