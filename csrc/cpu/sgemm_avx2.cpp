@@ -2,7 +2,7 @@
 // namespace fastnn::sgemm_avx2. 16 ymm registers: the micro-kernel keeps a 6 x 16 tile of
 // C in 12 of them, per k 2 vector loads of B and 6 broadcasts of A (one register, reused)
 // for 12 FMAs (the BLIS / OpenBLAS Haswell shape). kKc = 256 keeps a packed B micro-panel
-// (kKc x 16, 16 KiB) and an A panel (6 KiB) together in a 32 KiB L1. Edge tiles and the
+// (kKc x 16, 16 KiB) in a 32 KiB L1 while the unit's A tiles stream past it. Edge tiles and the
 // 6-row A panels move through vmaskmovps (no AVX-512 masks). The file is compiled for
 // baseline x86-64; only the code inside the target region carries the wider ISA, and it
 // runs only where isa() allows (sgemm.cpp). Not built without the x86 levels.
@@ -33,8 +33,9 @@ namespace sgemm_avx2 {
 constexpr int kMr = 6;              // rows of the C tile (broadcasts)
 constexpr int kNr = 16;             // columns of the C tile: 2 ymm vectors
 constexpr int64_t kKc = 256;        // k block (above)
-constexpr int64_t kNc = 12 * kNr;   // columns per pass over a row block: B (kKc x kNc, 192 KiB) stays in L2
-constexpr int64_t kUnitPanels = 8;  // rows per unit of work: 8 tiles (48 x kKc of A: 48 KiB)
+constexpr int64_t kNc = 12 * kNr;   // (unused with kBPanelInL1)
+constexpr int64_t kUnitPanels = 8;  // rows per unit of work: 8 tiles (48 x kKc of A: 48 KiB, in L2)
+constexpr bool kBPanelInL1 = true;  // the B micro-panel (kKc x 16: 16 KiB) stays in L1
 
 template <int R> inline __m256i first8() {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(R), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));

@@ -33,6 +33,7 @@ constexpr int kNr = 64;            // columns of the C tile: 4 zmm vectors
 constexpr int64_t kKc = 512;       // k block: an A panel (kMr x kKc, 12 KiB) stays in L1
 constexpr int64_t kNc = 3 * kNr;   // columns per pass over a row block: B (kKc x kNc, 384 KiB) stays in L2
 constexpr int64_t kUnitPanels = 8; // rows per unit of work: 8 tiles (48 x kKc of A: 96 KiB)
+constexpr bool kBPanelInL1 = false; // a B micro-panel (kKc x 64: 128 KiB) does not fit L1
 
 template <int R> inline __m256 load8_first(const float* p) { return _mm256_maskz_loadu_ps(__mmask8((1u << R) - 1), p); }
 template <int R> inline void store8_first(float* p, __m256 v) { _mm256_mask_storeu_ps(p, __mmask8((1u << R) - 1), v); }

@@ -5,6 +5,10 @@
 // inside their target region and namespace, after defining
 //   kMr (rows of the C tile: broadcasts), kNr (columns: kNr / kW vectors), kKc (k block),
 //   kNc (columns per pass over a row block), kUnitPanels (row tiles per unit of work),
+//   kBPanelInL1 (loop order: true, each packed B micro-panel (kKc x kNr) is reused from L1
+//   across a unit's row tiles, the A tiles streaming from L2 (small tiles, per k fewer
+//   bytes of A than of B: the BLIS order); false, each A micro-panel stays in L1 across
+//   kNc columns of B streaming from L2 (a wide tile whose B micro-panel exceeds L1)),
 //   load8_first<R>(p) / store8_first<R>(p, v): the first R < 8 floats of an __m256, no
 //   memory past them touched (AVX-512VL masks; vmaskmovps on AVX2).
 // Edge tiles are computed whole from the zero padding of the packed panels and stored
@@ -21,6 +25,8 @@ inline void kernel(int64_t kc, const float* __restrict a, const float* __restric
   for (int i = 0; i < kMr; ++i)
 #pragma GCC unroll 4
     for (int v = 0; v < kNv; ++v) acc[i][v] = zero();
+  for (int i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc, 1), __builtin_prefetch(c + i * ldc + kNr - 1, 1);
+#pragma GCC unroll 4
   for (int64_t p = 0; p < kc; ++p) {
     V bv[kNv];
 #pragma GCC unroll 4
@@ -246,13 +252,21 @@ void sgemm(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const
         if (at) pack<kMr>(true, a + p0 * lda + r0, lda, rows, kc, ap);  // A stored (k, m)
         else pack<kMr>(false, a + r0 * lda + p0, lda, rows, kc, ap);    // A stored (m, k)
         const float* bk = bp + p0 * npad;
-        for (int64_t j0 = 0; j0 < n; j0 += kNc) {
-          const int64_t j1 = std::min(n, j0 + kNc);
-          for (int64_t i = 0; i < rows; i += kMr) {
-            const int mr = static_cast<int>(std::min<int64_t>(kMr, rows - i));
-            for (int64_t j = j0; j < j1; j += kNr)
-              kernel(kc, ap + i * kc, bk + j * kc, c + (r0 + i) * ldc + j, ldc, mr,
-                     static_cast<int>(std::min<int64_t>(kNr, n - j)), alpha, beta, p0 == 0);
+        if constexpr (kBPanelInL1) {  // each B micro-panel from L1 across the unit's row tiles (A from L2)
+          for (int64_t j = 0; j < n; j += kNr)
+            for (int64_t i = 0; i < rows; i += kMr)
+              kernel(kc, ap + i * kc, bk + j * kc, c + (r0 + i) * ldc + j, ldc,
+                     static_cast<int>(std::min<int64_t>(kMr, rows - i)), static_cast<int>(std::min<int64_t>(kNr, n - j)),
+                     alpha, beta, p0 == 0);
+        } else {  // each A micro-panel from L1 across kNc columns of B (from L2)
+          for (int64_t j0 = 0; j0 < n; j0 += kNc) {
+            const int64_t j1 = std::min(n, j0 + kNc);
+            for (int64_t i = 0; i < rows; i += kMr) {
+              const int mr = static_cast<int>(std::min<int64_t>(kMr, rows - i));
+              for (int64_t j = j0; j < j1; j += kNr)
+                kernel(kc, ap + i * kc, bk + j * kc, c + (r0 + i) * ldc + j, ldc, mr,
+                       static_cast<int>(std::min<int64_t>(kNr, n - j)), alpha, beta, p0 == 0);
+            }
           }
         }
       }
