@@ -43,6 +43,18 @@ using JobFn = void (*)(void* jctx, int i);
 using Executor = void (*)(void* ctx, int n, JobFn job, void* jctx);
 void set_thread_executor(Executor exec, void* ctx, int max_threads);
 
+// The executor of the calling thread (the "home" thread) whenever no set_thread_executor
+// scope is open on it: fastnn.torch's extension installs torch's intra-op pool here when it
+// loads (on the thread that loads it, normally Python's main thread), so that fastnn's
+// numpy API called between torch ops on that thread runs on torch's warm threads too
+// instead of waking fastnn's pool or OpenBLAS's server next to torch's spinning workers.
+// max_threads(ctx) is asked per call: the executor's team size then, or <= 1 where it
+// must not be used (inside one of its parallel regions). While one is installed,
+// OpenBLAS's jobs go through its threads callback (use_blas_callback) on every thread:
+// on the home thread to this executor, elsewhere to fastnn's pool. exec nullptr removes it.
+// Results are the same bits as on fastnn's pool (the same parts; OpenBLAS's jobs the same).
+void set_default_executor(Executor exec, void* ctx, int (*max_threads)(void* ctx));
+
 // OpenBLAS hands its threads' jobs to run_concurrent (its threads callback) instead of
 // running them on its own thread server while at least one use_blas_callback(true) is not
 // yet matched by a use_blas_callback(false). Global (any thread's GEMMs), so users turn it
