@@ -110,10 +110,15 @@ def worker(side, level, quick):
             res[f"dense {m}x{kk}x{n} f GFs"] = 2 * m * n * kk / best(f, reps, inner_for(best(f, 1))) / 1e9
         # the sgemm ceiling: numpy's matmul (OpenBLAS) at 1024^3, in this process
         res["sgemm_ceiling_GFs"] = 2 * 1024 ** 3 / best(lambda: a @ a, reps) / 1e9
-        # mixed process: torch ops just before each fastnn call
+        # mixed process: torch ops just before each fastnn call; then again once fastnn.torch's
+        # extension is loaded (the numpy API then runs on torch's pool: csrc/cpu/parallel.h)
         import torch
         ta = torch.randn(1024, 1024)
-        for m, kk, n in DENSE[1:2]:
+        for m, kk, n, tag in [DENSE[1] + ("",), DENSE[1] + (" torch-pool",)]:
+            if tag:
+                from fastnn.torch import _native
+                if _native.module() is None:
+                    continue
             fb, _ = dense_case(m, kk, n)
             t = float("inf")
             for _ in range(reps * 2):
@@ -122,14 +127,14 @@ def worker(side, level, quick):
                 t0 = time.perf_counter()
                 fb()
                 t = min(t, time.perf_counter() - t0)
-            res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+            res[f"mixed{tag} dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
             t = float("inf")
             for _ in range(reps * 2):
                 fb()
                 t0 = time.perf_counter()
                 fb()
                 t = min(t, time.perf_counter() - t0)
-            res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
+            res[f"alone-same-loop{tag} dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
     else:
         import torch
         import torch.nn.functional as F

@@ -35,7 +35,8 @@ bool act_has_y_backward(Act a);
 // (sgemm.cpp): only where isa() is avx2 or avx512. The Dense products of m x n x k use it
 // when own_sgemm(m, n, k): it is on (that level, unless FASTNN_GEMM=openblas at
 // start-up) and the product has at least the level's minimum multiply-adds
-// (kOwnSgemmMinMacs on AVX-512, kOwnSgemmMinMacsAvx2 on AVX2), else OpenBLAS.
+// (kOwnSgemmMinMacs on AVX-512, kOwnSgemmMinMacsAvx2 on AVX2), else OpenBLAS; a minimum
+// of INT64_MAX turns it off (own_sgemm_on() false).
 // set_own_sgemm(on, min_macs) sets both (min_macs < 0: the level's default; on only takes
 // effect where the CPU has AVX2), for tests and benchmarks.
 // rows_done (may be null) is called with each range of C's rows [r0, r1) once they are
@@ -54,7 +55,9 @@ void sgemm_own(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, c
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr,
                   const BRows* b_rows = nullptr);
 inline constexpr int64_t kOwnSgemmMinMacs = int64_t(1) << 30;      // the default minimum on AVX-512 (sgemm.cpp)
-inline constexpr int64_t kOwnSgemmMinMacsAvx2 = int64_t(1) << 30;  // the default minimum on AVX2 (sgemm.cpp)
+// The default minimum on AVX2: none (INT64_MAX: OpenBLAS for every product unless
+// set_own_sgemm sets one; sgemm.cpp says why).
+inline constexpr int64_t kOwnSgemmMinMacsAvx2 = INT64_MAX;
 bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();
