@@ -21,6 +21,12 @@ forward+backward and forward alone at the DENSE shapes (m x k x n), GFLOP/s, eac
 (level, path) one process per repetition, alternated; the median and best are shown.
 --cpu-time: one thread, timed in thread CPU time (the kernels' own cost, robust to load).
 
+    python bench/avx2_paths.py --mixed [--reps 3] [--levels avx512]
+
+The mixed-process case alone: fastnn's numpy Dense f+b right after torch matmuls in one
+process vs right after a fastnn call, interleaved, for three variants (default; with
+fastnn.torch's extension loaded, so the numpy API runs on torch's pool; OMP_WAIT_POLICY=PASSIVE).
+
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
 table shows each case's best over the repetitions. GB/s counts the bytes read and
 written (forward: x, y; backward: x, dy, dx), GFLOP/s 6 m n k for Dense f+b.
@@ -305,6 +311,74 @@ def gemm_main(args):
         print(f"| {k} | " + " | ".join(cells) + " | " + ", ".join(ratios) + " |")
 
 
+MIXED_VARIANTS = {  # name: (environment, load fastnn.torch's extension first)
+    "default": ({}, False),
+    "torch-pool": ({}, True),  # the numpy API on torch's pool (csrc/cpu/parallel.h, set_default_executor)
+    "omp-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),  # torch's workers sleep at once
+}
+
+
+def mixed_worker(variant, level):
+    import statistics
+    import numpy as np
+    import torch
+    import fastnn
+    from fastnn._backends import cpp
+    cpp._C._set_isa(level)
+    if MIXED_VARIANTS[variant][1]:
+        from fastnn.torch import _native
+        assert _native.module() is not None, _native.status()
+    rng = np.random.default_rng(0)
+    m, kk, n = DENSE[1]
+    xx = rng.standard_normal((m, kk)).astype(np.float32)
+    w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal((m, n)).astype(np.float32)
+
+    def fb():
+        yy, zz = fastnn.dense_forward(xx, w, b, "relu")
+        fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+    ta = torch.randn(1024, 1024)
+    fb()
+    ta @ ta
+    mixed, alone = [], []
+    for _ in range(40):  # interleaved, so that the machine's load hits both alike
+        for _ in range(3):
+            ta @ ta
+        t0 = time.perf_counter()
+        fb()
+        mixed.append(time.perf_counter() - t0)
+        fb()
+        t0 = time.perf_counter()
+        fb()
+        alone.append(time.perf_counter() - t0)
+    f = 6 * m * n * kk / 1e9
+    print(json.dumps({"mixed": f / statistics.median(mixed), "alone": f / statistics.median(alone),
+                      "mixed best": f / min(mixed), "alone best": f / min(alone)}))
+
+
+def mixed_main(args):
+    level = args.levels.split(",")[0]
+    res = {v: [] for v in MIXED_VARIANTS}
+    for _ in range(args.reps):
+        for v, (extra, _) in MIXED_VARIANTS.items():
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--mixed-worker", v, level],
+                               env=level_env(dict(os.environ, **extra), level), capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(f"{v} failed:\n{p.stderr[-3000:]}")
+            res[v].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    m, kk, n = DENSE[1]
+    print(f"# Dense+relu f+b {m}x{kk}x{n} GFLOP/s at {level}, right after 3 torch 1024^3 matmuls (mixed) and "
+          f"after a fastnn call (alone), interleaved; per process the median of 40 (best); {args.reps} processes "
+          f"per variant, alternated; load {os.getloadavg()}")
+    print("| variant | mixed | alone | mixed/alone per process |")
+    print("|---|---|---|---|")
+    for v, rs in res.items():
+        print(f"| {v} | " + ", ".join(f"{r['mixed']:.1f} ({r['mixed best']:.1f})" for r in rs) + " | "
+              + ", ".join(f"{r['alone']:.1f} ({r['alone best']:.1f})" for r in rs) + " | "
+              + ", ".join(f"{r['mixed'] / r['alone']:.2f}" for r in rs) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="processes per (side, level), alternated")
@@ -315,6 +389,8 @@ def main():
     ap.add_argument("--gemm", action="store_true", help="own sgemm vs OpenBLAS in Dense (see above)")
     ap.add_argument("--threads", type=int, default=0, help="with --gemm: FASTNN/OPENBLAS_NUM_THREADS (0: default)")
     ap.add_argument("--cpu-time", action="store_true", help="with --gemm: one thread, thread CPU time")
+    ap.add_argument("--mixed", action="store_true", help="the mixed-process case, its variants (see above)")
+    ap.add_argument("--mixed-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--gemm-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, metavar=("SIDE", "LEVEL"), help=argparse.SUPPRESS)
     ap.add_argument("--kernels-worker", help=argparse.SUPPRESS)
@@ -327,6 +403,10 @@ def main():
         return kernels_main(args)
     if args.gemm_worker:
         return gemm_worker(*args.gemm_worker)
+    if args.mixed_worker:
+        return mixed_worker(*args.mixed_worker)
+    if args.mixed:
+        return mixed_main(args if args.levels != ap.get_default("levels") else argparse.Namespace(**{**vars(args), "levels": "avx512"}))
     if args.gemm:
         return gemm_main(args if args.levels != ap.get_default("levels") else argparse.Namespace(**{**vars(args), "levels": "avx2"}))
     levels = args.levels.split(",")
