@@ -197,14 +197,21 @@ void set_thread_executor(Executor exec, void* ctx, int max_threads) {
 }
 
 void set_default_executor(Executor exec, void* ctx, int (*max_threads)(void* ctx)) {
-  const bool had = g_def_exec.load() != nullptr, has = exec && max_threads;
+  static std::mutex m;
+  static bool blas = false;  // this default holds one use_blas_callback(true)
+  std::lock_guard<std::mutex> lk(m);
+  const bool has = exec && max_threads;
   if (has) {
     g_def_threads.store(max_threads, std::memory_order_relaxed);
     g_def_ctx.store(ctx, std::memory_order_relaxed);
   }
   g_def_exec.store(has ? exec : nullptr, std::memory_order_release);
   t_home = has;
-  if (has != had) use_blas_callback(has);
+  // OpenBLAS's jobs through the callback only where the executor has a team now (else
+  // OpenBLAS keeps its own warm server threads: use_blas_callback's comment).
+  const bool want = has && max_threads(ctx) > 1;
+  if (want != blas) use_blas_callback(want);
+  blas = want;
 }
 
 std::pair<int64_t, int64_t> thread_counters() {

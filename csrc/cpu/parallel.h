@@ -49,9 +49,10 @@ void set_thread_executor(Executor exec, void* ctx, int max_threads);
 // numpy API called between torch ops on that thread runs on torch's warm threads too
 // instead of waking fastnn's pool or OpenBLAS's server next to torch's spinning workers.
 // max_threads(ctx) is asked per call: the executor's team size then, or <= 1 where it
-// must not be used (inside one of its parallel regions). While one is installed,
-// OpenBLAS's jobs go through its threads callback (use_blas_callback) on every thread:
-// on the home thread to this executor, elsewhere to fastnn's pool. exec nullptr removes it.
+// must not be used (inside one of its parallel regions). If its team has more than one
+// thread when it is installed, OpenBLAS's jobs go through its threads callback
+// (use_blas_callback) on every thread from then on: on the home thread to this executor,
+// elsewhere to fastnn's pool. exec nullptr removes it.
 // Results are the same bits as on fastnn's pool (the same parts; OpenBLAS's jobs the same).
 void set_default_executor(Executor exec, void* ctx, int (*max_threads)(void* ctx));
 
