@@ -24,7 +24,7 @@ forward+backward and forward alone at the DENSE shapes (m x k x n), GFLOP/s, eac
     python bench/avx2_paths.py --mixed [--reps 3] [--levels avx512]
 
 The mixed-process case alone: fastnn's numpy Dense f+b right after torch matmuls in one
-process vs right after a fastnn call, interleaved, for three variants (default; with
+process vs without torch ops, in alternated blocks, for three variants (default; with
 fastnn.torch's extension loaded, so the numpy API runs on torch's pool; OMP_WAIT_POLICY=PASSIVE).
 
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
@@ -342,16 +342,19 @@ def mixed_worker(variant, level):
     fb()
     ta @ ta
     mixed, alone = [], []
-    for _ in range(40):  # interleaved, so that the machine's load hits both alike
-        for _ in range(3):
-            ta @ ta
-        t0 = time.perf_counter()
+    for _ in range(4):  # blocks alternated, so that the machine's load drifts over both alike
+        for _ in range(10):
+            for _ in range(3):
+                ta @ ta
+            t0 = time.perf_counter()
+            fb()
+            mixed.append(time.perf_counter() - t0)
+        time.sleep(0.3)  # torch's and OpenBLAS's workers asleep again: "alone" is alone
         fb()
-        mixed.append(time.perf_counter() - t0)
-        fb()
-        t0 = time.perf_counter()
-        fb()
-        alone.append(time.perf_counter() - t0)
+        for _ in range(10):
+            t0 = time.perf_counter()
+            fb()
+            alone.append(time.perf_counter() - t0)
     f = 6 * m * n * kk / 1e9
     print(json.dumps({"mixed": f / statistics.median(mixed), "alone": f / statistics.median(alone),
                       "mixed best": f / min(mixed), "alone best": f / min(alone)}))
@@ -369,7 +372,7 @@ def mixed_main(args):
             res[v].append(json.loads(p.stdout.strip().splitlines()[-1]))
     m, kk, n = DENSE[1]
     print(f"# Dense+relu f+b {m}x{kk}x{n} GFLOP/s at {level}, right after 3 torch 1024^3 matmuls (mixed) and "
-          f"after a fastnn call (alone), interleaved; per process the median of 40 (best); {args.reps} processes "
+          f"without torch ops (alone), in alternated blocks; per process the median of 40 (best); {args.reps} processes "
           f"per variant, alternated; load {os.getloadavg()}")
     print("| variant | mixed | alone | mixed/alone per process |")
     print("|---|---|---|---|")
