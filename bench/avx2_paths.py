@@ -25,7 +25,8 @@ forward+backward and forward alone at the DENSE shapes (m x k x n), GFLOP/s, eac
 
 The mixed-process case alone: fastnn's numpy Dense f+b right after torch matmuls in one
 process vs without torch ops, in alternated blocks, for three variants (default; with
-fastnn.torch's extension loaded, so the numpy API runs on torch's pool; OMP_WAIT_POLICY=PASSIVE).
+fastnn.torch's extension loaded, so the numpy API runs on torch's pool; OMP_WAIT_POLICY=PASSIVE;
+numpy's matmuls instead of torch's).
 
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition; the
 table shows each case's best over the repetitions. GB/s counts the bytes read and
@@ -315,6 +316,9 @@ MIXED_VARIANTS = {  # name: (environment, load fastnn.torch's extension first)
     "default": ({}, False),
     "torch-pool": ({}, True),  # the numpy API on torch's pool (csrc/cpu/parallel.h, set_default_executor)
     "omp-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),  # torch's workers sleep at once
+    # the same matmuls by numpy instead of torch: numpy's own OpenBLAS (a second copy in the
+    # process, with its own server threads spinning after each call)
+    "numpy-ops": ({}, False),
 }
 
 
@@ -339,6 +343,8 @@ def mixed_worker(variant, level):
         yy, zz = fastnn.dense_forward(xx, w, b, "relu")
         fastnn.dense_backward(g, xx, w, yy, zz, "relu")
     ta = torch.randn(1024, 1024)
+    if variant == "numpy-ops":
+        ta = ta.numpy()
     fb()
     ta @ ta
     mixed, alone = [], []
