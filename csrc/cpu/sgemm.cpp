@@ -66,12 +66,10 @@ namespace {
 // FASTNN_GEMM=openblas for OpenBLAS). Where it loses: B is packed in a pass of its own
 // (written out and read back, where OpenBLAS packs blocks that stay in cache) and the
 // pool's threads must be woken where OpenBLAS's are still spinning from its last call.
-// On AVX2 (the 6 x 16 kernel, forced onto every product, against OpenBLAS's Haswell
-// kernels, one thread, thread CPU time) this sgemm measured 0.95-0.98x OpenBLAS at the
-// Dense shapes from 256 x 1024 x 1024 up and ~1.1x at 64 x 256 x 256 — a minimum cannot
-// express "small products only", and the small win is within the measurement's noise — so
-// OpenBLAS runs every AVX2 product by default; set_own_sgemm (Python:
-// _C._set_gemm_path("fastnn", min_macs)) routes them here.
+// On AVX2 OpenBLAS's Haswell kernels measured as fast or faster than this one at every
+// Dense shape tried, one thread or two (docs/performance.md), so OpenBLAS runs every AVX2
+// product by default; set_own_sgemm (Python: _C._set_gemm_path("fastnn", min_macs)) routes
+// them here.
 int64_t default_min_macs(Isa level) {
   return level == Isa::avx512 ? kOwnSgemmMinMacs : kOwnSgemmMinMacsAvx2;
 }
