@@ -14,6 +14,20 @@ Per-element cost of each float32 kernel, one thread, in-cache (64K elements), me
 in thread CPU time (so it holds on a busy machine), at each level, portable and vector,
 and for --compare's checkout (its fastnn imported through PYTHONPATH) at its default level.
 
+    python bench/avx2_paths.py --gemm [--reps 5] [--levels avx2] [--threads 2 | --cpu-time]
+
+fastnn's own sgemm (forced at every size) against OpenBLAS, at each level: Dense+relu
+forward+backward and forward alone at the DENSE shapes (m x k x n), GFLOP/s, each
+(level, path) one process per repetition, alternated; the median and best are shown.
+--cpu-time: one thread, timed in thread CPU time (the kernels' own cost, robust to load).
+
+    python bench/avx2_paths.py --mixed [--reps 3] [--levels avx512]
+
+The mixed-process case alone: fastnn's numpy Dense f+b right after torch matmuls in one
+process vs without torch ops, in alternated blocks, for three variants (default; with
+fastnn.torch's extension loaded, so the numpy API runs on torch's pool; OMP_WAIT_POLICY=PASSIVE;
+numpy's matmuls instead of torch's).
+
 Each (side, level) is one child process (`--worker SIDE LEVEL`) per repetition, which
 first checks fastnn's results (check_fastnn) and then times each case (the median of a
 few timings); the table shows each case's best over the repetitions (processes). GB/s counts the bytes read and
@@ -34,15 +48,15 @@ DENSE = [(64, 256, 256), (256, 1024, 1024), (1024, 1024, 1024)]
 ROWS, COLS = 8192, 1000
 
 
-def best(fn, reps, inner=1):
+def best(fn, reps, inner=1, clock=time.perf_counter):
     """Median seconds per call over `reps` timings of `inner` calls (after one warm-up)."""
     fn()
     ts = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = clock()
         for _ in range(inner):
             fn()
-        ts.append((time.perf_counter() - t0) / inner)
+        ts.append((clock() - t0) / inner)
     return sorted(ts)[len(ts) // 2]
 
 
@@ -132,10 +146,15 @@ def worker(side, level, quick):
             res[f"dense {m}x{kk}x{n} f GFs"] = 2 * m * n * kk / best(f, reps, inner_for(best(f, 1))) / 1e9
         # the sgemm ceiling: numpy's matmul (OpenBLAS) at 1024^3, in this process
         res["sgemm_ceiling_GFs"] = 2 * 1024 ** 3 / best(lambda: a @ a, reps) / 1e9
-        # mixed process: torch ops just before each fastnn call
+        # mixed process: torch ops just before each fastnn call; then again once fastnn.torch's
+        # extension is loaded (the numpy API then runs on torch's pool: csrc/cpu/parallel.h)
         import torch
         ta = torch.randn(1024, 1024)
-        for m, kk, n in DENSE[1:2]:
+        for m, kk, n, tag in [DENSE[1] + ("",), DENSE[1] + (" torch-pool",)]:
+            if tag:
+                from fastnn.torch import _native
+                if _native.module() is None:
+                    continue
             fb, _ = dense_case(m, kk, n)
             ts = []
             for _ in range(reps * 3):
@@ -143,14 +162,14 @@ def worker(side, level, quick):
                     ta @ ta
                 t0 = time.perf_counter()
                 fb()
-                ts.append(time.perf_counter() - t0)
+                ts.append(clock() - t0)
             res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
             ts = []
             for _ in range(reps * 3):
                 fb()
                 t0 = time.perf_counter()
                 fb()
-                ts.append(time.perf_counter() - t0)
+                ts.append(clock() - t0)
             res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
     else:
         import torch
@@ -256,6 +275,148 @@ def kernels_main(args):
         print(f"| {k} | " + " | ".join(str(res[r].get(k, "-")) for r in runs) + " |")
 
 
+def level_env(env, level):
+    """The environment of a fastnn process at `level`: at AVX2, OpenBLAS's Haswell kernels
+    (OPENBLAS_CORETYPE), as on an AVX2-only CPU (its default here would be AVX-512's)."""
+    return dict(env, OPENBLAS_CORETYPE="Haswell") if level.startswith("avx2") else dict(env)
+
+
+def gemm_worker(level, path):
+    clock = time.thread_time if os.environ.get("FASTNN_BENCH_CPU_TIME") == "1" else time.perf_counter
+    import numpy as np
+    import fastnn
+    from fastnn._backends import cpp
+    C = cpp._C
+    res = {"isa": C._set_isa(level), "gemm_path": list(C._set_gemm_path(path, 0)), "threads": fastnn.num_threads(),
+           "blas": C.blas_config().split()[4]}
+    rng = np.random.default_rng(0)
+    for m, kk, n in DENSE:
+        xx = rng.standard_normal((m, kk)).astype(np.float32)
+        w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
+        b = rng.standard_normal(n).astype(np.float32)
+        g = rng.standard_normal((m, n)).astype(np.float32)
+        def fb():
+            yy, zz = fastnn.dense_forward(xx, w, b, "relu")
+            fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+        def f():
+            fastnn.dense_forward(xx, w, b, "relu")
+        res[f"{m}x{kk}x{n} f+b"] = 6 * m * n * kk / best(fb, 5, inner_for(best(fb, 1)), clock) / 1e9
+        res[f"{m}x{kk}x{n} f"] = 2 * m * n * kk / best(f, 5, inner_for(best(f, 1)), clock) / 1e9
+    print(json.dumps(res))
+
+
+def gemm_main(args):
+    import statistics
+    runs = [(lv, path) for lv in args.levels.split(",") for path in ("fastnn", "openblas")]
+    env = dict(os.environ)
+    if args.threads:
+        env["FASTNN_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = str(args.threads)
+    if args.cpu_time:  # one thread, its CPU time: the kernels' cost, robust to a busy machine
+        env["FASTNN_NUM_THREADS"] = env["OPENBLAS_NUM_THREADS"] = "1"
+        env["FASTNN_BENCH_CPU_TIME"] = "1"
+    res = {r: [] for r in runs}
+    for _ in range(args.reps):
+        for lv, path in runs:
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--gemm-worker", lv, path],
+                               env=level_env(env, lv), capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(f"{lv} {path} failed:\n{p.stderr[-3000:]}")
+            res[(lv, path)].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    print(f"# Dense+relu GFLOP/s, median (best) of {args.reps} processes each; load {os.getloadavg()}")
+    for r in runs:
+        r0 = res[r][0]
+        print(f"# {r}: isa={r0['isa']} gemm={r0['gemm_path']} threads={r0['threads']} openblas core={r0['blas']}")
+    keys = [k for k in res[runs[0]][0] if k not in ("isa", "gemm_path", "threads", "blas")]
+    print("| case | " + " | ".join(f"{lv} {path}" for lv, path in runs) + " | fastnn/openblas |")
+    print("|" + "---|" * (len(runs) + 2))
+    for k in keys:
+        cells, ratios = [], []
+        for lv in args.levels.split(","):
+            med = {}
+            for path in ("fastnn", "openblas"):
+                v = [x[k] for x in res[(lv, path)]]
+                med[path] = statistics.median(v)
+                cells.append(f"{med[path]:.1f} ({max(v):.1f})")
+            ratios.append(f"{lv} {med['fastnn'] / med['openblas']:.2f}x")
+        print(f"| {k} | " + " | ".join(cells) + " | " + ", ".join(ratios) + " |")
+
+
+MIXED_VARIANTS = {  # name: (environment, load fastnn.torch's extension first)
+    "default": ({}, False),
+    "torch-pool": ({}, True),  # the numpy API on torch's pool (csrc/cpu/parallel.h, set_default_executor)
+    "omp-passive": ({"OMP_WAIT_POLICY": "PASSIVE"}, False),  # torch's workers sleep at once
+    # the same matmuls by numpy instead of torch: numpy's own OpenBLAS (a second copy in the
+    # process, with its own server threads spinning after each call)
+    "numpy-ops": ({}, False),
+}
+
+
+def mixed_worker(variant, level):
+    import statistics
+    import numpy as np
+    import torch
+    import fastnn
+    from fastnn._backends import cpp
+    cpp._C._set_isa(level)
+    if MIXED_VARIANTS[variant][1]:
+        from fastnn.torch import _native
+        assert _native.module() is not None, _native.status()
+    rng = np.random.default_rng(0)
+    m, kk, n = DENSE[1]
+    xx = rng.standard_normal((m, kk)).astype(np.float32)
+    w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal((m, n)).astype(np.float32)
+
+    def fb():
+        yy, zz = fastnn.dense_forward(xx, w, b, "relu")
+        fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+    ta = torch.randn(1024, 1024)
+    if variant == "numpy-ops":
+        ta = ta.numpy()
+    fb()
+    ta @ ta
+    mixed, alone = [], []
+    for _ in range(4):  # blocks alternated, so that the machine's load drifts over both alike
+        for _ in range(10):
+            for _ in range(3):
+                ta @ ta
+            t0 = time.perf_counter()
+            fb()
+            mixed.append(time.perf_counter() - t0)
+        time.sleep(0.3)  # torch's and OpenBLAS's workers asleep again: "alone" is alone
+        fb()
+        for _ in range(10):
+            t0 = time.perf_counter()
+            fb()
+            alone.append(time.perf_counter() - t0)
+    f = 6 * m * n * kk / 1e9
+    print(json.dumps({"mixed": f / statistics.median(mixed), "alone": f / statistics.median(alone),
+                      "mixed best": f / min(mixed), "alone best": f / min(alone)}))
+
+
+def mixed_main(args):
+    level = args.levels.split(",")[0]
+    res = {v: [] for v in MIXED_VARIANTS}
+    for _ in range(args.reps):
+        for v, (extra, _) in MIXED_VARIANTS.items():
+            p = subprocess.run([sys.executable, os.path.abspath(__file__), "--mixed-worker", v, level],
+                               env=level_env(dict(os.environ, **extra), level), capture_output=True, text=True)
+            if p.returncode != 0:
+                sys.exit(f"{v} failed:\n{p.stderr[-3000:]}")
+            res[v].append(json.loads(p.stdout.strip().splitlines()[-1]))
+    m, kk, n = DENSE[1]
+    print(f"# Dense+relu f+b {m}x{kk}x{n} GFLOP/s at {level}, right after 3 torch 1024^3 matmuls (mixed) and "
+          f"without torch ops (alone), in alternated blocks; per process the median of 40 (best); {args.reps} processes "
+          f"per variant, alternated; load {os.getloadavg()}")
+    print("| variant | mixed | alone | mixed/alone per process |")
+    print("|---|---|---|---|")
+    for v, rs in res.items():
+        print(f"| {v} | " + ", ".join(f"{r['mixed']:.1f} ({r['mixed best']:.1f})" for r in rs) + " | "
+              + ", ".join(f"{r['alone']:.1f} ({r['alone best']:.1f})" for r in rs) + " | "
+              + ", ".join(f"{r['mixed'] / r['alone']:.2f}" for r in rs) + " |")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--reps", type=int, default=3, help="processes per (side, level), alternated")
@@ -263,6 +424,12 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--kernels", action="store_true", help="per-element kernel costs (see above)")
     ap.add_argument("--compare", help="with --kernels: another checkout to time at its default level")
+    ap.add_argument("--gemm", action="store_true", help="own sgemm vs OpenBLAS in Dense (see above)")
+    ap.add_argument("--threads", type=int, default=0, help="with --gemm: FASTNN/OPENBLAS_NUM_THREADS (0: default)")
+    ap.add_argument("--cpu-time", action="store_true", help="with --gemm: one thread, thread CPU time")
+    ap.add_argument("--mixed", action="store_true", help="the mixed-process case, its variants (see above)")
+    ap.add_argument("--mixed-worker", nargs=2, help=argparse.SUPPRESS)
+    ap.add_argument("--gemm-worker", nargs=2, help=argparse.SUPPRESS)
     ap.add_argument("--worker", nargs=2, metavar=("SIDE", "LEVEL"), help=argparse.SUPPRESS)
     ap.add_argument("--kernels-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -272,6 +439,14 @@ def main():
         return kernels_worker(args.kernels_worker)
     if args.kernels:
         return kernels_main(args)
+    if args.gemm_worker:
+        return gemm_worker(*args.gemm_worker)
+    if args.mixed_worker:
+        return mixed_worker(*args.mixed_worker)
+    if args.mixed:
+        return mixed_main(args if args.levels != ap.get_default("levels") else argparse.Namespace(**{**vars(args), "levels": "avx512"}))
+    if args.gemm:
+        return gemm_main(args if args.levels != ap.get_default("levels") else argparse.Namespace(**{**vars(args), "levels": "avx2"}))
     levels = args.levels.split(",")
     # torch at its own best level, and capped to AVX2 (ATEN_CPU_CAPABILITY) to pair with
     # fastnn's AVX2 columns, as on an AVX2-only CPU
@@ -282,6 +457,8 @@ def main():
         for side, lv in runs:
             cmd = [sys.executable, os.path.abspath(__file__), "--worker", side, lv] + (["--quick"] if args.quick else [])
             env = dict(os.environ, FASTNN_SIMD="0" if lv.endswith("-portable") else "1")
+            if side == "fastnn":
+                env = level_env(env, lv)
             if side == "torch" and lv != "-":
                 env["ATEN_CPU_CAPABILITY"] = lv
             p = subprocess.run(cmd, capture_output=True, text=True, env=env)

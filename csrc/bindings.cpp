@@ -277,19 +277,23 @@ PYBIND11_MODULE(_C, m) {
       "cap the ISA level of the CPU kernels (tests and benchmarks; never above the CPU's); returns the level now "
       "in effect. Not thread-safe against calls running at the same time.");
   static const auto gemm_path = [] {
-    return py::make_tuple(fastnn::own_sgemm_on() ? "fastnn-avx512" : "openblas", fastnn::own_sgemm_min_macs());
+    return py::make_tuple(fastnn::own_sgemm_on() ? std::string("fastnn-") + fastnn::isa_name(fastnn::isa()) : std::string("openblas"),
+                          fastnn::own_sgemm_min_macs());
   };
   m.def("_gemm_path", gemm_path,
         "(library, min_macs): float32 Dense products of at least min_macs multiply-adds run on that "
-        "library (fastnn's AVX-512 sgemm or OpenBLAS), smaller ones on OpenBLAS");
+        "library ('fastnn-avx512' / 'fastnn-avx2': fastnn's sgemm at that ISA level, or 'openblas'), smaller ones "
+        "on OpenBLAS");
   m.def("_set_gemm_path", [](const std::string& path, int64_t min_macs) {
-        if (path != "fastnn-avx512" && path != "openblas")
-          throw py::value_error("path must be 'fastnn-avx512' or 'openblas', got '" + path + "'");
-        fastnn::set_own_sgemm(path == "fastnn-avx512", min_macs);
+        // "fastnn": fastnn's sgemm at the ISA level in effect; "fastnn-avx512" is kept as
+        // its older name (both mean the same).
+        if (path != "fastnn" && path != "fastnn-avx512" && path != "openblas")
+          throw py::value_error("path must be 'fastnn' (or 'fastnn-avx512') or 'openblas', got '" + path + "'");
+        fastnn::set_own_sgemm(path != "openblas", min_macs);
         return gemm_path();
       },
       py::arg("path"), py::arg("min_macs") = -1,
-      "route the float32 Dense products (tests and benchmarks; min_macs < 0: the default); returns _gemm_path()");
+      "route the float32 Dense products (tests and benchmarks; min_macs < 0: the level's default); returns _gemm_path()");
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
   // The front end for C++ bridges built outside this module (csrc/cpu/api.h).
   m.attr("_cpu_api") = py::capsule(&fastnn::cpu_api(), "fastnn._C.cpu_api");

@@ -7,6 +7,8 @@ in a band relative to |dz| @ |W| and |dz|^T @ |x|, the magnitudes a product roun
 """
 import math
 
+import os
+
 import numpy as np
 import pytest
 
@@ -212,21 +214,28 @@ def test_degenerate_products_threaded(wl, xshape, out, rng):
         check_backward(x, w, b, wl, "relu", {}, np.float32, dy)
 
 
+def _restore_gemm_path(C):
+    """Back to the start-up routing: fastnn's sgemm at each level's default minimum
+    (none at AVX2), or OpenBLAS only under FASTNN_GEMM=openblas."""
+    C._set_gemm_path("openblas" if os.environ.get("FASTNN_GEMM") == "openblas" else "fastnn", -1)
+
+
 @pytest.fixture
 def own_sgemm():
-    """Routes every float32 Dense product of the C++ backend to fastnn's own AVX-512 sgemm
-    (csrc/cpu/sgemm_avx512.cpp; by default only products of >= 2^30 multiply-adds go
-    there), and back afterwards."""
+    """Routes every float32 Dense product of the C++ backend to fastnn's own sgemm at the
+    ISA level in effect (csrc/cpu/sgemm.cpp: AVX-512 or AVX2 kernel; by default only the
+    larger products go there), and back afterwards. Run the file with FASTNN_ISA=avx2 for
+    the AVX2 kernel on an AVX-512 CPU."""
     from fastnn._backends import cpp  # noqa: PLC0415
 
     if cpp._C is None:
         pytest.skip("the C++ extension is not built")
-    before = cpp._C._gemm_path()
-    if cpp._C._set_gemm_path("fastnn-avx512", 0)[0] != "fastnn-avx512":
-        cpp._C._set_gemm_path(*before)
-        pytest.skip("no AVX-512 on this CPU (or a build without it): the products run on OpenBLAS")
+    path = cpp._C._set_gemm_path("fastnn", 0)[0]
+    if path != "fastnn-" + cpp._C._isa():
+        _restore_gemm_path(cpp._C)
+        pytest.skip(f"no AVX2 or AVX-512 at this level ({cpp._C._isa()}): the products run on OpenBLAS")
     yield cpp._C
-    cpp._C._set_gemm_path(*before)
+    _restore_gemm_path(cpp._C)
 
 
 # SHAPES plus: more than one k block (512) with B read in place (whole 64-column panels)
@@ -289,20 +298,78 @@ def test_cpp_own_sgemm_bits_do_not_depend_on_threads(own_sgemm, wl, rng):
 
 def test_cpp_default_gemm_routing(rng):
     """By default the C++ backend's float32 products of >= 2^30 multiply-adds run on
-    fastnn's sgemm where the CPU has AVX-512; a 1024^3 forward and backward there give
-    the reference."""
+    fastnn's sgemm at the AVX-512 level, on OpenBLAS at the others; a 1024^3 forward and
+    backward give the reference."""
     from fastnn._backends import cpp  # noqa: PLC0415
 
     if cpp._C is None:
         pytest.skip("the C++ extension is not built")
     path, min_macs = cpp._C._gemm_path()
-    assert min_macs == 1 << 30
-    assert path == ("fastnn-avx512" if cpp._C._gelu_path() == "avx512" else "openblas")
+    if cpp._C._isa() == "avx512":
+        assert (path, min_macs) == ("fastnn-avx512", 1 << 30)
+    else:  # AVX2 (OpenBLAS measured as fast: csrc/cpu/sgemm.cpp) and baseline: OpenBLAS only
+        assert path == "openblas"
     with fastnn.use_backend("cpp"):
         x, w, b = dyadic_dense((1024, 1024), 1024, "io", True, np.float32, rng)
         dy = rng.standard_normal((1024, 1024)).astype(np.float32)
         check_forward(x, w, b, "io", "relu", {}, np.float32)
         check_backward(x, w, b, "io", "relu", {}, np.float32, dy)
+
+
+_TORCH_POOL_PROBE = """
+import sys, threading, numpy as np, torch, fastnn
+from fastnn._backends import cpp
+from fastnn.torch import _native
+torch.set_num_threads(2)
+rng = np.random.default_rng(0)
+x = rng.standard_normal((700, 600)).astype(np.float32)
+w = rng.standard_normal((500, 600)).astype(np.float32)
+b = rng.standard_normal(500).astype(np.float32)
+dy = rng.standard_normal((700, 500)).astype(np.float32)
+logits = rng.standard_normal((3000, 700)).astype(np.float32)
+t = rng.integers(0, 700, 3000)
+
+def calls():
+    y, z = fastnn.dense_forward(x, w, b, "gelu")
+    outs = [y, *fastnn.dense_backward(dy, x, w, y, z, "gelu")]
+    outs.append(fastnn.activation_forward(logits, "softmax"))
+    outs.append(np.atleast_1d(fastnn.loss_forward(logits, t, "cross_entropy")))
+    outs.append(fastnn.loss_backward(logits, t, "cross_entropy"))
+    return np.concatenate([np.asarray(o, np.float32).ravel() for o in outs])
+
+ref = calls()
+assert _native.module() is not None, _native.status()
+c0 = cpp._C._thread_counters()
+got = calls()
+c1 = cpp._C._thread_counters()
+box = []
+th = threading.Thread(target=lambda: box.append((cpp._C._thread_counters(), calls(), cpp._C._thread_counters())))
+th.start(); th.join()
+(o0, other, o1), = box
+print(repr([c1[0] - c0[0], c1[1] - c0[1], o1[0] - o0[0], bool(np.array_equal(ref, got)),
+            bool(np.array_equal(ref, other))]))
+"""
+
+
+def test_numpy_api_on_torch_pool_gives_the_same_bits():
+    """Once fastnn.torch's extension is loaded, the numpy API called on the loading thread
+    runs its parallel parts and OpenBLAS's jobs on torch's intra-op pool (counted by
+    _thread_counters; csrc/cpu/parallel.h, set_default_executor), other threads on fastnn's
+    pool; the results are the same bits as before it was loaded (fresh process)."""
+    pytest.importorskip("torch")
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    env = dict(os.environ, FASTNN_NUM_THREADS="2", FASTNN_TORCH_SHARED_THREADS="1")
+    r = subprocess.run([sys.executable, "-c", _TORCH_POOL_PROBE], capture_output=True, text=True, env=env,
+                       timeout=600)
+    if r.returncode != 0 and "status()" in r.stderr:
+        pytest.skip("fastnn.torch's extension cannot be built here: " + r.stderr[-300:])
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs, callbacks, other_runs, same, same_other = eval(r.stdout.strip().splitlines()[-1])
+    assert runs > 0 and callbacks > 0, r.stdout  # on torch's pool
+    assert other_runs == 0, r.stdout  # another thread: fastnn's pool
+    assert same and same_other
 
 
 class _Sub(np.ndarray):

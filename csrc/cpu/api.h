@@ -16,7 +16,7 @@
 
 namespace fastnn {
 
-inline constexpr int kCpuApiVersion = 5;
+inline constexpr int kCpuApiVersion = 6;
 
 struct CpuApi {
   int version;             // kCpuApiVersion
@@ -48,6 +48,7 @@ struct CpuApi {
   void (*set_thread_executor)(Executor exec, void* ctx, int max_threads);
   void (*use_blas_callback)(bool on);
   Executor runner_executor;  // front::runner_executor
+  void (*set_default_executor)(Executor exec, void* ctx, int (*max_threads)(void* ctx));  // version 6
 };
 
 // The table fastnn._C exports (bindings.cpp).
@@ -58,7 +59,8 @@ inline const CpuApi& cpu_api() {
                           &front::loss_check,      &front::loss_per_element, &front::loss_forward,
                           &front::loss_backward,   &front::loss_in_domain,  &front::loss_denominator,
                           &act_has_y_backward,     &pool::acquire,          &pool::release,
-                          &set_thread_executor,    &use_blas_callback,      &front::runner_executor};
+                          &set_thread_executor,    &use_blas_callback,      &front::runner_executor,
+                          &set_default_executor};
   return api;
 }
 

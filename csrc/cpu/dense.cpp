@@ -127,7 +127,7 @@ template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, 
     return;
   }
   if constexpr (std::is_same_v<T, float>) {
-    if (own_sgemm(m, n, k)) return sgemm_avx512(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    if (own_sgemm(m, n, k)) return sgemm_own(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
   blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
 }
@@ -176,7 +176,7 @@ template <class T> void dense_forward(Act a, const ActParams& p, const T* x, con
       const RowsDone done = [&](int64_t r0, int64_t r1) {
         bias_act_rows(a, p, out + r0 * n, y + r0 * n, b, r1 - r0, n);
       };
-      sgemm_avx512(false, w_oi, m, n, k, 1.0f, x, k, w, w_oi ? k : n, 0.0f, out, n, &done);
+      sgemm_own(false, w_oi, m, n, k, 1.0f, x, k, w, w_oi ? k : n, 0.0f, out, n, &done);
       return;
     }
   }
@@ -226,7 +226,7 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
                          double* part = db ? dbp.data() + (r0 / dchunk) * n : nullptr;
                          act_grad_rows(a, p, from_y, zy + r0 * n, dy + r0 * n, out, part, r1 - r0, n);
                        }};
-      sgemm_avx512(true, false, k, n, m, 1.0f, x, k, nullptr, n, 0.0f, dw, n, nullptr, &rows);  // dW = x^T g
+      sgemm_own(true, false, k, n, m, 1.0f, x, k, nullptr, n, 0.0f, dw, n, nullptr, &rows);  // dW = x^T g
       finish_db();
       return;
     }

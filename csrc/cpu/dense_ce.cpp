@@ -24,6 +24,8 @@
 #include "blas.h"
 #include "kernels.h"
 #include "parallel.h"
+#include "isa.h"
+#include "simd_dispatch.h"  // exp_row_sum: the rows' exponentials
 
 namespace fastnn {
 namespace {
@@ -55,10 +57,7 @@ FASTNN_INLINE double ce_row(T* L, const CeRow<T>& k, int64_t c, int64_t y, T rw,
 #pragma omp simd reduction(max : mx)
   for (int64_t j = 0; j < c; ++j) mx = L[j] > mx ? L[j] : mx;
   if (!(mx > -INFINITY)) mx = 0;
-  T s = 0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t j = 0; j < c; ++j) s += sm::exp(L[j] - mx);
-  const T lse = mx + std::log(s);
+  const T lse = mx + std::log(exp_row_sum<T>(L, nullptr, c, mx));  // the vector kernel where one runs
   *lse_out = lse;
   if (y < 0) {
     if (k.grads) std::fill(L, L + c, T(0));
@@ -132,14 +131,14 @@ FASTNN_INLINE void ce_rows_serial(T* L, const CeRow<T>& k, const int64_t* t, con
   }
 }
 
-FASTNN_CLONES void ce_rows_isa(float* L, const CeRow<float>& k, const int64_t* t, const float* g, float gs,
-                               const float* rw, int64_t ig, float* loss, float* lse, int64_t rows, int64_t c) {
-  ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c);
-}
-FASTNN_CLONES void ce_rows_isa(double* L, const CeRow<double>& k, const int64_t* t, const double* g, double gs,
-                               const double* rw, int64_t ig, double* loss, double* lse, int64_t rows, int64_t c) {
-  ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c);
-}
+// Each copy compiled per ISA level and dispatched on isa() (isa.h), so FASTNN_ISA caps it.
+#define P_CE(T) T* L, const CeRow<T>& k, const int64_t* t, const T* g, T gs, const T* rw, int64_t ig, T* loss, \
+                T* lse, int64_t rows, int64_t c
+FASTNN_ISA_FN(void, ce_rows_isa, (P_CE(float)), (L, k, t, g, gs, rw, ig, loss, lse, rows, c),
+              ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c))
+FASTNN_ISA_FN(void, ce_rows_isa, (P_CE(double)), (L, k, t, g, gs, rw, ig, loss, lse, rows, c),
+              ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c))
+#undef P_CE
 
 }  // namespace
 

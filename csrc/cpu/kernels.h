@@ -32,11 +32,13 @@ template <class T> void act_backward_x(Act a, const ActParams& p, const T* x, co
 template <class T> void act_backward_y(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n, int64_t cols);
 bool act_has_y_backward(Act a);
 // C (m, n) = alpha op(A) op(B) + beta C, row-major, float32, on fastnn's pool
-// (sgemm_avx512.cpp): only where have_avx512(). The Dense products of m x n x k use it
-// when own_sgemm(m, n, k): it is on (have_avx512(), unless FASTNN_GEMM=openblas at
-// start-up) and the product has at least the minimum multiply-adds (2^30 by default),
-// else OpenBLAS. set_own_sgemm(on, min_macs) sets both (min_macs < 0: the default; on
-// only takes effect where have_avx512()), for tests and benchmarks.
+// (sgemm.cpp): only where isa() is avx2 or avx512. The Dense products of m x n x k use it
+// when own_sgemm(m, n, k): it is on (that level, unless FASTNN_GEMM=openblas at
+// start-up) and the product has at least the level's minimum multiply-adds
+// (kOwnSgemmMinMacs on AVX-512, kOwnSgemmMinMacsAvx2 on AVX2), else OpenBLAS; a minimum
+// of INT64_MAX turns it off (own_sgemm_on() false).
+// set_own_sgemm(on, min_macs) sets both (min_macs < 0: the level's default; on only takes
+// effect where the CPU has AVX2), for tests and benchmarks.
 // rows_done (may be null) is called with each range of C's rows [r0, r1) once they are
 // final, on the thread that computed them (a forward's bias + activation, in cache).
 using RowsDone = std::function<void(int64_t r0, int64_t r1)>;
@@ -49,10 +51,13 @@ struct BRows {
   int64_t group;
   std::function<void(int64_t p0, int64_t p1, float* rows)> fn;
 };
-void sgemm_avx512(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+void sgemm_own(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
                   const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr,
                   const BRows* b_rows = nullptr);
-inline constexpr int64_t kOwnSgemmMinMacs = int64_t(1) << 30;  // the default minimum (see sgemm_avx512.cpp)
+inline constexpr int64_t kOwnSgemmMinMacs = int64_t(1) << 30;      // the default minimum on AVX-512 (sgemm.cpp)
+// The default minimum on AVX2: none (INT64_MAX: OpenBLAS for every product unless
+// set_own_sgemm sets one; sgemm.cpp says why).
+inline constexpr int64_t kOwnSgemmMinMacsAvx2 = INT64_MAX;
 bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();

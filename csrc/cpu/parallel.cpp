@@ -147,6 +147,22 @@ struct ThreadExecutor {
   int max_threads = 0;
 };
 thread_local ThreadExecutor t_exec;
+// set_default_executor: the executor, its context and team-size query; t_home marks the
+// thread that installed it.
+std::atomic<Executor> g_def_exec{nullptr};
+std::atomic<void*> g_def_ctx{nullptr};
+std::atomic<int (*)(void*)> g_def_threads{nullptr};
+thread_local bool t_home = false;
+
+// The executor this thread's parallel parts run on now: its scope's, else the default one
+// on the home thread while usable, else none (fastnn's pool).
+ThreadExecutor current_exec() {
+  if (t_exec.exec || !t_home) return t_exec;
+  const Executor e = g_def_exec.load(std::memory_order_acquire);
+  if (!e) return {};
+  const int n = g_def_threads.load(std::memory_order_relaxed)(g_def_ctx.load(std::memory_order_relaxed));
+  return n > 1 ? ThreadExecutor{e, g_def_ctx.load(std::memory_order_relaxed), n} : ThreadExecutor{};
+}
 std::atomic<int64_t> g_executor_runs{0}, g_blas_callbacks{0};  // thread_counters()
 
 void call_job(void* jctx, int i) { (*static_cast<const std::function<void(int)>*>(jctx))(i); }
@@ -180,6 +196,24 @@ void set_thread_executor(Executor exec, void* ctx, int max_threads) {
   t_exec = exec && max_threads > 1 ? ThreadExecutor{exec, ctx, max_threads} : ThreadExecutor{};
 }
 
+void set_default_executor(Executor exec, void* ctx, int (*max_threads)(void* ctx)) {
+  static std::mutex m;
+  static bool blas = false;  // this default holds one use_blas_callback(true)
+  std::lock_guard<std::mutex> lk(m);
+  const bool has = exec && max_threads;
+  if (has) {
+    g_def_threads.store(max_threads, std::memory_order_relaxed);
+    g_def_ctx.store(ctx, std::memory_order_relaxed);
+  }
+  g_def_exec.store(has ? exec : nullptr, std::memory_order_release);
+  t_home = has;
+  // OpenBLAS's jobs through the callback only where the executor has a team now (else
+  // OpenBLAS keeps its own warm server threads: use_blas_callback's comment).
+  const bool want = has && max_threads(ctx) > 1;
+  if (want != blas) use_blas_callback(want);
+  blas = want;
+}
+
 std::pair<int64_t, int64_t> thread_counters() {
   return {g_executor_runs.load(std::memory_order_relaxed), g_blas_callbacks.load(std::memory_order_relaxed)};
 }
@@ -197,9 +231,9 @@ void run_concurrent(int n, const std::function<void(int)>& job) {
     if (n == 1) job(0);
     return;
   }
-  if (t_exec.exec && n <= t_exec.max_threads) {
+  if (const ThreadExecutor ex = current_exec(); ex.exec && n <= ex.max_threads) {
     g_executor_runs.fetch_add(1, std::memory_order_relaxed);
-    t_exec.exec(t_exec.ctx, n, &call_job, const_cast<void*>(static_cast<const void*>(&job)));
+    ex.exec(ex.ctx, n, &call_job, const_cast<void*>(static_cast<const void*>(&job)));
     return;
   }
   Pool& p = pool();
@@ -219,7 +253,8 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     return;
   }
   Pool& p = pool();
-  parts = std::min<int64_t>(parts, t_exec.exec ? t_exec.max_threads : p.workers() + 1);
+  const ThreadExecutor ex = current_exec();
+  parts = std::min<int64_t>(parts, ex.exec ? ex.max_threads : p.workers() + 1);
   // Even split, each part a multiple of `grain` except the last (so chunked reductions
   // that use `grain` as their chunk never straddle two parts).
   const int64_t chunks = (n + grain - 1) / grain;
@@ -230,10 +265,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
   };
   if (parts <= 1) {
     fn(0, n);
-  } else if (t_exec.exec) {
+  } else if (ex.exec) {
     g_executor_runs.fetch_add(1, std::memory_order_relaxed);
     const std::function<void(int)> part_job = job;
-    t_exec.exec(t_exec.ctx, static_cast<int>(parts), &call_job, const_cast<void*>(static_cast<const void*>(&part_job)));
+    ex.exec(ex.ctx, static_cast<int>(parts), &call_job, const_cast<void*>(static_cast<const void*>(&part_job)));
   } else if (!p.usable() || !p.run(static_cast<int>(parts), job)) {
     fn(0, n);
   }

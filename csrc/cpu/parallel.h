@@ -16,15 +16,9 @@
 
 namespace fastnn {
 
-// GCC function multiversioning: each kernel entry point marked FASTNN_CLONES is
-// compiled for AVX-512 (x86-64-v4), AVX2+FMA (x86-64-v3) and baseline x86-64, and the
-// loader picks the best clone for the CPU it runs on. Inner loops are always_inline
-// templates, so they are compiled inside each clone with that clone's ISA.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTNN_NO_CLONES)
-#define FASTNN_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define FASTNN_CLONES
-#endif
+// Kernel entry points are compiled once per ISA level and dispatched at run time by
+// FASTNN_ISA_FN (isa.h); inner loops are always_inline templates so that each copy is
+// compiled with its level's ISA.
 #define FASTNN_INLINE inline __attribute__((always_inline))
 
 int num_threads();          // threads the pool may use, the caller included
@@ -48,6 +42,19 @@ void run_concurrent(int n, const std::function<void(int)>& job);
 using JobFn = void (*)(void* jctx, int i);
 using Executor = void (*)(void* ctx, int n, JobFn job, void* jctx);
 void set_thread_executor(Executor exec, void* ctx, int max_threads);
+
+// The executor of the calling thread (the "home" thread) whenever no set_thread_executor
+// scope is open on it: fastnn.torch's extension installs torch's intra-op pool here when it
+// loads (on the thread that loads it, normally Python's main thread), so that fastnn's
+// numpy API called between torch ops on that thread runs on torch's warm threads too
+// instead of waking fastnn's pool or OpenBLAS's server next to torch's spinning workers.
+// max_threads(ctx) is asked per call: the executor's team size then, or <= 1 where it
+// must not be used (inside one of its parallel regions). If its team has more than one
+// thread when it is installed, OpenBLAS's jobs go through its threads callback
+// (use_blas_callback) on every thread from then on: on the home thread to this executor,
+// elsewhere to fastnn's pool. exec nullptr removes it.
+// Results are the same bits as on fastnn's pool (the same parts; OpenBLAS's jobs the same).
+void set_default_executor(Executor exec, void* ctx, int (*max_threads)(void* ctx));
 
 // OpenBLAS hands its threads' jobs to run_concurrent (its threads callback) instead of
 // running them on its own thread server while at least one use_blas_callback(true) is not

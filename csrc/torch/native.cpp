@@ -112,6 +112,9 @@ void torch_exec(void*, int n, fastnn::JobFn job, void* jctx) {
   });
 }
 
+// The team size torch_exec may use now on this thread (<= 1: not at all).
+int torch_team(void*) { return at::in_parallel_region() ? 1 : at::get_num_threads(); }
+
 struct TorchThreads : F::ThreadScope {  // for the scope of one node's kernels, on this thread
   TorchThreads()
       : F::ThreadScope(*g_api, g_share_threads && !at::in_parallel_region() && at::get_num_threads() > 1,
@@ -540,6 +543,9 @@ void init(py::capsule cap, bool share_threads) {
   g_api = F::connect(cap.get_pointer());
   if (!g_api) throw std::invalid_argument("fastnn._C's kernel table does not match this build (rebuild both)");
   g_share_threads = share_threads;
+  // fastnn's numpy API on this (the loading) thread runs on torch's pool too, between
+  // torch ops: the same reason as TorchThreads (csrc/cpu/parallel.h, set_default_executor).
+  if (share_threads) g_api->set_default_executor(&torch_exec, nullptr, &torch_team);
   register_ops();
 }
 
