@@ -22,7 +22,6 @@ so that implementation is off by default for the big shape.
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -31,13 +30,7 @@ SHAPES = [(8192, 1024, 32000), (4096, 4096, 128256)]
 IMPLS = ("torch_chunked", "fastnn")
 
 
-def rss_mb():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_mb():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+from dense_ce_memory import peak_mb, rss_mb  # noqa: E402 - bench/ is the script's directory
 
 
 def child(impl, n, h, c, repeat):
