@@ -225,8 +225,38 @@ def _fastnn_loss(stock, fn):
         stock.__init__(self, *args, **kwargs)
         self.fn = fn
 
-    doc = (f"keras.losses.{stock.__name__} (same arguments, reductions, sample_weight and config) "
-           f"computed by fastnn's kernels; see fastnn.keras.losses.")
+    name = stock.__name__
+    args = ('np.array([0, 2]), np.array([[2.0, 0.5, 0.1], [0.2, 0.3, 1.5]], "float32")'
+            if name == "SparseCategoricalCrossentropy" else
+            'np.array([[0.0, 1.0, 1.0]], "float32"), np.array([[0.2, 0.7, 0.9]], "float32")')
+    doc = f"""``keras.losses.{name}`` computed by fastnn's kernels.
+
+    A subclass of the stock class: the same constructor arguments and defaults
+    (``reduction``, ``name``, ``dtype`` and the loss's own options), reductions,
+    ``sample_weight``, masks and ``get_config``; the per-sample values are
+    :func:`fastnn.keras.losses.{fn.__name__}` (float32 and float64 on the kernels, 16-bit
+    dtypes computed in float32).
+
+    Parameters
+    ----------
+    arguments : as ``keras.losses.{name}``
+        Passed to the stock constructor unchanged.
+
+    Returns
+    -------
+    A loss object; calling it with ``(y_true, y_pred, sample_weight=None)`` returns the
+    reduced loss, as stock.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As stock for bad arguments; fastnn's kernels name the argument for bad inputs.
+
+    Examples
+    --------
+    >>> import numpy as np, fastnn.keras.losses as fl
+    >>> value = fl.{name}()({args})
+    """
     cls = type(stock.__name__, (stock,), {"__init__": __init__, "__doc__": doc, "__module__": __name__})
     return keras.saving.register_keras_serializable(package="fastnn")(cls)
 
