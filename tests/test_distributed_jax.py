@@ -12,15 +12,10 @@ in one subprocess (tests_keras/distributed_jax_probe.py; the flag must be set be
   train fastnn.keras.Dense to stock keras.layers.Dense's losses and weights.
 """
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 
 import pytest
+from _probe import run_probe
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROBE = os.path.join(ROOT, "tests_keras", "distributed_jax_probe.py")
 RULED = ["data_parallel", "model_parallel", "data_and_model_2d", "data_parallel_3d_input", "row_parallel",
          "mlp_column_then_row_2d", "softmax_and_cross_entropy_data_parallel"]
 UNRULED = ["row_parallel_activation_no_rule"]
@@ -33,12 +28,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def probe():
-    env = dict(os.environ, KERAS_BACKEND="jax", XLA_FLAGS="--xla_force_host_platform_device_count=4",
-               TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"probe failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}", pytrace=False)
-    res = json.loads(proc.stdout)
+    res = run_probe("distributed_jax_probe.py", "jax", XLA_FLAGS="--xla_force_host_platform_device_count=4")
     if res["status"] != "ok":
         pytest.skip(f"the XLA FFI route is not in use here: {res['status']}")
     return res

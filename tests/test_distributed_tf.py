@@ -6,15 +6,10 @@ the same strategy and of a single-device run. The TF ops are per-replica kernels
 replica runs them on its half of the batch; the strategy all-reduces the gradients.
 """
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 
 import pytest
+from _probe import run_probe
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PROBE = os.path.join(ROOT, "tests_keras", "distributed_tf_probe.py")
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(any(importlib.util.find_spec(m) is None for m in ("tensorflow", "keras")),
@@ -23,12 +18,7 @@ pytestmark = [pytest.mark.slow,
 
 @pytest.fixture(scope="module")
 def probe():
-    env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_CPP_MIN_LOG_LEVEL="3",
-               PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, PROBE], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        pytest.fail(f"probe failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}", pytrace=False)
-    return json.loads(proc.stdout)
+    return run_probe("distributed_tf_probe.py", "tensorflow")
 
 
 @pytest.mark.parametrize("name", ["mirrored_dense_stock_loss", "mirrored_dense_fastnn_loss"])
