@@ -86,6 +86,25 @@ def check_fastnn(level):
     np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4, err_msg=f"dense at {level}")
 
 
+def dense_calls(rng, m, kk, n):
+    """(forward+backward, forward) of a Dense+relu layer x (m, kk) -> (m, n) through the
+    numpy API, on fixed random data."""
+    import numpy as np
+    import fastnn
+    xx = rng.standard_normal((m, kk)).astype(np.float32)
+    w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    g = rng.standard_normal((m, n)).astype(np.float32)
+
+    def fb():
+        yy, zz = fastnn.dense_forward(xx, w, b, "relu")
+        fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+
+    def f():
+        fastnn.dense_forward(xx, w, b, "relu")
+    return fb, f
+
+
 def inner_for(seconds):
     return max(1, int(0.05 / max(seconds, 1e-7)))
 
@@ -127,19 +146,8 @@ def worker(side, level, quick):
             fastnn.loss_forward(logits, target, "cross_entropy")
             fastnn.loss_backward(logits, target, "cross_entropy")
         res["cross_entropy f+b ms"] = 1e3 * best(ce, reps)
-        def dense_case(m, kk, n):
-            xx = rng.standard_normal((m, kk)).astype(np.float32)
-            w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
-            b = rng.standard_normal(n).astype(np.float32)
-            g = rng.standard_normal((m, n)).astype(np.float32)
-            def fb():
-                yy, zz = fastnn.dense_forward(xx, w, b, "relu")
-                fastnn.dense_backward(g, xx, w, yy, zz, "relu")
-            def f():
-                fastnn.dense_forward(xx, w, b, "relu")
-            return fb, f
         for m, kk, n in DENSE:
-            fb, f = dense_case(m, kk, n)
+            fb, f = dense_calls(rng, m, kk, n)
             t = best(fb, reps, inner_for(best(fb, 1)))
             res[f"dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / t / 1e9
             res[f"dense {m}x{kk}x{n} f+b us"] = t * 1e6
@@ -155,21 +163,21 @@ def worker(side, level, quick):
                 from fastnn.torch import _native
                 if _native.module() is None:
                     continue
-            fb, _ = dense_case(m, kk, n)
+            fb, _ = dense_calls(rng, m, kk, n)
             ts = []
             for _ in range(reps * 3):
                 for _ in range(2):
                     ta @ ta
                 t0 = time.perf_counter()
                 fb()
-                ts.append(clock() - t0)
+                ts.append(time.perf_counter() - t0)
             res[f"mixed dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
             ts = []
             for _ in range(reps * 3):
                 fb()
                 t0 = time.perf_counter()
                 fb()
-                ts.append(clock() - t0)
+                ts.append(time.perf_counter() - t0)
             res[f"alone-same-loop dense {m}x{kk}x{n} f+b GFs"] = 6 * m * n * kk / sorted(ts)[len(ts) // 2] / 1e9
     else:
         import torch
@@ -291,15 +299,7 @@ def gemm_worker(level, path):
            "blas": C.blas_config().split()[4]}
     rng = np.random.default_rng(0)
     for m, kk, n in DENSE:
-        xx = rng.standard_normal((m, kk)).astype(np.float32)
-        w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
-        b = rng.standard_normal(n).astype(np.float32)
-        g = rng.standard_normal((m, n)).astype(np.float32)
-        def fb():
-            yy, zz = fastnn.dense_forward(xx, w, b, "relu")
-            fastnn.dense_backward(g, xx, w, yy, zz, "relu")
-        def f():
-            fastnn.dense_forward(xx, w, b, "relu")
+        fb, f = dense_calls(rng, m, kk, n)
         res[f"{m}x{kk}x{n} f+b"] = 6 * m * n * kk / best(fb, 5, inner_for(best(fb, 1)), clock) / 1e9
         res[f"{m}x{kk}x{n} f"] = 2 * m * n * kk / best(f, 5, inner_for(best(f, 1)), clock) / 1e9
     print(json.dumps(res))
@@ -355,7 +355,6 @@ def mixed_worker(variant, level):
     import statistics
     import numpy as np
     import torch
-    import fastnn
     from fastnn._backends import cpp
     cpp._C._set_isa(level)
     if MIXED_VARIANTS[variant][1]:
@@ -363,14 +362,7 @@ def mixed_worker(variant, level):
         assert _native.module() is not None, _native.status()
     rng = np.random.default_rng(0)
     m, kk, n = DENSE[1]
-    xx = rng.standard_normal((m, kk)).astype(np.float32)
-    w = (rng.standard_normal((n, kk)) / np.sqrt(kk)).astype(np.float32)
-    b = rng.standard_normal(n).astype(np.float32)
-    g = rng.standard_normal((m, n)).astype(np.float32)
-
-    def fb():
-        yy, zz = fastnn.dense_forward(xx, w, b, "relu")
-        fastnn.dense_backward(g, xx, w, yy, zz, "relu")
+    fb, _ = dense_calls(rng, m, kk, n)
     ta = torch.randn(1024, 1024)
     if variant == "numpy-ops":
         ta = ta.numpy()
