@@ -39,6 +39,7 @@ SOURCES = [
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",
+    "csrc/cpu/gemm_lp.cpp",
     "csrc/cpu/isa.cpp",
     "csrc/cpu/simd_avx512.cpp",
     "csrc/cpu/simd_avx2.cpp",

@@ -9,6 +9,7 @@
 #include <functional>
 
 #include "fastnn/op_table.h"  // Act, Loss: the codes of fastnn/_registry.py (generated)
+#include "fastnn/half.h"  // bf16, f16, compute_t, widen / narrow
 #include "fastnn/scalar_math.h"
 #include "isa.h"  // isa(), have_avx512()
 
@@ -62,6 +63,19 @@ bool own_sgemm(int64_t m, int64_t n, int64_t k);
 bool own_sgemm_on();
 int64_t own_sgemm_min_macs();
 void set_own_sgemm(bool on, int64_t min_macs);
+
+// The 16-bit products (gemm_lp.cpp): C (m, n, float32) = alpha op(A) op(B) + beta C, row-major,
+// A of TA and B of TB, each float or a 16-bit type (half.h: bf16, f16), widened to float32
+// exactly and accumulated in float32 (torch's contract: products of 16-bit inputs,
+// float32 sums). beta == 0: C is not read. rows_done and b_rows as in sgemm_own (b_rows:
+// TB is float, the rows come from fn). Instantiated for (T, T), (T, float), (float, T),
+// T in {bf16, f16}: the Dense and Dense + cross-entropy products of 16-bit layers, whose
+// gradients of the pre-activation stay float32 until the products read them. Runs on
+// every ISA level; fastest where isa() has AVX-512 BF16 (bf16 x bf16 products).
+template <class TA, class TB>
+void gemm_lp(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda, const TB* b,
+             int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done = nullptr,
+             const BRows* b_rows = nullptr);
 
 // Dense epilogue, one block of rows of a (rows, cols) product z:
 // z += b (if b), y = act(z) (y may be z). Serial: callers parallelize over blocks.

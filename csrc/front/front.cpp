@@ -192,6 +192,8 @@ const char* dtype_name(DType d) {
     case DType::f64: return "float64";
     case DType::i32: return "int32";
     case DType::i64: return "int64";
+    case DType::f16: return "float16";
+    case DType::bf16: return "bfloat16";
     default: return "an unsupported dtype";
   }
 }

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "fastnn/half.h"  // bf16, f16: the 16-bit storage types
 #include "cpu/kernels.h"  // Act, Loss and their counts: fastnn/op_table.h (generated)
 #include "cpu/parallel.h"
 #include "cpu/pool.h"
@@ -27,7 +28,9 @@
 namespace fastnn::front {
 
 // ---- tensors ------------------------------------------------------------------------
-enum class DType : int { f32, f64, i32, i64, other };
+// f16 / bf16: IEEE binary16 and bfloat16 storage (fastnn/half.h: computed in float32,
+// rounded once at each output).
+enum class DType : int { f32, f64, i32, i64, f16, bf16, other };
 const char* dtype_name(DType d);
 
 // One tensor as a bridge sees it. The shape is borrowed (the framework's own array of
