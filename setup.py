@@ -36,6 +36,7 @@ if os.path.isfile(_GEN):
 
 SOURCES = [
     "csrc/bindings.cpp",
+    "csrc/bind_gemm.cpp",
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
     "csrc/cpu/dense_ce.cpp",

@@ -17,6 +17,9 @@
 
 namespace py = pybind11;
 namespace F = fastnn::front;
+namespace fastnn {
+void bind_gemm_lp(py::module_& m);  // bind_gemm.cpp: the 16-bit products' hooks
+}
 using OptArr = std::optional<py::array>;
 
 namespace {
@@ -184,6 +187,7 @@ py::object dense_bwd_plain(py::handle dyh, py::handle xh, py::handle wh, py::han
 }  // namespace
 
 PYBIND11_MODULE(_C, m) {
+  fastnn::bind_gemm_lp(m);
   m.doc() = "fastnn C++ CPU kernels (OpenBLAS + fused epilogues). Use the fastnn package, not this module.";
   m.def("act_forward", [](py::array x, py::array y, int64_t code, py::tuple p, int64_t cols) {
     const F::ActArgs a = act_of(code, p);
