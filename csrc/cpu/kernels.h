@@ -64,6 +64,15 @@ bool own_sgemm_on();
 int64_t own_sgemm_min_macs();
 void set_own_sgemm(bool on, int64_t min_macs);
 
+// Block conversions between the 16-bit storage types and float32 (convert.cpp), at the
+// best ISA level: exact widening, round-to-nearest-even narrowing (half.h's contract, bit
+// for bit). The way 16-bit data enters and leaves the float32 kernels: a block small enough
+// for L1 at a time, never a float32 copy of a whole tensor.
+void widen_block(const bf16* src, float* dst, int64_t n);
+void widen_block(const f16* src, float* dst, int64_t n);
+void narrow_block(const float* src, bf16* dst, int64_t n);
+void narrow_block(const float* src, f16* dst, int64_t n);
+
 // The 16-bit products (gemm_lp.cpp): C (m, n, float32) = alpha op(A) op(B) + beta C, row-major,
 // A of TA and B of TB, each float or a 16-bit type (half.h: bf16, f16), widened to float32
 // exactly and accumulated in float32 (torch's contract: products of 16-bit inputs,
