@@ -8,7 +8,8 @@
 // graph nodes and run backward without Python. They call fastnn._C's front end
 // (csrc/front/front.h, through its table csrc/cpu/api.h) with the same arrays the Python
 // path hands them (C-contiguous, w in the layout it comes in), so results are bit-identical
-// to the Python path.
+// to the Python path. float16 / bfloat16 tensors run on the 16-bit kernels directly (the
+// front end's DType::f16 / bf16): no float32 copy is made here.
 //
 // Each entry point takes what fastnn.torch already resolved (a spec registered once,
 // referenced by id) and returns None when the call is not one it serves (CUDA tensors,
@@ -75,6 +76,8 @@ F::DType dtype_of(const Tensor& t) {
     case at::kDouble: return F::DType::f64;
     case at::kInt: return F::DType::i32;
     case at::kLong: return F::DType::i64;
+    case at::kHalf: return F::DType::f16;
+    case at::kBFloat16: return F::DType::bf16;
     default: return F::DType::other;
   }
 }
@@ -134,9 +137,13 @@ Tensor out_empty(at::IntArrayRef sizes, const at::TensorOptions& opt) {
 }
 Tensor out_like(const Tensor& t) { return out_empty(t.sizes(), t.options()); }
 
+// The kernels' float dtypes: float32, float64, and float16 / bfloat16 natively (16-bit
+// storage, float32 arithmetic, each output rounded once to the dtype). Every tensor a node
+// saves for backward is one of its inputs or outputs, so it keeps the input's dtype.
 bool kernel_dtype(const Tensor& t) {
+  const auto st = t.scalar_type();
   return t.device().is_cpu() && t.layout() == at::kStrided &&
-         (t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble);
+         (st == at::kFloat || st == at::kDouble || st == at::kBFloat16 || st == at::kHalf);
 }
 bool same_kind(const Tensor& t, const Tensor& ref) {
   return t.device().is_cpu() && t.layout() == at::kStrided && t.scalar_type() == ref.scalar_type();

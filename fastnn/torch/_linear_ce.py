@@ -32,6 +32,7 @@ from torch.nn import LinearCrossEntropyOptions
 import fastnn
 from fastnn import _checks as C
 
+from . import _autocast
 from ._ops import _dtensor_route, scope, to_array, to_tensor
 
 _F = "fastnn.torch.linear_cross_entropy"
@@ -173,17 +174,20 @@ def _chunk_of(options, n, h, c, dtype):
 
 
 def _float_dtype(*tensors):
-    """(the dtype the kernel computes in, the result's dtype): the tensors' promoted dtype;
-    float16 / bfloat16 are computed in float32 and the results rounded back, as the rest
-    of fastnn.torch does."""
+    """(the dtype the kernel computes in, the result's dtype). Without autocast both are the
+    tensors' promoted dtype (float16 / bfloat16 natively: 16-bit operands, float32
+    accumulation, the loss rounded once). Under torch.autocast, as torch's
+    ``cross_entropy(linear(...))``: the kernel runs in the autocast dtype and the loss is
+    float32 (fastnn/torch/_autocast.py)."""
     dtype = tensors[0].dtype
     for t in tensors[1:]:
         if t is not None:
             dtype = torch.promote_types(dtype, t.dtype)
-    if dtype in (torch.float16, torch.bfloat16):
-        return torch.float32, dtype
-    if dtype not in (torch.float32, torch.float64):
+    if dtype not in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
         raise TypeError(f"{_F}: dtype {dtype} is not supported; expected floating-point input and linear_weight")
+    ad = _autocast.active(tensors[0])
+    if ad is not None and dtype is not torch.float64:
+        return ad, torch.float32
     return dtype, dtype
 
 
@@ -250,9 +254,10 @@ def linear_cross_entropy(input: Tensor, linear_weight: Tensor, target: Tensor, *
     -------
     Tensor or (Tensor, Tensor)
         The loss, () for "mean" / "sum", target's shape for "none"; ``(loss, lse)`` with
-        return_lse=True. float32 and float64 run on the kernel; float16 / bfloat16 are
-        computed in float32 (the weight is converted for the call) and the results
-        rounded to the input dtype. Backward is once-differentiable (no double backward
+        return_lse=True, in the input dtype: float32, float64, float16 and bfloat16 run
+        on the kernel (16-bit natively, float32 accumulation; the class weight is
+        converted to the input dtype for the call). Under torch.autocast, as torch's:
+        input, weight and bias in the autocast dtype, the loss (and lse) float32. Backward is once-differentiable (no double backward
         or forward-mode AD, as torch's chunked path).
 
     Raises

@@ -20,7 +20,11 @@
        validates and dispatches as the numpy API does.
 
 Tensors reach the kernels as numpy views (CPU) or CuPy arrays through DLPack (CUDA, on
-torch's current stream); results come back without a copy. Backward saves only what the
+torch's current stream); results come back without a copy. bfloat16, which numpy has no
+dtype of its own for, crosses as its bits (an int16 view) and is viewed as
+ml_dtypes.bfloat16 on the other side, still without a copy; float16 crosses as itself.
+16-bit tensors stay 16-bit all the way to the kernels, and what backward saves keeps the
+input's dtype. Backward saves only what the
 kernel needs: x and w plus y or the pre-activation z for Dense, y or x for activations.
 Backward is once-differentiable: double backward raises instead of returning zeros.
 Custom-op params travel as one canonical string (encode), a fixed schema that dynamo
@@ -32,6 +36,7 @@ import functools
 import sys
 from typing import Optional
 
+import ml_dtypes
 import numpy as np
 import torch
 from torch import Tensor
@@ -41,6 +46,7 @@ import fastnn
 
 from . import _native as N
 
+_BF16 = np.dtype(ml_dtypes.bfloat16)
 FORCE_LIBRARY = False  # tests set it to run the custom-op route in eager mode
 _CPU_SCOPE = contextlib.nullcontext()
 
@@ -48,20 +54,31 @@ _CPU_SCOPE = contextlib.nullcontext()
 # ---- tensors <-> the kernels' arrays ---------------------------------------------------------
 
 def to_array(t):
-    """The kernels' view of tensor t: numpy for CPU, CuPy (DLPack) for CUDA; None stays None."""
+    """The kernels' view of tensor t: numpy for CPU, CuPy (DLPack) for CUDA; None stays None.
+    bfloat16 becomes an ml_dtypes.bfloat16 view of the same memory."""
     if t is None:
         return None
+    t = t.detach()
     if not t.is_cuda:
         # DLPack, not Tensor.numpy(): numpy() marks the storage non-resizable, and FSDP2
         # frees an unsharded parameter by resizing its storage to 0 after the step.
-        return np.from_dlpack(t.detach())
-    return _cupy().from_dlpack(t.detach())
+        if t.dtype is torch.bfloat16:
+            return np.from_dlpack(t.view(torch.int16)).view(_BF16)
+        return np.from_dlpack(t)
+    cp = _cupy()
+    if t.dtype is torch.bfloat16:
+        return cp.from_dlpack(t.view(torch.int16)).view(_BF16)
+    return cp.from_dlpack(t)
 
 
 def to_tensor(a):
     """A kernel output as a tensor, zero-copy; None stays None."""
     if a is None:
         return None
+    if a.dtype == _BF16:
+        bits = a.view(np.int16)
+        t = torch.from_numpy(bits) if isinstance(bits, np.ndarray) else torch.from_dlpack(bits)
+        return t.view(torch.bfloat16)
     return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
 
 

@@ -6,9 +6,16 @@ kernels'.
     >>> x, w, b = torch.randn(32, 64), torch.randn(16, 64), torch.zeros(16)
     >>> y = F.linear(x, w, b, activation="gelu", approximate="tanh")   # gelu(x @ w.T + b)
 
-dtypes: float32 and float64 run on the kernels; float16 and bfloat16 are computed in
-float32 and rounded back to the input dtype; other dtypes raise TypeError (sigmoid,
-tanh and softsign first promote integers to the default float dtype, as torch does).
+dtypes: float32, float64, float16 and bfloat16 run on the kernels, natively (16-bit
+inputs are widened to float32 in registers or small blocks, products and reductions
+accumulate in float32, each output is rounded once to the input dtype, as torch);
+other dtypes raise TypeError (sigmoid, tanh and softsign first promote integers to the
+default float dtype, as torch does).
+
+torch.autocast is honoured as for the stock op each function replaces: linear in the
+autocast dtype, the losses in float32, the activations in their input's dtype (on CUDA
+softplus, softmax and log_softmax in float32); the one declaration of that policy is
+fastnn/torch/_autocast.py.
 
 ``inplace=True`` is honoured: the result is written into the input, which is returned,
 as in torch (the kernels compute out of place, so it saves no memory; when autograd
@@ -19,23 +26,20 @@ import warnings
 import torch
 from torch.nn import _reduction as _Reduction
 
-from . import _ops
+from . import _autocast, _ops
 
-# float16 / bfloat16 are computed in float32 and the results rounded back to the input
-# dtype (torch also accumulates those dtypes in float32 internally).
-KERNEL_DTYPES = (torch.float32, torch.float64)
+# Every floating dtype runs on the kernels in its own dtype (16-bit ones natively: float32
+# arithmetic inside, one rounding per output).
 LOW_PRECISION = (torch.float16, torch.bfloat16)
-FLOAT_DTYPES = KERNEL_DTYPES + LOW_PRECISION
+KERNEL_DTYPES = (torch.float32, torch.float64) + LOW_PRECISION
+FLOAT_DTYPES = KERNEL_DTYPES
 
 
 def compute_dtype(func, dtype):
-    """The dtype the kernels run in for a result of `dtype` (float32 for half types)."""
+    """The dtype the kernels run in for a result of `dtype`: itself, if a kernel dtype."""
     if dtype in KERNEL_DTYPES:
         return dtype
-    if dtype in LOW_PRECISION:
-        return torch.float32
-    raise TypeError(f"{func}: got dtype {dtype}; fastnn computes float32 and float64 (float16 and "
-                    f"bfloat16 are computed in float32 and rounded back)")
+    raise TypeError(f"{func}: got dtype {dtype}; expected float32, float64, float16 or bfloat16")
 
 
 def result_float_dtype(func, *tensors):
@@ -46,7 +50,7 @@ def result_float_dtype(func, *tensors):
     if dt not in FLOAT_DTYPES:
         names = ", ".join(str(t.dtype) for t in tensors)
         raise TypeError(f"{func}: inputs of dtype {names} promote to {dt}; expected a floating dtype "
-                        f"(float32, float64, or float16/bfloat16 computed in float32)")
+                        f"(float32, float64, float16 or bfloat16)")
     return dt
 
 
@@ -65,6 +69,8 @@ def _activation(x, name, params, inplace=False):
     """The fastnn activation `name` on x with torch's dtype rules and inplace semantics."""
     if not x.is_floating_point() and name in _INT_TO_FLOAT and not x.is_complex():
         x = x.to(torch.get_default_dtype())
+    if not inplace:
+        (x,) = _autocast.cast_inputs(name, f"fastnn.torch.{name}", x)
     dt = x.dtype
     if inplace:
         # autograd may need x itself in backward: run on a copy, then overwrite x (under
@@ -72,9 +78,8 @@ def _activation(x, name, params, inplace=False):
         keep = torch.is_grad_enabled() and x.requires_grad and (torch.compiler.is_compiling()
                                                                  or not _ops.saves_y(name, params))
         return x.copy_(_activation(x.clone() if keep else x, name, params))
-    if dt in KERNEL_DTYPES:
-        return _ops.activation(x, name, params)
-    return _ops.activation(cast(x, compute_dtype(f"fastnn.torch.{name}", dt)), name, params).to(dt)
+    compute_dtype(f"fastnn.torch.{name}", dt)
+    return _ops.activation(x, name, params)
 
 
 # ---- linear -----------------------------------------------------------------------------
@@ -101,17 +106,18 @@ def linear(input, weight, bias=None, activation=None, **params):
     fastnn name (fastnn.ACTIVATIONS, e.g. "relu", "gelu", "softmax") or torch's
     functional name, with its params (``negative_slope=``, ``approximate=``, ...;
     softmax/log_softmax take ``dim=-1`` or ``axis=-1``: the last axis only). All tensors
-    share one dtype, as torch.nn.functional.linear requires."""
+    share one dtype, as torch.nn.functional.linear requires (under torch.autocast they are
+    cast to the autocast dtype first, as torch's linear is)."""
     name, params = dense_activation(activation, params)
+    (input, weight, bias), out_dtype = _autocast.linear_inputs(name, input, weight, bias)
     dt = input.dtype
     if weight.dtype != dt or (bias is not None and bias.dtype != dt):
         arg, t = ("weight", weight) if weight.dtype != dt else ("bias", bias)
         raise RuntimeError(f"fastnn.torch.linear: input is {dt} but {arg} is {t.dtype}; expected "
                            f"one dtype (as torch.nn.functional.linear)")
-    if dt in KERNEL_DTYPES:
-        return _ops.dense(input, weight, bias, name, params)
-    cd = compute_dtype("fastnn.torch.linear", dt)
-    return _ops.dense(cast(input, cd), cast(weight, cd), cast(bias, cd), name, params).to(dt)
+    compute_dtype("fastnn.torch.linear", dt)
+    y = _ops.dense(input, weight, bias, name, params)
+    return y if out_dtype is None else cast(y, out_dtype)
 
 
 # ---- activations, with torch.nn.functional's signatures -------------------------------------
@@ -261,8 +267,12 @@ def _constant(func, argname, t):
 
 
 def _pointwise(func, name, input, target, reduction, params, out_dtype=None, pos_weight=None):
-    """An elementwise loss after torch's promotion and broadcasting; result in out_dtype
-    (default: the promoted dtype)."""
+    """An elementwise loss after torch's promotion and broadcasting (and autocast's casts);
+    result in out_dtype (default: the promoted dtype)."""
+    cast_in = _autocast.cast_inputs(name, func, input, target, pos_weight)
+    if cast_in[0] is not input or cast_in[1] is not target:
+        out_dtype = None  # autocast cast them: the stock op's result has the promoted (float32) dtype
+    input, target, pos_weight = cast_in
     dt = input.dtype
     if dt is target.dtype and (dt is torch.float32 or dt is torch.float64):  # the common case, no promotion
         cd, x, t = dt, input, target
@@ -399,6 +409,7 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
 def _class_loss(F, name, input, target, weight, reduction, params):
     """cross_entropy / nll with torch's class axis (1 for N-D input) moved last."""
     _constant(F, "weight", weight)
+    input, target, weight = _autocast.cast_inputs(name, F, input, target, weight)
     if weight is not None and weight.dtype != input.dtype:
         raise RuntimeError(f"{F}: weight has dtype {weight.dtype} but input is {input.dtype}; expected one dtype "
                            f"(as torch)")
