@@ -67,7 +67,10 @@ def to_array(t):
         return np.from_dlpack(t)
     cp = _cupy()
     if t.dtype is torch.bfloat16:
-        return cp.from_dlpack(t.view(torch.int16)).view(_BF16)
+        try:  # CuPy >= 14 has a bfloat16 dtype and takes it through DLPack
+            return cp.from_dlpack(t)
+        except Exception:  # noqa: BLE001 - older CuPy: the bits, viewed as ml_dtypes.bfloat16
+            return cp.from_dlpack(t.view(torch.int16)).view(_BF16)
     return cp.from_dlpack(t)
 
 
@@ -75,11 +78,16 @@ def to_tensor(a):
     """A kernel output as a tensor, zero-copy; None stays None."""
     if a is None:
         return None
-    if a.dtype == _BF16:
-        bits = a.view(np.int16)
-        t = torch.from_numpy(bits) if isinstance(bits, np.ndarray) else torch.from_dlpack(bits)
-        return t.view(torch.bfloat16)
-    return torch.from_numpy(a) if isinstance(a, np.ndarray) else torch.from_dlpack(a)
+    if isinstance(a, np.ndarray):
+        if a.dtype == _BF16:
+            return torch.from_numpy(a.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(a)
+    if a.dtype.name == "bfloat16":
+        try:
+            return torch.from_dlpack(a)
+        except Exception:  # noqa: BLE001 - a CuPy without DLPack bfloat16: the bits
+            return torch.from_dlpack(a.view(np.int16)).view(torch.bfloat16)
+    return torch.from_dlpack(a)
 
 
 def scope(t):
