@@ -114,7 +114,7 @@ def test_activation_modules(cls, dtype, route):
     kw = _act_args(cls)
     out = compare(cls(**kw), stock_of(cls)(**kw), [x], dtype, cls.__name__)
     if route == "native":
-        assert "CppNode" in type(out.grad_fn).__name__
+        assert "CppNode" in out.grad_fn.name()  # the C++ node served the call
 
 
 @pytest.mark.parametrize("dtype", LOW, ids=LOW_IDS)
