@@ -1,0 +1,352 @@
+"""The CuPy backend's 16-bit path (float16, bfloat16) on the CPU emulator (tests/cuda_emu):
+the CUDA kernels on __half / __nv_bfloat16 storage and the emulated cuBLAS GemmEx, called
+through fastnn._backends.cupy's own functions (the emulator's copy of the module), checked
+against float64 numpy computed from the same rounded 16-bit inputs.
+
+Tolerances are torch's per dtype (relative 1.6e-2 bfloat16, 1e-3 float16) with an absolute
+part scaled to the values that were summed; the elementwise kernels are held tighter, to
+one unit in the last place of the storage type (float math, one rounding). A few ops per
+family: the formulas are the float path's (scalar_math.h), tested on every backend by the
+main suite; what is new here is the load-widen / compute-in-float / store-narrow path,
+the float32 reductions, the fused epilogue's single rounding and the GemmEx products.
+"""
+import math
+import sys
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+import fastnn
+from fastnn._backends import _cuda_src as S
+
+BF16 = np.dtype(ml_dtypes.bfloat16)
+F16 = np.dtype(np.float16)
+HALF = [pytest.param(BF16, id="bf16"), pytest.param(F16, id="f16")]
+RTOL = {BF16: 1.6e-2, F16: 1e-3}  # torch's (torch.testing) per-dtype relative tolerances
+F64 = np.float64
+
+
+@pytest.fixture(scope="module")
+def be():
+    mod = sys.modules.get("fastnn._backends._cupy_emu")  # registered by conftest
+    if mod is None or not hasattr(mod, "activation_forward"):
+        why = mod.unavailable() if mod is not None and hasattr(mod, "unavailable") else "not registered"
+        pytest.skip(f"CUDA emulator unavailable: {why}")
+    return mod
+
+
+def rnd(rng, shape, dtype, lo=-3.0, hi=3.0):
+    return rng.uniform(lo, hi, size=shape).astype(dtype)
+
+
+def w64(a):
+    return np.asarray(a).astype(F64)
+
+
+def ulp(ref, dtype):
+    """One unit in the last place of the storage type at |ref| (subnormals: the smallest)."""
+    fi = ml_dtypes.finfo(dtype)
+    a = np.abs(ref)
+    e = np.floor(np.log2(np.where(a > 0, a, 1.0)))
+    return np.maximum(np.exp2(e) * float(fi.eps), float(fi.smallest_subnormal))
+
+
+def assert_one_ulp(out, ref, dtype, atol=0.0):
+    """out (16-bit) within one ulp of the float64 reference (compute in float32, one
+    rounding: half an ulp from the rounding, the rest float32 math), + atol where float32
+    cancellation is allowed for."""
+    assert out.dtype == dtype
+    o = w64(out)
+    fin = np.isfinite(ref)
+    assert np.array_equal(np.isnan(o), np.isnan(ref)), "NaN positions differ"
+    assert np.array_equal(o[~fin & ~np.isnan(ref)], ref[~fin & ~np.isnan(ref)]), "infinities differ"
+    with np.errstate(invalid="ignore"):
+        bad = fin & ~(np.abs(o - ref) <= ulp(ref, dtype) + atol)
+    assert not bad.any(), f"{bad.sum()} values off by more than 1 ulp, e.g. {o[bad][:4]} vs {ref[bad][:4]}"
+
+
+def assert_close(out, ref, dtype, scale):
+    """|out - ref| <= rtol |ref| + rtol * 0.1 * scale (scale = what the value summed,
+    |a| @ |b|) + the smallest subnormal (the output's own rounding where it is subnormal)."""
+    assert out.dtype == dtype
+    rt = RTOL[dtype]
+    o = w64(out)
+    err = np.abs(o - ref)
+    lim = rt * np.abs(ref) + 0.1 * rt * np.asarray(scale) + float(ml_dtypes.finfo(dtype).smallest_subnormal)
+    bad = ~(err <= lim)
+    assert not bad.any(), f"{bad.sum()} values outside tolerance, worst {float(np.max(err - lim)):.3g}"
+
+
+def act_spec(name, **p):
+    return fastnn.prepare_activation(name, **p).spec
+
+
+def loss_spec(name, **p):
+    return fastnn.prepare_loss(name, **p).spec
+
+
+# ---- float64 references ------------------------------------------------------------------
+
+def _phi(x):
+    return np.exp(-0.5 * x * x) / math.sqrt(2 * math.pi)
+
+
+_erf = np.vectorize(math.erf)
+_sig = lambda x: 1 / (1 + np.exp(-x))  # noqa: E731
+ACT_FWD = {
+    "relu": lambda x: np.maximum(x, 0),
+    "gelu": lambda x: 0.5 * x * (1 + _erf(x / math.sqrt(2))),
+    "silu": lambda x: x * _sig(x),
+    "tanh": np.tanh,
+    "softplus": lambda x: np.log1p(np.exp(x)),
+    "exponential": np.exp,
+}
+ACT_BWD_X = {  # dy * f'(x)
+    "gelu": lambda x, d: d * (0.5 * (1 + _erf(x / math.sqrt(2))) + x * _phi(x)),
+    "silu": lambda x, d: d * (_sig(x) * (1 + x * (1 - _sig(x)))),
+    "elu": lambda x, d: d * np.where(x > 0, 1.0, np.exp(x)),
+}
+ACT_BWD_Y = {  # dy * f'(x) from y
+    "sigmoid": lambda y, d: d * y * (1 - y),
+    "tanh": lambda y, d: d * (1 - y * y),
+    "relu": lambda y, d: d * (y > 0),
+}
+
+
+# ---- elementwise activations -----------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("name", sorted(ACT_FWD))
+def test_activation_forward(be, dtype, name):
+    rng = np.random.default_rng(1)
+    x = rnd(rng, (7, 37), dtype)  # 259 elements: packed loop and tail
+    y = be.activation_forward(x, act_spec(name), 37)
+    with np.errstate(over="ignore"):
+        assert_one_ulp(y, ACT_FWD[name](w64(x)), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("name", sorted(ACT_BWD_X))
+def test_activation_backward_from_x(be, dtype, name):
+    rng = np.random.default_rng(2)
+    x, dy = rnd(rng, (5, 41), dtype), rnd(rng, (5, 41), dtype)
+    dx = be.activation_backward(x, dy, act_spec(name), False, 41)
+    assert_one_ulp(dx, ACT_BWD_X[name](w64(x), w64(dy)), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("name", sorted(ACT_BWD_Y))
+def test_activation_backward_from_y(be, dtype, name):
+    rng = np.random.default_rng(3)
+    y = be.activation_forward(rnd(rng, (3, 50), dtype), act_spec(name), 50)  # a real y, rounded
+    dy = rnd(rng, (3, 50), dtype)
+    dx = be.activation_backward(y, dy, act_spec(name), True, 50)
+    assert_one_ulp(dx, ACT_BWD_Y[name](w64(y), w64(dy)), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_special_values(be, dtype):
+    """inf / NaN pass through; float16 overflows to inf as torch's does (e^12 > 65504),
+    bfloat16 keeps float32's range."""
+    x = np.array([12.0, -np.inf, np.inf, np.nan, 0.0, -1.0, 88.0, -0.0], dtype=dtype)
+    y = be.activation_forward(x, act_spec("exponential"), x.size)
+    with np.errstate(over="ignore"):
+        ref = np.exp(w64(x))
+    if dtype == F16:
+        ref = np.where(ref > 65504, np.inf, ref)  # float16 overflow: inf, like torch
+        assert np.isinf(w64(y)[[0, 6]]).all()
+    else:
+        assert np.isfinite(w64(y)[[0, 6]]).all()
+    assert np.array_equal(np.isinf(w64(y)), np.isinf(ref))
+    assert_one_ulp(y, ref, dtype)
+    r = be.activation_forward(x, act_spec("relu"), x.size)
+    assert np.isnan(w64(r)[3]) and w64(r)[2] == np.inf and w64(r)[1] == 0
+
+
+# ---- softmax rows ----------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("log", [False, True], ids=["softmax", "log_softmax"])
+def test_softmax_rows(be, dtype, log):
+    rng = np.random.default_rng(4)
+    x = rnd(rng, (6, 70), dtype, -6, 6)
+    name = "log_softmax" if log else "softmax"
+    y = be.activation_forward(x, act_spec(name), 70)
+    x64 = w64(x)
+    lse = np.log(np.exp(x64 - x64.max(1, keepdims=True)).sum(1, keepdims=True)) + x64.max(1, keepdims=True)
+    ref = x64 - lse if log else np.exp(x64 - lse)
+    assert_one_ulp(y, ref, dtype)
+    dy = rnd(rng, (6, 70), dtype)
+    dx = be.activation_backward(y, dy, act_spec(name), True, 70)  # from the (rounded) y
+    y64, d64 = w64(y), w64(dy)
+    if log:
+        ref_dx = d64 - np.exp(y64) * d64.sum(1, keepdims=True)
+    else:
+        ref_dx = y64 * (d64 - (d64 * y64).sum(1, keepdims=True))
+    assert_close(dx, ref_dx, dtype, np.abs(d64).sum(1, keepdims=True) * np.abs(y64))
+
+
+# ---- losses -------------------------------------------------------------------------------
+
+LOSSES = {
+    "mse": (lambda p, t: (p - t) ** 2, lambda p, t: 2 * (p - t), {}),
+    "huber": (lambda p, t: np.where(np.abs(p - t) < 0.5, 0.5 * (p - t) ** 2, 0.5 * (np.abs(p - t) - 0.25)),
+              lambda p, t: np.clip(p - t, -0.5, 0.5), {"delta": 0.5}),
+    "bce_with_logits": (lambda x, t: np.logaddexp(0, x) - t * x, lambda x, t: _sig(x) - t, {}),
+}
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_elementwise_loss(be, dtype, name):
+    rng = np.random.default_rng(5)
+    val, dval, params = LOSSES[name]
+    spec = loss_spec(name, **params)
+    p = rnd(rng, (9, 23), dtype)
+    t = rnd(rng, (9, 23), dtype, 0, 1) if name == "bce_with_logits" else rnd(rng, (9, 23), dtype)
+    total, out = be.loss_forward(p, t, spec, True)
+    ref = val(w64(p), w64(t))
+    assert_one_ulp(out, ref, dtype)
+    # the sum adds the unrounded float32 values in double: far tighter than the dtype
+    np.testing.assert_allclose(float(total), ref.sum(), rtol=1e-5, atol=1e-5 * np.abs(ref).sum())
+    g = rnd(rng, (9, 23), dtype)
+    dp, _ = be.loss_backward(p, t, spec, g, 1.0, False)
+    assert_one_ulp(dp, w64(g) * dval(w64(p), w64(t)), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("ls", [0.0, 0.1])
+def test_cross_entropy_rows(be, dtype, ls):
+    rng = np.random.default_rng(6)
+    n, c = 11, 45
+    x = rnd(rng, (n, c), dtype, -5, 5)
+    t = rng.integers(0, c, size=n).astype(np.int64)
+    t[3] = -100  # ignored
+    spec = loss_spec("cross_entropy", label_smoothing=ls)
+    total, rows = be.class_loss_forward(x, t, spec, True)
+    x64 = w64(x)
+    m = x64.max(1, keepdims=True)
+    lse = (np.log(np.exp(x64 - m).sum(1, keepdims=True)) + m)[:, 0]
+    keep = t != -100
+    nll = np.where(keep, lse - x64[np.arange(n), np.where(keep, t, 0)], 0)
+    ref = np.where(keep, (1 - ls) * nll + ls / c * (c * lse - x64.sum(1)), 0)
+    assert_one_ulp(rows, ref, dtype)
+    np.testing.assert_allclose(float(total), w64(rows).sum(), rtol=1e-6)  # the sum of the rounded rows
+    g = rnd(rng, (n,), dtype, 0.5, 2)
+    dx, _ = be.class_loss_backward(x, t, spec, g, 1.0, False)
+    p = np.exp(x64 - lse[:, None])
+    onehot = np.zeros((n, c))
+    onehot[np.arange(n)[keep], t[keep]] = 1
+    ref_dx = np.where(keep[:, None], w64(g)[:, None] * ((1 - ls) * (p - onehot) + ls / c * (c * p - 1)), 0)
+    assert_close(dx, ref_dx, dtype, np.abs(w64(g))[:, None] * 0.01)
+
+
+# ---- Dense: GemmEx products, fused epilogue ------------------------------------------------
+
+def _dense_ref(x, w, b, act):
+    z = w64(x) @ w64(w).T + (0 if b is None else w64(b))
+    return z, ACT_FWD[act](z) if act in ACT_FWD else z
+
+
+@pytest.mark.parametrize("dtype", HALF)
+@pytest.mark.parametrize("act", ["relu", "gelu"])
+def test_dense_forward_backward(be, dtype, act):
+    rng = np.random.default_rng(7)
+    m, k, n = 33, 70, 19
+    x, w, b = rnd(rng, (m, k), dtype, -1, 1), rnd(rng, (n, k), dtype, -1, 1), rnd(rng, (n,), dtype)
+    spec = act_spec(act)
+    y, z = be.dense_forward(x, w, True, b, spec, True)
+    z_ref, y_ref = _dense_ref(x, w, b, act)
+    # one rounding at the output: within one ulp of the float64 value (float32 accumulation
+    # of 70 products adds far less than an ulp)
+    # (gelu far left is a float32 cancellation, 0.5 z (1 + erf): float32's error there)
+    assert_one_ulp(y, y_ref, dtype, atol=2e-7 * np.abs(z_ref))
+    assert_one_ulp(z, z_ref, dtype)
+    dy = rnd(rng, (m, n), dtype)
+    dx, dw, db = be.dense_backward(dy, x, w, True, z, False, spec, True, True, True)
+    if act == "relu":
+        g = w64(dy) * (w64(z) > 0)
+    else:
+        g = ACT_BWD_X[act](w64(z), w64(dy))
+    g = g.astype(dtype).astype(F64)  # g is stored in the storage dtype before the products (torch's order too)
+    assert_close(dx, g @ w64(w), dtype, np.abs(g) @ np.abs(w64(w)))
+    assert_close(dw, g.T @ w64(x), dtype, np.abs(g).T @ np.abs(w64(x)))
+    assert_close(db, g.sum(0), dtype, np.abs(g).sum(0))
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_dense_linear_io_layout(be, dtype):
+    """No epilogue: the product goes straight to the storage dtype (w as (k, n), "io")."""
+    rng = np.random.default_rng(8)
+    x, w = rnd(rng, (5, 40), dtype, -1, 1), rnd(rng, (40, 9), dtype, -1, 1)
+    y, _ = be.dense_forward(x, w, False, None, act_spec("linear"), False)
+    assert_one_ulp(y, w64(x) @ w64(w), dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_dense_cross_entropy_chunks(be, dtype):
+    """Several chunks: dw accumulates in float32 across them and is rounded once."""
+    rng = np.random.default_rng(9)
+    n, h, c = 20, 24, 13
+    x, w, b = rnd(rng, (n, h), dtype, -1, 1), rnd(rng, (c, h), dtype, -1, 1), rnd(rng, (c,), dtype, -1, 1)
+    t = rng.integers(0, c, size=n).astype(np.int64)
+    total, rows, dx, dw, db, _ = be.dense_cross_entropy(x, w, True, b, t, -100, 0.0, None, 1.0, True, True, 6)
+    logits = (w64(x) @ w64(w).T + w64(b)).astype(dtype).astype(F64)  # rounded once, as stored
+    m = logits.max(1, keepdims=True)
+    lse = np.log(np.exp(logits - m).sum(1, keepdims=True)) + m
+    ref_rows = lse[:, 0] - logits[np.arange(n), t]
+    assert_one_ulp(rows, ref_rows, dtype)
+    p = np.exp(logits - lse)
+    p[np.arange(n), t] -= 1
+    p = p.astype(dtype).astype(F64)  # the logits' gradient is stored in the storage dtype
+    assert_close(dx, p @ w64(w), dtype, np.abs(p) @ np.abs(w64(w)))
+    assert_close(dw, p.T @ w64(x), dtype, np.abs(p).T @ np.abs(w64(x)))
+    assert_close(db, p.sum(0), dtype, np.abs(p).sum(0))
+
+
+def test_tf32_only_when_asked(be):
+    """float32 products are exact float32 by default; allow_tf32() rounds the operands to
+    10 mantissa bits (the emulated CUBLAS_COMPUTE_32F_FAST_TF32)."""
+    rng = np.random.default_rng(10)
+    x, w = rng.standard_normal((8, 64)).astype(np.float32), rng.standard_normal((16, 64)).astype(np.float32)
+    spec = act_spec("linear")
+    y, _ = be.dense_forward(x, w, True, None, spec, False)
+    np.testing.assert_allclose(y, w64(x) @ w64(w).T, rtol=1e-5, atol=1e-5)
+    with be.allow_tf32(True):
+        yt, _ = be.dense_forward(x, w, True, None, spec, False)
+    y2, _ = be.dense_forward(x, w, True, None, spec, False)  # off again after the block
+    assert np.array_equal(y, y2)
+    err = np.abs(w64(yt) - w64(x) @ w64(w).T).max()
+    assert 1e-5 < err < 2e-2, err  # TF32's error, not float32's and not a wrong product
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_narrowing_matches_numpy(be, dtype):
+    """The kernels' store (__float2half_rn / __float2bfloat16_rn, emulated) rounds as
+    numpy / ml_dtypes do: nearest-even, float16 overflow to inf, NaN kept."""
+    rng = np.random.default_rng(11)
+    a = np.concatenate([rng.standard_normal(4000).astype(np.float32) * np.float32(1e4),
+                        np.array([65504, 65519.99, 65520, 1e-8, -0.0, np.inf, -np.inf, np.nan, 3.4e38],
+                                 dtype=np.float32)])
+    out = np.empty(a.size, dtype=dtype)
+    with np.errstate(over="ignore"):
+        expect = a.astype(dtype)
+    be._elementwise(dtype, "from_f32", a.size, a, out, a.size)
+    assert np.array_equal(out.view(np.uint16)[~np.isnan(a)], expect.view(np.uint16)[~np.isnan(a)])
+    assert np.isnan(w64(out)[np.isnan(a)]).all()
+
+
+def test_instances_cover_16bit():
+    """nvcc's instance file and the NVRTC programs name every kernel for both 16-bit types."""
+    inst = S.nvcc_instances()
+    assert "#define FASTNN_CUDA_16BIT 1" in inst.splitlines()[0]
+    for k in S.KERNELS:
+        for ct in ("float", "double", "__half", "__nv_bfloat16"):
+            assert f"fk::{k}<{ct}>(" in inst, (k, ct)
+    for dt, ct in (("float16", "__half"), ("bfloat16", "__nv_bfloat16")):
+        _, opts, names = S.program(dt) if S.cuda_include_dir() else (None, None, None)
+        if names is not None:
+            assert S.HALF_DEFINE in opts and any(o.startswith("-I") for o in opts)
+            assert set(names) == {f"fk::{k}<{ct}>" for k in S.KERNELS}
+    assert S.HALF_DEFINE not in S.options("float32")
