@@ -353,3 +353,75 @@ def test_instances_cover_16bit():
             assert S.HALF_DEFINE in opts and any(o.startswith("-I") for o in opts)
             assert set(names) == {f"fk::{k}<{ct}>" for k in S.KERNELS}
     assert S.HALF_DEFINE not in S.options("float32")
+
+
+# ---- the CuPy runtime's GemmEx call, against a column-major GemmEx model ---------------------
+
+class _Dev:
+    """A numpy array dressed as a cupy one for CupyRuntime.gemm (.data.ptr, flags, fill)."""
+
+    def __init__(self, a):
+        self.a = a
+        self.data = type("Mem", (), {"ptr": a.ctypes.data})()
+        self.shape, self.dtype, self.flags = a.shape, a.dtype, a.flags
+
+    def fill(self, v):
+        self.a.fill(v)
+
+
+class _FakeCublas:
+    """cublasGemmEx's contract, column-major: C = alpha op(A) op(B) + beta C, op = N / T,
+    each matrix read at its pointer with its leading dimension (float32 compute)."""
+    CUBLAS_COMPUTE_32F, CUBLAS_COMPUTE_32F_FAST_TF32, CUBLAS_GEMM_DEFAULT = 68, 77, -1
+    TYPES = {0: np.dtype(np.float32), 2: F16, 14: BF16}
+
+    def __init__(self):
+        self.calls = []
+
+    @staticmethod
+    def _mat(ptr, dtype, rows, cols, ld):
+        import ctypes
+        buf = (ctypes.c_char * (ld * cols * dtype.itemsize)).from_address(ptr)
+        return np.frombuffer(buf, dtype=dtype).reshape(cols, ld)[:, :rows].T  # a column-major view
+
+    def gemmEx(self, handle, ta, tb, m, n, k, alpha, A, at, lda, B, bt, ldb, beta, C, ct, ldc, compute, algo):
+        import ctypes
+        self.calls.append((ta, tb, m, n, k, lda, ldb, ldc, compute))
+        al = ctypes.c_float.from_address(alpha).value
+        be = ctypes.c_float.from_address(beta).value
+        a = self._mat(A, self.TYPES[at], *((m, k) if ta == 0 else (k, m)), lda).astype(np.float32)
+        b = self._mat(B, self.TYPES[bt], *((k, n) if tb == 0 else (n, k)), ldb).astype(np.float32)
+        c = self._mat(C, self.TYPES[ct], m, n, ldc)
+        r = al * ((a if ta == 0 else a.T) @ (b if tb == 0 else b.T)) + be * c.astype(np.float32)
+        c.flags.writeable = True
+        c[...] = r.astype(c.dtype)
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_cupy_runtime_gemm_operands(dtype):
+    """CupyRuntime.gemm (the GPU path, not runnable here) hands cuBLAS the right ops and
+    leading dimensions for every layout the backend passes: C-contiguous arrays and
+    transposed views (w.T, g.T, x.T), into the storage dtype or a float32 accumulator."""
+    from fastnn._backends import cupy as cb
+    rt = cb.CupyRuntime.__new__(cb.CupyRuntime)
+    fake = _FakeCublas()
+    rt.xp = type("XP", (), {"ascontiguousarray": staticmethod(lambda d: _Dev(np.ascontiguousarray(d.a)))})
+    rt._cublas = lambda: (fake, 0)
+    rng = np.random.default_rng(12)
+    m, k, n = 7, 11, 5
+    for a_t in (False, True):
+        for b_t in (False, True):
+            a = rnd(rng, (k, m) if a_t else (m, k), dtype)
+            b = rnd(rng, (n, k) if b_t else (k, n), dtype)
+            av, bv = (a.T if a_t else a), (b.T if b_t else b)
+            ref = w64(av) @ w64(bv)
+            for out_dt, beta in ((dtype, 0.0), (np.dtype(np.float32), 0.0), (np.dtype(np.float32), 1.0)):
+                out = np.full((m, n), 0.5, dtype=out_dt)
+                rt.gemm(_Dev(av), _Dev(bv), _Dev(out), beta, False)
+                exp = ref + (0.5 if beta else 0.0)
+                np.testing.assert_allclose(w64(out), exp, rtol=RTOL[dtype] if out_dt == dtype else 1e-6, atol=1e-5)
+    assert {c[:2] for c in fake.calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
+    assert all(c[-1] == fake.CUBLAS_COMPUTE_32F for c in fake.calls)
+    x32 = rng.standard_normal((4, 6)).astype(np.float32)
+    rt.gemm(_Dev(x32), _Dev(x32.T), _Dev(np.empty((4, 4), np.float32)), 0.0, True)
+    assert fake.calls[-1][-1] == fake.CUBLAS_COMPUTE_32F_FAST_TF32
