@@ -92,7 +92,8 @@ def to_tensor(a):
 
 def scope(t):
     """Where kernels on t's device run: nothing to set on CPU; on CUDA, t's device and
-    torch's current stream made CuPy's current ones (no synchronisation needed)."""
+    torch's current stream made CuPy's current ones (no synchronisation needed), and
+    TF32 for float32 products where torch.backends.cuda.matmul.allow_tf32 allows it."""
     if not t.is_cuda:
         return _CPU_SCOPE
     cp = _cupy()
@@ -104,6 +105,9 @@ def scope(t):
     s = contextlib.ExitStack()
     s.enter_context(cp.cuda.Device(t.device.index))
     s.enter_context(stream)
+    if torch.backends.cuda.matmul.allow_tf32:  # float32 products on TF32 tensor cores, as torch's
+        from fastnn._backends import cupy as cupy_backend  # noqa: PLC0415 - CUDA only
+        s.enter_context(cupy_backend.allow_tf32(True))
     return s
 
 
