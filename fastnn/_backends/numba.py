@@ -35,6 +35,7 @@ except Exception as e:  # noqa: BLE001 - reported by fastnn.backends()
 else:
     from . import _numba_act as A
     from . import _numba_dense as D
+    from . import _numba_half as H
     from . import _numba_loss as L
 
     # The kernels hard-code the registry's codes (compiled code freezes them).
@@ -48,8 +49,9 @@ def unavailable():
 
 
 def _w(a):
-    """a, or a writeable copy of a read-only a (see the module docstring)."""
-    return a if a is None or a.flags.writeable else a.copy()
+    """a, or a writeable copy of a read-only a (see the module docstring); a 16-bit array
+    as its bit view (fastnn/_backends/_numba_half.py)."""
+    return H.bits(a if a is None or a.flags.writeable else a.copy())
 
 
 def _p(spec):
@@ -70,35 +72,35 @@ def _row_grain(cols, unit=1):
 # ---- activations ------------------------------------------------------------------------
 
 def activation_forward(x, spec, cols):
-    y = np.empty_like(x)
+    out = np.empty_like(x)
     if x.size == 0:
-        return y
-    x = _w(x)
+        return out
+    x, y = _w(x), H.bits(out)
     if spec.code in (A.SOFTMAX, A.LOG_SOFTMAX):
         x2, y2, lg = x.reshape(-1, cols), y.reshape(-1, cols), spec.code == A.LOG_SOFTMAX
         A.parallel_for(x2.shape[0], _row_grain(cols), lambda lo, hi: A.softmax_forward(lg, x2[lo:hi], y2[lo:hi]))
     else:
         x1, y1, p = x.reshape(-1), y.reshape(-1), _p(spec)
         A.parallel_for(x.size, _grain(spec.code), lambda lo, hi: A.fwd_span(spec.code, x1[lo:hi], y1[lo:hi], p))
-    return y
+    return out
 
 
 def activation_backward(xy, dy, spec, from_y, cols):
-    dx = np.empty_like(dy)
+    out = np.empty_like(dy)
     if dy.size == 0:
-        return dx
-    xy, dy = _w(xy), _w(dy)
+        return out
+    xy, dy, dx = _w(xy), _w(dy), H.bits(out)
     if spec.code in (A.SOFTMAX, A.LOG_SOFTMAX):
         a, d, o = xy.reshape(-1, cols), dy.reshape(-1, cols), dx.reshape(-1, cols)
         lg = spec.code == A.LOG_SOFTMAX
         A.parallel_for(a.shape[0], _row_grain(cols),
                        lambda lo, hi: A.softmax_backward(lg, from_y, a[lo:hi], d[lo:hi], o[lo:hi]))
-        return dx
+        return out
     a, d, o, p = xy.reshape(-1), dy.reshape(-1), dx.reshape(-1), _p(spec)
     span = A.bwd_y_span if from_y else A.bwd_span  # from y: arithmetic only
     A.parallel_for(a.size, A.GRAIN_CHEAP if from_y else _grain(spec.code),
                    lambda lo, hi: span(spec.code, a[lo:hi], d[lo:hi], o[lo:hi], p))
-    return dx
+    return out
 
 
 # ---- dense ------------------------------------------------------------------------------
