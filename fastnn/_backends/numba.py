@@ -54,6 +54,12 @@ def _w(a):
     return H.bits(a if a is None or a.flags.writeable else a.copy())
 
 
+def _w16(a):
+    """_w without the bit view (the dense functions take 16-bit arrays as they are and
+    view them themselves)."""
+    return a if a is None or a.flags.writeable else a.copy()
+
+
 def _p(spec):
     """The activation params as one float64 tuple (one numba type for every call)."""
     return tuple(float(v) for v in spec.numeric)
@@ -106,19 +112,24 @@ def activation_backward(xy, dy, spec, from_y, cols):
 # ---- dense ------------------------------------------------------------------------------
 
 def dense_forward(x, w, w_oi, b, spec, keep_z):
+    if x.dtype.itemsize == 2:
+        return D.forward_lp(_w16(x), _w16(w), w_oi, _w16(b), spec.code, _p(spec), keep_z)
     return D.forward(_w(x), _w(w), w_oi, _w(b), spec.code, _p(spec), keep_z)
 
 
 def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
+    if x.dtype.itemsize == 2:
+        return D.backward_lp(_w16(dy), _w16(x), _w16(w), w_oi, _w16(zy), from_y, spec.code, _p(spec), need_dx,
+                             need_dw, need_db)
     return D.backward(_w(dy), _w(x), _w(w), w_oi, _w(zy), from_y, spec.code, _p(spec), need_dx, need_dw,
                       need_db)
 
 
 def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
                         need_grads, chunk_size, extras=NO_CE_EXTRAS):
-    e = extras._replace(class_weight=_w(extras.class_weight), row_weight=_w(extras.row_weight))
-    return D.cross_entropy(_w(x), _w(w), w_oi, _w(b), _w(target), np.int64(ignore_index), label_smoothing,
-                           _w(grad), grad_scalar, want_none, need_grads, chunk_size, e)
+    e = extras._replace(class_weight=_w16(extras.class_weight), row_weight=_w16(extras.row_weight))
+    return D.cross_entropy(_w16(x), _w16(w), w_oi, _w16(b), _w16(target), np.int64(ignore_index), label_smoothing,
+                           _w16(grad), grad_scalar, want_none, need_grads, chunk_size, e)
 
 
 # ---- elementwise losses -----------------------------------------------------------------
