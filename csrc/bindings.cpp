@@ -25,6 +25,23 @@ using OptArr = std::optional<py::array>;
 namespace {
 
 // ---- numpy <-> the front end ---------------------------------------------------------------
+constexpr int kNpyHalf = 23;      // NPY_HALF: numpy.float16 (a fixed number of numpy's C API)
+constexpr int kNpyUserDef = 256;  // NPY_USERDEF: user dtypes are numbered from here on
+
+// ml_dtypes.bfloat16's type number: a user dtype, numbered when ml_dtypes registers it, so
+// looked up (with the GIL held, as every caller of view() holds it) the first time a user
+// dtype comes by; -1 when ml_dtypes cannot be imported (no array is bfloat16 then).
+int bf16_type_num() {
+  static const int num = [] {
+    try {
+      return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")).num();
+    } catch (const py::error_already_set&) {
+      return -1;
+    }
+  }();
+  return num;
+}
+
 F::DType dtype_of(const py::array& a) {
   const auto* d = py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr);
   if (d->byteorder == '>') return F::DType::other;  // not native (x86-64: little-endian)
@@ -34,7 +51,11 @@ F::DType dtype_of(const py::array& a) {
     case py::detail::npy_api::NPY_INT_: return F::DType::i32;
     case py::detail::npy_api::NPY_LONG_:
     case py::detail::npy_api::NPY_LONGLONG_: return F::DType::i64;
-    default: return F::DType::other;
+    case kNpyHalf: return F::DType::f16;
+    default:
+      // ml_dtypes.bfloat16: kind 'V', 2 bytes, its registered number
+      if (d->type_num >= kNpyUserDef && d->kind == 'V' && bf16_type_num() == d->type_num) return F::DType::bf16;
+      return F::DType::other;
   }
 }
 
