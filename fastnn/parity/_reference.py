@@ -150,6 +150,7 @@ def _torch_loss(op, P, T, reduction, p):
         kw = dict(weight=p.get("weight"), ignore_index=p.get("ignore_index", -100), reduction=reduction)
         if op == "nll":
             return F.nll_loss(mv(P), T, **kw)
+        T = mv(T) if T.is_floating_point() else T  # probabilities: their class axis too
         return F.cross_entropy(mv(P), T, label_smoothing=p.get("label_smoothing", 0.0), **kw)
     if op == "kl_div":
         with warnings.catch_warnings():
