@@ -34,8 +34,18 @@ F::DType dtype_of(const py::array& a) {
     case py::detail::npy_api::NPY_INT_: return F::DType::i32;
     case py::detail::npy_api::NPY_LONG_:
     case py::detail::npy_api::NPY_LONGLONG_: return F::DType::i64;
-    default: return F::DType::other;
+    case 23: return F::DType::f16;  // NPY_HALF
+    default: break;
   }
+  // ml_dtypes.bfloat16, a user-defined numpy dtype: its number, looked up once
+  static const int bf16_num = [] {
+    try {
+      return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")).num();
+    } catch (const py::error_already_set&) {
+      return -1;
+    }
+  }();
+  return d->type_num == bf16_num ? F::DType::bf16 : F::DType::other;
 }
 
 F::View view(const py::array& a) {
@@ -123,11 +133,11 @@ py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype, b
 
 // ---- the common small Dense call, checked and allocated here -------------------------
 // fastnn/_dense.py's plain route first offers its arguments to these: exact
-// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype, x (m, k), w (n, k)
-// ("oi"), b (n,), dy / y / z (m, n). Anything else returns None and the caller takes its
-// general path, so results and errors are the same either way. At seed sizes Python's
-// checks and allocation cost more than the layer itself (python -m fastnn.bench --ops
-// dense, the 10x20x10 row).
+// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype (float32, float64,
+// float16, bfloat16), x (m, k), w (n, k) ("oi"), b (n,), dy / y / z (m, n). Anything else
+// returns None and the caller takes its general path, so results and errors are the same
+// either way. At seed sizes Python's checks and allocation cost more than the layer itself
+// (python -m fastnn.bench --ops dense, the 10x20x10 row).
 bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const auto& api = py::detail::npy_api::get();
   if (Py_TYPE(h.ptr()) != reinterpret_cast<PyTypeObject*>(api.PyArray_Type_)) return false;
@@ -135,7 +145,8 @@ bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
   if (a.ndim() != ndim || (a.flags() & need) != need) return false;
   const F::DType d = dtype_of(a);
-  if (dt == F::DType::other ? d != F::DType::f32 && d != F::DType::f64 : d != dt) return false;
+  const bool floating = d == F::DType::f32 || d == F::DType::f64 || d == F::DType::f16 || d == F::DType::bf16;
+  if (dt == F::DType::other ? !floating : d != dt) return false;
   *out = std::move(a);
   return true;
 }
