@@ -144,11 +144,11 @@ py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype, b
 
 // ---- the common small Dense call, checked and allocated here -------------------------
 // fastnn/_dense.py's plain route first offers its arguments to these: exact
-// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype, x (m, k), w (n, k)
-// ("oi"), b (n,), dy / y / z (m, n). Anything else returns None and the caller takes its
-// general path, so results and errors are the same either way. At seed sizes Python's
-// checks and allocation cost more than the layer itself (python -m fastnn.bench --ops
-// dense, the 10x20x10 row).
+// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype (float32, float64,
+// float16, bfloat16), x (m, k), w (n, k) ("oi"), b (n,), dy / y / z (m, n). Anything else
+// returns None and the caller takes its general path, so results and errors are the same
+// either way. At seed sizes Python's checks and allocation cost more than the layer itself
+// (python -m fastnn.bench --ops dense, the 10x20x10 row).
 bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const auto& api = py::detail::npy_api::get();
   if (Py_TYPE(h.ptr()) != reinterpret_cast<PyTypeObject*>(api.PyArray_Type_)) return false;
@@ -156,7 +156,8 @@ bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
   if (a.ndim() != ndim || (a.flags() & need) != need) return false;
   const F::DType d = dtype_of(a);
-  if (dt == F::DType::other ? d != F::DType::f32 && d != F::DType::f64 : d != dt) return false;
+  const bool floating = d == F::DType::f32 || d == F::DType::f64 || d == F::DType::f16 || d == F::DType::bf16;
+  if (dt == F::DType::other ? !floating : d != dt) return false;
   *out = std::move(a);
   return true;
 }
