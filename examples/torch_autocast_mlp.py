@@ -21,9 +21,8 @@ import time
 import torch
 from torch import nn
 
-import fastnn
 import fastnn.torch as fnn
-from fastnn.bench.machine import LoadWatch
+from fastnn.bench.machine import LoadWatch, cpu_model, isa_level
 
 SIZES = (784, 1024, 1024, 10)
 
@@ -65,7 +64,7 @@ def main():
               f"fastnn autocast {args.dtype}": stepper(fnn, dt, args.batch),
               "torch float32": stepper(nn, None, args.batch),
               "fastnn float32": stepper(fnn, None, args.batch)}
-    first = {name: float(s()) for name, s in setups.items()}
+    first = {name: float(s().detach()) for name, s in setups.items()}
     print("first-step losses:", ", ".join(f"{k} {v:.5f}" for k, v in first.items()))
     watch = LoadWatch()
     times = {name: [] for name in setups}
@@ -79,9 +78,8 @@ def main():
                 s()
                 times[name].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
-    isa = getattr(fastnn, "cpu_isa", lambda: "?")()
     print(f"MLP {'-'.join(map(str, SIZES))}, batch {args.batch}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads, fastnn ISA {isa}")
+          f"{torch.get_num_threads()} threads, {cpu_model()}, ISA level {isa_level()}")
     for k, v in med.items():
         print(f"  {k:<26}{v * 1e3:9.2f} ms/step")
     ta, fa = med[f"torch autocast {args.dtype}"], med[f"fastnn autocast {args.dtype}"]
