@@ -45,8 +45,10 @@ Returns
 -------
 torch.Tensor
     What torch returns: {returns}; torch's dtype promotion{bcast}.
-    float32 / float64 run on the kernels; float16 / bfloat16 are computed in float32 and
-    cast back; CPU tensors run on the C++ backend, CUDA tensors on the CuPy backend.
+    float32, float64, float16 and bfloat16 run on the kernels (16-bit natively: float32
+    arithmetic inside, one rounding per output); under torch.autocast the op runs where
+    torch's autocast puts the stock op (fastnn/torch/_autocast.py); CPU tensors run on
+    the C++ backend, CUDA tensors on the CuPy backend.
 
 Raises
 ------

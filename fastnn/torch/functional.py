@@ -234,7 +234,8 @@ def log_softmax(input, dim=None, _stacklevel=3, dtype=None):
 #   bce_with_logits need one size (ValueError, as torch).
 # - dtypes: torch's promotion of input and target (float32 with float64 -> float64;
 #   huber keeps the input's dtype, bce_with_logits the target's, bce refuses a mix);
-#   float16 / bfloat16 are computed in float32. Class targets: int64 or uint8 as torch,
+#   float16 / bfloat16 run natively; under torch.autocast the inputs are cast to float32
+#   first, as torch's autocast does for every loss. Class targets: int64 or uint8 as torch,
 #   and int32 too.
 # - class axis: torch's axis 1 for N-D inputs of cross_entropy / nll_loss is moved last
 #   for the kernels (and the gradient moved back by autograd).
