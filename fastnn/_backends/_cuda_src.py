@@ -38,7 +38,7 @@ KERNELS = {
     "loss_forward": ["const T*", "const T*", "T*", "long long"] + _LOSS + ["double*"],
     "loss_backward": ["const T*", "const T*", "const T*", "double", "T*", "T*", "long long"] + _LOSS,
     "class_rows": ["const T*", "const long long*", "const T*", "const T*", "double", "T*", "T*", "long long",
-                   "long long", "int", "long long", "double"],
+                   "long long", "int", "long long", "double", "T*"],
     "soft_rows": ["const T*", "const T*", "const T*", "const T*", "double", "T*", "T*", "T*", "long long",
                   "long long", "double"],
 }
