@@ -106,13 +106,10 @@ template <class T> __global__ void loss_backward(const T* pred, const T* target,
 //   ce:   loss = (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
 //         dx_c = g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)],  W = sum_c w_c
 // An ignored row has loss 0 and dx 0. loss (rows) and dx may be null; dx may be x (the
-// fused dense + cross-entropy writes the logits' gradient over the logits). dx_lo (may be
-// null; 16-bit fused dense + cross-entropy) gets the rounding residue dx - (T)dx as a
-// second T: dx + dx_lo carries the float32 gradient to ~2^-16 (bfloat16) / 2^-22 (float16),
-// so the products that follow see the unrounded gradient (the fused op rounds once).
+// fused dense + cross-entropy writes the logits' gradient over the logits).
 template <class T> __global__ void class_rows(const T* x, const long long* target, const T* w, const T* grad,
                                                  double gs, T* loss, T* dx, long long rows, long long cols, int nll,
-                                                 long long ignore_index, double label_smoothing, T* dx_lo) {
+                                                 long long ignore_index, double label_smoothing) {
   using C = acc_t<T>;  // every row statistic in C; loss and dx rounded once to T
   __shared__ C sh[1024];
   __shared__ C sh2[1024];
@@ -120,21 +117,18 @@ template <class T> __global__ void class_rows(const T* x, const long long* targe
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* dr = dx ? dx + r * cols : (T*)0;
-    T* dl = dx && dx_lo ? dx_lo + r * cols : (T*)0;
     const long long y = target[r];
     const bool valid = y >= 0 && y < cols;
     const C g = grad ? (C)ld(grad[r]) : C(gs);
     if (y == ignore_index || !valid) {  // uniform over the block
       if (loss && threadIdx.x == 0) loss[r] = st<T>(y == ignore_index ? C(0) : quiet_nan<C>());
       if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = st<T>(C(0));
-      if (dl) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dl[j] = st<T>(C(0));
       continue;
     }
     const C wy = w ? (C)ld(w[y]) : C(1);
     if (nll) {
       if (loss && threadIdx.x == 0) loss[r] = st<T>(-wy * (C)ld(xr[y]));
       if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = st<T>(j == y ? -g * wy : C(0));
-      if (dl) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dl[j] = st<T>(C(0));  // -g wy: 16-bit exact
       continue;
     }
     const C xy = ld(xr[y]);  // read before any thread writes dr (barriers below)
@@ -163,11 +157,8 @@ template <class T> __global__ void class_rows(const T* x, const long long* targe
       const C k1 = g * (C(1) - ls) * wy, k2 = g * ls / C(cols);
       rowmap(xr, dr, cols, [&](T v, long long j) {
         const C pj = sm::k_exp((C)ld(v) - lse);
-        const C d0 = k1 * pj + k2 * (wsum * pj - (w ? (C)ld(w[j]) : C(1)));
-        const C d = j == y ? d0 - k1 : d0;
-        const T hi = st<T>(d);
-        if (dl) dl[j] = st<T>(d - (C)ld(hi));
-        return hi;
+        const C d = k1 * pj + k2 * (wsum * pj - (w ? (C)ld(w[j]) : C(1)));
+        return st<T>(j == y ? d - k1 : d);
       });
     }
   }

@@ -505,7 +505,7 @@ def class_loss_forward(pred, target, spec, want_none):
         w, ls = _class_common(spec)
         if target.dtype.kind in "iu":
             _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, None, 0.0, out, None, rows, cols,
-                  spec.name == "nll", spec.params["ignore_index"], ls, None)
+                  spec.name == "nll", spec.params["ignore_index"], ls)
         else:
             _rows(pred.dtype, "soft_rows", rows, cols, pred, target, w, None, 0.0, out, None, None, rows, cols, ls)
         return _sum(out, rows), (out if want_none else None)
@@ -520,7 +520,7 @@ def class_loss_backward(pred, target, spec, grad, grad_scalar, need_target_grad)
         g = None if grad is None else grad.reshape(-1)
         if target.dtype.kind in "iu":
             _rows(pred.dtype, "class_rows", rows, cols, pred, target, w, g, float(grad_scalar), None, dpred, rows,
-                  cols, spec.name == "nll", spec.params["ignore_index"], ls, None)
+                  cols, spec.name == "nll", spec.params["ignore_index"], ls)
             return dpred, None
         dtarget = xp.empty_like(target) if need_target_grad else None
         _rows(pred.dtype, "soft_rows", rows, cols, pred, target, w, g, float(grad_scalar), None, dpred, dtarget,
@@ -569,7 +569,7 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                 _bias_act(lc, lc, b, _LINEAR, _NO_ACT)
             _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], cw, None if g is None else g[s0:s1],
                   float(grad_scalar), rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index,
-                  float(label_smoothing), None)
+                  float(label_smoothing))
             if not need_grads:
                 continue
             _product(lc, w if w_oi else w.T, dx[s0:s1])
@@ -592,58 +592,60 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
 def _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none, need_grads,
                    chunk_size, cw):
     """dense_cross_entropy in float16 / bfloat16, rounding once at each output:
-    * logits = x W^T + b, accumulated in float32, rounded once to the storage dtype (the
-      Linear layer's output, as torch's autocast computes it); the loss from them in float32;
-    * the logits' gradient G is float32 in the kernel and leaves it as two 16-bit parts,
-      G = hi + lo (class_rows' dx_lo), so that dx = G W and dW = G^T x, both as two GemmEx
-      products accumulated in float32 (cuBLAS beta = 1), see G to ~2^-16 (bfloat16) /
-      2^-22 (float16) instead of one 16-bit rounding of it: the fused op rounds once, at dx,
-      dW and db. A scalar gradient (mean / sum reductions) is left out of G and applied as
-      the products' alpha (and to db's sums): G then has magnitude ~1 and never sinks into
-      float16's subnormals, whatever the batch size.
-    Extra memory: per chunk, the float32 product scratch and G's low part; dW's float32
-    accumulator (the size of W in float32) while it sums over the chunks."""
+    * logits = x W^T + b stay float32 (GemmEx float32 output, add_bias_f32): the loss and
+      the logits' gradient G come from them by the float32 class_rows;
+    * G leaves as two 16-bit parts, G = hi + lo (split_f32), so that dx = G W and
+      dW = G^T x, each two GemmEx products accumulated in float32 (cuBLAS beta = 1), see G
+      to ~2^-16 (bfloat16) / 2^-22 (float16), not one 16-bit rounding of it. A scalar
+      gradient (mean / sum reductions) is left out of G and applied as the products' alpha
+      (and to db's sums): G then has magnitude ~1 and never sinks into float16's
+      subnormals, whatever the batch size.
+    Extra memory: per chunk, the float32 logits and G's two 16-bit parts (8 bytes per
+    logit); dW's float32 accumulator (W's size in float32); the per-row loss in float32."""
     xp = _rt.xp
+    f32 = np.dtype(np.float32)
     n, h = x.shape
     c = w.shape[0] if w_oi else w.shape[1]
     dt = x.dtype
-    # per chunk: logits and lo (2 x 2 bytes) and the float32 product scratch (4 bytes)
     chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * 8))
     chunk = max(1, min(chunk, n))
-    rows = xp.empty(n, dtype=dt)
-    logits = xp.empty((chunk, c), dtype=dt)
+    rows = xp.empty(n, dtype=f32)
+    logits = xp.empty((chunk, c), dtype=f32)
     wt = w.T if w_oi else w                  # (h, c)
     g = None if grad is None else grad.reshape(-1)
     alpha = 1.0 if g is not None else float(grad_scalar)
+    cw32 = None if cw is None else cw.astype(f32)  # c values: the float32 kernel's class weights
     dx = dw = db = None
     if need_grads:
         dx = xp.empty_like(x)
         dw = xp.empty_like(w)
+        hi_buf = xp.empty((chunk, c), dtype=dt)
         lo_buf = xp.empty((chunk, c), dtype=dt)
-        dx_acc = xp.empty((chunk, h), dtype=np.float32)
-        dw_acc = xp.empty(w.shape, dtype=np.float32)
+        dx_acc = xp.empty((chunk, h), dtype=f32)
+        dw_acc = xp.empty(w.shape, dtype=f32)
         partials = []
     for s0 in range(0, n, chunk):
         s1 = min(n, s0 + chunk)
         xc, lc = x[s0:s1], logits[: s1 - s0]
+        _product(xc, wt, lc)
         if b is not None:
-            _bias_act_acc(xc, wt, None, lc, b, _LINEAR, _NO_ACT)  # logits + b rounded once
-        else:
-            _product(xc, wt, lc)
-        lo = lo_buf[: s1 - s0] if need_grads else None
-        _rows(dt, "class_rows", s1 - s0, c, lc, target[s0:s1], cw, None if g is None else g[s0:s1], 1.0,
-              rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index, float(label_smoothing), lo)
+            _elementwise(dt, "add_bias_f32", lc.size, lc, b, s1 - s0, c)
+        gc = None if g is None else g[s0:s1].astype(f32)
+        _rows(f32, "class_rows", s1 - s0, c, lc, target[s0:s1], cw32, gc, 1.0, rows[s0:s1],
+              lc if need_grads else None, s1 - s0, c, False, ignore_index, float(label_smoothing))
         if not need_grads:
             continue
+        hi, lo = hi_buf[: s1 - s0], lo_buf[: s1 - s0]
+        _elementwise(dt, "split_f32", lc.size, lc, hi, lo, lc.size)
         acc = dx_acc[: s1 - s0]
         wg = w if w_oi else w.T                # (c, h)
-        _product(lc, wg, acc, alpha=alpha)
+        _product(hi, wg, acc, alpha=alpha)
         _product(lo, wg, acc, 1.0, alpha)
         _elementwise(dt, "from_f32", acc.size, acc, dx[s0:s1], acc.size)
-        for part, first in ((lc, s0 == 0), (lo, False)):
+        for part, first in ((hi, s0 == 0), (lo, False)):
             a, bm = (part.T, xc) if w_oi else (xc.T, part)
             _product(a, bm, dw_acc, 0.0 if first else 1.0, alpha)
-            partials.append(_col_partials(part))  # db: the logits' gradient summed over rows
+        partials.append(_col_partials(lc))  # db: the float32 logits' gradient summed over rows
     if need_grads:
         if n == 0:
             dw_acc[...] = 0
@@ -656,4 +658,8 @@ def _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, g
             _elementwise(dt, "col_reduce", c, allp, allp.shape[0], c, db)
         else:
             db[...] = 0
-    return _sum(rows, n), (rows if want_none else None), dx, dw, db, None
+    out = None
+    if want_none:
+        out = xp.empty(n, dtype=dt)
+        _elementwise(dt, "from_f32", n, rows, out, n)
+    return _sum(rows, n), out, dx, dw, db, None

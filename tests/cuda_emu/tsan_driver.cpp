@@ -160,7 +160,7 @@ template <class T> static void run_all() {
     y[2] = -100;
     const double ls = 0.1;
     for (int nll = 0; nll < 2; ++nll) {
-      emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<T>(x.data(), y.data(), w.data(), g.data(), 0.0, loss.data(), dx.data(), rows, cols, nll, -100, nll ? 0.0 : ls, nullptr); });
+      emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<T>(x.data(), y.data(), w.data(), g.data(), 0.0, loss.data(), dx.data(), rows, cols, nll, -100, nll ? 0.0 : ls); });
       std::vector<T> lref(rows), gref(rows * cols);
       double W = 0;
       for (long long j = 0; j < cols; ++j) W += w[j];
@@ -246,19 +246,10 @@ template <class S> static void run_half(const char* name) {
     check(y, yf, lg ? "log_softmax_forward" : "softmax_forward");
   }
   std::vector<long long> t = {3, 299, -100, 0, 150};
-  std::vector<S> dlo(rows * cols);
-  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<S>(x.data(), t.data(), nullptr, nullptr, 1.0, loss.data(), dx.data(), rows, cols, 0, -100, 0.1, dlo.data()); });
-  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<float>(xf.data(), t.data(), nullptr, nullptr, 1.0, lossf.data(), dxf.data(), rows, cols, 0, -100, 0.1, nullptr); });
+  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<S>(x.data(), t.data(), nullptr, nullptr, 1.0, loss.data(), dx.data(), rows, cols, 0, -100, 0.1); });
+  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<float>(xf.data(), t.data(), nullptr, nullptr, 1.0, lossf.data(), dxf.data(), rows, cols, 0, -100, 0.1); });
   check(loss, lossf, "class_rows loss");
   check(dx, dxf, "class_rows grad");
-  for (long long i = 0; i < rows * cols; ++i) {  // hi + lo: the float gradient to ~2^-16
-    const float hl = Num<S>::ld(dx[i]) + Num<S>::ld(dlo[i]);
-    if (!(std::fabs(hl - dxf[i]) <= 1e-4f * std::fabs(dxf[i]) + 1e-7f)) {
-      std::printf("FAIL class_rows grad hi + lo (%s) at %lld: %.9g vs %.9g\n", name, i, double(hl), double(dxf[i]));
-      ++failures;
-      break;
-    }
-  }
   // the fused epilogue from a float32 product: y = relu(acc + b), z = acc + b
   std::vector<S> b(cols), z(rows * cols);
   std::vector<float> bf(cols), zf(rows * cols);
