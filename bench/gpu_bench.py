@@ -1,7 +1,12 @@
 """GPU benchmark: fastnn's cupy backend against torch CUDA, with the device's ceilings
-measured in the same run (device-to-device copy bandwidth, cuBLAS FP32 GEMM rate).
+measured in the same run (device-to-device copy bandwidth, cuBLAS FP32 GEMM rate; the
+bfloat16 rows against torch's bfloat16 GEMM rate).
 
-    python bench/gpu_bench.py [--quick] [--csv FILE]
+    python bench/gpu_bench.py [--quick] [--csv FILE] [--only-bf16]
+
+The bfloat16 rows (issue 18's GPU targets): Dense + relu forward + backward at 4096^3 and
+relu / gelu on 256M elements, fastnn's cupy backend (GemmEx, float32 compute) against
+torch's bfloat16, checked at bfloat16's tolerance (normwise 1.6e-2) first.
 
 Every row checks fastnn's result against torch's before timing it. Times are medians of
 CUDA-event-timed repetitions after warm-up (and after NVRTC compilation), in ms.
@@ -68,6 +73,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--csv")
+    ap.add_argument("--only-bf16", action="store_true", help="only the bfloat16 rows")
     a = ap.parse_args(argv)
     torch.backends.cuda.matmul.allow_tf32 = False  # both sides: full FP32 products
     dev = torch.device("cuda")
@@ -85,6 +91,10 @@ def main(argv=None):
                      "of_ceiling": round(rate / ceil, 3)})
         print(f"{op:28s} {shape:20s} fastnn {t_f:8.3f} ms  torch {t_t:8.3f} ms  x{t_t / t_f:5.2f}  "
               f"{rate:9.1f} {unit} ({100 * rate / ceil:4.0f}% of ceiling)", flush=True)
+
+    bf16_rows(a.quick, dev, g, row)
+    if a.only_bf16:
+        return report(rows, a.csv)
 
     # Dense + relu forward and backward
     dense_shapes = [(4096, 4096, 4096), (8192, 1024, 1024)] if not a.quick else [(2048, 2048, 2048)]
@@ -181,8 +191,67 @@ def main(argv=None):
     row("dense_cross_entropy f+b", f"{n}x{h}x{c}", timed(dce, reps=5, inner=2), timed(ce_torch, reps=5, inner=2),
         6 * n * h * c, "TFLOP/s")
 
-    if a.csv:
-        with open(a.csv, "w", newline="") as f:
+    return report(rows, a.csv)
+
+
+def bf16_rows(quick, dev, g, row):
+    """bfloat16 Dense + relu f+b (4096^3) and relu / gelu f / b on 256M elements, against
+    torch's bfloat16 (its TFLOP/s rows' ceiling is still the FP32 GEMM rate: the bf16
+    rate is printed beside it)."""
+    bf = torch.bfloat16
+    m = k = n = 4096 if not quick else 2048
+    xb = torch.randn(m, k, device=dev, generator=g).to(bf)
+    tflops = 2 * m * k * n / timed(lambda: torch.matmul(xb, xb)) / 1e9
+    print(f"torch bf16 GEMM {m}^3: {tflops:.1f} TFLOP/s", flush=True)
+    x = torch.randn(m, k, device=dev, generator=g).to(bf)
+    w = (torch.randn(n, k, device=dev, generator=g) / k ** 0.5).to(bf)
+    b = torch.randn(n, device=dev, generator=g).to(bf)
+    dy = torch.randn(m, n, device=dev, generator=g).to(bf)
+    xc, wc, bc, dyc = t2c(x), t2c(w), t2c(b), t2c(dy)
+
+    def f_fast():
+        y, z = fastnn.dense_forward(xc, wc, bc, "relu")
+        return fastnn.dense_backward(dyc, xc, wc, y, z, "relu")
+
+    xr, wr, br = (t.clone().requires_grad_() for t in (x, w, b))
+
+    def f_torch():
+        y = torch.relu(torch.nn.functional.linear(xr, wr, br))
+        return torch.autograd.grad(y, (xr, wr, br), dy)
+
+    (dx, dw, db), (tdx, tdw, tdb) = f_fast(), f_torch()
+    for nm, gg, rr in (("dx", dx, tdx), ("dw", dw, tdw), ("db", db, tdb)):
+        check(f"bf16 dense {nm}", gg, rr, 1.6e-2)
+    row("bf16 dense+relu fwd+bwd", f"{m}x{k}x{n}", timed(f_fast), timed(f_torch), 6 * m * k * n, "TFLOP/s")
+    del x, w, b, dy, xc, wc, bc, dyc, xr, wr, br, dx, dw, db, tdx, tdw, tdb, xb
+    torch.cuda.empty_cache()
+    cp.get_default_memory_pool().free_all_blocks()
+
+    ne = (1 << 28) if not quick else (1 << 24)
+    x = torch.randn(ne, device=dev, generator=g).to(bf)
+    dy = torch.randn(ne, device=dev, generator=g).to(bf)
+    xc, dyc = t2c(x), t2c(dy)
+    for act, tf in (("relu", torch.relu), ("gelu", torch.nn.functional.gelu)):
+        check(f"bf16 {act} fwd", fastnn.activation_forward(xc, act), tf(x), 1.6e-2)
+        row(f"bf16 {act} forward", f"{ne}", timed(lambda: fastnn.activation_forward(xc, act)), timed(lambda: tf(x)),
+            2 * 2 * ne, "GB/s")
+        if act == "relu":
+            yc, yt = fastnn.activation_forward(xc, act), tf(x)
+            f_fast = lambda: fastnn.activation_backward(dyc, act, y=yc)  # noqa: E731
+            f_t = lambda: torch.ops.aten.threshold_backward(dy, yt, 0)  # noqa: E731
+        else:
+            f_fast = lambda: fastnn.activation_backward(dyc, act, x=xc)  # noqa: E731
+            f_t = lambda: torch.ops.aten.gelu_backward(dy, x)  # noqa: E731
+        check(f"bf16 {act} bwd", f_fast(), f_t(), 1.6e-2)
+        row(f"bf16 {act} backward", f"{ne}", timed(f_fast), timed(f_t), 3 * 2 * ne, "GB/s")
+    del x, dy, xc, dyc
+    torch.cuda.empty_cache()
+    cp.get_default_memory_pool().free_all_blocks()
+
+
+def report(rows, csv_path):
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
             wr = csv.DictWriter(f, fieldnames=list(rows[0]))
             wr.writeheader()
             wr.writerows(rows)

@@ -1,7 +1,9 @@
 """Compile the CuPy backend's CUDA program with NVRTC, without a GPU (CI).
 
 Uses exactly what the backend hands to cupy.RawModule (fastnn._backends._cuda_src.program:
-source, options, name expressions) for float32 and float64, for each architecture, with
+source, options, name expressions) for every dtype (float32, float64, float16, bfloat16; the
+16-bit programs with -I the CUDA include directory holding cuda_fp16.h / cuda_bf16.h,
+_cuda_src.cuda_include_dir()), for each architecture, with
 and without --device-as-default-execution-space (added by some CuPy versions), and
 fails on any error or on any non-empty log (warnings included). NVRTC is called
 through ctypes from the pinned nvidia-cuda-nvrtc wheel (or $FASTNN_NVRTC).
@@ -86,14 +88,15 @@ def main():
     lib.nvrtcVersion(ctypes.byref(major), ctypes.byref(minor))
     print(f"NVRTC {major.value}.{minor.value} ({path})")
     failures = []
-    for dtype in ("float32", "float64"):
+    print(f"CUDA headers for the 16-bit programs: {_cuda_src.cuda_include_dir()}")
+    for dtype in _cuda_src.CTYPES:
         src, options, names = _cuda_src.program(dtype)
         for arch in a.arch.split(","):
             for dd in (False, True):
                 t = time.perf_counter()
                 err = compile_one(lib, src, options, names, arch.strip(), dd)
                 status = "FAIL" if err else "ok"
-                print(f"  {dtype} sm_{arch} {'(default device)' if dd else '':17s} {len(names)} kernels: {status} "
+                print(f"  {dtype:8s} sm_{arch} {'(default device)' if dd else '':17s} {len(names)} kernels: {status} "
                       f"({time.perf_counter() - t:.1f}s)")
                 if err:
                     failures.append(err)

@@ -5,6 +5,15 @@
 #include "fastnn/op_table.h"
 #include "fastnn/scalar_math.h"
 
+// The 16-bit storage types come from CUDA's own headers; only the 16-bit programs define
+// FASTNN_CUDA_16BIT (fastnn/_backends/_cuda_src.py), so the float32 / float64 programs
+// compile without the toolkit's include directory. The CPU emulator (tests/cuda_emu/emu.h)
+// defines the types and their intrinsics itself.
+#if defined(FASTNN_CUDA_16BIT) && defined(__CUDACC__)
+#include <cuda_fp16.h>
+#include <cuda_bf16.h>
+#endif
+
 namespace fastnn {
 namespace sm {
 // Unqualified math, resolved where the formulas' is: CUDA's device overloads under NVRTC,
@@ -20,6 +29,33 @@ namespace sm = fastnn::sm;
 
 using fastnn::Act;
 using fastnn::Loss;
+
+// ---- storage and compute types ------------------------------------------------------
+// A kernel is instantiated per storage type S (float, double, __half, __nv_bfloat16) and
+// computes in acc_t<S>: S itself for float / double, float for the 16-bit types (torch's
+// contract). Every load widens with ld() (exact), every store narrows once with st<S>()
+// (round-to-nearest-even: __float2half_rn / __float2bfloat16_rn; float16 overflow gives
+// inf). Sums and log-sum-exp run in acc_t<S> or in double, never in 16 bits.
+template <class S> struct Num {
+  using C = S;
+  static __device__ __forceinline__ C ld(S v) { return v; }
+  static __device__ __forceinline__ S st(C v) { return v; }
+};
+#if defined(FASTNN_CUDA_16BIT)
+template <> struct Num<__half> {
+  using C = float;
+  static __device__ __forceinline__ C ld(__half v) { return __half2float(v); }
+  static __device__ __forceinline__ __half st(C v) { return __float2half_rn(v); }
+};
+template <> struct Num<__nv_bfloat16> {
+  using C = float;
+  static __device__ __forceinline__ C ld(__nv_bfloat16 v) { return __bfloat162float(v); }
+  static __device__ __forceinline__ __nv_bfloat16 st(C v) { return __float2bfloat16_rn(v); }
+};
+#endif
+template <class S> using acc_t = typename Num<S>::C;
+template <class S> __device__ __forceinline__ acc_t<S> ld(S v) { return Num<S>::ld(v); }
+template <class S> __device__ __forceinline__ S st(acc_t<S> v) { return Num<S>::st(v); }
 
 // The activation parameters travel as plain scalars (NVRTC kernels take no host structs).
 #define FK_ACT_DECL double p_ns, double p_mv, double p_th, double p_al, double p_be, double p_lo, double p_hi, int p_ap
@@ -56,7 +92,7 @@ template <class T> __device__ __forceinline__ T act_bwd_y(int a, T y, T dy, cons
 __device__ __forceinline__ long long gtid() { return (long long)blockIdx.x * blockDim.x + threadIdx.x; }
 __device__ __forceinline__ long long gstride() { return (long long)gridDim.x * blockDim.x; }
 
-// 16 bytes of T (4 floats, 2 doubles): one 128-bit load or store where the data is
+// 16 bytes of T (4 floats, 2 doubles, 8 halves): one 128-bit load or store where the data is
 // 16-byte aligned, which keeps more bytes in flight per thread than scalar accesses.
 template <class T> struct alignas(16) Pack {
   static constexpr int N = 16 / (int)sizeof(T);
@@ -113,37 +149,38 @@ template <class T> __device__ __forceinline__ void lse_merge(T& m, T& s, T m2, T
 }
 // (max, sum of e^(x - max)) of row xr over the block; sm_ and ss_ hold blockDim.x values.
 // The max is returned as 0 for a row of -inf (then 0/0 gives torch's NaN downstream).
-template <class T> __device__ __forceinline__ void row_max_sum(const T* xr, long long cols, T* sm_, T* ss_, T& mx,
-                                                               T& sum) {
+// xr holds storage values (S), widened as they are read; the row's statistics are in C.
+template <class S, class T> __device__ __forceinline__ void row_max_sum(const S* xr, long long cols, T* sm_, T* ss_,
+                                                                        T& mx, T& sum) {
   const unsigned t = threadIdx.x, B = blockDim.x;
   T m = neg_inf<T>(), s = T(0);
   long long j = t;
-  if (aligned16(xr) && cols % Pack<T>::N == 0) {  // 16-byte packs
-    using P = Pack<T>;
+  if (aligned16(xr) && cols % Pack<S>::N == 0) {  // 16-byte packs
+    using P = Pack<S>;
     const P* xv = reinterpret_cast<const P*>(xr);
     const long long nv = cols / P::N;
     for (; j + B < nv; j += 2 * B) {
       const P a = xv[j], b = xv[j + B];
 #pragma unroll
-      for (int k = 0; k < P::N; ++k) lse_add(m, s, a.v[k]);
+      for (int k = 0; k < P::N; ++k) lse_add(m, s, (T)ld(a.v[k]));
 #pragma unroll
-      for (int k = 0; k < P::N; ++k) lse_add(m, s, b.v[k]);
+      for (int k = 0; k < P::N; ++k) lse_add(m, s, (T)ld(b.v[k]));
     }
     for (; j < nv; j += B) {
       const P a = xv[j];
 #pragma unroll
-      for (int k = 0; k < P::N; ++k) lse_add(m, s, a.v[k]);
+      for (int k = 0; k < P::N; ++k) lse_add(m, s, (T)ld(a.v[k]));
     }
     j = cols;  // done
   }
   for (; j + 3 * B < cols; j += 4 * B) {
-    const T v0 = xr[j], v1 = xr[j + B], v2 = xr[j + 2 * B], v3 = xr[j + 3 * B];
+    const T v0 = ld(xr[j]), v1 = ld(xr[j + B]), v2 = ld(xr[j + 2 * B]), v3 = ld(xr[j + 3 * B]);
     lse_add(m, s, v0);
     lse_add(m, s, v1);
     lse_add(m, s, v2);
     lse_add(m, s, v3);
   }
-  for (; j < cols; j += B) lse_add(m, s, xr[j]);
+  for (; j < cols; j += B) lse_add(m, s, (T)ld(xr[j]));
   sm_[t] = m;
   ss_[t] = s;
   __syncthreads();
@@ -162,7 +199,7 @@ template <class T> __device__ __forceinline__ void row_max_sum(const T* xr, long
   if (!(mx > neg_inf<T>())) mx = T(0);
 }
 
-// yr[j] = f(xr[j], j) over a row, by the block: four loads in flight per thread.
+// yr[j] = f(xr[j], j) over a row (f maps storage to storage), by the block: four loads in flight per thread.
 template <class T, class F> __device__ __forceinline__ void rowmap(const T* xr, T* yr, long long cols, F f) {
   const long long B = blockDim.x;
   long long j = threadIdx.x;
@@ -191,7 +228,7 @@ template <class T, class F> __device__ __forceinline__ void rowmap(const T* xr, 
 
 // ---- elementwise activations -------------------------------------------------------
 
-// y[i] = f(x[i]) over a grid-stride loop, four elements per thread and step with all four
+// y[i] = f(x[i]) (storage to storage: f widens, computes, narrows) over a grid-stride loop, four elements per thread and step with all four
 // loads issued before any store (a bandwidth-bound kernel needs the loads in flight).
 template <class T, class F> __device__ __forceinline__ void map1(const T* x, T* y, long long n, F f) {
   const long long s = gstride();

@@ -30,36 +30,38 @@ template <class T> __device__ __forceinline__ T loss_dtarget(int k, T p, T t, co
 
 #define FK_LOSS_DECL int code, double delta, double beta, double eps, int log_target, int log_input, int full, \
                      const T* pw, long long pwl
-#define FK_LOSS_PARAMS LossScalars<T>{T(delta), T(beta), T(eps), log_target != 0, log_input != 0, full != 0}
+#define FK_LOSS_PARAMS LossScalars<C>{C(delta), C(beta), C(eps), log_target != 0, log_input != 0, full != 0}
 
 // Per-element values to out (may be null) and partial[blockIdx.x] = this block's sum in
 // double; the caller sums the partials with sum_all (fixed grid for a given n: the
-// result is the same run to run).
+// result is the same run to run). Values are computed in C = acc_t<T>; out gets them
+// rounded once to T, the sum adds the unrounded values (the sum is its own output).
 template <class T> __global__ void loss_forward(const T* pred, const T* target, T* out, long long n, FK_LOSS_DECL,
                                                    double* partial) {
+  using C = acc_t<T>;
   __shared__ double sh[1024];
-  const LossScalars<T> a = FK_LOSS_PARAMS;
+  const LossScalars<C> a = FK_LOSS_PARAMS;
   double s = 0.0;
   const long long st = gstride();
   long long i = gtid();
   for (; i + 3 * st < n; i += 4 * st) {  // four elements' loads in flight, summed in order
-    T p[4], t[4];
+    C p[4], t[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      p[u] = pred[i + u * st];
-      t[u] = target[i + u * st];
+      p[u] = ld(pred[i + u * st]);
+      t[u] = ld(target[i + u * st]);
     }
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const long long k = i + u * st;
-      const T v = loss_val<T>(code, p[u], t[u], a, pw ? pw[k % pwl] : T(1));
-      if (out) out[k] = v;
+      const C v = loss_val<C>(code, p[u], t[u], a, pw ? (C)ld(pw[k % pwl]) : C(1));
+      if (out) out[k] = fk::st<T>(v);
       s += (double)v;
     }
   }
   for (; i < n; i += st) {
-    const T v = loss_val<T>(code, pred[i], target[i], a, pw ? pw[i % pwl] : T(1));
-    if (out) out[i] = v;
+    const C v = loss_val<C>(code, ld(pred[i]), ld(target[i]), a, pw ? (C)ld(pw[i % pwl]) : C(1));
+    if (out) out[i] = fk::st<T>(v);
     s += (double)v;
   }
   s = block_sum(s, sh);
@@ -69,31 +71,32 @@ template <class T> __global__ void loss_forward(const T* pred, const T* target, 
 // dpred = g * dloss/dpred, dtarget (may be null) = g * dloss/dtarget; g = grad[i] or gs.
 template <class T> __global__ void loss_backward(const T* pred, const T* target, const T* grad, double gs, T* dpred,
                                                     T* dtarget, long long n, FK_LOSS_DECL) {
-  const LossScalars<T> a = FK_LOSS_PARAMS;
-  const T gsc = T(gs);
+  using C = acc_t<T>;
+  const LossScalars<C> a = FK_LOSS_PARAMS;
+  const C gsc = C(gs);
   const long long st = gstride();
   long long i = gtid();
   for (; i + 3 * st < n; i += 4 * st) {  // four elements' loads in flight
-    T p[4], t[4], g[4];
+    C p[4], t[4], g[4];
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      p[u] = pred[i + u * st];
-      t[u] = target[i + u * st];
-      g[u] = grad ? grad[i + u * st] : gsc;
+      p[u] = ld(pred[i + u * st]);
+      t[u] = ld(target[i + u * st]);
+      g[u] = grad ? (C)ld(grad[i + u * st]) : gsc;
     }
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const long long k = i + u * st;
-      const T w = pw ? pw[k % pwl] : T(1);
-      dpred[k] = g[u] * loss_dpred<T>(code, p[u], t[u], a, w);
-      if (dtarget) dtarget[k] = g[u] * loss_dtarget<T>(code, p[u], t[u], a, w);
+      const C w = pw ? (C)ld(pw[k % pwl]) : C(1);
+      dpred[k] = fk::st<T>(g[u] * loss_dpred<C>(code, p[u], t[u], a, w));
+      if (dtarget) dtarget[k] = fk::st<T>(g[u] * loss_dtarget<C>(code, p[u], t[u], a, w));
     }
   }
   for (; i < n; i += st) {
-    const T w = pw ? pw[i % pwl] : T(1);
-    const T p = pred[i], t = target[i], g = grad ? grad[i] : gsc;
-    dpred[i] = g * loss_dpred<T>(code, p, t, a, w);
-    if (dtarget) dtarget[i] = g * loss_dtarget<T>(code, p, t, a, w);
+    const C w = pw ? (C)ld(pw[i % pwl]) : C(1);
+    const C p = ld(pred[i]), t = ld(target[i]), g = grad ? (C)ld(grad[i]) : gsc;
+    dpred[i] = fk::st<T>(g * loss_dpred<C>(code, p, t, a, w));
+    if (dtarget) dtarget[i] = fk::st<T>(g * loss_dtarget<C>(code, p, t, a, w));
   }
 }
 
@@ -107,53 +110,55 @@ template <class T> __global__ void loss_backward(const T* pred, const T* target,
 template <class T> __global__ void class_rows(const T* x, const long long* target, const T* w, const T* grad,
                                                  double gs, T* loss, T* dx, long long rows, long long cols, int nll,
                                                  long long ignore_index, double label_smoothing) {
-  __shared__ T sh[1024];
-  __shared__ T sh2[1024];
-  const T ls = T(label_smoothing);
+  using C = acc_t<T>;  // every row statistic in C; loss and dx rounded once to T
+  __shared__ C sh[1024];
+  __shared__ C sh2[1024];
+  const C ls = C(label_smoothing);
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     T* dr = dx ? dx + r * cols : (T*)0;
     const long long y = target[r];
     const bool valid = y >= 0 && y < cols;
-    const T g = grad ? grad[r] : T(gs);
+    const C g = grad ? (C)ld(grad[r]) : C(gs);
     if (y == ignore_index || !valid) {  // uniform over the block
-      if (loss && threadIdx.x == 0) loss[r] = y == ignore_index ? T(0) : quiet_nan<T>();
-      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = T(0);
+      if (loss && threadIdx.x == 0) loss[r] = st<T>(y == ignore_index ? C(0) : quiet_nan<C>());
+      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = st<T>(C(0));
       continue;
     }
-    const T wy = w ? w[y] : T(1);
+    const C wy = w ? (C)ld(w[y]) : C(1);
     if (nll) {
-      if (loss && threadIdx.x == 0) loss[r] = -wy * xr[y];
-      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = j == y ? -g * wy : T(0);
+      if (loss && threadIdx.x == 0) loss[r] = st<T>(-wy * (C)ld(xr[y]));
+      if (dr) for (long long j = threadIdx.x; j < cols; j += blockDim.x) dr[j] = st<T>(j == y ? -g * wy : C(0));
       continue;
     }
-    const T xy = xr[y];  // read before any thread writes dr (barriers below)
-    T mx, s;
+    const C xy = ld(xr[y]);  // read before any thread writes dr (barriers below)
+    C mx, s;
     row_max_sum(xr, cols, sh, sh2, mx, s);
-    const T lse = mx + sm::k_log(s);
-    T sw = T(0), wsum = T(cols);
-    if (ls != T(0)) {
+    const C lse = mx + sm::k_log(s);
+    C sw = C(0), wsum = C(cols);
+    if (ls != C(0)) {
       if (loss) {
-        for (long long j = threadIdx.x; j < cols; j += blockDim.x) sw += (w ? w[j] : T(1)) * (lse - xr[j]);
+        for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+          sw += (w ? (C)ld(w[j]) : C(1)) * (lse - (C)ld(xr[j]));
         sw = block_sum(sw, sh);
       }
       if (w && dr) {
-        T ws = T(0);
-        for (long long j = threadIdx.x; j < cols; j += blockDim.x) ws += w[j];
+        C ws = C(0);
+        for (long long j = threadIdx.x; j < cols; j += blockDim.x) ws += ld(w[j]);
         wsum = block_sum(ws, sh);
       }
     }
     if (loss && threadIdx.x == 0) {
-      T v = (T(1) - ls) * wy * (lse - xy);
-      if (ls != T(0)) v += ls / T(cols) * sw;
-      loss[r] = v;
+      C v = (C(1) - ls) * wy * (lse - xy);
+      if (ls != C(0)) v += ls / C(cols) * sw;
+      loss[r] = st<T>(v);
     }
     if (dr) {
-      const T k1 = g * (T(1) - ls) * wy, k2 = g * ls / T(cols);
+      const C k1 = g * (C(1) - ls) * wy, k2 = g * ls / C(cols);
       rowmap(xr, dr, cols, [&](T v, long long j) {
-        const T pj = sm::k_exp(v - lse);
-        const T d = k1 * pj + k2 * (wsum * pj - (w ? w[j] : T(1)));
-        return j == y ? d - k1 : d;
+        const C pj = sm::k_exp((C)ld(v) - lse);
+        const C d = k1 * pj + k2 * (wsum * pj - (w ? (C)ld(w[j]) : C(1)));
+        return st<T>(j == y ? d - k1 : d);
       });
     }
   }
@@ -164,31 +169,33 @@ template <class T> __global__ void class_rows(const T* x, const long long* targe
 // dx_c = g (p_c sum_k w_k t'_k - w_c t'_c);  dt_c = -g (1 - ls) w_c (x_c - lse).
 template <class T> __global__ void soft_rows(const T* x, const T* t, const T* w, const T* grad, double gs, T* loss,
                                                 T* dx, T* dt, long long rows, long long cols, double label_smoothing) {
-  __shared__ T sh[1024];
-  __shared__ T sh2[1024];
-  const T ls = T(label_smoothing), u = ls / T(cols > 0 ? cols : 1);
+  using C = acc_t<T>;  // every row statistic in C; loss, dx and dt rounded once to T
+  __shared__ C sh[1024];
+  __shared__ C sh2[1024];
+  const C ls = C(label_smoothing), u = ls / C(cols > 0 ? cols : 1);
   for (long long r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* xr = x + r * cols;
     const T* tr = t + r * cols;
-    const T g = grad ? grad[r] : T(gs);
-    T mx, s;
+    const C g = grad ? (C)ld(grad[r]) : C(gs);
+    C mx, s;
     row_max_sum(xr, cols, sh, sh2, mx, s);
-    const T lse = mx + sm::k_log(s);
+    const C lse = mx + sm::k_log(s);
     if (loss) {
-      T v = T(0);
+      C v = C(0);
       for (long long j = threadIdx.x; j < cols; j += blockDim.x)
-        v -= (w ? w[j] : T(1)) * ((T(1) - ls) * tr[j] + u) * (xr[j] - lse);
+        v -= (w ? (C)ld(w[j]) : C(1)) * ((C(1) - ls) * (C)ld(tr[j]) + u) * ((C)ld(xr[j]) - lse);
       v = block_sum(v, sh);
-      if (threadIdx.x == 0) loss[r] = v;
+      if (threadIdx.x == 0) loss[r] = st<T>(v);
     }
     if (dx || dt) {
-      T wt = T(0);
-      for (long long j = threadIdx.x; j < cols; j += blockDim.x) wt += (w ? w[j] : T(1)) * ((T(1) - ls) * tr[j] + u);
+      C wt = C(0);
+      for (long long j = threadIdx.x; j < cols; j += blockDim.x)
+        wt += (w ? (C)ld(w[j]) : C(1)) * ((C(1) - ls) * (C)ld(tr[j]) + u);
       wt = block_sum(wt, sh);
       for (long long j = threadIdx.x; j < cols; j += blockDim.x) {
-        const T wj = w ? w[j] : T(1);
-        if (dx) dx[r * cols + j] = g * (sm::k_exp(xr[j] - lse) * wt - wj * ((T(1) - ls) * tr[j] + u));
-        if (dt) dt[r * cols + j] = -g * (T(1) - ls) * wj * (xr[j] - lse);
+        const C wj = w ? (C)ld(w[j]) : C(1), xj = ld(xr[j]), tj = ld(tr[j]);
+        if (dx) dx[r * cols + j] = st<T>(g * (sm::k_exp(xj - lse) * wt - wj * ((C(1) - ls) * tj + u)));
+        if (dt) dt[r * cols + j] = st<T>(-g * (C(1) - ls) * wj * (xj - lse));
       }
     }
   }

@@ -13,6 +13,7 @@
 The .cu and .h files ship inside the package (fastnn/_csrc, copied by setup.py); from a
 source checkout (editable install) they are read from the repository's csrc/.
 """
+import glob
 import os
 import re
 
@@ -29,6 +30,10 @@ KERNELS = {
     "softmax_forward": ["const T*", "T*", "long long", "long long", "int"],
     "softmax_backward": ["const T*", "const T*", "T*", "long long", "long long", "int", "int"],
     "bias_act": ["T*", "T*", "const T*", "long long", "long long", "int"] + _ACT,
+    "bias_act_acc": ["const float*", "T*", "T*", "const T*", "long long", "long long", "int"] + _ACT,
+    "from_f32": ["const float*", "T*", "long long"],
+    "split_f32": ["const float*", "T*", "T*", "long long"],
+    "add_bias_f32": ["float*", "const T*", "long long", "long long"],
     "act_grad": ["const T*", "const T*", "T*", "double*", "long long", "long long", "long long", "int", "int"] + _ACT,
     "col_reduce": ["const double*", "long long", "long long", "T*"],
     "sum_all": ["const T*", "long long", "double*"],
@@ -40,12 +45,19 @@ KERNELS = {
                   "long long", "double"],
 }
 NAMESPACE = "fk"
-CTYPES = {"float32": "float", "float64": "double"}
+# numpy dtype name -> the kernels' storage type. "bfloat16" is ml_dtypes.bfloat16, the
+# bfloat16 dtype of numpy, jax, TensorFlow and CuPy >= 14.
+CTYPES = {"float32": "float", "float64": "double", "float16": "__half", "bfloat16": "__nv_bfloat16"}
+HALF_DTYPES = ("float16", "bfloat16")
 
 # Options for NVRTC (CuPy adds the architecture and, for RawModule, nothing else that
 # changes the language; tools/nvrtc_check.py compiles with and without
 # --device-as-default-execution-space, which some CuPy versions add).
 OPTIONS = ("-std=c++17",)
+# The 16-bit programs also get HALF_DEFINE (common.cuh then includes cuda_fp16.h and
+# cuda_bf16.h) and -I the directory holding those headers (cuda_include_dir()): NVRTC has
+# no built-in copy of them. The float32 / float64 programs need no CUDA header.
+HALF_DEFINE = "-DFASTNN_CUDA_16BIT=1"
 
 
 _INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"\s*$', re.M)
@@ -90,9 +102,47 @@ def name_expression(kernel, dtype):
     return f"{NAMESPACE}::{kernel}<{CTYPES[str(dtype)]}>"
 
 
+def _has_half_headers(d):
+    return all(os.path.isfile(os.path.join(d, h)) for h in ("cuda_fp16.h", "cuda_bf16.h"))
+
+
+def cuda_include_dir():
+    """The directory of CUDA's cuda_fp16.h / cuda_bf16.h (and the runtime headers they
+    include) for NVRTC, first found of: $FASTNN_CUDA_INCLUDE, $CUDA_PATH/include,
+    $CUDA_HOME/include, /usr/local/cuda/include, the include/ of the nvidia-cuda-runtime /
+    nvidia-cuda-nvrtc wheels. None if there is none."""
+    cands = [os.environ.get("FASTNN_CUDA_INCLUDE", "")]
+    cands += [os.path.join(os.environ[v], "include") for v in ("CUDA_PATH", "CUDA_HOME") if os.environ.get(v)]
+    cands.append("/usr/local/cuda/include")
+    try:
+        import nvidia  # noqa: PLC0415 - the CUDA wheels' namespace package, optional
+        for p in nvidia.__path__:
+            cands += sorted(glob.glob(os.path.join(p, "cu*", "include")), reverse=True)
+            cands.append(os.path.join(p, "cuda_runtime", "include"))
+    except ImportError:
+        pass
+    for d in cands:
+        if d and _has_half_headers(d):
+            return d
+    return None
+
+
+def options(dtype):
+    """The NVRTC options of the module for one dtype."""
+    if str(dtype) not in HALF_DTYPES:
+        return OPTIONS
+    inc = cuda_include_dir()
+    if inc is None:
+        raise RuntimeError(f"fastnn cupy backend: {dtype} kernels need CUDA's cuda_fp16.h and cuda_bf16.h, found in "
+                           f"none of $FASTNN_CUDA_INCLUDE, $CUDA_PATH/include, $CUDA_HOME/include, "
+                           f"/usr/local/cuda/include or the nvidia-cuda-runtime wheel; expected one of them (set "
+                           f"FASTNN_CUDA_INCLUDE to the directory holding cuda_fp16.h)")
+    return OPTIONS + (HALF_DEFINE, "-I" + inc)
+
+
 def program(dtype):
     """(source, options, name_expressions) of the module for one dtype."""
-    return source(), OPTIONS, tuple(name_expression(k, dtype) for k in KERNELS)
+    return source(), options(dtype), tuple(name_expression(k, dtype) for k in KERNELS)
 
 
 def signature(kernel, dtype):
@@ -102,8 +152,9 @@ def signature(kernel, dtype):
 
 
 def nvcc_instances():
-    """A .cu translation unit that instantiates every kernel for nvcc -c (CI)."""
-    lines = ['#include "kernels.cu"']
+    """A .cu translation unit that instantiates every kernel, for every dtype of CTYPES
+    (the 16-bit ones included), for nvcc -c (CI)."""
+    lines = [f"#define {HALF_DEFINE[2:].replace('=', ' ')}", '#include "kernels.cu"']
     for dt in CTYPES:
         for k in KERNELS:
             sig = ", ".join(signature(k, dt))

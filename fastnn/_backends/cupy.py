@@ -1,6 +1,18 @@
 """The CuPy CUDA backend: fused CUDA kernels (csrc/cuda/kernels.cu, compiled at run time
 by NVRTC through cupy.RawModule, one module per device and dtype, cached on disk by
-CuPy) and cuBLAS (through cupy.matmul) for the matrix products.
+CuPy) and cuBLAS for the matrix products.
+
+Dtypes: float32, float64, float16 and bfloat16 (ml_dtypes.bfloat16, CuPy >= 14's bfloat16
+dtype; recognised by dtype name). The 16-bit kernels load __half / __nv_bfloat16, compute
+in float32 and round each output once, to nearest-even (csrc/cuda/common.cuh). Their
+products run through cuBLAS GemmEx (tensor cores) with float32 compute
+(CUBLAS_COMPUTE_32F): into the storage dtype where nothing follows the product, else into
+a float32 scratch of at most _ACC_CHUNK_BYTES (row chunks) that the fused epilogue
+(bias_act_acc: bias + activation) reads and rounds once. float32 and float64 products go
+through cupy.matmul, except that float32 products use TF32 tensor cores
+(CUBLAS_COMPUTE_32F_FAST_TF32) inside ``allow_tf32(True)``: off by default, so numpy /
+cupy API calls keep full float32 products; fastnn.torch turns it on for torch tensors
+where ``torch.backends.cuda.matmul.allow_tf32`` says so.
 
 The same functions, arguments and results as fastnn._backends.cpp, on cupy arrays:
 every function gets C-contiguous device arrays of one float dtype, validated by the
@@ -13,6 +25,9 @@ the kernel launcher and the launch limits. The tests swap in a CPU emulator runt
 (tests/cuda_emu) that runs these very kernels as C++ threads on numpy arrays, so this
 file's launch logic is checked against the C++ backend without a GPU.
 """
+import contextlib
+import contextvars
+
 import numpy as np
 
 from .. import _registry as R
@@ -61,6 +76,37 @@ class CupyRuntime:
             fn = self._funcs[key] = mod.get_function(S.name_expression(name, dtype))
         return fn
 
+    def gemm(self, a, b, out, alpha, beta, tf32):
+        """out = alpha a @ b (+ beta out) through cublasGemmEx with float32 compute (TF32 where
+        tf32): see _product for the operands. cuBLAS is column-major, so it computes
+        out^T = b^T a^T; a C-contiguous operand is its own transpose there (op N), an
+        F-contiguous one (a transposed view) is passed with op T."""
+        xp = self.xp
+        m, k = a.shape
+        n = b.shape[1]
+        if m == 0 or n == 0:
+            return
+        if k == 0:
+            if not beta:
+                out.fill(0)
+            return
+        cublas, handle = self._cublas()
+        a, ta, lda = _blas_operand(xp, a)
+        b, tb, ldb = _blas_operand(xp, b)
+        al = np.array(alpha, dtype=np.float32)
+        bt = np.array(beta, dtype=np.float32)
+        compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if tf32 else cublas.CUBLAS_COMPUTE_32F
+        cublas.gemmEx(handle, tb, ta, n, m, k, al.ctypes.data, b.data.ptr, _cuda_type(b.dtype), ldb, a.data.ptr,
+                      _cuda_type(a.dtype), lda, bt.ctypes.data, out.data.ptr, _cuda_type(out.dtype), n, compute,
+                      cublas.CUBLAS_GEMM_DEFAULT)
+
+    def _cublas(self):
+        try:
+            from cupy_backends.cuda.libs import cublas  # noqa: PLC0415
+        except ImportError:  # older layouts
+            from cupy.cuda import cublas  # noqa: PLC0415
+        return cublas, self.xp.cuda.device.get_cublas_handle()
+
     def launch(self, dtype, name, grid, block, args):
         fn = self._function(dtype, name)
         conv = []
@@ -76,6 +122,26 @@ class CupyRuntime:
             else:
                 raise TypeError(f"fastnn cupy backend: no conversion for parameter type {t}")
         fn(tuple(grid), tuple(block), tuple(conv))
+
+
+# cudaDataType codes (library_types.h), by numpy dtype name.
+_CUDA_R = {"float32": 0, "float64": 1, "float16": 2, "bfloat16": 14}
+
+
+def _cuda_type(dtype):
+    return _CUDA_R[str(dtype)]
+
+
+def _blas_operand(xp, a):
+    """(array, op, leading dimension) of a 2-D operand for column-major cuBLAS, which sees
+    a C-contiguous (r, c) array as its (c, r) transpose (op N, ld c) and an F-contiguous
+    one as itself (op T, ld r). Other layouts are copied C-contiguous (the backend's own
+    calls pass none)."""
+    if not a.flags.c_contiguous and not a.flags.f_contiguous:
+        a = xp.ascontiguousarray(a)
+    if a.flags.c_contiguous:
+        return a, 0, max(1, a.shape[1])
+    return a, 1, max(1, a.shape[0])
 
 
 def _init():
@@ -100,6 +166,59 @@ _rt, _why = _init()
 
 def unavailable():
     return _why
+
+
+# ---- products -----------------------------------------------------------------------------
+
+_TF32 = contextvars.ContextVar("fastnn_cupy_tf32", default=False)
+
+
+@contextlib.contextmanager
+def allow_tf32(enabled: bool = True):
+    """Within the block, float32 products of this backend may use TF32 tensor cores
+    (cuBLAS CUBLAS_COMPUTE_32F_FAST_TF32: operands rounded to 10 mantissa bits, float32
+    accumulation), as torch does under ``torch.backends.cuda.matmul.allow_tf32``. Off by
+    default. Per thread / task (a context variable); float64 and 16-bit products are
+    unaffected (the 16-bit ones always run on tensor cores with float32 compute)."""
+    token = _TF32.set(bool(enabled))
+    try:
+        yield
+    finally:
+        _TF32.reset(token)
+
+
+def _is_half(dtype):
+    return str(dtype) in S.HALF_DTYPES
+
+
+def _product(a, b, out, beta=0.0, alpha=1.0):
+    """out = alpha a @ b, or out += alpha a @ b where beta = 1 (a (m, k), b (k, n): C- or
+    F-contiguous, transposed views included; out (m, n) C-contiguous of a's dtype, or
+    float32 for a 16-bit a: the float32 accumulators). 16-bit operands, and float32 ones
+    under allow_tf32(), go to the runtime's GemmEx; the rest through xp.matmul."""
+    tf32 = a.dtype == np.float32 and _TF32.get()
+    if _is_half(a.dtype) or tf32:
+        _rt.gemm(a, b, out, alpha, beta, tf32)
+    elif alpha != 1.0:
+        raise ValueError("_product: alpha is for the GemmEx products only")
+    elif beta:
+        out += a @ b
+    else:
+        _rt.xp.matmul(a, b, out=out)
+
+
+class _Products:
+    """The array-module face _common.input_grads takes (empty_like, matmul), with the
+    products routed through _product."""
+
+    @staticmethod
+    def empty_like(a):
+        return _rt.xp.empty_like(a)
+
+    @staticmethod
+    def matmul(a, b, out):
+        _product(a, b, out)
+        return out
 
 
 def use_runtime(rt, device):
@@ -205,13 +324,62 @@ def _bias_act(z, y, b, code, act_args):
     _rt.launch(z.dtype, "bias_act", (gx, gy), (bx,), (z, y, b, m, n, code) + act_args)
 
 
+# Bytes of float32 product scratch a 16-bit product's epilogue reads at once (row chunks):
+# bounds the extra memory of a 16-bit Dense layer whatever its size.
+_ACC_CHUNK_BYTES = 256 << 20
+
+
+def _bias_act_acc(x, wt, z, y, b, code, act_args):
+    """16-bit Dense forward: y = act(x wt + b) and z = x wt + b (z may be None), the
+    product accumulated in float32 (scratch of <= _ACC_CHUNK_BYTES, by row chunks) and
+    each output rounded once by the epilogue kernel."""
+    m, n = y.shape
+    if m == 0 or n == 0:
+        return
+    rows = max(1, min(m, _ACC_CHUNK_BYTES // (4 * n)))
+    acc = _rt.xp.empty((rows, n), dtype=np.float32)
+    bx, gx = _col_blocks(n)
+    for r0 in range(0, m, rows):
+        r1 = min(m, r0 + rows)
+        a = acc[: r1 - r0]
+        _product(x[r0:r1], wt, a)
+        gy = max(1, min(r1 - r0, 65535, _cdiv(_rt.grid_limit() * 4, gx)))
+        _rt.launch(y.dtype, "bias_act_acc", (gx, gy), (bx,),
+                   (a, None if z is None else z[r0:r1], y[r0:r1], b, r1 - r0, n, code) + act_args)
+
+
+def _dense_forward_half(x, w, w_oi, b, spec, keep_z):
+    xp = _rt.xp
+    m = x.shape[0]
+    n = w.shape[0] if w_oi else w.shape[1]
+    wt = w.T if w_oi else w
+    y = xp.empty((m, n), dtype=x.dtype)
+    z = xp.empty_like(y) if keep_z else None
+    if _is_softmax(spec):  # softmax rows over the rounded z + b (its own row kernel)
+        zb = z if keep_z else y
+        if b is None:
+            _product(x, wt, zb)
+        else:
+            _bias_act_acc(x, wt, None, zb, b, _LINEAR, _NO_ACT)
+        _rows(x.dtype, "softmax_forward", m, n, zb, y, m, n, spec.name == "log_softmax")
+    elif b is None and spec.name == "linear":
+        _product(x, wt, y)  # nothing follows the product: rounded once by cuBLAS
+        if keep_z:
+            z[...] = y
+    else:
+        _bias_act_acc(x, wt, z, y, b, spec.code, _act_args(spec))
+    return y, z
+
+
 def dense_forward(x, w, w_oi, b, spec, keep_z):
     xp = _rt.xp
     with _device(x):
+        if _is_half(x.dtype):
+            return _dense_forward_half(x, w, w_oi, b, spec, keep_z)
         m = x.shape[0]
         n = w.shape[0] if w_oi else w.shape[1]
         z = xp.empty((m, n), dtype=x.dtype)
-        xp.matmul(x, w.T if w_oi else w, out=z)  # cuBLAS
+        _product(x, w.T if w_oi else w, z)  # cuBLAS
         y = xp.empty_like(z) if keep_z else z
         if _is_softmax(spec):
             if b is not None:
@@ -269,7 +437,7 @@ def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
         else:
             g = xp.empty_like(dy)
             db = _col_sums(dy, zy, g, spec, from_y, need_db)  # g and its column sums in one pass
-        dx, dw = input_grads(xp, g, x, w, w_oi, need_dx, need_dw)
+        dx, dw = input_grads(_Products, g, x, w, w_oi, need_dx, need_dw)
         return dx, dw, db
 
 
@@ -376,6 +544,10 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                              f"arrays); expected CPU arrays (the cpp and numba backends have them) or these "
                              f"options off")
     cw = None if extras is None else extras.class_weight
+    if _is_half(x.dtype):
+        with _device(x):
+            return _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
+                                  need_grads, chunk_size, cw)
     xp = _rt.xp
     with _device(x):
         n, h = x.shape
@@ -392,7 +564,7 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
         for s0 in range(0, n, chunk):
             s1 = min(n, s0 + chunk)
             xc, lc = x[s0:s1], logits[: s1 - s0]
-            xp.matmul(xc, wt, out=lc)
+            _product(xc, wt, lc)
             if b is not None:
                 _bias_act(lc, lc, b, _LINEAR, _NO_ACT)
             _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], cw, None if g is None else g[s0:s1],
@@ -400,12 +572,9 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                   float(label_smoothing))
             if not need_grads:
                 continue
-            xp.matmul(lc, w if w_oi else w.T, out=dx[s0:s1])
+            _product(lc, w if w_oi else w.T, dx[s0:s1])
             a, bm = (lc.T, xc) if w_oi else (xc.T, lc)
-            if s0 == 0:
-                xp.matmul(a, bm, out=dw)
-            else:
-                dw += a @ bm
+            _product(a, bm, dw, 1.0 if s0 else 0.0)
             partials.append(_col_partials(lc))  # db: the logits' gradient summed over rows
         db = None
         if need_grads:
@@ -418,3 +587,79 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
             else:
                 db[...] = 0
         return _sum(rows, n), (rows if want_none else None), dx, dw, db, None
+
+
+def _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none, need_grads,
+                   chunk_size, cw):
+    """dense_cross_entropy in float16 / bfloat16, rounding once at each output:
+    * logits = x W^T + b stay float32 (GemmEx float32 output, add_bias_f32): the loss and
+      the logits' gradient G come from them by the float32 class_rows;
+    * G leaves as two 16-bit parts, G = hi + lo (split_f32), so that dx = G W and
+      dW = G^T x, each two GemmEx products accumulated in float32 (cuBLAS beta = 1), see G
+      to ~2^-16 (bfloat16) / 2^-22 (float16), not one 16-bit rounding of it. A scalar
+      gradient (mean / sum reductions) is left out of G and applied as the products' alpha
+      (and to db's sums): G then has magnitude ~1 and never sinks into float16's
+      subnormals, whatever the batch size.
+    Extra memory: per chunk, the float32 logits and G's two 16-bit parts (8 bytes per
+    logit); dW's float32 accumulator (W's size in float32); the per-row loss in float32."""
+    xp = _rt.xp
+    f32 = np.dtype(np.float32)
+    n, h = x.shape
+    c = w.shape[0] if w_oi else w.shape[1]
+    dt = x.dtype
+    chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * 8))
+    chunk = max(1, min(chunk, n))
+    rows = xp.empty(n, dtype=f32)
+    logits = xp.empty((chunk, c), dtype=f32)
+    wt = w.T if w_oi else w                  # (h, c)
+    g = None if grad is None else grad.reshape(-1)
+    alpha = 1.0 if g is not None else float(grad_scalar)
+    cw32 = None if cw is None else cw.astype(f32)  # c values: the float32 kernel's class weights
+    dx = dw = db = None
+    if need_grads:
+        dx = xp.empty_like(x)
+        dw = xp.empty_like(w)
+        hi_buf = xp.empty((chunk, c), dtype=dt)
+        lo_buf = xp.empty((chunk, c), dtype=dt)
+        dx_acc = xp.empty((chunk, h), dtype=f32)
+        dw_acc = xp.empty(w.shape, dtype=f32)
+        partials = []
+    for s0 in range(0, n, chunk):
+        s1 = min(n, s0 + chunk)
+        xc, lc = x[s0:s1], logits[: s1 - s0]
+        _product(xc, wt, lc)
+        if b is not None:
+            _elementwise(dt, "add_bias_f32", lc.size, lc, b, s1 - s0, c)
+        gc = None if g is None else g[s0:s1].astype(f32)
+        _rows(f32, "class_rows", s1 - s0, c, lc, target[s0:s1], cw32, gc, 1.0, rows[s0:s1],
+              lc if need_grads else None, s1 - s0, c, False, ignore_index, float(label_smoothing))
+        if not need_grads:
+            continue
+        hi, lo = hi_buf[: s1 - s0], lo_buf[: s1 - s0]
+        _elementwise(dt, "split_f32", lc.size, lc, hi, lo, lc.size)
+        acc = dx_acc[: s1 - s0]
+        wg = w if w_oi else w.T                # (c, h)
+        _product(hi, wg, acc, alpha=alpha)
+        _product(lo, wg, acc, 1.0, alpha)
+        _elementwise(dt, "from_f32", acc.size, acc, dx[s0:s1], acc.size)
+        for part, first in ((hi, s0 == 0), (lo, False)):
+            a, bm = (part.T, xc) if w_oi else (xc.T, part)
+            _product(a, bm, dw_acc, 0.0 if first else 1.0, alpha)
+        partials.append(_col_partials(lc))  # db: the float32 logits' gradient summed over rows
+    if need_grads:
+        if n == 0:
+            dw_acc[...] = 0
+        _elementwise(dt, "from_f32", dw.size, dw_acc, dw, dw.size)
+        db = xp.empty(c, dtype=dt)
+        if partials:
+            allp = xp.concatenate(partials, axis=0)
+            if alpha != 1.0:
+                allp *= alpha
+            _elementwise(dt, "col_reduce", c, allp, allp.shape[0], c, db)
+        else:
+            db[...] = 0
+    out = None
+    if want_none:
+        out = xp.empty(n, dtype=dt)
+        _elementwise(dt, "from_f32", n, rows, out, n)
+    return _sum(rows, n), out, dx, dw, db, None

@@ -11,6 +11,7 @@ import contextlib
 import importlib.util
 import os
 
+import ml_dtypes
 import numpy as np
 
 import fastnn._backends as _pkg
@@ -18,7 +19,8 @@ from fastnn._backends import _cuda_src as S
 
 from .build import build
 
-NP = {"float": np.float32, "double": np.float64, "long long": np.int64}
+NP = {"float": np.float32, "double": np.float64, "long long": np.int64, "__half": np.float16,
+      "__nv_bfloat16": ml_dtypes.bfloat16}
 
 
 class EmuRuntime:
@@ -37,6 +39,23 @@ class EmuRuntime:
 
     def on(self, a):
         return contextlib.nullcontext()  # one device: nothing to switch to
+
+    def gemm(self, a, b, out, alpha, beta, tf32):
+        """cublasGemmEx emulated (the CuPy runtime's gemm): operands widened exactly to
+        float32 (TF32: rounded to 10 mantissa bits, nearest-even, as the tensor cores
+        take them), product and accumulation in float32, alpha a b (+ beta out) rounded once to
+        out's dtype (numpy / ml_dtypes conversions: round-to-nearest-even)."""
+        assert a.ndim == b.ndim == out.ndim == 2 and out.flags.c_contiguous and out.flags.writeable
+        assert a.dtype == b.dtype and (out.dtype == a.dtype or out.dtype == np.float32), (a.dtype, b.dtype, out.dtype)
+        assert a.flags.c_contiguous or a.flags.f_contiguous, "gemm operand neither C- nor F-contiguous"
+        assert b.flags.c_contiguous or b.flags.f_contiguous, "gemm operand neither C- nor F-contiguous"
+        af, bf = a.astype(np.float32), b.astype(np.float32)
+        if tf32:
+            af, bf = _tf32(af), _tf32(bf)
+        r = np.float32(alpha) * np.matmul(af, bf)
+        if beta:
+            r = out.astype(np.float32) + np.float32(beta) * r
+        out[...] = r.astype(out.dtype)
 
     def launch(self, dtype, name, grid, block, args):
         sig = S.signature(name, dtype)
@@ -61,6 +80,13 @@ class EmuRuntime:
                 conv.append(a)
         gx, gy = (tuple(grid) + (1,))[:2]
         getattr(self.lib, f"emu_{name}_{S.CTYPES[str(np.dtype(dtype))]}")(gx, gy, block[0], *conv)
+
+
+def _tf32(a):
+    """float32 values rounded to TF32's 10 mantissa bits (nearest-even; inf / NaN kept)."""
+    u = a.view(np.uint32)
+    r = ((u + np.uint32(0xFFF) + ((u >> np.uint32(13)) & np.uint32(1))) & np.uint32(0xFFFFE000)).view(np.float32)
+    return np.where(np.isfinite(a), r, a)
 
 
 def load():

@@ -41,7 +41,8 @@ def build(sanitize=None):
     src = wrapper_source()
     h = hashlib.sha256(src.encode())
     h.update(S.source().encode())  # kernels.cu with every fastnn/ header it includes, inlined
-    for p in (os.path.join(HERE, "emu.h"), os.path.join(csrc, "include", "fastnn", "cpu_math.h")):
+    for p in (os.path.join(HERE, "emu.h"), os.path.join(csrc, "include", "fastnn", "cpu_math.h"),
+              os.path.join(csrc, "include", "fastnn", "half.h")):
         h.update(open(p, "rb").read())
     h.update(str(sanitize).encode())
     out_dir = os.path.join(tempfile.gettempdir(), "fastnn_cuda_emu")

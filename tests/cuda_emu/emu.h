@@ -121,3 +121,25 @@ inline double __longlong_as_double(long long i) {
   std::memcpy(&d, &i, sizeof d);
   return d;
 }
+
+// ---- CUDA's 16-bit storage types and the intrinsics the kernels use --------------------
+// __half / __nv_bfloat16 as 2-byte bit patterns, converted with fastnn/half.h's exact
+// conversions (widening exact; narrowing round-to-nearest-even, float16 overflow to inf,
+// NaN kept), which are checked bit-exact against numpy float16 and ml_dtypes.bfloat16:
+// what __half2float / __float2half_rn / __bfloat162float / __float2bfloat16_rn do on the
+// GPU. No arithmetic operators: the kernels compute in float (common.cuh's ld / st), so a
+// missing conversion is a compile error here as it would be a silent float path nowhere.
+#include "fastnn/half.h"
+
+#define FASTNN_CUDA_16BIT 1
+struct __half {
+  unsigned short __x;
+};
+struct __nv_bfloat16 {
+  unsigned short __x;
+};
+static_assert(sizeof(__half) == 2 && sizeof(__nv_bfloat16) == 2, "16-bit storage types");
+inline float __half2float(__half h) { return fastnn::f16_to_float(h.__x); }
+inline __half __float2half_rn(float f) { return __half{fastnn::float_to_f16(f)}; }
+inline float __bfloat162float(__nv_bfloat16 h) { return fastnn::bf16_to_float(h.__x); }
+inline __nv_bfloat16 __float2bfloat16_rn(float f) { return __nv_bfloat16{fastnn::float_to_bf16(f)}; }

@@ -4,13 +4,15 @@
 // small shapes (rows longer than a block, grid-stride loops that wrap, aligned and
 // misaligned data) and is compared with a serial loop over the same scalar_math.h
 // formulas. A data race (a missing __syncthreads) is reported by TSan; a wrong result
-// by the comparison. Exit status: the number of failed checks (0 = all good).
+// by the comparison. The 16-bit instances of the block-reducing kernels run too (run_half).
+// Exit status: the number of failed checks (0 = all good).
 #include "emu.h"
 #include "cuda/kernels.cu"
 
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <type_traits>
 #include <vector>
 
 static int failures = 0;
@@ -212,9 +214,61 @@ template <class T> static void run_all() {
   }
 }
 
+// The 16-bit instances of the block-reducing kernels (8-element packs, float statistics,
+// one rounding per output) against the float instances on the same widened inputs: the
+// two differ only by the rounding of the stored outputs (and the order of float sums), so
+// each 16-bit output must be within 2 ulps of the float output. TSan watches the races.
+template <class S> static void run_half(const char* name) {
+  using namespace fk;
+  std::mt19937 gen(11);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  const float rel = std::is_same_v<S, __half> ? 2 * 0x1p-10f : 2 * 0x1p-7f;  // 2 ulps
+  auto check = [&](const std::vector<S>& got, const std::vector<float>& ref, const char* what) {
+    for (size_t i = 0; i < ref.size(); ++i) {
+      const float g = Num<S>::ld(got[i]);
+      if (!(std::fabs(g - ref[i]) <= rel * std::fabs(ref[i]) + 1e-6f)) {
+        std::printf("FAIL %s (%s) at %zu: %.9g vs %.9g\n", what, name, i, double(g), double(ref[i]));
+        ++failures;
+        return;
+      }
+    }
+  };
+  const long long rows = 5, cols = 300;  // rows of more than 4 blocks of 64: every loop of row_max_sum
+  std::vector<S> x(rows * cols), y(rows * cols), dx(rows * cols), loss(rows);
+  std::vector<float> xf(rows * cols), yf(rows * cols), dxf(rows * cols), lossf(rows);
+  for (long long i = 0; i < rows * cols; ++i) {
+    x[i] = Num<S>::st(nd(gen));
+    xf[i] = Num<S>::ld(x[i]);
+  }
+  for (int lg = 0; lg < 2; ++lg) {
+    emu::launch({2, 1, 1}, {64, 1, 1}, [&] { softmax_forward<S>(x.data(), y.data(), rows, cols, lg); });
+    emu::launch({2, 1, 1}, {64, 1, 1}, [&] { softmax_forward<float>(xf.data(), yf.data(), rows, cols, lg); });
+    check(y, yf, lg ? "log_softmax_forward" : "softmax_forward");
+  }
+  std::vector<long long> t = {3, 299, -100, 0, 150};
+  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<S>(x.data(), t.data(), nullptr, nullptr, 1.0, loss.data(), dx.data(), rows, cols, 0, -100, 0.1); });
+  emu::launch({3, 1, 1}, {64, 1, 1}, [&] { class_rows<float>(xf.data(), t.data(), nullptr, nullptr, 1.0, lossf.data(), dxf.data(), rows, cols, 0, -100, 0.1); });
+  check(loss, lossf, "class_rows loss");
+  check(dx, dxf, "class_rows grad");
+  // the fused epilogue from a float32 product: y = relu(acc + b), z = acc + b
+  std::vector<S> b(cols), z(rows * cols);
+  std::vector<float> bf(cols), zf(rows * cols);
+  for (long long j = 0; j < cols; ++j) bf[j] = Num<S>::ld(b[j] = Num<S>::st(nd(gen)));
+  emu::launch({10, 3, 1}, {32, 1, 1}, [&] { bias_act_acc<S>(xf.data(), z.data(), y.data(), b.data(), rows, cols, int(Act::gelu), 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
+  const ActParams p{0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0};
+  for (long long i = 0; i < rows * cols; ++i) {
+    zf[i] = xf[i] + bf[i % cols];
+    yf[i] = act_fwd<float>(int(Act::gelu), zf[i], p);
+  }
+  check(z, zf, "bias_act_acc z");
+  check(y, yf, "bias_act_acc y");
+}
+
 int main() {
   run_all<float>();
   run_all<double>();
+  run_half<__half>("f16");
+  run_half<__nv_bfloat16>("bf16");
   std::printf("tsan_driver: %d failed checks\n", failures);
   return failures;
 }
