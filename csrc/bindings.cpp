@@ -321,6 +321,32 @@ PYBIND11_MODULE(_C, m) {
       py::arg("path"), py::arg("min_macs") = -1,
       "route the float32 Dense products (tests and benchmarks; min_macs < 0: the level's default); returns _gemm_path()");
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
+  m.def("_convert_block", [](py::array src, py::array dst) {
+        // csrc/cpu/kernels.h's widen_block / narrow_block at the ISA level in effect (tests):
+        // float16 / bfloat16 -> float32, or float32 -> float16 / bfloat16.
+        const F::View s = view(src), d = view(dst);
+        const bool half_in = s.dtype == F::DType::f16 || s.dtype == F::DType::bf16;
+        const bool half_out = d.dtype == F::DType::f16 || d.dtype == F::DType::bf16;
+        if (!(half_in && d.dtype == F::DType::f32) && !(s.dtype == F::DType::f32 && half_out))
+          throw py::type_error(std::string("fastnn._C._convert_block: expected float16 / bfloat16 -> float32 or "
+                                           "float32 -> float16 / bfloat16, got ") + F::dtype_name(s.dtype) + " -> " +
+                               F::dtype_name(d.dtype));
+        if (!s.contiguous || !d.contiguous || !d.writable || s.size() != d.size())
+          throw py::value_error("fastnn._C._convert_block: src and dst must be C-contiguous, of one size, dst writable");
+        py::gil_scoped_release nogil;
+        const int64_t n = s.size();
+        switch (half_in ? s.dtype : d.dtype) {
+          case F::DType::bf16:
+            if (half_in) fastnn::widen_block(s.as<fastnn::bf16>(), d.as<float>(), n);
+            else fastnn::narrow_block(s.as<float>(), d.as<fastnn::bf16>(), n);
+            break;
+          default:
+            if (half_in) fastnn::widen_block(s.as<fastnn::f16>(), d.as<float>(), n);
+            else fastnn::narrow_block(s.as<float>(), d.as<fastnn::f16>(), n);
+        }
+      },
+      py::arg("src"), py::arg("dst"),
+      "dst = src converted by widen_block / narrow_block (csrc/cpu/convert.cpp) at the ISA level in effect (tests)");
   // The front end for C++ bridges built outside this module (csrc/cpu/api.h).
   m.attr("_cpu_api") = py::capsule(&fastnn::cpu_api(), "fastnn._C.cpu_api");
 }

@@ -288,24 +288,36 @@ def test_dense_linear_io_layout(be, dtype):
 
 
 @pytest.mark.parametrize("dtype", HALF)
-def test_dense_cross_entropy_chunks(be, dtype):
-    """Several chunks: dw accumulates in float32 across them and is rounded once."""
+@pytest.mark.parametrize("grad", ["mean", "rows"])
+def test_dense_cross_entropy_chunks(be, dtype, grad):
+    """The fused op rounds once, at its outputs: the logits stay float32, their gradient
+    reaches the products unrounded (hi + lo parts), the scalar gradient as the products'
+    alpha; dw accumulates in float32 over several chunks. rows, dx, dw, db are the float64
+    values rounded once."""
     rng = np.random.default_rng(9)
     n, h, c = 20, 24, 13
     x, w, b = rnd(rng, (n, h), dtype, -1, 1), rnd(rng, (c, h), dtype, -1, 1), rnd(rng, (c,), dtype, -1, 1)
     t = rng.integers(0, c, size=n).astype(np.int64)
-    total, rows, dx, dw, db, _ = be.dense_cross_entropy(x, w, True, b, t, -100, 0.0, None, 1.0, True, True, 6)
-    logits = (w64(x) @ w64(w).T + w64(b)).astype(dtype).astype(F64)  # rounded once, as stored
+    t[5] = -100
+    g = rnd(rng, (n,), dtype, 0.5, 2) if grad == "rows" else None
+    gs = 1.0 / 4096  # a mean over a large batch: G * gs would sink into float16's subnormals
+    total, rows, dx, dw, db, _ = be.dense_cross_entropy(x, w, True, b, t, -100, 0.0, g, gs, True, True, 6)
+    logits = w64(x) @ w64(w).T + w64(b)  # not rounded: an intermediate of the fused op
     m = logits.max(1, keepdims=True)
     lse = np.log(np.exp(logits - m).sum(1, keepdims=True)) + m
-    ref_rows = lse[:, 0] - logits[np.arange(n), t]
-    assert_one_ulp(rows, ref_rows, dtype)
+    keep = t != -100
+    ref_rows = np.where(keep, lse[:, 0] - logits[np.arange(n), np.where(keep, t, 0)], 0)
+    assert_one_ulp(rows, ref_rows, dtype, atol=1e-6 * (np.abs(lse[:, 0]) + np.abs(logits).max()))
     p = np.exp(logits - lse)
-    p[np.arange(n), t] -= 1
-    p = p.astype(dtype).astype(F64)  # the logits' gradient is stored in the storage dtype
-    assert_close(dx, p @ w64(w), dtype, np.abs(p) @ np.abs(w64(w)))
-    assert_close(dw, p.T @ w64(x), dtype, np.abs(p).T @ np.abs(w64(x)))
-    assert_close(db, p.sum(0), dtype, np.abs(p).sum(0))
+    p[np.arange(n)[keep], t[keep]] -= 1
+    p[~keep] = 0
+    p *= w64(g)[:, None] if g is not None else gs
+    # hi + lo carries G to 2^-16 (bfloat16) / 2^-21 (float16, with its subnormal lo parts)
+    # of each term; float32 accumulation adds ~1e-6 of what was summed
+    e = (2.0 ** -16 if dtype == BF16 else 2.0 ** -21) + 1e-6
+    assert_one_ulp(dx, p @ w64(w), dtype, atol=e * (np.abs(p) @ np.abs(w64(w))))
+    assert_one_ulp(dw, p.T @ w64(x), dtype, atol=e * (np.abs(p).T @ np.abs(w64(x))))
+    assert_one_ulp(db, p.sum(0), dtype, atol=1e-6 * np.abs(p).sum(0))
 
 
 def test_tf32_only_when_asked(be):
@@ -417,11 +429,11 @@ def test_cupy_runtime_gemm_operands(dtype):
             ref = w64(av) @ w64(bv)
             for out_dt, beta in ((dtype, 0.0), (np.dtype(np.float32), 0.0), (np.dtype(np.float32), 1.0)):
                 out = np.full((m, n), 0.5, dtype=out_dt)
-                rt.gemm(_Dev(av), _Dev(bv), _Dev(out), beta, False)
+                rt.gemm(_Dev(av), _Dev(bv), _Dev(out), 1.0, beta, False)
                 exp = ref + (0.5 if beta else 0.0)
                 np.testing.assert_allclose(w64(out), exp, rtol=RTOL[dtype] if out_dt == dtype else 1e-6, atol=1e-5)
     assert {c[:2] for c in fake.calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
     assert all(c[-1] == fake.CUBLAS_COMPUTE_32F for c in fake.calls)
     x32 = rng.standard_normal((4, 6)).astype(np.float32)
-    rt.gemm(_Dev(x32), _Dev(x32.T), _Dev(np.empty((4, 4), np.float32)), 0.0, True)
+    rt.gemm(_Dev(x32), _Dev(x32.T), _Dev(np.empty((4, 4), np.float32)), 1.0, 0.0, True)
     assert fake.calls[-1][-1] == fake.CUBLAS_COMPUTE_32F_FAST_TF32

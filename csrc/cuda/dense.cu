@@ -76,6 +76,24 @@ template <class T> __global__ void from_f32(const float* a, T* out, long long n)
   for (long long i = gtid(); i < n; i += gstride()) out[i] = st<T>((acc_t<T>)a[i]);
 }
 
+// hi[i] = a[i] rounded to T, lo[i] = the residue a[i] - hi[i] rounded to T: hi + lo carries
+// a float32 value to ~2^-16 (bfloat16) / 2^-22 (float16) relative, so that two 16-bit
+// GemmEx products accumulated in float32 read an unrounded float32 operand (the 16-bit
+// fused dense + cross-entropy's logits gradient).
+template <class T> __global__ void split_f32(const float* a, T* hi, T* lo, long long n) {
+  for (long long i = gtid(); i < n; i += gstride()) {
+    const T h = st<T>((acc_t<T>)a[i]);
+    hi[i] = h;
+    lo[i] = st<T>((acc_t<T>)(a[i] - (float)ld(h)));
+  }
+}
+
+// acc[r, c] += b[c] over a (rows, cols) float32 product (b widened; no rounding).
+template <class T> __global__ void add_bias_f32(float* acc, const T* b, long long rows, long long cols) {
+  const long long n = rows * cols;
+  for (long long i = gtid(); i < n; i += gstride()) acc[i] += (float)ld(b[i % cols]);
+}
+
 // g = dy * act'(zy) (act given by code; zy null: g = dy, the linear case) over the rows
 // [blockIdx.y * rpc, +rpc) of column c, and partial[blockIdx.y, c] = sum of those g in
 // double (bias gradient, finished by col_reduce in chunk order). g and partial may be null.

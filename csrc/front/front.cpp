@@ -40,12 +40,7 @@ std::string shape_of(const View& v) {
 
 template <class T> constexpr DType dtype_v() { return std::is_same_v<T, float> ? DType::f32 : DType::f64; }
 
-// The first array of a call decides the dtype: float32 or float64 (float_data; the Dense
-// entry points), or also float16 / bfloat16 (any_float_data; the activations and losses).
-Status float_data(const View& v, const char* name) {
-  if (v.dtype == DType::f32 || v.dtype == DType::f64) return ok();
-  return fail(Err::type, std::string(name) + ": expected float32 or float64 data, got " + dtype_name(v.dtype));
-}
+// The first array of a call decides the dtype: float16, bfloat16, float32 or float64.
 bool is_float(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16; }
 Status any_float_data(const View& v, const char* name) {
   if (is_float(v.dtype)) return ok();
@@ -107,21 +102,9 @@ Status rows_fit(const ActArgs& a, int64_t n, int64_t cols) {
   return ok();
 }
 
-// The Dense entry points' dtypes: float32, float64 and the 16-bit float16, bfloat16 (their
-// kernels compute in float32 and round each output once: cpu/dense_lp.cpp).
-bool dense_dtype(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16; }
-// run() with the 16-bit types too: f(bf16{}) / f(f16{}) under run's error handling.
-template <class F> Status run_dense(DType dt, F&& f) {
-  if (dt == DType::bf16) return run(DType::f32, [&](float) { f(bf16{}); });
-  if (dt == DType::f16) return run(DType::f32, [&](float) { f(f16{}); });
-  return run(dt, f);
-}
-
 // (w's rows, w's cols) as (n, k) of a layer k -> n: w (n, k) if w_oi else (k, n).
 Status dense_dims(const View& x, const View& w, bool w_oi, int64_t* m, int64_t* k, int64_t* n) {
-  if (!dense_dtype(x.dtype))
-    return fail(Err::type, std::string("x: expected float32, float64, float16 or bfloat16 data, got ") +
-                               dtype_name(x.dtype));
+  FRONT_TRY(any_float_data(x, "x"));
   FRONT_TRY(check_ndim(x, "x", 1, true));
   FRONT_TRY(check_ndim(w, "w", 2));
   *m = x.rows(), *k = x.last(), *n = w.shape[w_oi ? 0 : 1];
@@ -302,7 +285,7 @@ Status dense_forward(const ActArgs& a, const View& x, const View& w, bool w_oi, 
   FRONT_TRY(check_opt(b, "b", dt, n, false));
   FRONT_TRY(check(y, "y", dt, m * n, true));
   FRONT_TRY(check_opt(z, "z", dt, m * n, true));
-  return run_dense(dt, [&](auto t) {
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     fastnn::dense_forward<T>(a.act, a.p, x.as<T>(), w.as<T>(), w_oi, ptr<T>(b), y.as<T>(), ptr<T>(z), m, k, n);
   });
@@ -326,7 +309,7 @@ Status dense_backward(const ActArgs& a, bool from_y, const View& dy, const View&
   FRONT_TRY(check_opt(dw, "dw", dt, n * k, true));
   FRONT_TRY(check_opt(db, "db", dt, n, true));
   FRONT_TRY(check_opt(g, "dpre", dt, m * n, true));
-  return run_dense(dt, [&](auto t) {
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     fastnn::dense_backward<T>(a.act, a.p, from_y, dy.as<T>(), x.as<T>(), w.as<T>(), w_oi, ptr<T>(zy), ptr<T>(dx),
                               ptr<T>(dw), ptr<T>(db), ptr<T>(g), m, k, n);
@@ -354,7 +337,7 @@ Status dense_cross_entropy(const DenseCeCall& c, double* total) {
     return fail(Err::value, "softcap and z_scale must be finite and >= 0");
   // the logits are float32 for the 16-bit types too
   const int64_t chunk = c.chunk > 0 ? c.chunk : dense_ce_chunk(n, ncls, dt == DType::f64 ? 8 : 4);
-  return run_dense(dt, [&](auto t) {
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     *total = fastnn::dense_cross_entropy<T>(c.x.as<T>(), c.w.as<T>(), c.w_oi, ptr<T>(c.b), c.target.as<int64_t>(),
                                             n, h, ncls, c.ignore_index, c.label_smoothing, ptr<T>(c.grad),

@@ -32,6 +32,8 @@ KERNELS = {
     "bias_act": ["T*", "T*", "const T*", "long long", "long long", "int"] + _ACT,
     "bias_act_acc": ["const float*", "T*", "T*", "const T*", "long long", "long long", "int"] + _ACT,
     "from_f32": ["const float*", "T*", "long long"],
+    "split_f32": ["const float*", "T*", "T*", "long long"],
+    "add_bias_f32": ["float*", "const T*", "long long", "long long"],
     "act_grad": ["const T*", "const T*", "T*", "double*", "long long", "long long", "long long", "int", "int"] + _ACT,
     "col_reduce": ["const double*", "long long", "long long", "T*"],
     "sum_all": ["const T*", "long long", "double*"],

@@ -76,8 +76,8 @@ class CupyRuntime:
             fn = self._funcs[key] = mod.get_function(S.name_expression(name, dtype))
         return fn
 
-    def gemm(self, a, b, out, beta, tf32):
-        """out = a @ b (+ beta out) through cublasGemmEx with float32 compute (TF32 where
+    def gemm(self, a, b, out, alpha, beta, tf32):
+        """out = alpha a @ b (+ beta out) through cublasGemmEx with float32 compute (TF32 where
         tf32): see _product for the operands. cuBLAS is column-major, so it computes
         out^T = b^T a^T; a C-contiguous operand is its own transpose there (op N), an
         F-contiguous one (a transposed view) is passed with op T."""
@@ -93,10 +93,10 @@ class CupyRuntime:
         cublas, handle = self._cublas()
         a, ta, lda = _blas_operand(xp, a)
         b, tb, ldb = _blas_operand(xp, b)
-        one = np.array(1.0, dtype=np.float32)
+        al = np.array(alpha, dtype=np.float32)
         bt = np.array(beta, dtype=np.float32)
         compute = cublas.CUBLAS_COMPUTE_32F_FAST_TF32 if tf32 else cublas.CUBLAS_COMPUTE_32F
-        cublas.gemmEx(handle, tb, ta, n, m, k, one.ctypes.data, b.data.ptr, _cuda_type(b.dtype), ldb, a.data.ptr,
+        cublas.gemmEx(handle, tb, ta, n, m, k, al.ctypes.data, b.data.ptr, _cuda_type(b.dtype), ldb, a.data.ptr,
                       _cuda_type(a.dtype), lda, bt.ctypes.data, out.data.ptr, _cuda_type(out.dtype), n, compute,
                       cublas.CUBLAS_GEMM_DEFAULT)
 
@@ -191,14 +191,16 @@ def _is_half(dtype):
     return str(dtype) in S.HALF_DTYPES
 
 
-def _product(a, b, out, beta=0.0):
-    """out = a @ b, or out += a @ b where beta = 1 (a (m, k), b (k, n): C- or
+def _product(a, b, out, beta=0.0, alpha=1.0):
+    """out = alpha a @ b, or out += alpha a @ b where beta = 1 (a (m, k), b (k, n): C- or
     F-contiguous, transposed views included; out (m, n) C-contiguous of a's dtype, or
     float32 for a 16-bit a: the float32 accumulators). 16-bit operands, and float32 ones
     under allow_tf32(), go to the runtime's GemmEx; the rest through xp.matmul."""
     tf32 = a.dtype == np.float32 and _TF32.get()
     if _is_half(a.dtype) or tf32:
-        _rt.gemm(a, b, out, beta, tf32)
+        _rt.gemm(a, b, out, alpha, beta, tf32)
+    elif alpha != 1.0:
+        raise ValueError("_product: alpha is for the GemmEx products only")
     elif beta:
         out += a @ b
     else:
@@ -542,19 +544,19 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                              f"arrays); expected CPU arrays (the cpp and numba backends have them) or these "
                              f"options off")
     cw = None if extras is None else extras.class_weight
+    if _is_half(x.dtype):
+        with _device(x):
+            return _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none,
+                                  need_grads, chunk_size, cw)
     xp = _rt.xp
     with _device(x):
         n, h = x.shape
         c = w.shape[0] if w_oi else w.shape[1]
-        half = _is_half(x.dtype)
-        # a 16-bit chunk's logits also pass through a float32 product scratch: 4 bytes each
-        chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * (4 if half else x.dtype.itemsize)))
+        chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * x.dtype.itemsize))
         chunk = max(1, min(chunk, n))
         rows = xp.empty(n, dtype=x.dtype)
         dx = xp.empty_like(x) if need_grads else None
         dw = xp.empty_like(w) if need_grads else None
-        # 16-bit dw over several chunks: accumulated in float32, rounded once at the end
-        dw_acc = xp.empty(w.shape, dtype=np.float32) if half and need_grads and chunk < n else None
         logits = xp.empty((chunk, c), dtype=x.dtype)
         wt = w.T if w_oi else w              # (h, c)
         partials = []
@@ -562,11 +564,8 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
         for s0 in range(0, n, chunk):
             s1 = min(n, s0 + chunk)
             xc, lc = x[s0:s1], logits[: s1 - s0]
-            if half and b is not None:
-                _bias_act_acc(xc, wt, None, lc, b, _LINEAR, _NO_ACT)  # logits + b rounded once
-            else:
-                _product(xc, wt, lc)
-            if b is not None and not half:
+            _product(xc, wt, lc)
+            if b is not None:
                 _bias_act(lc, lc, b, _LINEAR, _NO_ACT)
             _rows(x.dtype, "class_rows", s1 - s0, c, lc, target[s0:s1], cw, None if g is None else g[s0:s1],
                   float(grad_scalar), rows[s0:s1], lc if need_grads else None, s1 - s0, c, False, ignore_index,
@@ -575,16 +574,9 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
                 continue
             _product(lc, w if w_oi else w.T, dx[s0:s1])
             a, bm = (lc.T, xc) if w_oi else (xc.T, lc)
-            if dw_acc is not None:
-                _product(a, bm, dw_acc, 1.0 if s0 else 0.0)
-            elif s0 == 0:
-                _product(a, bm, dw)
-            else:
-                _product(a, bm, dw, 1.0)
+            _product(a, bm, dw, 1.0 if s0 else 0.0)
             partials.append(_col_partials(lc))  # db: the logits' gradient summed over rows
         db = None
-        if dw_acc is not None:
-            _elementwise(x.dtype, "from_f32", dw.size, dw_acc, dw, dw.size)
         if need_grads:
             if n == 0:
                 dw[...] = 0
@@ -595,3 +587,79 @@ def dense_cross_entropy(x, w, w_oi, b, target, ignore_index, label_smoothing, gr
             else:
                 db[...] = 0
         return _sum(rows, n), (rows if want_none else None), dx, dw, db, None
+
+
+def _dense_ce_half(x, w, w_oi, b, target, ignore_index, label_smoothing, grad, grad_scalar, want_none, need_grads,
+                   chunk_size, cw):
+    """dense_cross_entropy in float16 / bfloat16, rounding once at each output:
+    * logits = x W^T + b stay float32 (GemmEx float32 output, add_bias_f32): the loss and
+      the logits' gradient G come from them by the float32 class_rows;
+    * G leaves as two 16-bit parts, G = hi + lo (split_f32), so that dx = G W and
+      dW = G^T x, each two GemmEx products accumulated in float32 (cuBLAS beta = 1), see G
+      to ~2^-16 (bfloat16) / 2^-22 (float16), not one 16-bit rounding of it. A scalar
+      gradient (mean / sum reductions) is left out of G and applied as the products' alpha
+      (and to db's sums): G then has magnitude ~1 and never sinks into float16's
+      subnormals, whatever the batch size.
+    Extra memory: per chunk, the float32 logits and G's two 16-bit parts (8 bytes per
+    logit); dW's float32 accumulator (W's size in float32); the per-row loss in float32."""
+    xp = _rt.xp
+    f32 = np.dtype(np.float32)
+    n, h = x.shape
+    c = w.shape[0] if w_oi else w.shape[1]
+    dt = x.dtype
+    chunk = chunk_size or max(512, _CE_CHUNK_BYTES // max(1, c * 8))
+    chunk = max(1, min(chunk, n))
+    rows = xp.empty(n, dtype=f32)
+    logits = xp.empty((chunk, c), dtype=f32)
+    wt = w.T if w_oi else w                  # (h, c)
+    g = None if grad is None else grad.reshape(-1)
+    alpha = 1.0 if g is not None else float(grad_scalar)
+    cw32 = None if cw is None else cw.astype(f32)  # c values: the float32 kernel's class weights
+    dx = dw = db = None
+    if need_grads:
+        dx = xp.empty_like(x)
+        dw = xp.empty_like(w)
+        hi_buf = xp.empty((chunk, c), dtype=dt)
+        lo_buf = xp.empty((chunk, c), dtype=dt)
+        dx_acc = xp.empty((chunk, h), dtype=f32)
+        dw_acc = xp.empty(w.shape, dtype=f32)
+        partials = []
+    for s0 in range(0, n, chunk):
+        s1 = min(n, s0 + chunk)
+        xc, lc = x[s0:s1], logits[: s1 - s0]
+        _product(xc, wt, lc)
+        if b is not None:
+            _elementwise(dt, "add_bias_f32", lc.size, lc, b, s1 - s0, c)
+        gc = None if g is None else g[s0:s1].astype(f32)
+        _rows(f32, "class_rows", s1 - s0, c, lc, target[s0:s1], cw32, gc, 1.0, rows[s0:s1],
+              lc if need_grads else None, s1 - s0, c, False, ignore_index, float(label_smoothing))
+        if not need_grads:
+            continue
+        hi, lo = hi_buf[: s1 - s0], lo_buf[: s1 - s0]
+        _elementwise(dt, "split_f32", lc.size, lc, hi, lo, lc.size)
+        acc = dx_acc[: s1 - s0]
+        wg = w if w_oi else w.T                # (c, h)
+        _product(hi, wg, acc, alpha=alpha)
+        _product(lo, wg, acc, 1.0, alpha)
+        _elementwise(dt, "from_f32", acc.size, acc, dx[s0:s1], acc.size)
+        for part, first in ((hi, s0 == 0), (lo, False)):
+            a, bm = (part.T, xc) if w_oi else (xc.T, part)
+            _product(a, bm, dw_acc, 0.0 if first else 1.0, alpha)
+        partials.append(_col_partials(lc))  # db: the float32 logits' gradient summed over rows
+    if need_grads:
+        if n == 0:
+            dw_acc[...] = 0
+        _elementwise(dt, "from_f32", dw.size, dw_acc, dw, dw.size)
+        db = xp.empty(c, dtype=dt)
+        if partials:
+            allp = xp.concatenate(partials, axis=0)
+            if alpha != 1.0:
+                allp *= alpha
+            _elementwise(dt, "col_reduce", c, allp, allp.shape[0], c, db)
+        else:
+            db[...] = 0
+    out = None
+    if want_none:
+        out = xp.empty(n, dtype=dt)
+        _elementwise(dt, "from_f32", n, rows, out, n)
+    return _sum(rows, n), out, dx, dw, db, None

@@ -40,10 +40,10 @@ class EmuRuntime:
     def on(self, a):
         return contextlib.nullcontext()  # one device: nothing to switch to
 
-    def gemm(self, a, b, out, beta, tf32):
+    def gemm(self, a, b, out, alpha, beta, tf32):
         """cublasGemmEx emulated (the CuPy runtime's gemm): operands widened exactly to
         float32 (TF32: rounded to 10 mantissa bits, nearest-even, as the tensor cores
-        take them), product and accumulation in float32, out (+ beta out) rounded once to
+        take them), product and accumulation in float32, alpha a b (+ beta out) rounded once to
         out's dtype (numpy / ml_dtypes conversions: round-to-nearest-even)."""
         assert a.ndim == b.ndim == out.ndim == 2 and out.flags.c_contiguous and out.flags.writeable
         assert a.dtype == b.dtype and (out.dtype == a.dtype or out.dtype == np.float32), (a.dtype, b.dtype, out.dtype)
@@ -52,7 +52,7 @@ class EmuRuntime:
         af, bf = a.astype(np.float32), b.astype(np.float32)
         if tf32:
             af, bf = _tf32(af), _tf32(bf)
-        r = np.matmul(af, bf)
+        r = np.float32(alpha) * np.matmul(af, bf)
         if beta:
             r = out.astype(np.float32) + np.float32(beta) * r
         out[...] = r.astype(out.dtype)
