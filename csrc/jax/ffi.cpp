@@ -44,6 +44,8 @@ F::DType dtype_of(ffi::DataType t) {
   switch (t) {
     case ffi::DataType::F32: return F::DType::f32;
     case ffi::DataType::F64: return F::DType::f64;
+    case ffi::DataType::F16: return F::DType::f16;  // 16-bit buffers reach the kernels as they
+    case ffi::DataType::BF16: return F::DType::bf16;  // are: float32 math inside, rounded once
     case ffi::DataType::S32: return F::DType::i32;
     case ffi::DataType::S64: return F::DType::i64;
     default: return F::DType::other;

@@ -8,6 +8,7 @@
 // front end (csrc/front/front.h, through its table csrc/cpu/api.h): the checks, kernels
 // and bits of the Python API.
 //
+// T: float16, bfloat16, float32, float64 (16-bit natively: see FASTNN_REGISTER below).
 // Ops (inputs -> outputs; attributes). act / kind and p: ActSpec.code / numeric or
 // LossSpec.code / numeric, the 8 doubles as their 64-bit patterns in an int list (TF float
 // attributes are 32-bit; a parameter such as 0.1 must reach the kernel as the double the
@@ -55,6 +56,8 @@ F::DType dtype_of(tensorflow::DataType t) {
   switch (t) {
     case tensorflow::DT_FLOAT: return F::DType::f32;
     case tensorflow::DT_DOUBLE: return F::DType::f64;
+    case tensorflow::DT_HALF: return F::DType::f16;  // IEEE binary16 bits, as fastnn::f16
+    case tensorflow::DT_BFLOAT16: return F::DType::bf16;  // bfloat16 bits, as fastnn::bf16
     case tensorflow::DT_INT32: return F::DType::i32;
     case tensorflow::DT_INT64: return F::DType::i64;
     default: return F::DType::other;
@@ -338,7 +341,7 @@ absl::Status last_replaced(InferenceContext* c, ShapeHandle s, tensorflow::shape
 REGISTER_OP("FastnnDenseFwd")
     .Input("x: T").Input("w: T").Input("b: T")
     .Output("y: T").Output("z: nz * T")
-    .Attr("T: {float, double}") FASTNN_ACT_ATTRS
+    .Attr("T: {half, bfloat16, float, double}") FASTNN_ACT_ATTRS
     .Attr("has_b: bool").Attr("nz: int >= 0")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle w, y;
@@ -351,7 +354,7 @@ REGISTER_OP("FastnnDenseFwd")
 REGISTER_OP("FastnnDenseBwdW")
     .Input("dy: T").Input("x: T").Input("w: T").Input("r: T")
     .Output("dw: T").Output("db: nb * T").Output("dpre: nd * T")
-    .Attr("T: {float, double}") FASTNN_ACT_ATTRS
+    .Attr("T: {half, bfloat16, float, double}") FASTNN_ACT_ATTRS
     .Attr("from_y: bool").Attr("nb: int >= 0").Attr("nd: int >= 0")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle w;
@@ -367,7 +370,7 @@ REGISTER_OP("FastnnDenseBwdW")
 REGISTER_OP("FastnnDenseBwdX")
     .Input("dpre: T").Input("w: T")
     .Output("dx: T")
-    .Attr("T: {float, double}")
+    .Attr("T: {half, bfloat16, float, double}")
     .SetShapeFn([](InferenceContext* c) {
       ShapeHandle w, dx;
       TF_RETURN_IF_ERROR(c->WithRank(c->input(1), 2, &w));
@@ -378,7 +381,7 @@ REGISTER_OP("FastnnDenseBwdX")
 
 REGISTER_OP("FastnnActFwd")
     .Input("x: T").Output("y: T")
-    .Attr("T: {float, double}") FASTNN_ACT_ATTRS
+    .Attr("T: {half, bfloat16, float, double}") FASTNN_ACT_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(0));
       return absl::OkStatus();
@@ -386,7 +389,7 @@ REGISTER_OP("FastnnActFwd")
 
 REGISTER_OP("FastnnActBwd")
     .Input("dy: T").Input("r: T").Output("dx: T")
-    .Attr("T: {float, double}") FASTNN_ACT_ATTRS
+    .Attr("T: {half, bfloat16, float, double}") FASTNN_ACT_ATTRS
     .Attr("from_y: bool")
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(0));
@@ -395,11 +398,11 @@ REGISTER_OP("FastnnActBwd")
 
 REGISTER_OP("FastnnLossFwd")
     .Input("pred: T").Input("target: TT").Output("loss: T")
-    .Attr("T: {float, double}").Attr("TT: {float, double, int32, int64}") FASTNN_LOSS_ATTRS
+    .Attr("T: {half, bfloat16, float, double}").Attr("TT: {half, bfloat16, float, double, int32, int64}") FASTNN_LOSS_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       tensorflow::DataType tt;
       TF_RETURN_IF_ERROR(c->GetAttr("TT", &tt));
-      if (tt == tensorflow::DT_FLOAT || tt == tensorflow::DT_DOUBLE) {  // elementwise
+      if (tt != tensorflow::DT_INT32 && tt != tensorflow::DT_INT64) {  // elementwise
         c->set_output(0, c->input(0));
         return absl::OkStatus();
       }
@@ -412,7 +415,7 @@ REGISTER_OP("FastnnLossFwd")
 
 REGISTER_OP("FastnnLossBwd")
     .Input("g: T").Input("pred: T").Input("target: TT").Output("dpred: T")
-    .Attr("T: {float, double}").Attr("TT: {float, double, int32, int64}") FASTNN_LOSS_ATTRS
+    .Attr("T: {half, bfloat16, float, double}").Attr("TT: {half, bfloat16, float, double, int32, int64}") FASTNN_LOSS_ATTRS
     .SetShapeFn([](InferenceContext* c) {
       c->set_output(0, c->input(1));
       return absl::OkStatus();
@@ -434,6 +437,11 @@ REGISTER_OP("FastnnLossBwd")
   FASTNN_LOSS_KERNELS(T, int32_t)                  \
   FASTNN_LOSS_KERNELS(T, int64_t)
 
+// float16 / bfloat16 (Keras' mixed_float16 / mixed_bfloat16): the 16-bit tensors reach the
+// kernels as they are; the front end widens them in registers / L1 blocks, accumulates in
+// float32 and rounds each output once (docs/lowp.md).
+FASTNN_REGISTER(Eigen::half)
+FASTNN_REGISTER(tensorflow::bfloat16)
 FASTNN_REGISTER(float)
 FASTNN_REGISTER(double)
 

@@ -17,8 +17,9 @@ tf.custom_gradient + tf.numpy_function (layers set supports_jit=False on tensorf
 XLA cannot compile a Python callback), jax.custom_vjp over XLA FFI custom calls on a CPU
 jax (csrc/jax/ffi.cpp, built on first use; the jitted step never leaves XLA) or
 jax.pure_callback elsewhere, and the fastnn.torch ops (C++ autograd nodes on torch's
-thread pool; custom ops under torch.compile). float16 / bfloat16 (mixed precision policies) are computed in
-float32 and cast back; float64 stays float64.
+thread pool; custom ops under torch.compile). float16 / bfloat16 (``mixed_float16`` /
+``mixed_bfloat16`` policies) run natively on the 16-bit kernels (float32 math inside,
+each output rounded once, no float32 copies); float64 stays float64.
 """
 from . import losses
 from .layers import ELU, Activation, Dense, LeakyReLU, ReLU, Softmax

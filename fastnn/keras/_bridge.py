@@ -1,10 +1,12 @@
 """Which bridge runs the kernels (the one for keras.backend.backend(), imported on first
 use) and the dtype rule shared by the layers and losses.
 
-dtype rule: float32 and float64 run on the kernels as they are; float16 and bfloat16
-(mixed_float16 / mixed_bfloat16 policies) are computed in float32 and the result is
-cast back to the input dtype, as the torch wrapper does; anything else is cast to the
-layer's compute dtype first (as stock Dense's matmul promotes an integer input).
+dtype rule: float16, bfloat16, float32 and float64 run on the kernels as they are (the
+16-bit ones natively: mixed_float16 / mixed_bfloat16 policies hand the layers tensors of
+the compute dtype, and the kernels widen them to float32 in registers or L1-sized blocks,
+accumulate in float32 and round each output once; no float32 copy of a tensor is made
+here); anything else is cast to the layer's compute dtype first (as stock Dense's matmul
+promotes an integer input).
 """
 import importlib
 import math
@@ -14,8 +16,7 @@ import keras
 from keras import ops
 
 _MODULES = {"tensorflow": "._tf", "jax": "._jax", "torch": "._torch"}
-KERNEL_DTYPES = ("float32", "float64")
-LOW_PRECISION = ("float16", "bfloat16")
+KERNEL_DTYPES = ("float16", "bfloat16", "float32", "float64")
 _loaded: Dict[str, Any] = {}
 
 
@@ -37,11 +38,6 @@ def get():
 
 def dtype_of(x):
     return keras.backend.standardize_dtype(x.dtype)
-
-
-def compute_dtype(dtype):
-    """The dtype the kernels run in for a tensor of `dtype`."""
-    return "float32" if dtype in LOW_PRECISION else dtype
 
 
 def cast(x, dtype):

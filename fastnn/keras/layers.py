@@ -23,7 +23,7 @@ from keras import ops
 from . import _activations as A
 from . import _bridge as B
 
-_FLOATS = B.KERNEL_DTYPES + B.LOW_PRECISION
+_FLOATS = B.KERNEL_DTYPES
 
 
 def _input(layer, inputs):
@@ -34,21 +34,19 @@ def _input(layer, inputs):
 
 
 def dense(x, kernel, bias, name, params):
-    """act(x @ kernel + bias) on the current backend's bridge, in float32 for half
-    dtypes (cast back), float64 as float64."""
+    """act(x @ kernel + bias) on the current backend's bridge, in x's dtype (16-bit
+    natively). The weights take x's dtype: under a mixed policy Keras' autocast hands
+    them over already cast (float32 variables, read in the compute dtype, as stock Dense
+    reads them), and their gradients flow back through that cast to float32."""
     dt = B.dtype_of(x)
-    cd = B.compute_dtype(dt)
-    w = B.cast(ops.convert_to_tensor(kernel), cd)
-    b = None if bias is None else B.cast(ops.convert_to_tensor(bias), cd)
-    y = B.get().dense(B.cast(x, cd), w, b, name, B.params_key(params))
-    return B.cast(y, dt)
+    w = B.cast(ops.convert_to_tensor(kernel), dt)
+    b = None if bias is None else B.cast(ops.convert_to_tensor(bias), dt)
+    return B.get().dense(x, w, b, name, B.params_key(params))
 
 
 def activation(x, name, params):
-    """The fastnn activation `name` on x (half dtypes computed in float32)."""
-    dt = B.dtype_of(x)
-    y = B.get().activation(B.cast(x, B.compute_dtype(dt)), name, B.params_key(params))
-    return B.cast(y, dt)
+    """The fastnn activation `name` on x, in x's dtype (16-bit natively)."""
+    return B.get().activation(x, name, B.params_key(params))
 
 
 def _is_sparse(x):
@@ -102,9 +100,11 @@ class Dense(keras.layers.Dense):
     -----
     Shapes: input (batch, ..., in) -> output (batch, ..., units); kernel (in, units),
     bias (units,), as stock (weights swap with stock Dense through get_weights /
-    set_weights). dtypes: float32 and float64 run on the kernels; float16 / bfloat16
-    (mixed precision policies) are computed in float32 and cast back; integer inputs are
-    cast to the compute dtype, as stock's matmul promotes. Sparse inputs
+    set_weights). dtypes: float16, bfloat16, float32 and float64 run on the kernels;
+    under ``mixed_float16`` / ``mixed_bfloat16`` (or ``dtype=`` a mixed policy) the
+    variables are float32 and the layer computes natively in the 16-bit compute dtype
+    (float32 accumulation, each output rounded once), returning that dtype as stock
+    does; integer inputs are cast to the compute dtype, as stock's matmul promotes. Sparse inputs
     (``tf.SparseTensor``, a jax ``BCOO``, a torch sparse tensor) take stock's
     sparse-dense matmul, then fastnn's activation. Errors are stock Keras' (shape
     mismatches raise ValueError at build / call).
@@ -180,7 +180,7 @@ class Activation(_Activation, keras.layers.Activation):
 
     Notes
     -----
-    Output of the input's shape and dtype (float16 / bfloat16 computed in float32).
+    Output of the input's shape and dtype (float16 / bfloat16 natively, float32 math inside).
 
     Examples
     --------

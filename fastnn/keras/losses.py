@@ -37,17 +37,13 @@ from . import _bridge as B
 
 def _kernel(name, pred, target, params=None, rowwise=False):
     """The fastnn loss `name` with reduction "none" (per element; per row for the
-    class losses), in float32 for half dtypes."""
-    dt = B.dtype_of(pred)
-    cd = B.compute_dtype(dt)
-    pred = B.cast(pred, cd)
-    if B.dtype_of(target) in B.KERNEL_DTYPES + B.LOW_PRECISION:
-        target = B.cast(target, cd)
+    class losses), in pred's dtype (16-bit natively: float32 math, rounded once)."""
+    if B.dtype_of(target) in B.KERNEL_DTYPES:
+        target = B.cast(target, B.dtype_of(pred))
         if tuple(target.shape) != tuple(pred.shape):  # Keras broadcasts labels; the kernels do not
             target = ops.broadcast_to(target, ops.shape(pred))
     shape = pred.shape[:-1] if rowwise else pred.shape
-    out = B.get().loss(pred, target, name, B.params_key(params or {}), shape)
-    return B.cast(out, dt)
+    return B.get().loss(pred, target, name, B.params_key(params or {}), shape)
 
 
 def _prepare(y_true, y_pred):
@@ -195,7 +191,7 @@ Returns
 -------
 tensor
     The per-sample losses, shape ``y_pred.shape[:-1]``, y_pred's dtype (float16 /
-    bfloat16 computed in float32). The class losses take the class axis last.
+    bfloat16 natively: float32 math inside the kernel, each value rounded once). The class losses take the class axis last.
 
 Raises
 ------
@@ -234,8 +230,10 @@ def _fastnn_loss(stock, fn):
     A subclass of the stock class: the same constructor arguments and defaults
     (``reduction``, ``name``, ``dtype`` and the loss's own options), reductions,
     ``sample_weight``, masks and ``get_config``; the per-sample values are
-    :func:`fastnn.keras.losses.{fn.__name__}` (float32 and float64 on the kernels, 16-bit
-    dtypes computed in float32).
+    :func:`fastnn.keras.losses.{fn.__name__}` (float16, bfloat16, float32 and float64 on
+    the kernels). As stock, the loss computes in its own ``dtype`` (default floatx,
+    float32 even under a mixed policy: y_pred is cast to it first); ``dtype="bfloat16"``
+    or a mixed policy makes it compute natively in 16 bits.
 
     Parameters
     ----------
