@@ -17,10 +17,13 @@ FRAMEWORK = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}
 
 # The quick tier's share of the suite (python -m pytest without --full): Dense against
 # stock Keras (every mapped activation, float32 and float64: forward and one SGD step),
-# every loss class's values with its default reduction, and sparse inputs; one process
-# per backend.
+# every loss class's values with its default reduction, sparse inputs, and mixed precision
+# (16-bit Dense + relu and two losses under both mixed policies, LossScaleOptimizer fit);
+# one process per backend.
 QUICK = ("(test_dense_matches_stock and 2-True) or (test_sparse_inputs_as_stock and float32) or "
-         "(test_loss_values and sum_over_batch_size) or test_every_mapped_string")
+         "(test_loss_values and sum_over_batch_size) or test_every_mapped_string or "
+         "(test_dense_mixed_matches_stock and relu) or test_loss_scale_optimizer or "
+         "(test_loss_mixed_matches_stock and (MeanSquaredError or SparseCategoricalCrossentropy-from_logits))")
 
 
 @pytest.mark.quick_only

@@ -45,8 +45,8 @@ def test_jit_compile_trains_like_stock(rng):
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_trains_like_stock(policy, rng):
-    """The kernels compute in float32 and round to the compute dtype; stock computes in
-    the half type: values agree to the half type's precision (bfloat16: 8 bits, 4e-3
+    """The kernels take the 16-bit tensors natively (float32 math, one rounding per
+    output); stock rounds after each of its ops: values agree to the half type's precision (bfloat16: 8 bits, 4e-3
     relative; a few roundings deep), and both learn."""
     keras.config.set_dtype_policy(policy)
     x, y = example.data(n=64)
