@@ -4,6 +4,7 @@ backend KERAS_BACKEND names (tensorflow, jax, torch).
     KERAS_BACKEND=jax python examples/keras_mlp.py            # 30 epochs, both models
     KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 100   # the issue's 100
     KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 5 --large --overhead
+    KERAS_BACKEND=jax python examples/keras_mlp.py --epochs 1 --large --policy mixed_bfloat16
 
 Both models start from the same weights and see the same deterministic synthetic data
 (20 features, a binary label from a fixed random hyperplane); the script prints both
@@ -11,7 +12,9 @@ final losses and the time per training step. --large also times a 1024->1024->1 
 batch 1024 (stock vs fastnn, train_on_batch steps in alternating rounds of three, so that
 a busy machine's slow phases fall on both; median step time and the median of the per-round
 ratios); --overhead the fixed cost of the bridge:
-one tiny Dense (8 -> 8, batch 8) forward + backward, fastnn minus stock.
+one tiny Dense (8 -> 8, batch 8) forward + backward, fastnn minus stock. --policy sets
+Keras' dtype policy for every model (mixed_bfloat16 / mixed_float16: both twins compute
+in 16 bits, fastnn natively on its 16-bit kernels).
 """
 import argparse
 import os
@@ -156,12 +159,14 @@ def main():
     ap.add_argument("--large", action="store_true", help="also time a 1024->1024->1 model at batch 1024")
     ap.add_argument("--large-steps", type=int, default=36, help="steps per model for --large")
     ap.add_argument("--overhead", action="store_true", help="also measure the bridge's fixed overhead")
+    ap.add_argument("--policy", default="float32", help="Keras dtype policy (float32, mixed_bfloat16, mixed_float16)")
     args = ap.parse_args()
+    keras.config.set_dtype_policy(args.policy)
     watch = LoadWatch()  # timings on a busy machine say little: say so, as fastnn.bench does
     be = keras.backend.backend()
     x, y = data()
     res = train_pair((20, 10, 1), x, y, args.epochs, args.batch_size)
-    print(f"backend {be}, keras {keras.__version__}: issue example, {args.epochs} epochs, batch {args.batch_size}")
+    print(f"backend {be}, keras {keras.__version__}, policy {args.policy}: issue example, {args.epochs} epochs, batch {args.batch_size}")
     for name, (losses, times) in res.items():
         print(f"  {name:6s} final loss {losses[-1]:.6f}   median step {np.median(times[5:]) * 1e3:.3f} ms")
     diff = max(abs(a - b) for a, b in zip(res["stock"][0], res["fastnn"][0]))
