@@ -1,7 +1,9 @@
 // simd_dispatch.h — the hand-vectorized float32 kernels (simd_kernels.h) at the level
-// isa() names (isa.h). Each returns false, doing nothing, where no such kernel exists for
-// the activation or the level (baseline x86-64, a build without the x86 levels): the
-// caller runs its portable loop then. FASTNN_SIMD=0 at start-up turns them all off.
+// isa() names (isa.h), also on bf16 / f16 storage (converted in registers). Each returns
+// false, doing nothing, where no such kernel exists for the activation or the level
+// (baseline x86-64, a build without the x86 levels): the caller runs its portable loop
+// then. FASTNN_SIMD=0 at start-up turns them all off (not the 16-bit conversions,
+// vec_convert, which convert.cpp calls at every level that has them).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +24,7 @@ namespace fastnn {
 FASTNN_SIMD_ACT(float)
 FASTNN_SIMD_ACT(bf16)
 FASTNN_SIMD_ACT(f16)
+#undef FASTNN_SIMD_ACT
 // sum_j e^(x_j - mx) over a row of c floats, each term stored to e[j] when e is not null;
 // mx the row's max. Returns false (doing nothing) where no vector kernel runs (only
 // AVX-512 has one: isa.cpp says why).
