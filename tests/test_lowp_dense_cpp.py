@@ -95,7 +95,10 @@ def act_grad_ref(name, zy, dy, from_y):
     return {"relu": d * (y > 0), "sigmoid": d * y * (1 - y), "tanh": d * (1 - y * y)}[name]
 
 
-def dense_case(dtype, name, from_y, m, k, n, layout, bias, rng):
+ALL_WANTS = ((1, 1, 1), (0, 1, 1), (1, 0, 0), (0, 0, 1))  # (dx, dw, db) asked for
+
+
+def dense_case(dtype, name, from_y, m, k, n, layout, bias, rng, wants=ALL_WANTS):
     spec = _checks.activation_spec("test", name, {})
     x, w_oi, b, dy = make(m, k, n, dtype, rng)
     w = w_oi if layout == "oi" else np.ascontiguousarray(w_oi.T)
@@ -111,17 +114,24 @@ def dense_case(dtype, name, from_y, m, k, n, layout, bias, rng):
     check(y, yr, dtype, sums_slack(k, scale) + 2.0 ** -20 * np.abs(yr), f"{name} y")
     # backward from the 16-bit z (or y): g in float32, never rounded, into the products
     zy = y if from_y else z
-    dx, dw, db = np.empty_like(x), np.empty_like(w), np.empty(n, dtype)
-    _C.dense_backward(dy, x, w, layout == "oi", zy, from_y, dx, dw, db, spec.code, spec.numeric)
     g = act_grad_ref(name, zy, dy, from_y)
     gs = np.abs(f64(dy)) * (1 + np.abs(f64(zy)))  # |g|'s bound, and float32's error of it
     slack_g = (2.0 ** -20 + (0.0 if name == "linear" else mixed_rounding(dtype))) * gs
-    check(dx, g @ f64(w_oi), dtype, sums_slack(n, gs @ np.abs(f64(w_oi))) + slack_g @ np.abs(f64(w_oi)), "dx")
     dwr, dws, dwg = g.T @ f64(x), gs.T @ np.abs(f64(x)), slack_g.T @ np.abs(f64(x))
     if layout == "io":
         dwr, dws, dwg = dwr.T, dws.T, dwg.T
-    check(dw, dwr, dtype, sums_slack(m, dws) + dwg, "dw")
-    check(db, g.sum(0), dtype, sums_slack(m, gs.sum(0)), "db")
+    # all three (dW summed over the row blocks of dx's pass), dW alone (one product whose
+    # packing makes g), dx alone, db alone
+    for want in wants:
+        dx, dw, db = [np.empty(s, dtype) if on else None for on, s in zip(want, (x.shape, w.shape, (n,)))]
+        _C.dense_backward(dy, x, w, layout == "oi", zy, from_y, dx, dw, db, spec.code, spec.numeric)
+        if dx is not None:
+            check(dx, g @ f64(w_oi), dtype, sums_slack(n, gs @ np.abs(f64(w_oi))) + slack_g @ np.abs(f64(w_oi)),
+                  f"dx {want}")
+        if dw is not None:
+            check(dw, dwr, dtype, sums_slack(m, dws) + dwg, f"dw {want}")
+        if db is not None:
+            check(db, g.sum(0), dtype, sums_slack(m, gs.sum(0)), f"db {want}")
     for a, a0 in zip((x, w, dy) + ((b,) if bias else ()), inputs):
         assert a.tobytes() == a0.tobytes(), "an input was modified"
 
@@ -140,10 +150,10 @@ def test_dense_forward_backward(dtype, act, rng):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_row_blocks(dtype, rng):
-    """m = 700 rows over 4100 outputs: the forward's float32 tiles (256 rows at this width)
-    and the backward's row blocks end part way (700 is no multiple of either)."""
-    at_levels(lambda level: [dense_case(dtype, "relu", False, 700, 8, 4100, layout, True, rng)
-                             for layout in ("oi", "io")])
+    """m = 1300 rows over 1100 outputs: the forward's float32 tiles (953 rows at this width)
+    and the backward's row blocks (952 rows) end part way, dW summed over two blocks."""
+    at_levels(lambda level: [dense_case(dtype, "relu", False, 1300, 4, 1100, layout, True, rng,
+                                        wants=((1, 1, 1), (0, 1, 1))) for layout in ("oi", "io")])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
