@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "cpu/blas.h"
 #include "cpu/gemm_lp.h"
 #include "cpu/kernels.h"
 
@@ -120,6 +121,32 @@ void bind_gemm_lp(py::module_& m) {
       py::arg("path") = "best", py::arg("b_rows_group") = 0,
       "C = alpha op(A) op(B) + beta C through gemm_lp (csrc/cpu/kernels.h) on the given path; returns "
       "(rows_done calls, b_rows calls, whether a b_rows group was split across threads or calls).");
+  m.def(
+      "_sgemm",
+      [](const py::array_t<float>& a, const py::array_t<float>& b, bool at, bool bt, float alpha, float beta,
+         py::array_t<float> c, const std::string& path) {
+        const int64_t m = at ? a.shape(1) : a.shape(0), k = at ? a.shape(0) : a.shape(1);
+        const int64_t n = bt ? b.shape(0) : b.shape(1);
+        if ((bt ? b.shape(1) : b.shape(0)) != k || c.shape(0) != m || c.shape(1) != n)
+          throw py::value_error("_sgemm: shapes do not match");
+        const int64_t lda = ld_of(a, "a"), ldb = ld_of(b, "b"), ldc = ld_of(c, "c");
+        const float *ap = a.data(), *bp = b.data();
+        float* cp = c.mutable_data();
+        if (path == "own") {
+          if (!own_sgemm_on() && isa() == Isa::baseline) throw py::value_error("_sgemm: no own sgemm at this ISA level");
+          py::gil_scoped_release nogil;
+          sgemm_own(at, bt, m, n, k, alpha, ap, lda, bp, ldb, beta, cp, ldc);
+        } else if (path == "openblas") {
+          py::gil_scoped_release nogil;
+          blas::gemm(at ? CblasTrans : CblasNoTrans, bt ? CblasTrans : CblasNoTrans, blas::bi(m), blas::bi(n),
+                     blas::bi(k), alpha, ap, blas::bi(lda), bp, blas::bi(ldb), beta, cp, blas::bi(ldc));
+        } else {
+          throw py::value_error("_sgemm: path is '" + path + "', expected own or openblas");
+        }
+      },
+      py::arg("a"), py::arg("b"), py::arg("at"), py::arg("bt"), py::arg("alpha"), py::arg("beta"), py::arg("c"),
+      py::arg("path") = "own",
+      "float32 C = alpha op(A) op(B) + beta C on fastnn's sgemm ('own', AVX2 / AVX-512) or OpenBLAS's (benchmarks).");
   m.def("_gemm_lp_has_bf16dot", &has_bf16dot, "True where gemm_lp's bf16 products run on vdpbf16ps now.");
 }
 }  // namespace fastnn

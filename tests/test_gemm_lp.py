@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 ml_dtypes = pytest.importorskip("ml_dtypes")
-from fastnn import _C  # noqa: E402
+from fastnn._backends.cpp import _C  # noqa: E402
 
 if _C is None or not hasattr(_C, "_gemm_lp"):
     pytest.skip("fastnn._C without _gemm_lp", allow_module_level=True)

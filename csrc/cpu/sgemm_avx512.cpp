@@ -67,6 +67,10 @@ constexpr int64_t kBfKc = 1024;        // k block (512 pairs): an A panel (6 x k
 constexpr int64_t kBfNc = 4 * kNr;     // columns per pass over a row block: B (kBfKc x kBfNc bf16, 512 KiB) in L2
 constexpr int64_t kBfUnitPanels = 8;   // rows per unit of work: 8 tiles
 
+// Pairs per k block in packed B: the block's (kc + 1) / 2 rounded up to 16 (the zero pairs
+// past the end fill the AMX tiles' 32 k; the vdpbf16ps kernel reads only the first).
+inline int64_t padded_pairs(int64_t kc) { return ((kc + 1) / 2 + 15) / 16 * 16; }
+
 // bf16 bits of n consecutive elements (a float rounded to nearest-even).
 inline void row_bits(const bf16* s, uint16_t* d, int64_t n) { std::memcpy(d, s, size_t(n) * 2); }
 inline void row_bits(const float* s, uint16_t* d, int64_t n) {
@@ -138,11 +142,12 @@ void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t 
 }
 
 // Columns [j0, j0 + cols) of op(B), k range [p0, p0 + kc), into one panel:
-// out[pp * kNr + j] = (B[p0 + 2pp][j], B[p0 + 2pp + 1][j]); columns past cols and the odd
-// k's partner zero.
+// out[pp * kNr + j] = (B[p0 + 2pp][j], B[p0 + 2pp + 1][j]); columns past cols, the odd
+// k's partner and the pairs up to padded_pairs(kc) zero.
 template <class T>
 void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t p0, int64_t kc, uint32_t* out) {
   const int64_t kp = (kc + 1) / 2;
+  std::memset(out + kp * kNr, 0, size_t((padded_pairs(kc) - kp) * kNr) * 4);
   if (!bt) {  // B stored (k, n): two rows' runs interleaved, 16 columns at a time
     for (int64_t pp = 0; pp < kp; ++pp) {
       const T* s0 = b + (p0 + 2 * pp) * ldb + j0;
@@ -187,7 +192,7 @@ void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t 
 // gemm_bf16dot below); the last panel's padding columns zero. Other threads may write the
 // other half of the same words: the 16-bit masked stores leave it alone.
 inline void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64_t npad, uint32_t* bp) {
-  const int64_t p0 = p / kBfKc * kBfKc, kc = std::min(kBfKc, k - p0), kp = (kc + 1) / 2, pp = (p - p0) / 2;
+  const int64_t p0 = p / kBfKc * kBfKc, kc = std::min(kBfKc, k - p0), kp = padded_pairs(kc), pp = (p - p0) / 2;
   const __mmask32 half = (p - p0) % 2 ? __mmask32(0xAAAAAAAAu) : __mmask32(0x55555555u);
   const int sh = (p - p0) % 2 ? 16 : 0;
   uint32_t* base = bp + (p0 / 2) * npad + pp * kNr;
@@ -199,25 +204,22 @@ inline void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64
     }
 }
 
-}  // namespace bfdot
-
-template <class TA, class TB>
-void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
-                  const TB* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done,
-                  const BRows* b_rows) {
-  using namespace bfdot;
-  if (m <= 0 || n <= 0) return;
-  if (k <= 0) return gemm<float, float>(at, bt, m, n, k, alpha, nullptr, lda, nullptr, ldb, beta, c, ldc, rows_done, nullptr);
-  const int64_t npanels = (n + kNr - 1) / kNr, npad = npanels * kNr;
-  // op(B) packed once: k block p0 at bp + (p0 / 2) * npad words, its panel j at + j * kp
-  // (kp = its pairs), pair pp of column j at + pp * kNr + j (word: low half the even k).
-  const int64_t kpairs = (k + 1) / 2, kblocks = (k + kBfKc - 1) / kBfKc;
-  Buffer bbuf(kpairs * npad);
-  uint32_t* bp = reinterpret_cast<uint32_t*>(bbuf.get());
+// op(B) (k, n) packed for the bf16 products: k block p0 (kc = min(kBfKc, k - p0)) at
+// bp + (p0 / 2) * npad words, its panel j at + j * padded_pairs(kc), pair pp of column j
+// at + pp * kNr + j (a word: the even k in the low half). From b, or made by b_rows.
+inline int64_t packed_b_words(int64_t k, int64_t npad) {
+  const int64_t last = (k - 1) / kBfKc * kBfKc;
+  return (last / 2 + padded_pairs(k - last)) * npad;
+}
+template <class TB>
+void pack_b_all(bool bt, const TB* b, int64_t ldb, int64_t n, int64_t k, int64_t npad, const BRows* b_rows,
+                uint32_t* bp) {
+  const int64_t npanels = npad / kNr, kblocks = (k + kBfKc - 1) / kBfKc;
   if (b_rows) {  // rows of op(B) made by b_rows->fn, ~64 KiB at a time, each rounded into its half-words
-    if (k % 2) {  // the odd last k's partner
-      const int64_t p0 = (k - 1) / kBfKc * kBfKc, kp = (k - p0 + 1) / 2;
-      for (int64_t j0 = 0; j0 < npad; j0 += kNr) std::memset(bp + (p0 / 2) * npad + j0 * kp + (kp - 1) * kNr, 0, kNr * 4);
+    {  // zero the last block's last pairs first: its odd k's partner and the padding pairs
+      const int64_t p0 = (k - 1) / kBfKc * kBfKc, kp = (k - p0 + 1) / 2, kpp = padded_pairs(k - p0);
+      for (int64_t j0 = 0; j0 < npad; j0 += kNr)
+        std::memset(bp + (p0 / 2) * npad + j0 * kpp + (kp - 1) * kNr, 0, size_t((kpp - kp + 1) * kNr) * 4);
     }
     const int64_t group = std::max<int64_t>(1, b_rows->group), groups = (k + group - 1) / group;
     const int64_t sub = std::max<int64_t>(1, (int64_t(64) << 10) / (n * int64_t(sizeof(float))));
@@ -228,7 +230,7 @@ void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
         for (int64_t r0 = g * group; r0 < std::min(k, (g + 1) * group); r0 += sub) {
           const int64_t r1 = std::min({r0 + sub, (g + 1) * group, k});
           b_rows->fn(r0, r1, rowbuf.data());
-          for (int64_t r = r0; r < r1; ++r) bfdot::scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp);
+          for (int64_t r = r0; r < r1; ++r) scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp);
         }
       }
     });
@@ -236,10 +238,25 @@ void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
     parallel_for(kblocks * npanels, std::max<int64_t>(1, (int64_t(1) << 18) / (kBfKc * kNr)), [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) {
         const int64_t p0 = (t / npanels) * kBfKc, kc = std::min(kBfKc, k - p0), j0 = (t % npanels) * kNr;
-        pack_b(bt, b, ldb, j0, std::min<int64_t>(kNr, n - j0), p0, kc, bp + (p0 / 2) * npad + j0 * ((kc + 1) / 2));
+        pack_b(bt, b, ldb, j0, std::min<int64_t>(kNr, n - j0), p0, kc, bp + (p0 / 2) * npad + j0 * padded_pairs(kc));
       }
     });
   }
+}
+
+}  // namespace bfdot
+
+template <class TA, class TB>
+void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda,
+                  const TB* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done,
+                  const BRows* b_rows) {
+  using namespace bfdot;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm<float, float>(at, bt, m, n, k, alpha, nullptr, lda, nullptr, ldb, beta, c, ldc, rows_done, nullptr);
+  const int64_t npad = (n + kNr - 1) / kNr * kNr;
+  Buffer bbuf(bfdot::packed_b_words(k, npad));
+  uint32_t* bp = reinterpret_cast<uint32_t*>(bbuf.get());
+  bfdot::pack_b_all(bt, b, ldb, n, k, npad, b_rows, bp);
   const int64_t rpanels = (m + kMr - 1) / kMr;
   const double macs = double(rpanels) * kMr * double(n) * double(k);
   // a multiply-add here takes about half a float32 one's time
@@ -261,7 +278,7 @@ void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
     for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
       const int64_t r0 = u * unit * kMr, rows = std::min(unit * kMr, m - r0);
       for (int64_t p0 = 0; p0 < k; p0 += kBfKc) {
-        const int64_t kc = std::min(kBfKc, k - p0), kp = (kc + 1) / 2;
+        const int64_t kc = std::min(kBfKc, k - p0), kp = (kc + 1) / 2, kpp = padded_pairs(kc);
         pack_a(at, a, lda, r0, rows, p0, kc, ap);
         const uint32_t* bk = bp + (p0 / 2) * npad;
         for (int64_t j0 = 0; j0 < n; j0 += kBfNc) {  // each A panel from L1 across kBfNc columns of B (from L2)
@@ -269,7 +286,7 @@ void gemm_bf16dot(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha
           for (int64_t i = 0; i < rows; i += kMr) {
             const int mr = static_cast<int>(std::min<int64_t>(kMr, rows - i));
             for (int64_t j = j0; j < j1; j += kNr)
-              bfdot::kernel(kp, ap + i * kp, bk + j * kp, c + (r0 + i) * ldc + j, ldc, mr,
+              bfdot::kernel(kp, ap + i * kp, bk + j * kpp, c + (r0 + i) * ldc + j, ldc, mr,
                             static_cast<int>(std::min<int64_t>(kNr, n - j)), alpha, beta, p0 == 0);
           }
         }
