@@ -46,10 +46,22 @@ GemmLpPath path_of(const std::string& s) {
   if (s == "bf16dot") return GemmLpPath::bf16dot;
   if (s == "blas") return GemmLpPath::blas;
   if (s == "reference") return GemmLpPath::reference;
-  throw py::value_error("_gemm_lp: path is '" + s + "', expected best, widen, bf16dot, blas or reference");
+  if (s == "amx") return GemmLpPath::amx;
+  throw py::value_error("_gemm_lp: path is '" + s + "', expected best, widen, bf16dot, amx, blas or reference");
 }
 
 using Calls = std::vector<std::pair<int64_t, int64_t>>;
+
+const char* path_name(GemmLpPath p) {
+  switch (p) {
+    case GemmLpPath::widen: return "widen";
+    case GemmLpPath::bf16dot: return "bf16dot";
+    case GemmLpPath::blas: return "blas";
+    case GemmLpPath::reference: return "reference";
+    case GemmLpPath::amx: return "amx";
+    default: return "best";
+  }
+}
 
 template <class TA, class TB>
 py::tuple run(const py::array& a, const py::array& b, bool at, bool bt, float alpha, float beta, py::array& c,
@@ -93,7 +105,7 @@ py::tuple run(const py::array& a, const py::array& b, bool at, bool bt, float al
     gemm_lp_path<TA, TB>(path, at, bt, m, n, k, alpha, ap, lda, bp, ldb, beta, cp, ldc, &rd,
                          group > 0 ? &br : nullptr);
   }
-  return py::make_tuple(done, made, group_split);
+  return py::make_tuple(done, made, group_split, path_name(path == GemmLpPath::best ? gemm_lp_best<TA, TB>(m, n, k) : path));
 }
 
 }  // namespace
@@ -120,7 +132,7 @@ void bind_gemm_lp(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("at"), py::arg("bt"), py::arg("alpha"), py::arg("beta"), py::arg("c"),
       py::arg("path") = "best", py::arg("b_rows_group") = 0,
       "C = alpha op(A) op(B) + beta C through gemm_lp (csrc/cpu/kernels.h) on the given path; returns "
-      "(rows_done calls, b_rows calls, whether a b_rows group was split across threads or calls).");
+      "(rows_done calls, b_rows calls, whether a b_rows group was split across threads or calls, the path taken).");
   m.def(
       "_sgemm",
       [](const py::array_t<float>& a, const py::array_t<float>& b, bool at, bool bt, float alpha, float beta,
@@ -147,6 +159,7 @@ void bind_gemm_lp(py::module_& m) {
       py::arg("a"), py::arg("b"), py::arg("at"), py::arg("bt"), py::arg("alpha"), py::arg("beta"), py::arg("c"),
       py::arg("path") = "own",
       "float32 C = alpha op(A) op(B) + beta C on fastnn's sgemm ('own', AVX2 / AVX-512) or OpenBLAS's (benchmarks).");
-  m.def("_gemm_lp_has_bf16dot", &has_bf16dot, "True where gemm_lp's bf16 products run on vdpbf16ps now.");
+  m.def("_gemm_lp_has_bf16dot", &has_bf16dot, "True where gemm_lp's bf16dot path (vdpbf16ps) can run now.");
+  m.def("_gemm_lp_has_amx", &has_amx, "True where gemm_lp's amx path (AMX-BF16 tiles) can run now.");
 }
 }  // namespace fastnn

@@ -46,6 +46,8 @@ def paths(level, ta, tb):
     out = ["best", "widen"]
     if _C._gemm_lp_has_bf16dot() and ta in (BF16, F32) and tb in (BF16, F32):
         out.append("bf16dot")
+    if _C._gemm_lp_has_amx() and ta in (BF16, F32) and tb in (BF16, F32):
+        out.append("amx")
     return out
 
 
@@ -55,12 +57,9 @@ def operand(rng, shape, dt, ld_extra=0):
     return full[:, : shape[1]]
 
 
-def rounded_for(path, x, other):
-    """The operand as the path multiplies it: vdpbf16ps rounds float32 to bf16 (and "best"
-    takes it for every bf16 product where the CPU has it: gemm_lp.cpp)."""
-    if path == "best" and _C._gemm_lp_has_bf16dot() and other.dtype == BF16:
-        path = "bf16dot"
-    if path == "bf16dot" and x.dtype == F32:
+def rounded_for(path, x):
+    """The operand as the path multiplies it: vdpbf16ps and AMX round float32 to bf16."""
+    if path in ("bf16dot", "amx") and x.dtype == F32:
         return x.astype(BF16)
     return x
 
@@ -72,14 +71,18 @@ def check(ta, tb, at, bt, m, n, k, path, rng, alpha=1.0, beta=0.0, ld_extra=0, g
     c = c0.copy()[:, :n]
     if beta == 0.0:
         c[...] = np.nan  # beta == 0: C is not read
-    opa = rounded_for(path, a, b).astype(np.float64)
-    opb = rounded_for(path, b, a).astype(np.float64)
+    taken = _C._gemm_lp(a, b, at, bt, 1.0, 0.0, np.zeros((m, n), F32), path=path)[3]
+    if path == "best":
+        expected = {"avx512": ("amx", "bf16dot", "widen"), "avx2": ("widen",), "baseline": ("blas", "reference")}
+        assert taken in expected[_C._isa()], taken
+    opa = rounded_for(taken, a).astype(np.float64)
+    opb = rounded_for(taken, b).astype(np.float64)
     opa = opa.T if at else opa
     opb = opb.T if bt else opb
     ref = alpha * (opa @ opb) + (beta * c0[:, :n].astype(np.float64) if beta else 0.0)
     bound = 3e-5 * (np.abs(alpha) * (np.abs(opa) @ np.abs(opb)) + np.abs(beta * c0[:, :n])) + 1e-30
     a_in, b_in = a.copy(), b.copy()
-    done, made, split = _C._gemm_lp(a, b, at, bt, alpha, beta, c, path=path, b_rows_group=group)
+    done, made, split, _ = _C._gemm_lp(a, b, at, bt, alpha, beta, c, path=path, b_rows_group=group)
     err = np.abs(c - ref)
     where = f"{ta}x{tb} at={at} bt={bt} {m}x{n}x{k} {path} alpha={alpha} beta={beta} ld+{ld_extra} group={group}"
     assert np.all(np.isfinite(c)), where

@@ -22,11 +22,20 @@
 //    definition the tests hold the others to.
 #include <algorithm>
 #include <stdexcept>
+#include <cstdlib>
+#include <string>
+
 #include <vector>
 
 #include "blas.h"
 #include "gemm_lp.h"
 #include "kernels.h"
+
+#if defined(FASTNN_ISA_LEVELS)
+#include <cpuid.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace fastnn {
 
@@ -39,6 +48,7 @@ namespace fastnn {
   }
 FASTNN_GEMM_DECL(sgemm_avx512, gemm)
 FASTNN_GEMM_DECL(sgemm_avx512, gemm_bf16dot)
+FASTNN_GEMM_DECL(sgemm_avx512, gemm_amx)
 FASTNN_GEMM_DECL(sgemm_avx2, gemm)
 #undef FASTNN_GEMM_DECL
 #endif
@@ -55,6 +65,33 @@ constexpr int64_t kBlasMinMacs = int64_t(1) << 15;
 bool cpu_bf16dot() {
 #if defined(FASTNN_ISA_LEVELS)
   static const bool yes = cpu_isa() == Isa::avx512 && __builtin_cpu_supports("avx512bf16");
+  return yes;
+#else
+  return false;
+#endif
+}
+
+// The CPU has AMX-BF16 tiles (CPUID 7.0 EDX bits 22, 24).
+bool cpu_amx_hw() {
+#if defined(FASTNN_ISA_LEVELS)
+  unsigned eax, ebx, ecx, edx;
+  if (!__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return false;
+  return ((edx >> 22) & 1u) && ((edx >> 24) & 1u);
+#else
+  return false;
+#endif
+}
+// AMX-BF16 tiles usable: the CPU has them and Linux grants this process the tile data
+// state (arch_prctl ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA; asked once). FASTNN_AMX=0 at
+// start-up turns them off.
+bool cpu_amx() {
+#if defined(FASTNN_ISA_LEVELS) && defined(__linux__)
+  static const bool yes = [] {
+    const char* env = std::getenv("FASTNN_AMX");
+    if ((env && std::string(env) == "0") || cpu_isa() != Isa::avx512 || !cpu_amx_hw()) return false;
+    constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+    return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+  }();
   return yes;
 #else
   return false;
@@ -143,6 +180,20 @@ template <class T> constexpr bool is_bf_or_float = std::is_same_v<T, bf16> || st
 }  // namespace
 
 bool has_bf16dot() { return cpu_bf16dot() && isa() == Isa::avx512; }
+bool has_amx() { return cpu_amx() && isa() == Isa::avx512; }
+
+template <class TA, class TB> GemmLpPath gemm_lp_best(int64_t m, int64_t n, int64_t k) {
+  constexpr bool bf_types = is_bf_or_float<TA> && is_bf_or_float<TB>;
+  constexpr bool mixed = std::is_same_v<TA, float> || std::is_same_v<TB, float>;
+  if (bf_types && (!mixed || kMixedBf16Dot)) {
+    if (has_amx()) return GemmLpPath::amx;
+    // vdpbf16ps where the CPU has no AMX (AMD Zen 4 and later: twice the float32 rate); on
+    // Intel CPUs with AMX it runs at half the float32 FMA rate, below the widened product
+    if (has_bf16dot() && !cpu_amx_hw()) return GemmLpPath::bf16dot;
+  }
+  if (isa() != Isa::baseline) return GemmLpPath::widen;
+  return double(m) * double(n) * double(k) < double(kBlasMinMacs) ? GemmLpPath::reference : GemmLpPath::blas;
+}
 
 template <class TA, class TB>
 void gemm_lp_path(GemmLpPath path, bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a,
@@ -151,13 +202,7 @@ void gemm_lp_path(GemmLpPath path, bool at, bool bt, int64_t m, int64_t n, int64
   if constexpr (!std::is_same_v<TB, float>) b_rows = nullptr;  // b_rows: TB float only (kernels.h)
   const Isa level = isa();
   constexpr bool bf_types = is_bf_or_float<TA> && is_bf_or_float<TB>;
-  if (path == GemmLpPath::best) {
-    const bool mixed = std::is_same_v<TA, float> || std::is_same_v<TB, float>;
-    if (bf_types && has_bf16dot() && (!mixed || kMixedBf16Dot)) path = GemmLpPath::bf16dot;
-    else if (level != Isa::baseline) path = GemmLpPath::widen;
-    else if (double(m) * double(n) * double(k) < double(kBlasMinMacs)) path = GemmLpPath::reference;
-    else path = GemmLpPath::blas;
-  }
+  if (path == GemmLpPath::best) path = gemm_lp_best<TA, TB>(m, n, k);
   switch (path) {
     case GemmLpPath::reference:
       return reference(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows);
@@ -176,6 +221,12 @@ void gemm_lp_path(GemmLpPath path, bool at, bool bt, int64_t m, int64_t n, int64
           return sgemm_avx512::gemm_bf16dot(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows);
       }
       break;
+    case GemmLpPath::amx:
+      if constexpr (bf_types) {
+        if (has_amx())
+          return sgemm_avx512::gemm_amx(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows);
+      }
+      break;
 #endif
     default: break;
   }
@@ -192,6 +243,7 @@ void gemm_lp(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, con
 #define FASTNN_GEMM_LP(TA, TB)                                                                                     \
   template void gemm_lp<TA, TB>(bool, bool, int64_t, int64_t, int64_t, float, const TA*, int64_t, const TB*,      \
                                 int64_t, float, float*, int64_t, const RowsDone*, const BRows*);                  \
+  template GemmLpPath gemm_lp_best<TA, TB>(int64_t, int64_t, int64_t);                                          \
   template void gemm_lp_path<TA, TB>(GemmLpPath, bool, bool, int64_t, int64_t, int64_t, float, const TA*, int64_t, \
                                      const TB*, int64_t, float, float*, int64_t, const RowsDone*, const BRows*);
 FASTNN_GEMM_LP(bf16, bf16)

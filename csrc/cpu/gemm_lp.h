@@ -13,9 +13,14 @@ enum class GemmLpPath : int {
   bf16dot = 2,    // vdpbf16ps (AVX512-BF16; bf16 / float operands, float rounded to bf16 while packing)
   blas = 3,       // k blocks converted to float32 (bounded scratch), OpenBLAS sgemm: the baseline level's
   reference = 4,  // plain loops: the definition the others must reproduce
+  amx = 5,        // AMX-BF16 tiles (bf16 / float operands as bf16dot)
 };
 // The CPU has AVX512-BF16 and isa() is avx512: gemm_lp's bf16 products use vdpbf16ps.
 bool has_bf16dot();
+// The CPU has AMX-BF16, Linux granted its tile state and isa() is avx512.
+bool has_amx();
+// The path gemm_lp takes for these types and sizes at isa() now (never best).
+template <class TA, class TB> GemmLpPath gemm_lp_best(int64_t m, int64_t n, int64_t k);
 // gemm_lp through `path`; std::invalid_argument where that path cannot run here (the ISA
 // level, the types) — best and reference always can.
 template <class TA, class TB>

@@ -308,4 +308,156 @@ FASTNN_GEMM_BF16DOT(float, bf16)
 }  // namespace fastnn
 
 #pragma GCC pop_options
+
+// ---- bfloat16 products on AMX (tdpbf16ps) -------------------------------------------------
+// gemm_amx: the contract of gemm_bf16dot (above: bf16 / float operands, a float one rounded
+// to bf16 while packed, bf16 subnormals as zero) on AMX-BF16 tiles, where the CPU has them
+// and Linux grants the tile state (gemm_lp.cpp: amx_ready()). A 32 x 32 block of C is four
+// 16 x 16 float32 tiles; per 32 k, two A tiles (16 rows x 32 bf16, from A packed row-major)
+// and two B tiles (16 k pairs x 16 columns: the packed B above read with its pair stride)
+// and four tdpbf16ps. k blocks of kBfKc, C accumulated across them as in the other kernels.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512dq,avx512vl,avx512bw,avx512bf16,avx2,fma,f16c,amx-tile,amx-bf16")
+
+namespace fastnn {
+namespace sgemm_avx512 {
+namespace amx {
+
+constexpr int64_t kRows = 64;  // rows per unit of work: two 32-row blocks
+
+inline void configure() {
+  alignas(64) uint8_t cfg[64] = {};
+  cfg[0] = 1;  // palette 1
+  for (int t = 0; t < 8; ++t) {
+    cfg[16 + 2 * t] = 64;  // bytes per tile row
+    cfg[48 + t] = 16;      // rows
+  }
+  _tile_loadconfig(cfg);
+}
+
+// Rows [r0, r0 + rows) of op(A), k range [p0, p0 + kc), row-major bf16 with row stride ldo
+// (kc rounded up to 32); rows up to a multiple of 32 and k past kc zero.
+template <class T>
+void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t p0, int64_t kc, uint16_t* out,
+            int64_t ldo) {
+  const int64_t rpad = (rows + 31) / 32 * 32;
+  if (at) {  // A stored (k, m)
+    std::memset(out, 0, size_t(rpad * ldo) * 2);
+    thread_local std::vector<uint16_t> tmp;
+    if (tmp.size() < size_t(rows)) tmp.resize(size_t(rows));
+    for (int64_t p = 0; p < kc; ++p) {
+      bfdot::row_bits(a + (p0 + p) * lda + r0, tmp.data(), rows);
+      for (int64_t r = 0; r < rows; ++r) out[r * ldo + p] = tmp[r];
+    }
+  } else {
+    for (int64_t r = 0; r < rows; ++r) {
+      bfdot::row_bits(a + (r0 + r) * lda + p0, out + r * ldo, kc);
+      std::memset(out + r * ldo + kc, 0, size_t(ldo - kc) * 2);
+    }
+    std::memset(out + rows * ldo, 0, size_t((rpad - rows) * ldo) * 2);
+  }
+}
+
+// C[0:mr, 0:nr] (ldc) from a 32 x 32 float block t: alpha t (+ beta C if first, else + C).
+inline void store_block(const float* t, float* c, int64_t ldc, int mr, int nr, float alpha, float beta, bool first) {
+  const V va = set1(alpha), vb = set1(beta);
+  for (int i = 0; i < mr; ++i)
+    for (int v = 0; v < 2; ++v) {
+      const int rem = nr - 16 * v;
+      if (rem <= 0) break;
+      float* cp = c + i * ldc + 16 * v;
+      const int64_t w = std::min(rem, 16);
+      V r = mul(load(t + i * 32 + 16 * v), va);
+      if (!first) r = add(r, load_n(cp, w));
+      else if (beta != 0.0f) r = fma(vb, load_n(cp, w), r);
+      store_n(cp, r, w);
+    }
+}
+
+// t (32 x 32 floats) = A block (32 rows, stride lda16 bf16) x B (pair rows of kNr words; 32 columns), k2 pairs.
+inline void block32(const uint16_t* a, int64_t lda16, const uint32_t* b, int64_t kpairs, float* t) {
+  _tile_zero(0);
+  _tile_zero(1);
+  _tile_zero(2);
+  _tile_zero(3);
+  for (int64_t pp = 0; pp < kpairs; pp += 16) {
+    _tile_loadd(4, a + 2 * pp, lda16 * 2);
+    _tile_loadd(5, a + 16 * lda16 + 2 * pp, lda16 * 2);
+    _tile_loadd(6, b + pp * kNr, kNr * 4);
+    _tile_loadd(7, b + pp * kNr + 16, kNr * 4);
+    _tile_dpbf16ps(0, 4, 6);
+    _tile_dpbf16ps(1, 4, 7);
+    _tile_dpbf16ps(2, 5, 6);
+    _tile_dpbf16ps(3, 5, 7);
+  }
+  _tile_stored(0, t, 128);
+  _tile_stored(1, t + 16, 128);
+  _tile_stored(2, t + 16 * 32, 128);
+  _tile_stored(3, t + 16 * 32 + 16, 128);
+}
+
+}  // namespace amx
+
+template <class TA, class TB>
+void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda, const TB* b,
+              int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done, const BRows* b_rows) {
+  using bfdot::kBfKc;
+  using bfdot::padded_pairs;
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) return gemm<float, float>(at, bt, m, n, k, alpha, nullptr, lda, nullptr, ldb, beta, c, ldc, rows_done, nullptr);
+  const int64_t npad = (n + kNr - 1) / kNr * kNr;
+  Buffer bbuf(bfdot::packed_b_words(k, npad));
+  uint32_t* bp = reinterpret_cast<uint32_t*>(bbuf.get());
+  bfdot::pack_b_all(bt, b, ldb, n, k, npad, b_rows, bp);
+  const int64_t units = (m + amx::kRows - 1) / amx::kRows;
+  // a multiply-add here takes about an eighth of a float32 one's time
+  const double macs = double(m) * double(n) * double(k);
+  const int64_t threads = std::max<int64_t>(1, static_cast<int64_t>(std::min<double>(num_threads(), macs / (8 * kGrainMacs))));
+  std::atomic<int64_t> next{0};
+  parallel_for(std::min(threads, units), 1, [&](int64_t, int64_t) {
+    struct Free {
+      void operator()(uint16_t* p) const { std::free(p); }
+    };
+    constexpr int64_t lda16 = kBfKc;  // packed A's row stride (bf16)
+    thread_local std::unique_ptr<uint16_t, Free> abuf;  // kRows x kBfKc bf16, per thread, kept
+    if (!abuf) {
+      abuf.reset(static_cast<uint16_t*>(std::aligned_alloc(64, amx::kRows * lda16 * sizeof(uint16_t))));
+      if (!abuf) throw std::bad_alloc();
+    }
+    uint16_t* ap = abuf.get();
+    alignas(64) float t[32 * 32];
+    amx::configure();
+    for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
+      const int64_t r0 = u * amx::kRows, rows = std::min(amx::kRows, m - r0);
+      for (int64_t p0 = 0; p0 < k; p0 += kBfKc) {
+        const int64_t kc = std::min(kBfKc, k - p0), kpp = padded_pairs(kc);
+        amx::pack_a(at, a, lda, r0, rows, p0, kc, ap, lda16);
+        const uint32_t* bk = bp + (p0 / 2) * npad;
+        for (int64_t j = 0; j < n; j += 32) {
+          const uint32_t* bj = bk + (j / kNr) * kNr * kpp + j % kNr;
+          for (int64_t i = 0; i < rows; i += 32) {
+            amx::block32(ap + i * lda16, lda16, bj, kpp, t);
+            amx::store_block(t, c + (r0 + i) * ldc + j, ldc, static_cast<int>(std::min<int64_t>(32, rows - i)),
+                             static_cast<int>(std::min<int64_t>(32, n - j)), alpha, beta, p0 == 0);
+          }
+        }
+      }
+      if (rows_done) (*rows_done)(r0, r0 + rows);
+    }
+    _tile_release();
+  });
+}
+
+#define FASTNN_GEMM_AMX(TA, TB)                                                                          \
+  template void gemm_amx<TA, TB>(bool, bool, int64_t, int64_t, int64_t, float, const TA*, int64_t, \
+                                 const TB*, int64_t, float, float*, int64_t, const RowsDone*, const BRows*);
+FASTNN_GEMM_AMX(bf16, bf16)
+FASTNN_GEMM_AMX(bf16, float)
+FASTNN_GEMM_AMX(float, bf16)
+#undef FASTNN_GEMM_AMX
+
+}  // namespace sgemm_avx512
+}  // namespace fastnn
+
+#pragma GCC pop_options
 #endif
