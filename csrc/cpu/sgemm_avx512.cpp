@@ -341,13 +341,20 @@ template <class T>
 void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t p0, int64_t kc, uint16_t* out,
             int64_t ldo) {
   const int64_t rpad = (rows + 31) / 32 * 32;
-  if (at) {  // A stored (k, m)
+  if (at) {  // A stored (k, m): two source rows (k, k + 1) interleaved into words, 16 rows scattered at a time
     std::memset(out, 0, size_t(rpad * ldo) * 2);
-    thread_local std::vector<uint16_t> tmp;
-    if (tmp.size() < size_t(rows)) tmp.resize(size_t(rows));
-    for (int64_t p = 0; p < kc; ++p) {
-      bfdot::row_bits(a + (p0 + p) * lda + r0, tmp.data(), rows);
-      for (int64_t r = 0; r < rows; ++r) out[r * ldo + p] = tmp[r];
+    uint32_t* o = reinterpret_cast<uint32_t*>(out);
+    const __m512i idx = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                           _mm512_set1_epi32(static_cast<int>(ldo / 2)));
+    for (int64_t p = 0; p < kc; p += 2) {
+      const T* s0 = a + (p0 + p) * lda + r0;
+      for (int64_t r = 0; r < rows; r += 16) {
+        const int cnt = static_cast<int>(std::min<int64_t>(16, rows - r));
+        __m512i w = bfdot::bits16(s0 + r, cnt);
+        if (p + 1 < kc) w = _mm512_or_si512(w, _mm512_slli_epi32(bfdot::bits16(s0 + lda + r, cnt), 16));
+        const __mmask16 mk = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
+        _mm512_mask_i32scatter_epi32(o + r * (ldo / 2) + p / 2, mk, idx, w, 4);
+      }
     }
   } else {
     for (int64_t r = 0; r < rows; ++r) {
@@ -418,10 +425,9 @@ void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, co
     struct Free {
       void operator()(uint16_t* p) const { std::free(p); }
     };
-    constexpr int64_t lda16 = kBfKc;  // packed A's row stride (bf16)
-    thread_local std::unique_ptr<uint16_t, Free> abuf;  // kRows x kBfKc bf16, per thread, kept
+    thread_local std::unique_ptr<uint16_t, Free> abuf;  // kRows x kBfKc bf16 (row stride: kc rounded up to 32), per thread, kept
     if (!abuf) {
-      abuf.reset(static_cast<uint16_t*>(std::aligned_alloc(64, amx::kRows * lda16 * sizeof(uint16_t))));
+      abuf.reset(static_cast<uint16_t*>(std::aligned_alloc(64, amx::kRows * kBfKc * sizeof(uint16_t))));
       if (!abuf) throw std::bad_alloc();
     }
     uint16_t* ap = abuf.get();
@@ -431,12 +437,12 @@ void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, co
       const int64_t r0 = u * amx::kRows, rows = std::min(amx::kRows, m - r0);
       for (int64_t p0 = 0; p0 < k; p0 += kBfKc) {
         const int64_t kc = std::min(kBfKc, k - p0), kpp = padded_pairs(kc);
-        amx::pack_a(at, a, lda, r0, rows, p0, kc, ap, lda16);
+        amx::pack_a(at, a, lda, r0, rows, p0, kc, ap, (kc + 31) / 32 * 32);
         const uint32_t* bk = bp + (p0 / 2) * npad;
         for (int64_t j = 0; j < n; j += 32) {
           const uint32_t* bj = bk + (j / kNr) * kNr * kpp + j % kNr;
           for (int64_t i = 0; i < rows; i += 32) {
-            amx::block32(ap + i * lda16, lda16, bj, kpp, t);
+            amx::block32(ap + i * ((kc + 31) / 32 * 32), (kc + 31) / 32 * 32, bj, kpp, t);
             amx::store_block(t, c + (r0 + i) * ldc + j, ldc, static_cast<int>(std::min<int64_t>(32, rows - i)),
                              static_cast<int>(std::min<int64_t>(32, n - j)), alpha, beta, p0 == 0);
           }
