@@ -5,8 +5,9 @@ _C._set_isa) x path (csrc/cpu/gemm_lp.h) against float64 numpy computed from the
 16-bit values. A product of two bf16 (or two f16, or a 16-bit value and a float32 one) is
 exact in float64 and the only error is float32 summation, so each element is held to
 3e-5 of sum_p |a_ip b_pj| (one missing or doubled product is ~1/k of that sum). The
-vdpbf16ps path rounds a float32 operand to bf16 while packing (gemm_lp.cpp): it is held
-to the same bound against the reference from the rounded operand.
+vdpbf16ps and AMX paths, asked for a product with a float32 operand, round it to bf16
+while packing (gemm_lp.cpp; gemm_lp itself widens instead): they are held to the same
+bound against the reference from the rounded operand.
 Also: b_rows (op(B) produced in groups of rows) and rows_done cover every row once, each
 group on one thread in order; beta == 0 never reads C (NaN there); leading dimensions
 larger than the rows (views into wider arrays).

@@ -1,16 +1,17 @@
 // gemm_lp.cpp — the products of 16-bit Dense layers (kernels.h, gemm_lp): A and B widened
 // to float32 exactly, products accumulated in float32; which code runs them, per call.
 //
-//  - AVX-512 with AVX512-BF16, bf16 operands (bf16 x bf16, and bf16 with float): vdpbf16ps
-//    on k pairs (sgemm_avx512.cpp, gemm_bf16dot), about twice the float32 product's rate.
-//    The float operand of a mixed product (a Dense backward's gradient of the
-//    pre-activation, float32 until the product reads it) is rounded to bf16 while it is
-//    packed: a layer's backward then runs all three products at the bf16 rate, and the
-//    operand is what torch's autograd computes with anyway (it stores that gradient in
-//    bf16 before its products). Widened instead, the float32 product runs at half the
-//    rate; its extra bits are below the bf16 output's rounding (the result is rounded to
-//    bf16 by the caller) but not below the float32 dW a float32 master weight keeps, so
-//    the choice is kMixedBf16Dot below.
+//  - AVX-512 with AMX-BF16 (Sapphire Rapids and later), bf16 x bf16: AMX tiles
+//    (sgemm_avx512.cpp, gemm_amx), ~4x fastnn's float32 product. Without AMX but with
+//    AVX512-BF16 (AMD Zen 4 and later): vdpbf16ps on k pairs (gemm_bf16dot), about twice
+//    the float32 rate there; on Intel CPUs it runs at half the float32 FMA rate, so where
+//    the CPU has AMX tiles that Linux does not grant, the widened product below runs.
+//    A product with a float operand (a Dense backward's gradient of the pre-activation,
+//    float32 until the product reads it) is widened (kMixedBf16Dot false): the bf16 units
+//    would need that operand rounded to bf16, and the contract is float32 products of it;
+//    the rounding error (2^-9 of each term) shows in cancelling sums (a fused
+//    cross-entropy's dx) beyond what the tests allow. Both bf16 paths can still take such
+//    products (gemm_lp_path), rounding the float operand while packing.
 //  - AVX-512 otherwise, and AVX2 (+FMA, F16C): the 16-bit operands widened while they are
 //    packed (bf16: a shift; f16: vcvtph2ps) into fastnn's float32 product (sgemm_driver.h,
 //    gemm<TA, TB>). float16 always goes this way: AVX512-FP16's products accumulate in
@@ -55,8 +56,8 @@ FASTNN_GEMM_DECL(sgemm_avx2, gemm)
 
 namespace {
 
-// Mixed bf16 / float products on vdpbf16ps (the float side rounded to bf16: above).
-constexpr bool kMixedBf16Dot = true;
+// Mixed bf16 / float products on the bf16 units, the float side rounded to bf16 (above: off).
+constexpr bool kMixedBf16Dot = false;
 // The baseline's k block: scratch of (m + n) x kKcBlas floats.
 constexpr int64_t kKcBlas = 256;
 // Below this many multiply-adds the baseline runs the reference loops (no conversion pass).
@@ -187,8 +188,7 @@ template <class TA, class TB> GemmLpPath gemm_lp_best(int64_t m, int64_t n, int6
   constexpr bool mixed = std::is_same_v<TA, float> || std::is_same_v<TB, float>;
   if (bf_types && (!mixed || kMixedBf16Dot)) {
     if (has_amx()) return GemmLpPath::amx;
-    // vdpbf16ps where the CPU has no AMX (AMD Zen 4 and later: twice the float32 rate); on
-    // Intel CPUs with AMX it runs at half the float32 FMA rate, below the widened product
+    // vdpbf16ps only where the CPU has no AMX tiles (above)
     if (has_bf16dot() && !cpu_amx_hw()) return GemmLpPath::bf16dot;
   }
   if (isa() != Isa::baseline) return GemmLpPath::widen;
