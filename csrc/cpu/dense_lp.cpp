@@ -91,10 +91,12 @@ template <class T> void dense_forward_lp(Act a, const ActParams& p, const T* x, 
   float* acc = tile.get();
   const int64_t grain = std::max<int64_t>(1, kSubBytes / (n * int64_t(sizeof(float))));
   // Rows [s, e) of the tile holding rows [r0, ...) of the layer: bias and activation in
-  // float32, each output rounded once. Parallel over ~64 KiB parts (serial when the
-  // product calls it from its own threads: nested parallel_for runs in the caller).
+  // float32, each output rounded once. gemm_lp's fast paths call this per unit of at most
+  // 64 rows on the thread that made them (serial here, in that core's cache, as dense.cpp's
+  // float32 path); the others once for all rows, on the calling thread (parallel here,
+  // over ~64 KiB parts).
   const auto finish = [&](int64_t r0, int64_t s, int64_t e) {
-    parallel_for(e - s, grain, [&](int64_t s2, int64_t e2) {
+    parallel_for(e - s, e - s <= 64 ? e - s : grain, [&](int64_t s2, int64_t e2) {
       float* t = acc + (s + s2) * n;
       const int64_t rows = e2 - s2, o = (r0 + s + s2) * n;
       if (z) {
@@ -181,8 +183,12 @@ template <class T> void dense_backward_lp(Act a, const ActParams& p, bool from_y
         else gemm_lp<T, float>(true, false, k, n, rows, 1.0f, xb, k, gt.get(), n, beta, acc, n);
       }
       if (!want_dx) continue;
-      // dx (rows, k) = g W (W (n, k)) or g W^T (W (k, n)), rounded as rows are done
-      const RowsDone done = [&](int64_t s, int64_t e) { narrow_par(dxt.get() + s * k, dx + (r0 + s) * k, (e - s) * k); };
+      // dx (rows, k) = g W (W (n, k)) or g W^T (W (k, n)), rounded as rows are done (as
+      // the forward's epilogue: serial for a product's unit of <= 64 rows)
+      const RowsDone done = [&](int64_t s, int64_t e) {
+        if (e - s <= 64) narrow_block(dxt.get() + s * k, dx + (r0 + s) * k, (e - s) * k);
+        else narrow_par(dxt.get() + s * k, dx + (r0 + s) * k, (e - s) * k);
+      };
       if (linear)
         gemm_lp<T, T>(false, !w_oi, rows, k, n, 1.0f, dy + r0 * n, n, w, w_oi ? k : n, 0.0f, dxt.get(), k, &done);
       else
