@@ -295,3 +295,89 @@ def test_dtype_errors():
         _C.act_forward(np.zeros(3, np.int32), np.zeros(3, np.int32), s.code, s.numeric, 3)
     with pytest.raises(TypeError, match="y has dtype float16, expected bfloat16"):
         _C.act_forward(np.zeros(3, BF16), np.zeros(3, F16), s.code, s.numeric, 3)
+
+
+# ---- the contract, bit for bit: a 16-bit kernel is the float32 kernel rounded once --------
+
+def _with_specials(x):
+    sp = np.array([np.nan, -np.nan, np.inf, -np.inf, 0.0, -0.0, 1e-40, -1e-42, 7e4, -7e4, 88.0, -100.0],
+                  np.float32)
+    x = x.copy()
+    x[:: max(1, x.size // sp.size)][:sp.size] = sp[: len(x[:: max(1, x.size // sp.size)])]
+    return x
+
+
+def _assert_rounded_bits(got, f32, dt, what):
+    """got (16-bit) has the bits of f32 narrowed once; NaN only as NaN (its sign is not a
+    result: x86 propagates the first operand's NaN, and the compiler may swap the operands
+    of a commutative operation between two copies of a kernel)."""
+    want = _expected_narrow(np.ascontiguousarray(f32, np.float32).ravel(), dt).reshape(f32.shape)
+    nan = np.isnan(f32)
+    np.testing.assert_array_equal(np.isnan(got.astype(np.float32)), nan, err_msg=what)
+    np.testing.assert_array_equal(got.view(np.uint16)[~nan], want[~nan], err_msg=what)
+
+
+@pytest.mark.parametrize("dt", [BF16, F16], ids=["bfloat16", "float16"])
+def test_every_activation_is_the_float32_kernel_rounded_once(level, dt):
+    """Every elementwise activation, forward and backward (from x; from y where it has one),
+    at this ISA level: the 16-bit result's bits are those of the float32 kernel on the
+    widened inputs, narrowed once (the fused register path and the block path alike)."""
+    from fastnn import _registry as R
+    rng = np.random.default_rng(11)
+    with np.errstate(over="ignore"):  # +-7e4 is +-inf in float16
+        x = _with_specials((rng.standard_normal(1031) * 4).astype(np.float32)).astype(dt)
+    dy = (rng.standard_normal(x.size)).astype(np.float32).astype(dt)
+    xw, dyw = x.astype(np.float32), dy.astype(np.float32)
+    n = x.size
+    specs = [_checks.activation_spec("t", a, {}) for a in R.ELEMENTWISE_ACTIVATIONS]
+    specs += [_checks.activation_spec("t", "gelu", {"approximate": "tanh"}),
+              _checks.activation_spec("t", "softplus", {"beta": 2.0})]
+    with np.errstate(all="ignore"):
+        for s in specs:
+            y, y32 = np.empty_like(x), np.empty_like(xw)
+            _C.act_forward(x, y, s.code, s.numeric, n)
+            _C.act_forward(xw, y32, s.code, s.numeric, n)
+            _assert_rounded_bits(y, y32, dt, f"{s.name} forward")
+            dx, dx32 = np.empty_like(x), np.empty_like(xw)
+            _C.act_backward(x, dy, dx, s.code, s.numeric, n, False)
+            _C.act_backward(xw, dyw, dx32, s.code, s.numeric, n, False)
+            _assert_rounded_bits(dx, dx32, dt, f"{s.name} backward")
+            if s.from_y:
+                yw = y.astype(np.float32)
+                _C.act_backward(y, dy, dx, s.code, s.numeric, n, True)
+                _C.act_backward(yw, dyw, dx32, s.code, s.numeric, n, True)
+                _assert_rounded_bits(dx, dx32, dt, f"{s.name} from y")
+
+
+@pytest.mark.parametrize("dt", [BF16, F16], ids=["bfloat16", "float16"])
+def test_every_loss_is_the_float32_kernel_rounded_once(level, dt):
+    from fastnn import _registry as R
+    rng = np.random.default_rng(12)
+    p = rng.uniform(0.02, 0.98, (7, 301)).astype(np.float32).astype(dt)
+    t = rng.uniform(0.0, 1.0, p.shape).astype(np.float32).astype(dt)
+    g = rng.standard_normal(p.shape).astype(np.float32).astype(dt)
+    pw, tw, gw = p.astype(np.float32), t.astype(np.float32), g.astype(np.float32)
+    for name in R.ELEMENTWISE_LOSSES:
+        s = _checks.loss_spec("t", name, {})
+        out, out32 = np.empty_like(p), np.empty_like(pw)
+        total = _C.loss_forward(s.code, s.numeric, p, t, None, out)
+        total32 = _C.loss_forward(s.code, s.numeric, pw, tw, None, out32)
+        _assert_rounded_bits(out, out32, dt, name)
+        assert total == pytest.approx(total32, rel=1e-6, abs=1e-6), name
+        d, dt_, d32, dt32 = np.empty_like(p), np.empty_like(p), np.empty_like(pw), np.empty_like(pw)
+        _C.loss_backward(s.code, s.numeric, p, t, None, g, 0.0, d, dt_)
+        _C.loss_backward(s.code, s.numeric, pw, tw, None, gw, 0.0, d32, dt32)
+        _assert_rounded_bits(d, d32, dt, name)
+        _assert_rounded_bits(dt_, dt32, dt, name)
+    idx = rng.integers(0, p.shape[1], p.shape[0])
+    w = rng.uniform(0.5, 2, p.shape[1]).astype(np.float32).astype(dt)
+    for name in ("cross_entropy", "nll"):
+        s = _checks.loss_spec("t", name, {"label_smoothing": 0.2} if name == "cross_entropy" else {})
+        out, out32 = np.empty(p.shape[0], dt), np.empty(p.shape[0], np.float32)
+        _C.loss_forward(s.code, s.numeric, p, idx, w, out)
+        _C.loss_forward(s.code, s.numeric, pw, idx, w.astype(np.float32), out32)
+        _assert_rounded_bits(out, out32, dt, name)
+        d, d32 = np.empty_like(p), np.empty_like(pw)
+        _C.loss_backward(s.code, s.numeric, p, idx, w, None, 0.5, d, None)
+        _C.loss_backward(s.code, s.numeric, pw, idx, w.astype(np.float32), None, 0.5, d32, None)
+        _assert_rounded_bits(d, d32, dt, name)

@@ -192,16 +192,21 @@ FASTNN_CLONE_PAIR(sum_rows_isa, sum_rows_serial, P_SR, (g, rows, c, db))
 bool is_softmax(Act a) { return a == Act::softmax || a == Act::log_softmax; }
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 
-// ---- 16-bit storage (half.h): the float32 kernels on blocks widened in L1 ----------------
-// Each part is processed kLpBlock elements (or whole rows) at a time: the inputs widened
-// (exactly) into float32 buffers, the float32 kernel of the current ISA level run on them,
-// the output narrowed once (RNE). So a 16-bit activation computes exactly what the float32
-// one computes on the widened inputs, rounded once, and holds no float32 copy of a tensor.
+// ---- 16-bit storage (half.h): the float32 kernels on 16-bit data ---------------------------
+// A 16-bit activation computes exactly what the float32 one computes on the widened inputs,
+// each output rounded once (RNE), and holds no float32 copy of a tensor: the
+// hand-vectorized kernels (simd_kernels.h) convert in registers as they load and store;
+// the others run kLpBlock elements (or whole rows) at a time, the inputs widened into
+// float32 buffers in L1, the float32 kernel of the current ISA level run on them, the
+// output narrowed.
 constexpr int64_t kLpBlock = 2048;  // three 8 KB buffers: in L1 with room to spare
 
-// out = k(a, b) elementwise over n (b may be null), in parts of >= grain elements.
-template <class T, class K> void lp_map(int64_t n, int64_t grain, const T* a, const T* b, T* out, K k) {
+// out = k(a, b) elementwise over n (b may be null), in parts of >= grain elements; a part
+// for which fused(lo, hi) returns true is done (the kernel converting in registers).
+template <class T, class Fused, class K>
+void lp_map(int64_t n, int64_t grain, const T* a, const T* b, T* out, Fused fused, K k) {
   parallel_for(n, grain, [&](int64_t lo, int64_t hi) {
+    if (fused(lo, hi)) return;
     alignas(64) float fa[kLpBlock], fb[kLpBlock], fo[kLpBlock];
     for (int64_t i = lo; i < hi; i += kLpBlock) {
       const int64_t m = std::min(kLpBlock, hi - i);
@@ -235,8 +240,10 @@ template <class T> void lp_forward(Act a, const ActParams& p, const T* x, T* y, 
       softmax_isa(0.0f, lg, fx, fy, m, cols);
     });
   }
-  lp_map<T>(n, elementwise_grain(a), x, nullptr, y,
-            [&](float* fx, float*, float* fy, int64_t m) { fwd_isa(0.0f, a, p, fx, fy, m); });
+  lp_map<T>(
+      n, elementwise_grain(a), x, nullptr, y,
+      [&](int64_t lo, int64_t hi) { return simd_act_forward(a, p, x + lo, y + lo, hi - lo); },
+      [&](float* fx, float*, float* fy, int64_t m) { fwd_isa(0.0f, a, p, fx, fy, m); });
 }
 // from_y: xy is the activation's output y (act_has_y_backward).
 template <class T> void lp_backward(Act a, const ActParams& p, bool from_y, const T* xy, const T* dy, T* dx,
@@ -247,10 +254,13 @@ template <class T> void lp_backward(Act a, const ActParams& p, bool from_y, cons
       softmax_grad_isa(0.0f, lg, !from_y, fxy, fdy, fdx, m, cols);
     });
   }
-  lp_map<T>(n, elementwise_grain(a), xy, dy, dx, [&](float* fxy, float* fdy, float* fdx, int64_t m) {
-    if (from_y) bwd_y_isa(0.0f, a, p, fxy, fdy, fdx, m);
-    else bwd_x_isa(0.0f, a, p, fxy, fdy, fdx, m);
-  });
+  lp_map<T>(
+      n, elementwise_grain(a), xy, dy, dx,
+      [&](int64_t lo, int64_t hi) { return !from_y && simd_act_backward_x(a, p, xy + lo, dy + lo, dx + lo, hi - lo); },
+      [&](float* fxy, float* fdy, float* fdx, int64_t m) {
+        if (from_y) bwd_y_isa(0.0f, a, p, fxy, fdy, fdx, m);
+        else bwd_x_isa(0.0f, a, p, fxy, fdy, fdx, m);
+      });
 }
 
 }  // namespace
