@@ -7,10 +7,10 @@
 //             y = narrow(act(acc + b))     (one rounding: the activation reads acc + b, not z)
 //   backward: g = dy * act'(z or y), float32 from the 16-bit dy and z / y, never rounded
 //             (except into the optional 16-bit g output)
-//             dW = x^T g  (W (k, n)) or (x^T g)^T (W (n, k)): one product over all rows,
-//                         g made a group of rows at a time as the product packs it (b_rows)
-//             dx = g W^T or g W: row blocks, g's block in float32, then a (float, T) product
-//             db = sum_rows g in double (in dW's packing when dW is wanted)
+//             in row blocks: g's block in float32 (db's sums in double from it), then
+//             dx = g W or g W^T ((float, T) products) and dW += g^T x or x^T g (over the
+//             blocks, in float32); without dx, dW is one product over all rows whose
+//             packing makes g (b_rows: g never stored);
 //             each rounded once into its 16-bit output.
 // float32 scratch (no float32 copy of any whole input):
 //   forward:  one tile of accumulators, max(4 MiB, 256 rows x n);
@@ -131,48 +131,54 @@ template <class T> void dense_backward_lp(Act a, const ActParams& p, bool from_y
   const int64_t sub = std::max<int64_t>(1, kSubBytes / (nn * int64_t(sizeof(float))));
   const int64_t group = sub * std::max<int64_t>(1, (1 << 20) / (sub * nn * int64_t(sizeof(float))));
   std::vector<double> dbp(db ? ((m + group - 1) / group) * n : 0, 0.0);
-  bool db_made = false;  // by dW's product
-  if (dw && n > 0 && k > 0) {
-    if (m == 0) {
-      std::fill(dw, dw + n * k, T{0});
-    } else {
-      Scratch<float> acc(n * k);
-      if (linear) {
-        if (w_oi) gemm_lp<T, T>(true, false, n, k, m, 1.0f, dy, n, x, k, 0.0f, acc.get(), k);  // dW (n, k) = dy^T x
-        else gemm_lp<T, T>(true, false, k, n, m, 1.0f, x, k, dy, n, 0.0f, acc.get(), n);       // dW (k, n) = x^T dy
-      } else {  // (k, n) = x^T g, g's rows made as the product packs them
-        const BRows rows{group, [&](int64_t r0, int64_t r1, float* out) {
-                           double* part = db ? dbp.data() + (r0 / group) * n : nullptr;
-                           grad_rows(a, p, from_y, zy + r0 * n, dy + r0 * n, out, part, r1 - r0, n);
-                         }};
-        gemm_lp<T, float>(true, false, k, n, m, 1.0f, x, k, nullptr, n, 0.0f, acc.get(), n, nullptr, &rows);
-        db_made = db != nullptr;
-      }
-      if (w_oi && !linear) narrow_transposed(acc.get(), dw, k, n);
-      else narrow_par(acc.get(), dw, n * k);
-    }
-  }
-  const bool want_dx = dx && m > 0 && k > 0;
+  const bool want_dx = dx && m > 0 && k > 0, want_dw = dw && n > 0 && k > 0;
   if (want_dx && n == 0) std::fill(dx, dx + m * k, T{0});
-  const bool want_db = db && !db_made;
-  if (m > 0 && n > 0 && (want_dx || g_out || want_db)) {
+  if (want_dw && m == 0) std::fill(dw, dw + n * k, T{0});
+  // The row-block pass (g in float32 blocks) runs for dx, the g output or db; a non-linear
+  // layer's dW then sums over its blocks too (g made once). Otherwise dW is one product
+  // over all rows, of dy (linear) or of g made as the product packs it (with db).
+  const bool blocks = m > 0 && n > 0 && (want_dx || g_out || (db && (linear || !want_dw)));
+  const bool dw_blocks = want_dw && m > 0 && !linear && blocks;
+  Scratch<float> dwacc(want_dw && m > 0 ? n * k : 0);  // dW's float32 accumulator, dW's layout
+  float* acc = dwacc.get();
+  if (want_dw && m > 0 && !dw_blocks) {
+    if (linear) {
+      if (w_oi) gemm_lp<T, T>(true, false, n, k, m, 1.0f, dy, n, x, k, 0.0f, acc, k);  // dW (n, k) = dy^T x
+      else gemm_lp<T, T>(true, false, k, n, m, 1.0f, x, k, dy, n, 0.0f, acc, n);       // dW (k, n) = x^T dy
+    } else {  // (k, n) = x^T g, g's rows made (and summed into db) as the product packs them
+      const BRows rows{group, [&](int64_t r0, int64_t r1, float* out) {
+                         double* part = db ? dbp.data() + (r0 / group) * n : nullptr;
+                         grad_rows(a, p, from_y, zy + r0 * n, dy + r0 * n, out, part, r1 - r0, n);
+                       }};
+      gemm_lp<T, float>(true, false, k, n, m, 1.0f, x, k, nullptr, n, 0.0f, acc, n, nullptr, &rows);
+    }
+    if (w_oi && !linear) narrow_transposed(acc, dw, k, n);
+    else narrow_par(acc, dw, n * k);
+  }
+  if (blocks) {
     // Row blocks of whole db groups, >= 256 rows, <= 4 MiB of g and of dx where that allows.
     int64_t R = group * std::max<int64_t>(1, kTileBytes / (group * std::max(nn, k) * int64_t(sizeof(float))));
     R = std::max(R, (kMinTileRows + group - 1) / group * group);
     R = std::min(R, (m + group - 1) / group * group);
-    const bool need_g = !linear || want_db;  // linear: dx reads dy itself; g only for db
+    const bool need_g = !linear || db;  // linear: the products read dy itself; g only for db
     Scratch<float> gt(need_g ? R * n : 0), dxt(want_dx ? R * k : 0);
     for (int64_t r0 = 0; r0 < m; r0 += R) {
       const int64_t rows = std::min(R, m - r0);
+      const T* xb = x + r0 * k;
       if (need_g) {
         parallel_for(rows, group, [&](int64_t s, int64_t e) {
           for (int64_t d = s; d < e; d += group) {
             const int64_t rd = std::min(group, e - d), o = (r0 + d) * n;
-            double* part = want_db ? dbp.data() + ((r0 + d) / group) * n : nullptr;
+            double* part = db ? dbp.data() + ((r0 + d) / group) * n : nullptr;
             grad_rows(a, p, from_y, linear ? nullptr : zy + o, dy + o, gt.get() + d * n, part, rd, n);
             if (g_out) narrow_block(gt.get() + d * n, g_out + o, rd * n);
           }
         });
+      }
+      if (dw_blocks) {  // dW (n, k) += g^T x or (k, n) += x^T g over this block's rows
+        const float beta = r0 == 0 ? 0.0f : 1.0f;
+        if (w_oi) gemm_lp<float, T>(true, false, n, k, rows, 1.0f, gt.get(), n, xb, k, beta, acc, k);
+        else gemm_lp<T, float>(true, false, k, n, rows, 1.0f, xb, k, gt.get(), n, beta, acc, n);
       }
       if (!want_dx) continue;
       // dx (rows, k) = g W (W (n, k)) or g W^T (W (k, n)), rounded as rows are done
@@ -182,6 +188,7 @@ template <class T> void dense_backward_lp(Act a, const ActParams& p, bool from_y
       else
         gemm_lp<float, T>(false, !w_oi, rows, k, n, 1.0f, gt.get(), n, w, w_oi ? k : n, 0.0f, dxt.get(), k, &done);
     }
+    if (dw_blocks) narrow_par(acc, dw, n * k);
   }
   if (db) {
     const int64_t groups = (m + group - 1) / group;
