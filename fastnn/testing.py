@@ -124,7 +124,7 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
         The reference, of `actual`'s shape (no broadcasting of `actual`).
     dtype : numpy dtype, optional
         The precision the tolerance is counted in; default `actual`'s dtype when it is a
-        float type, else float64.
+        float type (float16, bfloat16, float32, float64), else float64.
     ulps : float, default 16
         The tolerance in units of eps(dtype).
     rtol : float, optional
@@ -150,7 +150,7 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
     """
     a_arr = actual.get() if hasattr(actual, "get") and not isinstance(actual, np.ndarray) else np.asarray(actual)
     if dtype is None:
-        dtype = a_arr.dtype if a_arr.dtype.kind == "f" else np.float64
+        dtype = a_arr.dtype if a_arr.dtype.name in PRECISION else np.float64
     p = precision(dtype)
     a, d = _host(a_arr), _host(desired)
     if a.shape != d.shape:

@@ -98,7 +98,8 @@ def _activation_fn(op, p):
 def _numba(fn, *args, **kwargs):
     """fastnn.fn on float64 copies of the array arguments, on the numba backend."""
     import fastnn  # noqa: PLC0415 - the package imports this module
-    cast = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a  # noqa: E731
+    from .._checks import FLOAT_DTYPES  # noqa: PLC0415 - bfloat16's dtype kind is not "f"
+    cast = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES else a  # noqa: E731
     with fastnn.use_backend("numba"):
         return getattr(fastnn, fn)(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
 
