@@ -222,7 +222,9 @@ def test_saved_for_backward_keeps_the_input_dtype(dtype, route):
 
 # ---- torch.autocast: the stock op's policy, per op ------------------------------------------------
 
-_FASTNN_NAME = {"linear+relu": "linear", "l1": "mae"}
+_FASTNN_NAME = {"linear+relu": "linear", "l1": "mae", "mse+weight": "mse_weighted", "l1+weight": "mae_weighted",
+                "huber+weight": "huber", "bce_with_logits+weights": "bce_with_logits",
+                "cross_entropy+weight": "cross_entropy"}
 
 AUTOCAST_CASES = {
     # name: (fastnn function, stock function, input maker (float32 tensors), leaves)
@@ -246,6 +248,17 @@ AUTOCAST_CASES = {
     "kl_div": (lambda a, b: F.kl_div(a, b, reduction="batchmean"),
                lambda a, b: TF.kl_div(a, b, reduction="batchmean"), "lq"),
     "poisson_nll": (F.poisson_nll_loss, TF.poisson_nll_loss, "xr"),
+    "mse+weight": (lambda x, y, v: F.mse_loss(x, y, weight=v), lambda x, y, v: TF.mse_loss(x, y, weight=v), "xyv"),
+    "l1+weight": (lambda x, y, v: F.l1_loss(x, y, weight=v, reduction="sum"),
+                  lambda x, y, v: TF.l1_loss(x, y, weight=v, reduction="sum"), "xyv"),
+    "huber+weight": (lambda x, y, v: F.huber_loss(x, y, weight=v), lambda x, y, v: TF.huber_loss(x, y, weight=v),
+                     "xyv"),
+    "bce_with_logits+weights": (
+        lambda x, t, v, u: F.binary_cross_entropy_with_logits(x, t, weight=v, pos_weight=u),
+        lambda x, t, v, u: TF.binary_cross_entropy_with_logits(x, t, weight=v, pos_weight=u), "xtvu"),
+    "cross_entropy+weight": (lambda x, c, u: F.cross_entropy(x, c, weight=u, label_smoothing=0.1, reduction="none"),
+                             lambda x, c, u: TF.cross_entropy(x, c, weight=u, label_smoothing=0.1, reduction="none"),
+                             "xcu"),
     "linear_cross_entropy": (lambda x, w, c: F.linear_cross_entropy(x, w, c),
                              lambda x, w, c: TF.linear_cross_entropy(x, w, c), "xwc"),
 }
@@ -264,6 +277,8 @@ def _autocast_inputs(kind, idt, g):
         "l": lambda: torch.log_softmax(torch.randn(n, k, generator=g), 1),
         "q": lambda: torch.softmax(torch.randn(n, k, generator=g), 1),
         "r": lambda: torch.rand(n, k, generator=g) * 3,
+        "v": lambda: torch.rand(n, k, generator=g),  # per-element weights
+        "u": lambda: torch.rand(k, generator=g) + 0.5,  # per-class weights / pos_weight
     }
     out = []
     for i, c in enumerate(kind):

@@ -10,6 +10,8 @@ entry against the stock op under autocast):
 - "fp32": the stock op casts its eligible 16-bit inputs to float32 and returns float32:
   every loss (CPU and CUDA; cross_entropy on CUDA through its log_softmax and nll_loss,
   which are both float32 ops there), and on CUDA only softplus, softmax and log_softmax.
+  Not mse / l1 with a per-element weight: torch 2.13 computes those from elementwise
+  ops outside the lists ("input"; their final torch.sum follows autocast's own rule).
 - "input": not in autocast's lists (the activations, softplus / softmax / log_softmax
   on CPU): the op runs in its input's dtype, as without autocast.
 - "banned": binary_cross_entropy on CUDA raises (torch: "unsafe to autocast"; use
@@ -43,6 +45,10 @@ POLICY = {
     "linear": {"cpu": LOWER, "cuda": LOWER},
     **{name: {"cpu": FP32, "cuda": FP32} for name in _LOSSES},
     "bce": {"cpu": FP32, "cuda": BANNED},
+    # mse / l1 with a per-element weight: torch computes them from elementwise torch ops
+    # outside autocast's lists (then torch.sum, which CUDA autocast sums in float32)
+    "mse_weighted": {"cpu": INPUT, "cuda": INPUT},
+    "mae_weighted": {"cpu": INPUT, "cuda": INPUT},
     "softplus": {"cpu": INPUT, "cuda": FP32},
     "softmax": {"cpu": INPUT, "cuda": FP32},
     "log_softmax": {"cpu": INPUT, "cuda": FP32},

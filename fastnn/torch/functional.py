@@ -267,10 +267,11 @@ def _constant(func, argname, t):
                         f"pass {argname}.detach()")
 
 
-def _pointwise(func, name, input, target, reduction, params, out_dtype=None, pos_weight=None):
-    """An elementwise loss after torch's promotion and broadcasting (and autocast's casts);
-    result in out_dtype (default: the promoted dtype)."""
-    cast_in = _autocast.cast_inputs(name, func, input, target, pos_weight)
+def _pointwise(func, name, input, target, reduction, params, out_dtype=None, pos_weight=None, autocast_name=None):
+    """An elementwise loss after torch's promotion and broadcasting (and autocast's casts,
+    by the policy of autocast_name, default name); result in out_dtype (default: the
+    promoted dtype)."""
+    cast_in = _autocast.cast_inputs(autocast_name or name, func, input, target, pos_weight)
     if cast_in[0] is not input or cast_in[1] is not target:
         out_dtype = None  # autocast cast them: the stock op's result has the promoted (float32) dtype
     input, target, pos_weight = cast_in
@@ -299,10 +300,13 @@ def _reduce(loss, reduction, denominator=None):
 
 def _weighted(func, name, input, target, weight, reduction, params, sum_of_weights, out_dtype=None):
     """torch's per-element weighted mse / l1 / huber: mean is sum(w * l) / sum(w) for mse
-    and l1 (sum_of_weights), mean(w * l) for huber."""
+    and l1 (sum_of_weights), mean(w * l) for huber. Under autocast, as torch: huber's
+    elementwise loss in float32; weighted mse / l1 are composites of torch ops outside
+    autocast's lists (their reductions, torch ops here too, follow autocast's own rules)."""
     if weight.size() != input.size():
         raise ValueError("Weights and input must have the same size.")
-    loss = _pointwise(func, name, input, target, "none", params, out_dtype) * weight
+    loss = _pointwise(func, name, input, target, "none", params, out_dtype,
+                      autocast_name=name + "_weighted" if sum_of_weights else None) * weight
     return _reduce(loss, reduction, weight.sum() if sum_of_weights else None)
 
 
@@ -396,6 +400,9 @@ def binary_cross_entropy_with_logits(input, target, weight=None, size_average=No
         raise RuntimeError(f"{F}: target has dtype {target.dtype}; expected a floating dtype (torch's result has "
                            f"the target's dtype)")
     _constant(F, "pos_weight", pos_weight)
+    # under autocast every tensor argument goes to float32 first (torch's float32 op), so
+    # the result's dtype (the target's) is float32 too
+    input, target, weight, pos_weight = _autocast.cast_inputs("bce_with_logits", F, input, target, weight, pos_weight)
     if weight is None:
         return _pointwise(F, "bce_with_logits", input, target, reduction, {}, target.dtype, pos_weight)
     if torch.broadcast_shapes(input.size(), weight.size()) != input.size():
