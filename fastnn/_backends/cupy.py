@@ -8,7 +8,11 @@ in float32 and round each output once, to nearest-even (csrc/cuda/common.cuh). T
 products run through cuBLAS GemmEx (tensor cores) with float32 compute
 (CUBLAS_COMPUTE_32F): into the storage dtype where nothing follows the product, else into
 a float32 scratch of at most _ACC_CHUNK_BYTES (row chunks) that the fused epilogue
-(bias_act_acc: bias + activation) reads and rounds once. float32 and float64 products go
+(bias_act_acc: bias + activation) reads and rounds once. A float32 intermediate that feeds
+a product (the activation gradient of dense_backward where f' is not a mask, the logits'
+gradient of dense_cross_entropy) goes to GemmEx as two 16-bit parts hi + lo (float32 to
+~2^-16 / 2^-22), both products accumulated in float32: the fused ops round once, at their
+outputs, at the cost of a second product there. float32 and float64 products go
 through cupy.matmul, except that float32 products use TF32 tensor cores
 (CUBLAS_COMPUTE_32F_FAST_TF32) inside ``allow_tf32(True)``: off by default, so numpy /
 cupy API calls keep full float32 products; fastnn.torch turns it on for torch tensors
