@@ -39,6 +39,7 @@ SOURCES = [
     "csrc/bind_gemm.cpp",
     "csrc/cpu/activation.cpp",
     "csrc/cpu/dense.cpp",
+    "csrc/cpu/dense_lp.cpp",
     "csrc/cpu/convert.cpp",
     "csrc/cpu/dense_ce.cpp",
     "csrc/cpu/gemm_lp.cpp",

@@ -25,6 +25,23 @@ using OptArr = std::optional<py::array>;
 namespace {
 
 // ---- numpy <-> the front end ---------------------------------------------------------------
+constexpr int kNpyHalf = 23;      // NPY_HALF: numpy.float16 (a fixed number of numpy's C API)
+constexpr int kNpyUserDef = 256;  // NPY_USERDEF: user dtypes are numbered from here on
+
+// ml_dtypes.bfloat16's type number: a user dtype, numbered when ml_dtypes registers it, so
+// looked up (with the GIL held, as every caller of view() holds it) the first time a user
+// dtype comes by; -1 when ml_dtypes cannot be imported (no array is bfloat16 then).
+int bf16_type_num() {
+  static const int num = [] {
+    try {
+      return py::dtype::from_args(py::module_::import("ml_dtypes").attr("bfloat16")).num();
+    } catch (const py::error_already_set&) {
+      return -1;
+    }
+  }();
+  return num;
+}
+
 F::DType dtype_of(const py::array& a) {
   const auto* d = py::detail::array_descriptor_proxy(py::detail::array_proxy(a.ptr())->descr);
   if (d->byteorder == '>') return F::DType::other;  // not native (x86-64: little-endian)
@@ -34,7 +51,11 @@ F::DType dtype_of(const py::array& a) {
     case py::detail::npy_api::NPY_INT_: return F::DType::i32;
     case py::detail::npy_api::NPY_LONG_:
     case py::detail::npy_api::NPY_LONGLONG_: return F::DType::i64;
-    default: return F::DType::other;
+    case kNpyHalf: return F::DType::f16;
+    default:
+      // ml_dtypes.bfloat16: kind 'V', 2 bytes, its registered number
+      if (d->type_num >= kNpyUserDef && d->kind == 'V' && bf16_type_num() == d->type_num) return F::DType::bf16;
+      return F::DType::other;
   }
 }
 
@@ -123,11 +144,11 @@ py::array empty(const std::vector<py::ssize_t>& shape, const py::dtype& dtype, b
 
 // ---- the common small Dense call, checked and allocated here -------------------------
 // fastnn/_dense.py's plain route first offers its arguments to these: exact
-// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype, x (m, k), w (n, k)
-// ("oi"), b (n,), dy / y / z (m, n). Anything else returns None and the caller takes its
-// general path, so results and errors are the same either way. At seed sizes Python's
-// checks and allocation cost more than the layer itself (python -m fastnn.bench --ops
-// dense, the 10x20x10 row).
+// numpy.ndarray (no subclass), aligned, C-contiguous, one kernel dtype (float32, float64,
+// float16, bfloat16), x (m, k), w (n, k) ("oi"), b (n,), dy / y / z (m, n). Anything else
+// returns None and the caller takes its general path, so results and errors are the same
+// either way. At seed sizes Python's checks and allocation cost more than the layer itself
+// (python -m fastnn.bench --ops dense, the 10x20x10 row).
 bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const auto& api = py::detail::npy_api::get();
   if (Py_TYPE(h.ptr()) != reinterpret_cast<PyTypeObject*>(api.PyArray_Type_)) return false;
@@ -135,7 +156,8 @@ bool plain(py::handle h, int ndim, F::DType dt, py::array* out) {
   const int need = py::array::c_style | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
   if (a.ndim() != ndim || (a.flags() & need) != need) return false;
   const F::DType d = dtype_of(a);
-  if (dt == F::DType::other ? d != F::DType::f32 && d != F::DType::f64 : d != dt) return false;
+  const bool floating = d == F::DType::f32 || d == F::DType::f64 || d == F::DType::f16 || d == F::DType::bf16;
+  if (dt == F::DType::other ? !floating : d != dt) return false;
   *out = std::move(a);
   return true;
 }
@@ -299,6 +321,32 @@ PYBIND11_MODULE(_C, m) {
       py::arg("path"), py::arg("min_macs") = -1,
       "route the float32 Dense products (tests and benchmarks; min_macs < 0: the level's default); returns _gemm_path()");
   m.def("set_cache_limit", [](size_t bytes) { fastnn::pool::set_limit(bytes); });
+  m.def("_convert_block", [](py::array src, py::array dst) {
+        // csrc/cpu/kernels.h's widen_block / narrow_block at the ISA level in effect (tests):
+        // float16 / bfloat16 -> float32, or float32 -> float16 / bfloat16.
+        const F::View s = view(src), d = view(dst);
+        const bool half_in = s.dtype == F::DType::f16 || s.dtype == F::DType::bf16;
+        const bool half_out = d.dtype == F::DType::f16 || d.dtype == F::DType::bf16;
+        if (!(half_in && d.dtype == F::DType::f32) && !(s.dtype == F::DType::f32 && half_out))
+          throw py::type_error(std::string("fastnn._C._convert_block: expected float16 / bfloat16 -> float32 or "
+                                           "float32 -> float16 / bfloat16, got ") + F::dtype_name(s.dtype) + " -> " +
+                               F::dtype_name(d.dtype));
+        if (!s.contiguous || !d.contiguous || !d.writable || s.size() != d.size())
+          throw py::value_error("fastnn._C._convert_block: src and dst must be C-contiguous, of one size, dst writable");
+        py::gil_scoped_release nogil;
+        const int64_t n = s.size();
+        switch (half_in ? s.dtype : d.dtype) {
+          case F::DType::bf16:
+            if (half_in) fastnn::widen_block(s.as<fastnn::bf16>(), d.as<float>(), n);
+            else fastnn::narrow_block(s.as<float>(), d.as<fastnn::bf16>(), n);
+            break;
+          default:
+            if (half_in) fastnn::widen_block(s.as<fastnn::f16>(), d.as<float>(), n);
+            else fastnn::narrow_block(s.as<float>(), d.as<fastnn::f16>(), n);
+        }
+      },
+      py::arg("src"), py::arg("dst"),
+      "dst = src converted by widen_block / narrow_block (csrc/cpu/convert.cpp) at the ISA level in effect (tests)");
   // The front end for C++ bridges built outside this module (csrc/cpu/api.h).
   m.attr("_cpu_api") = py::capsule(&fastnn::cpu_api(), "fastnn._C.cpu_api");
 }

@@ -177,8 +177,10 @@ def activation_forward(x: Any, name: str = "relu", **params: Any) -> Any:
     Parameters
     ----------
     x : numpy.ndarray or cupy.ndarray, any shape
-        float32 or float64, any layout (strided, read-only); numpy runs on the C++ (or
-        Numba) backend, cupy on the CuPy backend. Not modified.
+        float16, bfloat16 (``ml_dtypes.bfloat16``), float32 or float64, any layout
+        (strided, read-only); numpy runs on the C++ (or Numba) backend, cupy on the CuPy
+        backend. 16-bit inputs are computed in float32 and rounded once
+        (:doc:`../lowp`). Not modified.
     name : str
         A name or alias of ``fastnn.ACTIVATIONS`` (:doc:`../ops`); default ``"relu"``.
     **params
@@ -195,7 +197,7 @@ def activation_forward(x: Any, name: str = "relu", **params: Any) -> Any:
     ValueError
         An unknown name or parameter, a parameter out of range, an axis out of range.
     TypeError
-        x is not a float32 / float64 array.
+        x is not a float16 / bfloat16 / float32 / float64 array.
 
     Examples
     --------
@@ -213,7 +215,7 @@ def activation_backward(dy: Any, name: str = "relu", x: Any = None, y: Any = Non
     Parameters
     ----------
     dy : numpy.ndarray or cupy.ndarray
-        The upstream gradient, float32 or float64.
+        The upstream gradient, float16, bfloat16, float32 or float64.
     name : str
         A name or alias of ``fastnn.ACTIVATIONS``.
     x, y : array, optional

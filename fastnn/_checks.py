@@ -7,11 +7,20 @@ import operator
 import types
 from typing import Any, Dict, NamedTuple, Optional
 
+import ml_dtypes
 import numpy as np
 
 from . import _registry as R
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+# The float dtypes every kernel takes. The 16-bit ones are storage formats: kernels widen
+# them to float32, compute and accumulate in float32 and round each output once
+# (round-to-nearest-even) back to the input's dtype (docs/lowp.md). bfloat16 is ml_dtypes'
+# numpy dtype, the one jax, TensorFlow and CuPy use.
+BFLOAT16 = np.dtype(ml_dtypes.bfloat16)
+FLOAT16 = np.dtype(np.float16)
+LOWP_DTYPES = (FLOAT16, BFLOAT16)
+FLOAT_DTYPES = (FLOAT16, BFLOAT16, np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_NAMES = "float16, bfloat16, float32 or float64"
 INDEX_DTYPES = (np.dtype(np.int32), np.dtype(np.int64))
 
 
@@ -56,11 +65,11 @@ def to_numpy(func, argname, a):
 
 
 def float_array(func, argname, a, xp=np):
-    """The argument as an array of float32/float64 (no conversion of other dtypes)."""
+    """The argument as an array of one of FLOAT_DTYPES (no conversion of other dtypes)."""
     if xp is np:
         a = to_numpy(func, argname, a)
     if a.dtype not in FLOAT_DTYPES:
-        raise TypeError(f"{func}: {argname} has dtype {a.dtype}; expected float32 or float64")
+        raise TypeError(f"{func}: {argname} has dtype {a.dtype}; expected {FLOAT_NAMES}")
     return a
 
 

@@ -195,7 +195,8 @@ def dense_forward(x: Any, w: Any, b: Any = None, activation: str = "linear", *, 
     Parameters
     ----------
     x : numpy.ndarray or cupy.ndarray, shape (..., in)
-        float32 or float64; any layout. Not modified.
+        float16, bfloat16, float32 or float64; any layout. Not modified. 16-bit
+        layers multiply and add in float32 and round y (and z) once (:doc:`../lowp`).
     w : array, shape (out, in) or (in, out)
         (out, in) for ``weight_layout="oi"`` (torch's nn.Linear), (in, out) for ``"io"``
         (Keras' kernel); x's dtype; never copied when C- or Fortran-contiguous.
@@ -310,7 +311,8 @@ def dense_cross_entropy(x: Any, w: Any, b: Any, target: Any, *, weight_layout: s
     Parameters
     ----------
     x : array, shape (..., in)
-        float32 or float64.
+        float16, bfloat16, float32 or float64 (16-bit: logits, softmax and sums in
+        float32, each output rounded once, :doc:`../lowp`).
     w : array, shape (classes, in) or (in, classes)
         ``weight_layout="oi"`` or ``"io"``; x's dtype.
     b : array, shape (classes,), or None

@@ -199,7 +199,9 @@ def loss_forward(pred: Any, target: Any, name: str = "mse", *, reduction: str = 
     Parameters
     ----------
     pred : numpy.ndarray or cupy.ndarray
-        float32 or float64. cross_entropy / nll: shape (..., C), the class axis last.
+        float16, bfloat16, float32 or float64 (16-bit: computed in float32, the
+        reduction accumulated in float32 or wider and rounded once, :doc:`../lowp`).
+        cross_entropy / nll: shape (..., C), the class axis last.
     target : array
         Elementwise losses: pred's shape and dtype. cross_entropy / nll: int32 / int64
         class indices of shape ``pred.shape[:-1]`` (or, cross_entropy only, float class

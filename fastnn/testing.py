@@ -9,8 +9,8 @@ hard-case inputs fastnn's own parity run (``python -m fastnn.parity``) uses.
     >>> assert_close(y, fastnn.activation_forward(x.astype(np.float64), "gelu"), ulps=64)
 
 Error unit: one "ulp" here is eps(dtype) times the magnitude of the desired value (or of
-`scale`), eps = 2^-23 for float32, 2^-52 for float64 (PRECISION; bfloat16 and float16
-become one entry each there). It is a relative error expressed in units of the format's
+`scale`), eps = 2^-10 for float16, 2^-7 for bfloat16, 2^-23 for float32, 2^-52 for float64
+(PRECISION). It is a relative error expressed in units of the format's
 precision, not the spacing-based count of ``ulp_error``, so bounds carry over between
 values of different binades.
 """
@@ -35,9 +35,12 @@ class Precision(NamedTuple):
     tiny: float
 
 
-# One entry per dtype fastnn computes in. Adding bfloat16 / float16: their entries here
-# (eps 2^-7 / 2^-10, tiny 2^-126 / 2^-14), and their names in fastnn.parity's DTYPES.
+# One entry per dtype fastnn computes in (fastnn.parity checks each of them). The 16-bit
+# formats are storage formats: fastnn computes them in float32 and rounds each output once,
+# so their errors are about half an ulp of the format (docs/lowp.md).
 PRECISION: Dict[str, Precision] = {
+    "float16": Precision(2.0 ** -10, 2.0 ** -14),
+    "bfloat16": Precision(2.0 ** -7, 2.0 ** -126),
     "float32": Precision(2.0 ** -23, 2.0 ** -126),
     "float64": Precision(2.0 ** -52, 2.0 ** -1022),
 }
@@ -121,7 +124,7 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
         The reference, of `actual`'s shape (no broadcasting of `actual`).
     dtype : numpy dtype, optional
         The precision the tolerance is counted in; default `actual`'s dtype when it is a
-        float type, else float64.
+        float type (float16, bfloat16, float32, float64), else float64.
     ulps : float, default 16
         The tolerance in units of eps(dtype).
     rtol : float, optional
@@ -147,7 +150,7 @@ def assert_close(actual: Any, desired: Any, *, dtype: Any = None, ulps: float = 
     """
     a_arr = actual.get() if hasattr(actual, "get") and not isinstance(actual, np.ndarray) else np.asarray(actual)
     if dtype is None:
-        dtype = a_arr.dtype if a_arr.dtype.kind == "f" else np.float64
+        dtype = a_arr.dtype if a_arr.dtype.name in PRECISION else np.float64
     p = precision(dtype)
     a, d = _host(a_arr), _host(desired)
     if a.shape != d.shape:
@@ -247,9 +250,16 @@ _FORMULA_KINKS = {"relu6": (0.0, 6.0), "hard_sigmoid": (-3.0, 3.0), "hard_silu":
 _KINK_PARAMS = ("threshold", "max_value", "min_val", "max_val")
 
 
+def _big(dtype: np.dtype) -> float:
+    """The large ordinary input of the hard cases: 60 (e^60 = 1e26, the tails of sigmoid,
+    softplus, tanh), 8 for float16, whose range ends at 65504 < e^11.1 (a larger input makes
+    the exponential's saved output inf, and its gradient with it)."""
+    return 8.0 if precision(dtype).tiny > 2.0 ** -20 else 60.0
+
+
 def _activation_values(name: str, params: Dict[str, Any], dtype: np.dtype) -> list:
     """The special inputs of an activation: zeros, +-1e-3, the kinks (each with its
-    neighbours one ulp away), +-60 and +-1000, subnormals, +-inf and NaN."""
+    neighbours one ulp away), +-60 (+-8 in float16) and +-1000, subnormals, +-inf and NaN."""
     p = precision(dtype)
     full = dict(R.ACTIVATION_PARAMS.get(name, {}), **params)
     kinks = list(_FORMULA_KINKS.get(name, (0.0,)))
@@ -257,7 +267,8 @@ def _activation_values(name: str, params: Dict[str, Any], dtype: np.dtype) -> li
               and math.isfinite(v) and abs(v) < 1e6]
     if name == "softplus":  # beta x = threshold switches to the linear branch
         kinks.append(full["threshold"] / full["beta"] if math.isfinite(full["threshold"]) else 0.0)
-    out = [0.0, -0.0, 1e-3, -1e-3, 60.0, -60.0, 1000.0, -1000.0, p.tiny / 4, -p.tiny / 4, p.tiny, -p.tiny,
+    big = _big(dtype)
+    out = [0.0, -0.0, 1e-3, -1e-3, big, -big, 1000.0, -1000.0, p.tiny / 4, -p.tiny / 4, p.tiny, -p.tiny,
            math.inf, -math.inf, math.nan]
     for k in kinks:
         k = float(np.asarray(k, dtype))
@@ -268,9 +279,10 @@ def _activation_values(name: str, params: Dict[str, Any], dtype: np.dtype) -> li
 
 def _fill(shape: Tuple[int, ...], specials: list, rng: np.random.Generator, dtype: np.dtype,
           spread: float = 3.0) -> np.ndarray:
-    """An array of `shape`: the specials first (cycled when fewer elements), the rest normal * spread."""
+    """An array of `shape`: the specials first (cycled when fewer elements), the rest normal *
+    spread, within +-_big(dtype) (float16: e^x stays finite)."""
     n = int(np.prod(shape))
-    a = rng.standard_normal(n) * spread
+    a = np.clip(rng.standard_normal(n) * spread, -_big(dtype), _big(dtype))
     k = min(n, len(specials))
     a[:k] = specials[:k]
     return a.reshape(shape).astype(dtype)
@@ -292,8 +304,8 @@ def hard_inputs(op_name: str, shape: Sequence[int], dtype: Any = np.float32, see
     shape : sequence of int
         The input's shape; ``(batch, in, out)`` for ``"dense"``, ``(batch, in, classes)``
         for ``"dense_cross_entropy"``. A 0 batch gives empty arrays.
-    dtype : float32 or float64
-        The dtype of the float arrays.
+    dtype : float16, bfloat16, float32 or float64
+        The dtype of the float arrays (bfloat16: ``ml_dtypes.bfloat16`` or its name).
     seed : int
         Seed of the random part.
     **params
@@ -332,7 +344,7 @@ def hard_inputs(op_name: str, shape: Sequence[int], dtype: Any = np.float32, see
         return loss_inputs(name, shape, dtype, rng, params)
     if name in ("dense", "dense_cross_entropy"):
         batch, fin, fout = shape
-        x = _fill((batch, fin), [60.0, -60.0, 0.0, 1e-3], rng, dtype, 1.0)
+        x = _fill((batch, fin), [_big(dtype), -_big(dtype), 0.0, 1e-3], rng, dtype, 1.0)
         w = (rng.standard_normal((fout, fin)) / math.sqrt(max(fin, 1))).astype(dtype)
         b = rng.standard_normal(fout).astype(dtype)
         if name == "dense":

@@ -2,7 +2,7 @@
 
 Arbitrary bytes become a call: which function, which backend (cpp / numba), names (real
 ones, aliases, garbage), dtypes (float and not), shapes (0 and 1 included), memory
-layouts, values (NaN, +-inf, subnormals, huge), parameters of any type and reductions.
+layouts, values (NaN, +-inf, subnormals, huge; float16 and bfloat16 included), parameters of any type and reductions.
 A call may return or raise ValueError / TypeError (the documented errors); anything else
 -- another exception, a crash, a sanitizer report -- is a finding.
 
@@ -17,13 +17,16 @@ import sys
 import atheris
 
 with atheris.instrument_imports(include=["fastnn"]):
+    import ml_dtypes
     import numpy as np
 
     import fastnn
 
 BACKENDS = [b for b in ("cpp", "numba") if b in fastnn.available_backends()]
 NAMES = list(fastnn.ACTIVATIONS) + list(fastnn.LOSSES) + ["swish", "l1", "identity", "", "RELU", "nope\x00"]
-DTYPES = [np.float32, np.float64, np.float16, np.int32, np.int64, np.bool_, np.complex64]
+BF16 = np.dtype(ml_dtypes.bfloat16)
+DTYPES = [np.float32, np.float64, np.float16, np.int32, np.int64, np.bool_, np.complex64, BF16]
+FLOATS = [np.float32, np.float64, np.float16, BF16]  # what every kernel takes
 REDUCTIONS = ["mean", "sum", "none", "batchmean", "max", ""]
 PARAM_KEYS = ["alpha", "beta", "threshold", "negative_slope", "max_value", "min_val", "max_val", "approximate",
               "axis", "delta", "eps", "log_target", "log_input", "full", "ignore_index", "label_smoothing",
@@ -36,7 +39,7 @@ def array(fdp, dtype=None, shape=None):
     if shape is None:
         shape = tuple(fdp.ConsumeIntInRange(0, 5) for _ in range(fdp.ConsumeIntInRange(0, 3)))
     n = int(np.prod(shape))
-    if dt.kind == "f" and fdp.ConsumeBool():
+    if (dt.kind == "f" or dt == BF16) and fdp.ConsumeBool():
         vals = [SPECIAL[fdp.ConsumeIntInRange(0, len(SPECIAL) - 1)] for _ in range(n)]
         a = np.array(vals, dtype=np.float64).astype(dt).reshape(shape)
     else:
@@ -82,7 +85,7 @@ def one_input(data):
     backend = BACKENDS[fdp.ConsumeIntInRange(0, len(BACKENDS) - 1)]
     which = fdp.ConsumeIntInRange(0, 6)
     name = NAMES[fdp.ConsumeIntInRange(0, len(NAMES) - 1)]
-    fdt = [np.float32, np.float64][fdp.ConsumeIntInRange(0, 1)] if fdp.ConsumeBool() else None
+    fdt = FLOATS[fdp.ConsumeIntInRange(0, len(FLOATS) - 1)] if fdp.ConsumeBool() else None
     a, b = array(fdp, fdt), array(fdp, fdt)
     p = params(fdp)
     red = REDUCTIONS[fdp.ConsumeIntInRange(0, len(REDUCTIONS) - 1)]

@@ -2,6 +2,7 @@
 (and, for shapes, the offending shape)."""
 import re
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -66,6 +67,30 @@ MIXED = [
 @pytest.mark.parametrize("case, fn, names", [pytest.param(*m, id=m[0]) for m in MIXED])
 def test_mixed_float_dtypes(backend, case, fn, names):
     raises(TypeError, fn, mentions=[r"float32", r"float64"] + [arg(n) for n in names])
+
+
+bf16, f16 = np.dtype(ml_dtypes.bfloat16), np.float16
+MIXED_16 = [
+    ("activation_backward-bf16-f16", lambda: K.activation_backward(a(5, bf16), "gelu", x=a(5, f16)), ["dy", "x"]),
+    ("dense_forward-bf16-f32", lambda: K.dense_forward(a((3, 4), bf16), a((2, 4), f32)), ["x", "w"]),
+    ("loss_forward-f16-bf16", lambda: K.loss_forward(a(5, f16), a(5, bf16), "mse"), ["pred", "target"]),
+    ("loss_backward-grad", lambda: K.loss_backward(a(5, bf16), a(5, bf16), "mse", reduction="none",
+                                                   grad=a(5, f16)), ["grad"]),
+    ("dense_ce-row_weight", lambda: K.dense_cross_entropy(a((4, 3), f16), a((2, 3), f16), None, cls_target(4, 2),
+                                                          row_weight=a(4, f32)), ["row_weight"]),
+]
+
+
+@pytest.mark.parametrize("case, fn, names", [pytest.param(*m, id=m[0]) for m in MIXED_16])
+def test_mixed_16bit_dtypes(backend, case, fn, names):
+    """Mixing a 16-bit dtype with another float dtype raises like float32 with float64:
+    both dtypes and the arguments named."""
+    raises(TypeError, fn, mentions=[r"float16|bfloat16"] + [arg(n) for n in names])
+
+
+def test_non_float_message_lists_the_accepted_dtypes(backend):
+    raises(TypeError, K.activation_forward, np.arange(5), "relu",
+           mentions=[arg("x"), "int64", r"expected float16, bfloat16, float32 or float64"])
 
 
 INT_INPUTS = [

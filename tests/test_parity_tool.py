@@ -60,7 +60,11 @@ def test_command_line(tmp_path):
     with pytest.raises(ValueError, match=r"--backends: not available here: nope \(unknown backend\)"):
         parity.run(ops=["relu"], backends=["nope"])
     with pytest.raises(ValueError, match="--dtypes: unknown dtype"):
-        parity.run(ops=["relu"], dtypes=["float16"])
+        parity.run(ops=["relu"], dtypes=["float8"])
+    assert {"float16", "bfloat16"} <= set(parity.DTYPES)
+    rows = parity.run(ops=["gelu"], backends=["numba"], dtypes=["float16", "bfloat16"])
+    assert {r["dtype"] for r in rows} == {"float16", "bfloat16"}
+    assert all(r["verdict"] == "ok" and r["ulps"] <= r["bound"] for r in rows)
 
 
 @pytest.fixture
@@ -97,7 +101,7 @@ def test_planted_wrong_kernel_is_reported(planted, tmp_path, capsys):
     rows = json.load(open(path))["rows"]
     broken = [r for r in rows if r["verdict"] != "ok"]
     assert broken and all(r["backend"] == planted and r["op"] == "softsign" and r["output"] == "y" for r in broken)
-    assert {r["dtype"] for r in broken} == {"float32", "float64"}
+    assert {r["dtype"] for r in broken} == set(parity.DTYPES)  # 16-bit rows included
     for r in broken:
         shape = tuple(int(n) for n in r["shape"].split("x"))
         assert np.ravel_multi_index(r["worst_index"], shape) == PLANTED_FLAT
@@ -109,8 +113,8 @@ def test_planted_wrong_kernel_is_reported(planted, tmp_path, capsys):
 def test_bounds_table_covers_every_dtype():
     fams = {"activation", "loss", "dense", "dense_cross_entropy"}
     assert {(f, d) for f in fams for d in parity.DTYPES} <= set(parity.BOUNDS)
-    with pytest.raises(ValueError, match="bfloat16"):
-        parity.bound_of("activation", "relu", "bfloat16")
+    with pytest.raises(ValueError, match="float8"):
+        parity.bound_of("activation", "relu", "float8")
 
 
 def test_frameworks_layer():

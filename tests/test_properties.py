@@ -1,6 +1,7 @@
 """Property tests (hypothesis) over every kernel family (activations, losses, dense,
 dense_cross_entropy) and every available backend:
-random shapes (0 and 1 included), dtypes, memory layouts (C, Fortran, sliced, negative
+random shapes (0 and 1 included), dtypes (float16 and bfloat16 at their own tolerances,
+tests/test_lowp.py), memory layouts (C, Fortran, sliced, negative
 strides, read-only), values (NaN, +-inf, signed zeros, subnormals, +-1e30, ordinary
 numbers), parameters and reductions.
 
@@ -29,7 +30,8 @@ from test_dense_ce import make as dce_make
 from test_dense_ce import torch_ref as dce_ref
 from test_dense import check_forward as dense_check_forward
 from test_losses import PARAMS, make_inputs, reductions, target_kinds
-from _ref import loss_ref, loss_scale
+from _ref import activation_bands, activation_ref, loss_ref, loss_scale
+from test_lowp import LOWP, check as check16
 
 SCALE = float(os.environ.get("FASTNN_PROPERTY_EXAMPLES", "1"))
 
@@ -132,6 +134,64 @@ def test_loss_property(backend, data):
     assert_close(grad, ref_grad, dtype, normwise=True, what=f"{name}{params} {reduction} backward")
 
 
+# ---- float16 / bfloat16 ------------------------------------------------------------------
+# The same invariants at the 16-bit tolerances of tests/test_lowp.py: values drawn in the
+# dtype (its specials, subnormals and largest finite values included), the reference in
+# float64 from those very values.
+LOWP_DTYPES = st.sampled_from(LOWP)
+LOWP_SPECIALS = [np.nan, np.inf, -np.inf, 0.0, -0.0, 65504.0, -65504.0, 2.0 ** -24, -(2.0 ** -24), 1.0, -1.0]
+
+
+def values16(dtype, shape, lo=-12.0, hi=12.0, specials=True):
+    elems = st.floats(lo, hi, allow_nan=False)
+    if specials:
+        elems = st.one_of(elems, st.sampled_from(LOWP_SPECIALS))
+    return hnp.arrays(np.float64, shape, elements=elems).map(lambda a: a.astype(dtype))
+
+
+@examples(150)
+@given(data=st.data())
+def test_lowp_activation_property(backend, data):
+    dtype = data.draw(LOWP_DTYPES, "dtype")
+    name = data.draw(st.sampled_from(fastnn.ACTIVATIONS), "name")
+    params = data.draw(st.sampled_from(ACT_PARAMS.get(name, [{}])), "params")
+    rows = name in ("softmax", "log_softmax")
+    shape = data.draw(shapes(min_dims=2 if rows and params.get("axis") == 0 else (1 if rows else 0)), "shape")
+    x = data.draw(values16(dtype, shape), "x")
+    layout = data.draw(st.sampled_from(LAYOUTS), "layout")
+    y_ref, _ = activation_ref(name, params, x)
+    y = K.activation_forward(as_layout(x, layout) if x.ndim else x, name, **params)
+    check16(y, y_ref, dtype, f"{name}{params} forward", **activation_bands(name, params, x, y_ref))
+    dy = data.draw(values16(dtype, shape, -4.0, 4.0, specials=False), "dy")
+    if name in TORCH_NAN_GRAD_UNDEFINED:  # as in test_activation_property
+        x = np.where(np.isnan(x.astype(np.float32)), np.zeros_like(x), x)
+    y_ref, dx_ref = activation_ref(name, params, x, dy)
+    dx = K.activation_backward(as_layout(dy, layout) if dy.ndim else dy, name, x=x, **params)
+    check16(dx, dx_ref, dtype, f"{name}{params} backward", **activation_bands(name, params, x, y_ref, dy))
+
+
+@examples(150)
+@given(data=st.data())
+def test_lowp_loss_property(backend, data):
+    dtype = data.draw(LOWP_DTYPES, "dtype")
+    name, params, kind = data.draw(st.sampled_from(LOSS_CASES), "case")
+    is_class = name in ("cross_entropy", "nll")
+    shape = data.draw(shapes(min_dims=1 if is_class else 0, min_last=1 if is_class else 0), "shape")
+    if "pos_weight" in params and shape == ():
+        shape = (1,)
+    reduction = data.draw(st.sampled_from(reductions(name)), "reduction")
+    seed = data.draw(st.integers(0, 2 ** 32 - 1), "seed")
+    pred, target, p = make_inputs(name, params, kind, shape, dtype, np.random.default_rng(seed))
+    layout = data.draw(st.sampled_from(LAYOUTS), "layout")
+    pl = as_layout(pred, layout) if pred.ndim else pred
+    tl = as_layout(target, layout) if np.ndim(target) else target
+    ref_loss, ref_grad, _ = loss_ref(name, pred, target, reduction, p)
+    check16(K.loss_forward(pl, tl, name, reduction=reduction, **p), ref_loss, dtype,
+            f"{name}{params} {reduction} forward", scale=loss_scale(name, pred, target, reduction, p))
+    check16(K.loss_backward(pl, tl, name, reduction=reduction, **p), ref_grad, dtype,
+            f"{name}{params} {reduction} backward", normwise=True)
+
+
 # ---- dense --------------------------------------------------------------------------------
 
 @examples(300)
@@ -178,7 +238,7 @@ def test_dense_cross_entropy_property(backend, data):
 
 # ---- bad input: only the documented errors ----------------------------------------------
 
-BAD_DTYPES = [np.int32, np.int64, np.float16, np.complex64, np.bool_, np.float32, np.float64]
+BAD_DTYPES = [np.int32, np.int64, np.float16, LOWP[1], np.complex64, np.bool_, np.float32, np.float64]
 
 
 @examples(800)

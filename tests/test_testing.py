@@ -35,6 +35,22 @@ def test_precision_table():
         precision(np.int32)
 
 
+def test_16bit_precisions():
+    """float16 and bfloat16 entries: numpy's / ml_dtypes' own eps and smallest normal; the
+    units of ulp_error and assert_close follow them."""
+    import ml_dtypes
+
+    bf16 = np.dtype(ml_dtypes.bfloat16)
+    assert precision(np.float16) == (np.finfo(np.float16).eps, np.finfo(np.float16).tiny)
+    assert precision(bf16) == (float(ml_dtypes.finfo(bf16).eps), float(ml_dtypes.finfo(bf16).tiny))
+    assert ulp_error(np.float16(1) + np.float16(2.0 ** -9), 1.0, np.float16) == 2.0
+    assert ulp_error(2.0 ** -24, 0.0, np.float16) == 1.0              # float16 subnormal spacing
+    got = np.array([1.0, 2.0], bf16)
+    assert_close(got, [1.0, 2.0 + 2.0 ** -6], ulps=1)                 # 1 ulp of bfloat16 at 2
+    with pytest.raises(AssertionError, match="bfloat16"):
+        assert_close(got, [1.0, 2.0 + 2.0 ** -4], ulps=1)             # 4 ulps
+
+
 def test_assert_close_passes_within_ulps():
     x = np.linspace(-3, 3, 101).astype(np.float32)
     assert_close(x * np.float32(1 + 3 * EPS32), x.astype(np.float64), ulps=4)

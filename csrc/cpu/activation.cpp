@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <type_traits>
+#include <vector>
 
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
@@ -191,6 +192,77 @@ FASTNN_CLONE_PAIR(sum_rows_isa, sum_rows_serial, P_SR, (g, rows, c, db))
 bool is_softmax(Act a) { return a == Act::softmax || a == Act::log_softmax; }
 int64_t row_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 
+// ---- 16-bit storage (half.h): the float32 kernels on 16-bit data ---------------------------
+// A 16-bit activation computes exactly what the float32 one computes on the widened inputs,
+// each output rounded once (RNE), and holds no float32 copy of a tensor: the
+// hand-vectorized kernels (simd_kernels.h) convert in registers as they load and store;
+// the others run kLpBlock elements (or whole rows) at a time, the inputs widened into
+// float32 buffers in L1, the float32 kernel of the current ISA level run on them, the
+// output narrowed.
+constexpr int64_t kLpBlock = 2048;  // three 8 KB buffers: in L1 with room to spare
+
+// out = k(a, b) elementwise over n (b may be null), in parts of >= grain elements; a part
+// for which fused(lo, hi) returns true is done (the kernel converting in registers).
+template <class T, class Fused, class K>
+void lp_map(int64_t n, int64_t grain, const T* a, const T* b, T* out, Fused fused, K k) {
+  parallel_for(n, grain, [&](int64_t lo, int64_t hi) {
+    if (fused(lo, hi)) return;
+    alignas(64) float fa[kLpBlock], fb[kLpBlock], fo[kLpBlock];
+    for (int64_t i = lo; i < hi; i += kLpBlock) {
+      const int64_t m = std::min(kLpBlock, hi - i);
+      widen_block(a + i, fa, m);
+      if (b) widen_block(b + i, fb, m);
+      k(fa, fb, fo, m);
+      narrow_block(fo, out + i, m);
+    }
+  });
+}
+// The same over rows of `cols` (softmax): whole rows per block, at least one.
+template <class T, class K> void lp_rows(int64_t rows, int64_t cols, const T* a, const T* b, T* out, K k) {
+  parallel_for(rows, row_grain(cols), [&](int64_t lo, int64_t hi) {
+    const int64_t blk = std::max<int64_t>(1, kLpBlock / std::max<int64_t>(cols, 1));
+    std::vector<float> buf(3 * static_cast<size_t>(blk * cols));
+    float *fa = buf.data(), *fb = fa + blk * cols, *fo = fb + blk * cols;
+    for (int64_t r = lo; r < hi; r += blk) {
+      const int64_t m = std::min(blk, hi - r), o = r * cols;
+      widen_block(a + o, fa, m * cols);
+      if (b) widen_block(b + o, fb, m * cols);
+      k(fa, fb, fo, m);
+      narrow_block(fo, out + o, m * cols);
+    }
+  });
+}
+
+template <class T> void lp_forward(Act a, const ActParams& p, const T* x, T* y, int64_t n, int64_t cols) {
+  if (is_softmax(a)) {
+    const bool lg = a == Act::log_softmax;
+    return lp_rows<T>(cols > 0 ? n / cols : 0, cols, x, nullptr, y, [&](float* fx, float*, float* fy, int64_t m) {
+      softmax_isa(0.0f, lg, fx, fy, m, cols);
+    });
+  }
+  lp_map<T>(
+      n, elementwise_grain(a), x, nullptr, y,
+      [&](int64_t lo, int64_t hi) { return simd_act_forward(a, p, x + lo, y + lo, hi - lo); },
+      [&](float* fx, float*, float* fy, int64_t m) { fwd_isa(0.0f, a, p, fx, fy, m); });
+}
+// from_y: xy is the activation's output y (act_has_y_backward).
+template <class T> void lp_backward(Act a, const ActParams& p, bool from_y, const T* xy, const T* dy, T* dx,
+                                    int64_t n, int64_t cols) {
+  if (is_softmax(a)) {
+    const bool lg = a == Act::log_softmax;
+    return lp_rows<T>(cols > 0 ? n / cols : 0, cols, xy, dy, dx, [&](float* fxy, float* fdy, float* fdx, int64_t m) {
+      softmax_grad_isa(0.0f, lg, !from_y, fxy, fdy, fdx, m, cols);
+    });
+  }
+  lp_map<T>(
+      n, elementwise_grain(a), xy, dy, dx,
+      [&](int64_t lo, int64_t hi) { return !from_y && simd_act_backward_x(a, p, xy + lo, dy + lo, dx + lo, hi - lo); },
+      [&](float* fxy, float* fdy, float* fdx, int64_t m) {
+        if (from_y) bwd_y_isa(0.0f, a, p, fxy, fdy, fdx, m);
+        else bwd_x_isa(0.0f, a, p, fxy, fdy, fdx, m);
+      });
+}
+
 }  // namespace
 
 bool act_has_y_backward(Act a) {
@@ -259,5 +331,21 @@ template <class T> void sum_rows(const T* g, int64_t rows, int64_t cols, double*
   template void sum_rows<T>(const T*, int64_t, int64_t, double*);
 FASTNN_INSTANTIATE(float)
 FASTNN_INSTANTIATE(double)
+// 16-bit storage: the elementwise and row activations on widened blocks (the Dense
+// epilogues are dense.cpp's).
+#define FASTNN_SPECIALIZE_LP(T)                                                                              \
+  template <> void act_forward<T>(Act a, const ActParams& p, const T* x, T* y, int64_t n, int64_t cols) {    \
+    lp_forward(a, p, x, y, n, cols);                                                                         \
+  }                                                                                                          \
+  template <> void act_backward_x<T>(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n,   \
+                                     int64_t cols) {                                                         \
+    lp_backward(a, p, false, x, dy, dx, n, cols);                                                            \
+  }                                                                                                          \
+  template <> void act_backward_y<T>(Act a, const ActParams& p, const T* y, const T* dy, T* dx, int64_t n,   \
+                                     int64_t cols) {                                                         \
+    lp_backward(a, p, true, y, dy, dx, n, cols);                                                             \
+  }
+FASTNN_SPECIALIZE_LP(bf16)
+FASTNN_SPECIALIZE_LP(f16)
 
 }  // namespace fastnn

@@ -1,4 +1,5 @@
-// dense.cpp — Dense (fully connected) forward and backward around OpenBLAS gemm.
+// dense.cpp — Dense (fully connected) forward and backward around OpenBLAS gemm (float32,
+// float64; the 16-bit layers: dense_lp.cpp).
 //
 //   forward:  z = x W + b (x (m, k); W (n, k) "oi" or (k, n) "io"); y = act(z)
 //   backward: g = dy * act'(z)  (or from y), db = sum_rows g    -- one fused pass
@@ -17,10 +18,10 @@
 #include <vector>
 
 #include "blas.h"
+#include "dense_lp.h"  // Scratch, the 16-bit paths
 #include "kernels.h"
 #include "parallel.h"
 #include "isa.h"
-#include "pool.h"
 
 namespace fastnn {
 namespace {
@@ -132,26 +133,6 @@ template <class T> void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, 
   blas::gemm(ta, tb, bi(m), bi(n), bi(k), alpha, a, bi(lda), b, bi(ldb), beta, c, bi(ldc));
 }
 
-// Scratch of n elements: from the buffer cache when large (already faulted in: a fresh
-// 4 MB malloc per backward call cost page faults and zeroing), else the heap.
-template <class T> class Scratch {
- public:
-  explicit Scratch(int64_t n) {
-    const size_t bytes = size_t(n) * sizeof(T);
-    if (bytes >= pool::kMinBytes) p_ = static_cast<T*>(pool::acquire(bytes, &block_));
-    else heap_.reset(new T[n]), p_ = heap_.get();
-  }
-  ~Scratch() { if (block_) pool::release(p_, block_); }
-  Scratch(const Scratch&) = delete;
-  Scratch& operator=(const Scratch&) = delete;
-  T* get() const { return p_; }
-
- private:
-  size_t block_ = 0;
-  std::unique_ptr<T[]> heap_;
-  T* p_ = nullptr;
-};
-
 // Epilogue of rows [r0, r1): parallel over row sub-blocks of ~64 KiB.
 template <class T> void epilogue(Act a, const ActParams& p, T* z, T* y, const T* b, int64_t r0, int64_t r1,
                                  int64_t n) {
@@ -161,10 +142,8 @@ template <class T> void epilogue(Act a, const ActParams& p, T* z, T* y, const T*
   });
 }
 
-}  // namespace
-
-template <class T> void dense_forward(Act a, const ActParams& p, const T* x, const T* w, bool w_oi, const T* b,
-                                      T* y, T* z, int64_t m, int64_t k, int64_t n) {
+template <class T> void dense_forward_f(Act a, const ActParams& p, const T* x, const T* w, bool w_oi, const T* b,
+                                        T* y, T* z, int64_t m, int64_t k, int64_t n) {
   if (m == 0 || n == 0) return;
   T* out = z ? z : y;  // the gemm writes the pre-activation here
   // On fastnn's sgemm (not through gemm() below): one call for all rows, whose bias +
@@ -194,9 +173,9 @@ template <class T> void dense_forward(Act a, const ActParams& p, const T* x, con
   }
 }
 
-template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, const T* dy, const T* x, const T* w,
-                                       bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g_out, int64_t m, int64_t k,
-                                       int64_t n) {
+template <class T> void dense_backward_f(Act a, const ActParams& p, bool from_y, const T* dy, const T* x, const T* w,
+                                         bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g_out, int64_t m, int64_t k,
+                                         int64_t n) {
   if (!dx && !dw && !db) return;
   // g = dy * act'(.) and db, in one pass over blocks of `chunk` rows (~64 KiB of g). db's
   // partial sums (double) are per fixed group of `dchunk` rows (~1 MiB of g), in group
@@ -276,13 +255,31 @@ template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, c
   }
 }
 
-template void dense_forward<float>(Act, const ActParams&, const float*, const float*, bool, const float*, float*,
-                                   float*, int64_t, int64_t, int64_t);
-template void dense_forward<double>(Act, const ActParams&, const double*, const double*, bool, const double*,
-                                    double*, double*, int64_t, int64_t, int64_t);
-template void dense_backward<float>(Act, const ActParams&, bool, const float*, const float*, const float*, bool,
-                                    const float*, float*, float*, float*, float*, int64_t, int64_t, int64_t);
-template void dense_backward<double>(Act, const ActParams&, bool, const double*, const double*, const double*, bool,
-                                     const double*, double*, double*, double*, double*, int64_t, int64_t, int64_t);
+}  // namespace
+
+// float32 / float64: the bodies above; bf16 / f16: dense_lp.cpp (float32 products and
+// epilogues on blocks, each output rounded once).
+template <class T> void dense_forward(Act a, const ActParams& p, const T* x, const T* w, bool w_oi, const T* b,
+                                      T* y, T* z, int64_t m, int64_t k, int64_t n) {
+  if constexpr (is_half_v<T>) dense_forward_lp(a, p, x, w, w_oi, b, y, z, m, k, n);
+  else dense_forward_f(a, p, x, w, w_oi, b, y, z, m, k, n);
+}
+template <class T> void dense_backward(Act a, const ActParams& p, bool from_y, const T* dy, const T* x, const T* w,
+                                       bool w_oi, const T* zy, T* dx, T* dw, T* db, T* g, int64_t m, int64_t k,
+                                       int64_t n) {
+  if constexpr (is_half_v<T>) dense_backward_lp(a, p, from_y, dy, x, w, w_oi, zy, dx, dw, db, g, m, k, n);
+  else dense_backward_f(a, p, from_y, dy, x, w, w_oi, zy, dx, dw, db, g, m, k, n);
+}
+
+#define FASTNN_DENSE(T)                                                                                            \
+  template void dense_forward<T>(Act, const ActParams&, const T*, const T*, bool, const T*, T*, T*, int64_t,       \
+                                 int64_t, int64_t);                                                                \
+  template void dense_backward<T>(Act, const ActParams&, bool, const T*, const T*, const T*, bool, const T*, T*,   \
+                                  T*, T*, T*, int64_t, int64_t, int64_t);
+FASTNN_DENSE(float)
+FASTNN_DENSE(double)
+FASTNN_DENSE(bf16)
+FASTNN_DENSE(f16)
+#undef FASTNN_DENSE
 
 }  // namespace fastnn

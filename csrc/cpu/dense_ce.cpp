@@ -17,11 +17,13 @@
 #include <climits>
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <vector>
 
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "blas.h"
+#include "dense_lp.h"  // Scratch, narrow_par
 #include "kernels.h"
 #include "parallel.h"
 #include "isa.h"
@@ -140,21 +142,11 @@ FASTNN_ISA_FN(void, ce_rows_isa, (P_CE(double)), (L, k, t, g, gs, rw, ig, loss, 
               ce_rows_serial(L, k, t, g, gs, rw, ig, loss, lse, rows, c))
 #undef P_CE
 
-}  // namespace
-
-// Rows per chunk: about 256 MiB of logits, at least 512 rows, at most n. Each chunk's
-// three products re-read (and re-pack) all of W and dW, so chunks must be large (smaller
-// ones lost to torch's unchunked products at LM-head sizes: docs/performance.md); the
-// logits of 512 rows of 128256 classes (263 MB) are still under a tenth of torch's (N, C) buffers.
-int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize) {
-  const int64_t rows = (256ll << 20) / std::max<int64_t>(c * itemsize, 1);
-  return std::max<int64_t>(1, std::min(n, std::max<int64_t>(rows, 512)));
-}
-
-template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
-                                              int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
-                                              const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
-                                              int64_t chunk, const DenseCeExtras<T>& ex) {
+// float32 / float64 layers.
+template <class T> double dense_ce_f(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target, int64_t n,
+                                     int64_t h, int64_t c, int64_t ignore_index, double ls, const T* grad,
+                                     double grad_scalar, T* loss_rows, T* dx, T* dw, T* db, int64_t chunk,
+                                     const DenseCeExtras<T>& ex) {
   const bool grads = dx || dw || db;
   if (dw) std::fill(dw, dw + c * h, T(0));
   if (db) std::fill(db, db + c, T(0));
@@ -204,11 +196,110 @@ template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi,
   return total;
 }
 
-template double dense_cross_entropy<float>(const float*, const float*, bool, const float*, const int64_t*, int64_t,
-                                           int64_t, int64_t, int64_t, double, const float*, double, float*, float*,
-                                           float*, float*, int64_t, const DenseCeExtras<float>&);
-template double dense_cross_entropy<double>(const double*, const double*, bool, const double*, const int64_t*,
-                                            int64_t, int64_t, int64_t, int64_t, double, const double*, double, double*,
-                                            double*, double*, double*, int64_t, const DenseCeExtras<double>&);
+// 16-bit layers (bf16, f16): the same pass with the logits chunk, its log-sum-exp and G in
+// float32 (gemm_lp's float32 sums of the 16-bit x and W; the float32 row kernel above on
+// the widened bias, class and row weights and upstream gradients), each output rounded
+// once: loss rows and lse from float32, dx from its float32 product, dW and db from
+// float32 accumulators over all chunks; the total, as for every dtype, a double sum.
+// float32 scratch: the logits chunk (as the float32 path), a chunk of dx (chunk x h),
+// dW's accumulator (weight-sized, c x h), vectors of c (bias, class weights, db) and of
+// the chunk (row weights, upstream gradients, loss, lse).
+template <class T> double dense_ce_lp(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
+                                      int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls, const T* grad,
+                                      double grad_scalar, T* loss_rows, T* dx, T* dw, T* db, int64_t chunk,
+                                      const DenseCeExtras<T>& ex) {
+  const bool grads = dx || dw || db;
+  if (dw) std::fill(dw, dw + c * h, T{0});
+  if (db) std::fill(db, db + c, T{0});
+  if (n == 0) return 0.0;
+  if (c == 0) throw std::invalid_argument("fastnn: dense_cross_entropy needs at least one class");
+  chunk = std::max<int64_t>(1, std::min(chunk, n));
+  const auto widened = [](const T* v, int64_t len) {
+    std::vector<float> out(v ? len : 0);
+    if (v) widen_block(v, out.data(), len);
+    return out;
+  };
+  const std::vector<float> bf = widened(b, c), cwf = widened(ex.class_weight, c);
+  double wsum = static_cast<double>(c);
+  if (ex.class_weight) {
+    wsum = 0;
+    for (int64_t j = 0; j < c; ++j) wsum += static_cast<double>(cwf[j]);
+  }
+  const CeRow<float> k{b ? bf.data() : nullptr, ex.class_weight ? cwf.data() : nullptr, static_cast<float>(wsum),
+                       static_cast<float>(ls), static_cast<float>(ex.softcap), static_cast<float>(ex.z_scale),
+                       grads, ex.lse != nullptr};
+  Scratch<float> L(chunk * c);
+  std::vector<float> rowloss(chunk), rowlse(chunk), gk(grad ? chunk : 0), rwk(ex.row_weight ? chunk : 0);
+  std::vector<float> dbf(db ? c : 0, 0.0f), ones(db ? chunk : 0, 1.0f);
+  std::optional<Scratch<float>> dxt, dwacc;
+  if (dx && h > 0) dxt.emplace(chunk * h);
+  if (dw && h > 0) dwacc.emplace(c * h);
+  double total = 0;
+  for (int64_t r0 = 0; r0 < n; r0 += chunk) {
+    const int64_t rows = std::min(chunk, n - r0);
+    const T* xk = x + r0 * h;
+    float* Lp = L.get();
+    if (h == 0) std::fill(Lp, Lp + rows * c, 0.0f);
+    else gemm_lp<T, T>(false, w_oi, rows, c, h, 1.0f, xk, h, w, w_oi ? h : c, 0.0f, Lp, c);
+    if (grad) widen_block(grad + r0, gk.data(), rows);
+    if (ex.row_weight) widen_block(ex.row_weight + r0, rwk.data(), rows);
+    const int64_t grain = std::max<int64_t>(1, 16384 / c);
+    parallel_for(rows, grain, [&](int64_t s, int64_t e) {
+      ce_rows_isa(Lp + s * c, k, target + r0 + s, grad ? gk.data() + s : nullptr, static_cast<float>(grad_scalar),
+                  ex.row_weight ? rwk.data() + s : nullptr, ignore_index, rowloss.data() + s, rowlse.data() + s,
+                  e - s, c);
+    });
+    for (int64_t r = 0; r < rows; ++r) total += static_cast<double>(rowloss[r]);
+    if (loss_rows) narrow_block(rowloss.data(), loss_rows + r0, rows);
+    if (ex.lse) narrow_block(rowlse.data(), ex.lse + r0, rows);
+    if (!grads) continue;
+    if (dxt) {  // dx = G W (W (c, h)) or G W^T (W (h, c))
+      gemm_lp<float, T>(false, !w_oi, rows, h, c, 1.0f, Lp, c, w, w_oi ? h : c, 0.0f, dxt->get(), h);
+      narrow_par(dxt->get(), dx + r0 * h, rows * h);
+    }
+    if (dwacc) {  // dW += G^T x_k (W (c, h)) or x_k^T G (W (h, c)); the first chunk overwrites
+      const float beta = r0 == 0 ? 0.0f : 1.0f;
+      if (w_oi) gemm_lp<float, T>(true, false, c, h, rows, 1.0f, Lp, c, xk, h, beta, dwacc->get(), h);
+      else gemm_lp<T, float>(true, false, h, c, rows, 1.0f, xk, h, Lp, c, beta, dwacc->get(), c);
+    }
+    if (db) blas::gemv(CblasTrans, bi(rows), bi(c), 1.0f, Lp, bi(c), ones.data(), 1.0f, dbf.data());
+  }
+  if (dwacc) narrow_par(dwacc->get(), dw, c * h);
+  if (db) narrow_block(dbf.data(), db, c);
+  return total;
+}
+
+}  // namespace
+
+// Rows per chunk: about 256 MiB of logits, at least 512 rows, at most n. Each chunk's
+// three products re-read (and re-pack) all of W and dW, so chunks must be large (smaller
+// ones lost to torch's unchunked products at LM-head sizes: docs/performance.md); the
+// logits of 512 rows of 128256 classes (263 MB) are still under a tenth of torch's (N, C) buffers.
+int64_t dense_ce_chunk(int64_t n, int64_t c, int64_t itemsize) {
+  const int64_t rows = (256ll << 20) / std::max<int64_t>(c * itemsize, 1);
+  return std::max<int64_t>(1, std::min(n, std::max<int64_t>(rows, 512)));
+}
+
+template <class T> double dense_cross_entropy(const T* x, const T* w, bool w_oi, const T* b, const int64_t* target,
+                                              int64_t n, int64_t h, int64_t c, int64_t ignore_index, double ls,
+                                              const T* grad, double grad_scalar, T* loss_rows, T* dx, T* dw, T* db,
+                                              int64_t chunk, const DenseCeExtras<T>& ex) {
+  if constexpr (is_half_v<T>)
+    return dense_ce_lp(x, w, w_oi, b, target, n, h, c, ignore_index, ls, grad, grad_scalar, loss_rows, dx, dw, db,
+                       chunk, ex);
+  else
+    return dense_ce_f(x, w, w_oi, b, target, n, h, c, ignore_index, ls, grad, grad_scalar, loss_rows, dx, dw, db,
+                      chunk, ex);
+}
+
+#define FASTNN_DENSE_CE(T)                                                                                     \
+  template double dense_cross_entropy<T>(const T*, const T*, bool, const T*, const int64_t*, int64_t, int64_t, \
+                                         int64_t, int64_t, double, const T*, double, T*, T*, T*, T*, int64_t,   \
+                                         const DenseCeExtras<T>&);
+FASTNN_DENSE_CE(float)
+FASTNN_DENSE_CE(double)
+FASTNN_DENSE_CE(bf16)
+FASTNN_DENSE_CE(f16)
+#undef FASTNN_DENSE_CE
 
 }  // namespace fastnn

@@ -32,6 +32,15 @@ std::atomic<int> g_level{[] {
 
 }  // namespace
 
+const bool g_cpu_avx512_bf16 = [] {
+#if defined(FASTNN_ISA_LEVELS)
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("x86-64-v4") && __builtin_cpu_supports("avx512bf16");
+#else
+  return false;
+#endif
+}();
+
 Isa cpu_isa() {
   static const Isa level = detect();
   return level;
@@ -72,33 +81,33 @@ const bool g_simd = [] {
 }();
 }  // namespace
 
-bool simd_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_t n) {
 #if defined(FASTNN_ISA_LEVELS)
-  if (!g_simd) return false;
-  switch (isa()) {
-    case Isa::avx512: return simd_avx512::vec_act_forward(a, p, x, y, n);
-    case Isa::avx2: return simd_avx2::vec_act_forward(a, p, x, y, n);
-    default: break;
+#define FASTNN_SIMD_ACT(T)                                                                                \
+  bool simd_act_forward(Act a, const ActParams& p, const T* x, T* y, int64_t n) {                         \
+    if (!g_simd) return false;                                                                            \
+    switch (isa()) {                                                                                      \
+      case Isa::avx512: return simd_avx512::vec_act_forward(a, p, x, y, n);                               \
+      case Isa::avx2: return simd_avx2::vec_act_forward(a, p, x, y, n);                                   \
+      default: return false;                                                                              \
+    }                                                                                                     \
+  }                                                                                                       \
+  bool simd_act_backward_x(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n) {        \
+    if (!g_simd) return false;                                                                            \
+    switch (isa()) {                                                                                      \
+      case Isa::avx512: return simd_avx512::vec_act_backward_x(a, p, x, dy, dx, n);                       \
+      case Isa::avx2: return simd_avx2::vec_act_backward_x(a, p, x, dy, dx, n);                           \
+      default: return false;                                                                              \
+    }                                                                                                     \
   }
 #else
-  (void)a, (void)p, (void)x, (void)y, (void)n;
+#define FASTNN_SIMD_ACT(T)                                                                                \
+  bool simd_act_forward(Act, const ActParams&, const T*, T*, int64_t) { return false; }                   \
+  bool simd_act_backward_x(Act, const ActParams&, const T*, const T*, T*, int64_t) { return false; }
 #endif
-  return false;
-}
-
-bool simd_act_backward_x(Act a, const ActParams& p, const float* x, const float* dy, float* dx, int64_t n) {
-#if defined(FASTNN_ISA_LEVELS)
-  if (!g_simd) return false;
-  switch (isa()) {
-    case Isa::avx512: return simd_avx512::vec_act_backward_x(a, p, x, dy, dx, n);
-    case Isa::avx2: return simd_avx2::vec_act_backward_x(a, p, x, dy, dx, n);
-    default: break;
-  }
-#else
-  (void)a, (void)p, (void)x, (void)dy, (void)dx, (void)n;
-#endif
-  return false;
-}
+FASTNN_SIMD_ACT(float)
+FASTNN_SIMD_ACT(bf16)
+FASTNN_SIMD_ACT(f16)
+#undef FASTNN_SIMD_ACT
 
 bool simd_exp_row(const float* x, float* e, int64_t c, float mx, float* sum) {
 #if defined(FASTNN_ISA_LEVELS)

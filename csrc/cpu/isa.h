@@ -29,6 +29,11 @@ bool parse_isa(const char* name, Isa* level);     // the inverse; false for an u
 // True where the AVX-512 kernels run now (isa() == avx512): fastnn's own sgemm.
 inline bool have_avx512() { return isa() == Isa::avx512; }
 
+// True where the CPU has AVX512-BF16 (vcvtneps2bf16, vdpbf16ps) and this build has the x86
+// levels: code at the avx512 level may then use it. Fixed at start-up.
+extern const bool g_cpu_avx512_bf16;
+inline bool cpu_avx512_bf16() { return g_cpu_avx512_bf16; }
+
 }  // namespace fastnn
 
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && !defined(FASTNN_NO_CLONES)

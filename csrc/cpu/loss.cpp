@@ -4,7 +4,9 @@
 // "batchmean" denominators and the upstream grad scaling are applied by the Python
 // layer (fastnn/_kernels.py), identically for every backend. Sums are chunked
 // (chunked_sum) so they are bit-identical whatever the thread count.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "vecmath.h"  // first: SIMD declarations of libm functions
 #include "kernels.h"
@@ -270,6 +272,162 @@ FASTNN_CLONE_PAIR(soft_fwd_isa, double, soft_fwd_serial, P_SF, (a, p, t, w, o, b
                 int64_t e, int64_t c
 FASTNN_CLONE_PAIR(soft_bwd_isa, void, soft_bwd_serial, P_SB, (a, p, t, w, g, gs, d, dt, b, e, c))
 
+// ---- 16-bit storage (half.h): the float32 kernels on blocks widened in L1 ----------------
+// Inputs are widened (exactly) a block at a time into float32 buffers, the float32 kernel
+// of the current ISA level runs on them, and each output is narrowed once (RNE); the sums
+// are the float32 kernels' (double) sums of the unrounded values. The reduction chunks are
+// the float32 path's (kChunk elements, row_grain rows), so sums do not depend on threads.
+constexpr int64_t kLpBlock = 2048;  // elements per block: a few 8 KB buffers, in L1
+
+template <class T> LossArgs<float> float_args(const LossArgs<T>& a) {
+  return LossArgs<float>{a.kind, a.delta, a.beta, a.eps, a.log_target, a.log_input, a.full, nullptr, 0};
+}
+// pos_weight of elements [i, i + m), widened into pw (the kernel then reads pw[j % m]).
+template <class T> void gather_pw(const LossArgs<T>& a, int64_t i, int64_t m, float* pw, LossArgs<float>* fa) {
+  if (!a.pos_weight) return;
+  for (int64_t j = 0; j < m; ++j) pw[j] = widen(a.pos_weight[(i + j) % a.pw_len]);
+  fa->pos_weight = pw;
+  fa->pw_len = m;
+}
+
+template <class T> double lp_loss_forward(const LossArgs<T>& a, const T* pred, const T* target, T* out, int64_t n) {
+  return chunked_sum(
+      n, kChunk,
+      [&](int64_t b, int64_t e) {
+        alignas(64) float fp[kLpBlock], ft[kLpBlock], fo[kLpBlock], fw[kLpBlock];
+        LossArgs<float> fa = float_args(a);
+        double s = 0;
+        for (int64_t i = b; i < e; i += kLpBlock) {
+          const int64_t m = std::min(kLpBlock, e - i);
+          widen_block(pred + i, fp, m);
+          widen_block(target + i, ft, m);
+          gather_pw(a, i, m, fw, &fa);
+          s += loss_fwd_isa(fa, fp, ft, out ? fo : nullptr, 0, m);
+          if (out) narrow_block(fo, out + i, m);
+        }
+        return s;
+      },
+      kPart);
+}
+
+template <class T> void lp_loss_backward(const LossArgs<T>& a, const T* pred, const T* target, const T* grad,
+                                         double grad_scalar, T* dpred, T* dtarget, int64_t n) {
+  parallel_for(n, kPart, [&](int64_t b, int64_t e) {
+    alignas(64) float fp[kLpBlock], ft[kLpBlock], fg[kLpBlock], fw[kLpBlock], fdp[kLpBlock], fdt[kLpBlock];
+    LossArgs<float> fa = float_args(a);
+    for (int64_t i = b; i < e; i += kLpBlock) {
+      const int64_t m = std::min(kLpBlock, e - i);
+      widen_block(pred + i, fp, m);
+      widen_block(target + i, ft, m);
+      if (grad) widen_block(grad + i, fg, m);
+      gather_pw(a, i, m, fw, &fa);
+      loss_bwd_isa(fa, fp, ft, grad ? fg : nullptr, float(grad_scalar), fdp, dtarget ? fdt : nullptr, 0, m);
+      narrow_block(fdp, dpred + i, m);
+      if (dtarget) narrow_block(fdt, dtarget + i, m);
+    }
+  });
+}
+
+// Class weights (cols values, a parameter, not a tensor of the batch) widened once.
+template <class T> std::vector<float> widened(const T* w, int64_t n) {
+  std::vector<float> v;
+  if (w) v.resize(static_cast<size_t>(n)), widen_block(w, v.data(), n);
+  return v;
+}
+inline const float* data_or_null(const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); }
+
+// Row blocks [r, r + m) of at most max(1, kLpBlock / cols) rows within [b, e): the
+// buffers bufs[k] hold one block of cols-element rows each, per_row[k] one value per row.
+struct RowBlocks {
+  int64_t blk, cols;
+  std::vector<float> mem;
+  RowBlocks(int64_t cols_, int nbuf, int nrow) : blk(std::max<int64_t>(1, kLpBlock / std::max<int64_t>(cols_, 1))), cols(cols_) {
+    mem.resize(static_cast<size_t>(blk * (nbuf * cols + nrow)));
+  }
+  float* buf(int k) { return mem.data() + k * blk * cols; }
+  float* row_buf(int nbuf, int k) { return mem.data() + nbuf * blk * cols + k * blk; }
+};
+
+template <class T> double lp_class_forward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                           T* out, int64_t rows, int64_t cols) {
+  const std::vector<float> w = widened(weight, cols);
+  return chunked_sum(
+      rows, row_grain(cols),
+      [&](int64_t b, int64_t e) {
+        RowBlocks rb(cols, 1, 1);
+        float *fp = rb.buf(0), *fo = rb.row_buf(1, 0);
+        double s = 0;
+        for (int64_t r = b; r < e; r += rb.blk) {
+          const int64_t m = std::min(rb.blk, e - r);
+          widen_block(pred + r * cols, fp, m * cols);
+          s += class_fwd_isa(0.0f, a, fp, target + r, data_or_null(w), out ? fo : nullptr, 0, m, cols);
+          if (out) narrow_block(fo, out + r, m);
+        }
+        return s;
+      },
+      row_part(cols));
+}
+
+template <class T> void lp_class_backward(const ClassArgs& a, const T* pred, const int64_t* target, const T* weight,
+                                          const T* grad, double grad_scalar, T* dpred, int64_t rows, int64_t cols) {
+  const std::vector<float> w = widened(weight, cols);
+  float wsum = float(cols);
+  if (weight) { wsum = 0; for (float v : w) wsum += v; }  // as the float32 path
+  parallel_for(rows, row_part(cols), [&](int64_t b, int64_t e) {
+    RowBlocks rb(cols, 2, 1);
+    float *fp = rb.buf(0), *fd = rb.buf(1), *fg = rb.row_buf(2, 0);
+    for (int64_t r = b; r < e; r += rb.blk) {
+      const int64_t m = std::min(rb.blk, e - r);
+      widen_block(pred + r * cols, fp, m * cols);
+      if (grad) widen_block(grad + r, fg, m);
+      class_bwd_isa(0.0f, a, fp, target + r, data_or_null(w), wsum, grad ? fg : nullptr, float(grad_scalar), fd, 0, m,
+                    cols);
+      narrow_block(fd, dpred + r * cols, m * cols);
+    }
+  });
+}
+
+template <class T> double lp_soft_forward(const ClassArgs& a, const T* pred, const T* target, const T* weight, T* out,
+                                          int64_t rows, int64_t cols) {
+  const std::vector<float> w = widened(weight, cols);
+  return chunked_sum(
+      rows, row_grain(cols),
+      [&](int64_t b, int64_t e) {
+        RowBlocks rb(cols, 2, 1);
+        float *fp = rb.buf(0), *ft = rb.buf(1), *fo = rb.row_buf(2, 0);
+        double s = 0;
+        for (int64_t r = b; r < e; r += rb.blk) {
+          const int64_t m = std::min(rb.blk, e - r);
+          widen_block(pred + r * cols, fp, m * cols);
+          widen_block(target + r * cols, ft, m * cols);
+          s += soft_fwd_isa(0.0f, a, fp, ft, data_or_null(w), out ? fo : nullptr, 0, m, cols);
+          if (out) narrow_block(fo, out + r, m);
+        }
+        return s;
+      },
+      row_part(cols));
+}
+
+template <class T> void lp_soft_backward(const ClassArgs& a, const T* pred, const T* target, const T* weight,
+                                         const T* grad, double grad_scalar, T* dpred, T* dtarget, int64_t rows,
+                                         int64_t cols) {
+  const std::vector<float> w = widened(weight, cols);
+  parallel_for(rows, row_part(cols), [&](int64_t b, int64_t e) {
+    RowBlocks rb(cols, 4, 1);
+    float *fp = rb.buf(0), *ft = rb.buf(1), *fd = rb.buf(2), *fdt = rb.buf(3), *fg = rb.row_buf(4, 0);
+    for (int64_t r = b; r < e; r += rb.blk) {
+      const int64_t m = std::min(rb.blk, e - r), o = r * cols;
+      widen_block(pred + o, fp, m * cols);
+      widen_block(target + o, ft, m * cols);
+      if (grad) widen_block(grad + r, fg, m);
+      soft_bwd_isa(0.0f, a, fp, ft, data_or_null(w), grad ? fg : nullptr, float(grad_scalar), fd,
+                   dtarget ? fdt : nullptr, 0, m, cols);
+      narrow_block(fd, dpred + o, m * cols);
+      if (dtarget) narrow_block(fdt, dtarget + o, m * cols);
+    }
+  });
+}
+
 }  // namespace
 
 template <class T> double loss_forward(const LossArgs<T>& a, const T* pred, const T* target, T* out, int64_t n) {
@@ -331,5 +489,33 @@ template <class T> void soft_class_backward(const ClassArgs& a, const T* pred, c
                                        T*, int64_t, int64_t);
 FASTNN_INSTANTIATE(float)
 FASTNN_INSTANTIATE(double)
+
+// 16-bit storage: the float32 kernels on widened blocks (above).
+#define FASTNN_SPECIALIZE_LP(T)                                                                                \
+  template <> double loss_forward<T>(const LossArgs<T>& a, const T* p, const T* t, T* o, int64_t n) {          \
+    return lp_loss_forward(a, p, t, o, n);                                                                     \
+  }                                                                                                            \
+  template <> void loss_backward<T>(const LossArgs<T>& a, const T* p, const T* t, const T* g, double gs, T* dp, \
+                                    T* dt, int64_t n) {                                                        \
+    lp_loss_backward(a, p, t, g, gs, dp, dt, n);                                                               \
+  }                                                                                                            \
+  template <> double class_forward<T>(const ClassArgs& a, const T* p, const int64_t* t, const T* w, T* o,      \
+                                      int64_t rows, int64_t cols) {                                            \
+    return lp_class_forward(a, p, t, w, o, rows, cols);                                                        \
+  }                                                                                                            \
+  template <> void class_backward<T>(const ClassArgs& a, const T* p, const int64_t* t, const T* w, const T* g, \
+                                     double gs, T* dp, int64_t rows, int64_t cols) {                           \
+    lp_class_backward(a, p, t, w, g, gs, dp, rows, cols);                                                      \
+  }                                                                                                            \
+  template <> double soft_class_forward<T>(const ClassArgs& a, const T* p, const T* t, const T* w, T* o,       \
+                                           int64_t rows, int64_t cols) {                                       \
+    return lp_soft_forward(a, p, t, w, o, rows, cols);                                                         \
+  }                                                                                                            \
+  template <> void soft_class_backward<T>(const ClassArgs& a, const T* p, const T* t, const T* w, const T* g,  \
+                                          double gs, T* dp, T* dt, int64_t rows, int64_t cols) {               \
+    lp_soft_backward(a, p, t, w, g, gs, dp, dt, rows, cols);                                                   \
+  }
+FASTNN_SPECIALIZE_LP(bf16)
+FASTNN_SPECIALIZE_LP(f16)
 
 }  // namespace fastnn

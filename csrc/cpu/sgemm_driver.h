@@ -12,32 +12,19 @@
 //   load8_first<R>(p) / store8_first<R>(p, v): the first R < 8 floats of an __m256, no
 //   memory past them touched (AVX-512VL masks; vmaskmovps on AVX2).
 // Edge tiles are computed whole from the zero padding of the packed panels and stored
-// through load_n/store_n. Defines sgemm(...) with the contract of sgemm_own (kernels.h).
+// through load_n/store_n. Defines gemm<TA, TB>(...), TA and TB each float, bf16 or f16, with
+// the contract of sgemm_own (kernels.h): a 16-bit operand is widened to float32 (exactly)
+// while it is packed, so the float32 micro-kernel runs unchanged (gemm_lp's path where there
+// is no bf16 dot-product unit, and for float16 everywhere: gemm_lp.cpp says why); and
+// sgemm(...) = gemm<float, float>.
 
 constexpr int kNv = kNr / kW;  // vectors across the C tile
 static_assert(kNr % kW == 0 && kNr % 8 == 0, "tile width");
 
-// C[0:mr, 0:nr] (ldc) = alpha sum_p a[p][0:kMr] b[p][0:kNr] (+ beta C if `first`, else + C).
-inline void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int mr,
-                   int nr, float alpha, float beta, bool first) {
-  V acc[kMr][kNv];
-#pragma GCC unroll 8
-  for (int i = 0; i < kMr; ++i)
-#pragma GCC unroll 4
-    for (int v = 0; v < kNv; ++v) acc[i][v] = zero();
-  for (int i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc, 1), __builtin_prefetch(c + i * ldc + kNr - 1, 1);
-#pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p) {
-    V bv[kNv];
-#pragma GCC unroll 4
-    for (int v = 0; v < kNv; ++v) bv[v] = load(b + p * kNr + kW * v);
-#pragma GCC unroll 8
-    for (int i = 0; i < kMr; ++i) {
-      const V ai = set1(a[p * kMr + i]);
-#pragma GCC unroll 4
-      for (int v = 0; v < kNv; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
-    }
-  }
+// C[0:mr, 0:nr] (ldc) = alpha acc (+ beta C if `first`, else + C): a micro-kernel's tile
+// stored, the edges through masks (beta == 0: C not read).
+inline void store_tile(const V (&acc)[kMr][kNv], float* c, int64_t ldc, int mr, int nr, float alpha, float beta,
+                       bool first) {
   const V va = set1(alpha), vb = set1(beta);
   const bool scale = alpha != 1.0f;
   for (int i = 0; i < mr; ++i) {
@@ -60,12 +47,44 @@ inline void kernel(int64_t kc, const float* __restrict a, const float* __restric
   }
 }
 
+// C[0:mr, 0:nr] (ldc) = alpha sum_p a[p][0:kMr] b[p][0:kNr] (+ beta C if `first`, else + C).
+inline void kernel(int64_t kc, const float* __restrict a, const float* __restrict b, float* c, int64_t ldc, int mr,
+                   int nr, float alpha, float beta, bool first) {
+  V acc[kMr][kNv];
+#pragma GCC unroll 8
+  for (int i = 0; i < kMr; ++i)
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) acc[i][v] = zero();
+  for (int i = 0; i < mr; ++i) __builtin_prefetch(c + i * ldc, 1), __builtin_prefetch(c + i * ldc + kNr - 1, 1);
+#pragma GCC unroll 4
+  for (int64_t p = 0; p < kc; ++p) {
+    V bv[kNv];
+#pragma GCC unroll 4
+    for (int v = 0; v < kNv; ++v) bv[v] = load(b + p * kNr + kW * v);
+#pragma GCC unroll 8
+    for (int i = 0; i < kMr; ++i) {
+      const V ai = set1(a[p * kMr + i]);
+#pragma GCC unroll 4
+      for (int v = 0; v < kNv; ++v) acc[i][v] = fma(ai, bv[v], acc[i][v]);
+    }
+  }
+  store_tile(acc, c, ldc, mr, nr, alpha, beta, first);
+}
+
+// 8 consecutive elements as float32: a plain load, or widened (F16C for float16; bfloat16
+// is the upper half of a float32).
+inline __m256 load8(const float* p) { return _mm256_loadu_ps(p); }
+inline __m256 load8(const f16* p) { return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))); }
+inline __m256 load8(const bf16* p) {
+  return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+}
+
 // dst[c * ldd + r] = src[r * lds + c] for r < R (R <= 8 rows read), c < 8; of each dst row
 // only the first R floats are written.
-template <int R> inline void transpose8(const float* src, int64_t lds, float* dst, int64_t ldd) {
+template <int R, class T> inline void transpose8(const T* src, int64_t lds, float* dst, int64_t ldd) {
   __m256 r[8], t[8];
 #pragma GCC unroll 8
-  for (int i = 0; i < 8; ++i) r[i] = i < R ? _mm256_loadu_ps(src + i * lds) : _mm256_setzero_ps();
+  for (int i = 0; i < 8; ++i) r[i] = i < R ? load8(src + i * lds) : _mm256_setzero_ps();
 #pragma GCC unroll 4
   for (int i = 0; i < 4; ++i) {
     t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
@@ -90,24 +109,32 @@ template <int R> inline void transpose8(const float* src, int64_t lds, float* ds
 
 // Packs `rows` x kc of a matrix into panels of W rows: out[panel * W * kc + p * W + r],
 // rows past the end zero. Element (r, p) is at src[p * ld + r] when contig_r (each p a
-// contiguous run of r: row copies), else at src[r * ld + p] (8 x 8 transposes).
-template <int W> void pack(bool contig_r, const float* src, int64_t ld, int64_t rows, int64_t kc, float* out) {
+// contiguous run of r: row copies), else at src[r * ld + p] (8 x 8 transposes); 16-bit
+// elements widened to float32.
+template <int W, class T> void pack(bool contig_r, const T* src, int64_t ld, int64_t rows, int64_t kc, float* out) {
   const int64_t full = rows / W * W;
   if (contig_r) {
     for (int64_t p = 0; p < kc; ++p) {  // one source row at a time, across its panels
-      const float* s = src + p * ld;
+      const T* s = src + p * ld;
       if constexpr (W % 8 == 0) {
         for (int64_t r0 = 0; r0 < full; r0 += W)
 #pragma GCC unroll 8
-          for (int v = 0; v < W; v += 8) _mm256_storeu_ps(out + r0 * kc + p * W + v, _mm256_loadu_ps(s + r0 + v));
+          for (int v = 0; v < W; v += 8) _mm256_storeu_ps(out + r0 * kc + p * W + v, load8(s + r0 + v));
       } else {  // W < 8: masked 8-lane moves
         static_assert(W < 8, "panel width");
-        for (int64_t r0 = 0; r0 < full; r0 += W) store8_first<W>(out + r0 * kc + p * W, load8_first<W>(s + r0));
+        if constexpr (std::is_same_v<T, float>) {
+          for (int64_t r0 = 0; r0 < full; r0 += W) store8_first<W>(out + r0 * kc + p * W, load8_first<W>(s + r0));
+        } else {  // 16-bit: 8-element loads where they stay inside the rows, the last panel element by element
+          int64_t r0 = 0;
+          for (; r0 < full && r0 + 8 <= rows; r0 += W) store8_first<W>(out + r0 * kc + p * W, load8(s + r0));
+          for (; r0 < full; r0 += W)
+            for (int r = 0; r < W; ++r) out[r0 * kc + p * W + r] = widen(s[r0 + r]);
+        }
       }
     }
   } else {
     for (int64_t r0 = 0; r0 < full; r0 += W) {
-      const float* s = src + r0 * ld;
+      const T* s = src + r0 * ld;
       float* o = out + r0 * kc;
       int64_t p = 0;
       if constexpr (W % 8 == 0) {
@@ -118,14 +145,14 @@ template <int W> void pack(bool contig_r, const float* src, int64_t ld, int64_t 
         for (; p + 8 <= kc; p += 8) transpose8<W>(s + p, ld, o + p * W, W);
       }
       for (; p < kc; ++p)
-        for (int r = 0; r < W; ++r) o[p * W + r] = s[r * ld + p];
+        for (int r = 0; r < W; ++r) o[p * W + r] = widen(s[r * ld + p]);
     }
   }
   if (full < rows) {  // the last, partial panel
     const int w = static_cast<int>(rows - full);
     float* o = out + full * kc;
     for (int64_t p = 0; p < kc; ++p) {
-      for (int r = 0; r < w; ++r) o[p * W + r] = contig_r ? src[p * ld + full + r] : src[(full + r) * ld + p];
+      for (int r = 0; r < w; ++r) o[p * W + r] = widen(contig_r ? src[p * ld + full + r] : src[(full + r) * ld + p]);
       for (int r = w; r < W; ++r) o[p * W + r] = 0.0f;
     }
   }
@@ -183,9 +210,9 @@ class Buffer {
 // (~3M multiply-adds' time; docs/performance.md, "Dense and sgemm").
 constexpr int64_t kGrainMacs = int64_t(4) << 20;
 
-void sgemm(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
-                  const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done,
-                  const BRows* b_rows) {
+template <class TA, class TB>
+void gemm(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda, const TB* b,
+          int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done, const BRows* b_rows) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {  // C = beta C
     for (int64_t i = 0; i < m; ++i)
@@ -275,3 +302,20 @@ void sgemm(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const
   });
 }
 
+void sgemm(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
+           const float* b, int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done,
+           const BRows* b_rows) {
+  gemm<float, float>(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows);
+}
+
+// The 16-bit operand combinations of gemm_lp (kernels.h), widened while packing.
+#define FASTNN_GEMM_WIDEN(TA, TB)                                                                                 \
+  template void gemm<TA, TB>(bool, bool, int64_t, int64_t, int64_t, float, const TA*, int64_t, const TB*, int64_t, \
+                             float, float*, int64_t, const RowsDone*, const BRows*);
+FASTNN_GEMM_WIDEN(bf16, bf16)
+FASTNN_GEMM_WIDEN(bf16, float)
+FASTNN_GEMM_WIDEN(float, bf16)
+FASTNN_GEMM_WIDEN(f16, f16)
+FASTNN_GEMM_WIDEN(f16, float)
+FASTNN_GEMM_WIDEN(float, f16)
+#undef FASTNN_GEMM_WIDEN

@@ -52,3 +52,52 @@ inline M unord(V a, V b) { return _mm256_cmp_ps(a, b, _CMP_UNORD_Q); }
 inline M mand(M a, M b) { return _mm256_and_ps(a, b); }
 inline M is_inf(V a) { return _mm256_cmp_ps(vabs(a), _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ); }
 inline V select(M m, V a, V b) { return _mm256_blendv_ps(b, a, m); }
+
+// ---- 16-bit storage (the contract in simd_avx512.h) ----
+// bfloat16: shift up / half.h's integer RNE; float16: F16C (vcvtph2ps, vcvtps2ph with
+// round-to-nearest-even), a group holding a NaN narrowed by half.h (whose quiet NaN drops
+// the payload vcvtps2ph keeps). Tails go through a small stack buffer (no masked 16-bit
+// moves in AVX2).
+inline V widen_bf16(__m128i h) { return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)); }
+inline __m128i narrow_bf16(V v) {
+  const __m256i u = _mm256_castps_si256(v);
+  const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(1));
+  __m256i r = _mm256_srli_epi32(_mm256_add_epi32(u, _mm256_add_epi32(lsb, _mm256_set1_epi32(0x7fff))), 16);
+  const __m256i nan =
+      _mm256_cmpgt_epi32(_mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  r = _mm256_blendv_epi8(r, _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40)), nan);
+  // lanes are in [0, 0xffff], so packus keeps them; it interleaves the 128-bit halves, and
+  // the permute brings lanes 0-3 and 4-7 together into the low half
+  return _mm256_castsi256_si128(_mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08));
+}
+inline V widen_f16(__m128i h) { return _mm256_cvtph_ps(h); }
+inline __m128i narrow_f16(V v) {
+  if (_mm256_movemask_ps(_mm256_cmp_ps(v, v, _CMP_UNORD_Q))) {
+    alignas(32) float f[kW];
+    alignas(16) uint16_t h[kW];
+    _mm256_store_ps(f, v);
+    for (int i = 0; i < kW; ++i) h[i] = float_to_f16(f[i]);
+    return _mm_load_si128(reinterpret_cast<const __m128i*>(h));
+  }
+  return _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT);
+}
+inline __m128i load16(const void* p) { return _mm_loadu_si128(static_cast<const __m128i*>(p)); }
+inline __m128i load16_n(const void* p, int64_t n) {
+  alignas(16) uint16_t h[kW] = {};
+  __builtin_memcpy(h, p, static_cast<size_t>(n) * 2);
+  return _mm_load_si128(reinterpret_cast<const __m128i*>(h));
+}
+inline void store16(void* p, __m128i h) { _mm_storeu_si128(static_cast<__m128i*>(p), h); }
+inline void store16_n(void* p, __m128i h, int64_t n) {
+  alignas(16) uint16_t b[kW];
+  _mm_store_si128(reinterpret_cast<__m128i*>(b), h);
+  __builtin_memcpy(p, b, static_cast<size_t>(n) * 2);
+}
+inline V load(const bf16* p) { return widen_bf16(load16(p)); }
+inline V load_n(const bf16* p, int64_t n) { return widen_bf16(load16_n(p, n)); }
+inline void store(bf16* p, V v) { store16(p, narrow_bf16(v)); }
+inline void store_n(bf16* p, V v, int64_t n) { store16_n(p, narrow_bf16(v), n); }
+inline V load(const f16* p) { return widen_f16(load16(p)); }
+inline V load_n(const f16* p, int64_t n) { return widen_f16(load16_n(p, n)); }
+inline void store(f16* p, V v) { store16(p, narrow_f16(v)); }
+inline void store_n(f16* p, V v, int64_t n) { store16_n(p, narrow_f16(v), n); }

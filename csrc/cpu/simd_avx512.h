@@ -17,6 +17,9 @@
 //     float in [-252, 254]; NaN x gives NaN.
 //   ge, gt, eq (ordered compares: false on NaN), unord (true where either is NaN), is_inf,
 //   mand (both conditions); select(m, a, b) = m ? a : b.
+//   load/store/load_n/store_n of 16-bit storage (bf16, f16: fastnn/half.h): kW values
+//     widened exactly / narrowed round-to-nearest-even, half.h's scalar conversions bit for
+//     bit (NaN -> half.h's quiet NaN with the sign kept); the same masking rules.
 #pragma once
 
 constexpr int kW = 16;
@@ -56,3 +59,51 @@ inline M unord(V a, V b) { return _mm512_cmp_ps_mask(a, b, _CMP_UNORD_Q); }
 inline M mand(M a, M b) { return static_cast<M>(a & b); }
 inline M is_inf(V a) { return _mm512_fpclass_ps_mask(a, 0x18); }  // +inf | -inf
 inline V select(M m, V a, V b) { return _mm512_mask_mov_ps(b, m, a); }
+
+// ---- 16-bit storage ----
+// bfloat16: widening is the 16 bits shifted up. Narrowing: AVX512-BF16's vcvtneps2bf16 where
+// the CPU has it (RNE; a NaN gives (bits >> 16) | 0x40, half.h's rule), for vectors without
+// float32 subnormals, which the instruction treats as zero (Intel SDM: DAZ implied) where
+// half.h rounds them; else half.h's integer RNE. The instruction is written as inline asm so
+// that nothing else in this file can be compiled to AVX512-BF16 for a CPU without it.
+inline V widen_bf16(__m256i h) { return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16)); }
+inline __m256i narrow_bf16(V v) {
+  if (cpu_avx512_bf16() && !_mm512_fpclass_ps_mask(v, 0x20)) {  // 0x20: denormal
+    __m256i r;
+    asm("vcvtneps2bf16 %1, %0" : "=v"(r) : "v"(v));
+    return r;
+  }
+  const __m512i u = _mm512_castps_si512(v);
+  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1));
+  const __m512i r = _mm512_srli_epi32(_mm512_add_epi32(u, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7fff))), 16);
+  const __mmask16 nan =
+      _mm512_cmpgt_epi32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_cvtepi32_epi16(
+      _mm512_mask_mov_epi32(r, nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40))));
+}
+// float16: vcvtph2ps / vcvtps2ph (imm8 round-to-nearest-even); the instruction keeps a NaN's
+// payload, half.h gives sign | 0x7e00: NaN lanes replaced.
+inline V widen_f16(__m256i h) { return _mm512_cvtph_ps(h); }
+inline __m256i narrow_f16(V v) {
+  __m256i h = _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+  if (nan) {
+    const __m512i q = _mm512_or_si512(
+        _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(v), 16), _mm512_set1_epi32(0x8000)),
+        _mm512_set1_epi32(0x7e00));
+    h = _mm256_mask_mov_epi16(h, nan, _mm512_cvtepi32_epi16(q));
+  }
+  return h;
+}
+inline __m256i load16(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+inline __m256i load16_n(const void* p, int64_t n) { return _mm256_maskz_loadu_epi16(first_n(n), p); }
+inline void store16(void* p, __m256i h) { _mm256_storeu_si256(static_cast<__m256i*>(p), h); }
+inline void store16_n(void* p, __m256i h, int64_t n) { _mm256_mask_storeu_epi16(p, first_n(n), h); }
+inline V load(const bf16* p) { return widen_bf16(load16(p)); }
+inline V load_n(const bf16* p, int64_t n) { return widen_bf16(load16_n(p, n)); }
+inline void store(bf16* p, V v) { store16(p, narrow_bf16(v)); }
+inline void store_n(bf16* p, V v, int64_t n) { store16_n(p, narrow_bf16(v), n); }
+inline V load(const f16* p) { return widen_f16(load16(p)); }
+inline V load_n(const f16* p, int64_t n) { return widen_f16(load16_n(p, n)); }
+inline void store(f16* p, V v) { store16(p, narrow_f16(v)); }
+inline void store_n(f16* p, V v, int64_t n) { store16_n(p, narrow_f16(v), n); }

@@ -11,8 +11,9 @@
 // element between the terms that need it (bench/avx2_paths.py with FASTNN_SIMD=0 compares).
 //
 // Entry points (reached through simd_dispatch.h): vec_act_forward / vec_act_backward_x
-// return false for an activation this file does not handle (the portable loop runs
-// then); vec_exp_row, the exponentials of a softmax / cross-entropy row and their sum.
+// (float32, or bf16 / f16 storage converted in registers) return false for an activation
+// this file does not handle (the portable loop runs then); vec_exp_row, the exponentials of
+// a softmax / cross-entropy row and their sum; vec_convert, 16-bit <-> float32 arrays.
 //
 // ---- exponentials ----------------------------------------------------------------------
 // exp_neg(a) = e^-a for a >= 0 (NaN stays NaN): a clamped to 104 (e^-104 is below the
@@ -227,12 +228,14 @@ inline V selu_bwd(V x, V dy) {
   return select(ge(zero(), x), mul(mul(ds, set1(kSeluAlpha)), e), ds);
 }
 // ---- array loops ----
-template <class F> inline void map1(const float* x, float* y, int64_t n, F f) {
+// T: float, or a 16-bit storage type (bf16, f16) that load / store widen and narrow in
+// registers: a 16-bit activation is the float32 kernel on the widened values, rounded once.
+template <class T, class F> inline void map1(const T* x, T* y, int64_t n, F f) {
   int64_t i = 0;
   for (; i + kW <= n; i += kW) store(y + i, f(load(x + i)));
   if (i < n) store_n(y + i, f(load_n(x + i, n - i)), n - i);  // no access past the end
 }
-template <class F> inline void map2(const float* x, const float* dy, float* dx, int64_t n, F f) {
+template <class T, class F> inline void map2(const T* x, const T* dy, T* dx, int64_t n, F f) {
   int64_t i = 0;
   for (; i + kW <= n; i += kW) store(dx + i, f(load(x + i), load(dy + i)));
   if (i < n) store_n(dx + i, f(load_n(x + i, n - i), load_n(dy + i, n - i)), n - i);
@@ -287,7 +290,7 @@ template <bool Unit> struct SoftplusBwd {
   V operator()(V v, V d) const { return softplus_bwd<Unit>(v, d, b, t); }
 };
 
-bool vec_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_t n) {
+template <class T> inline bool act_forward_t(Act a, const ActParams& p, const T* x, T* y, int64_t n) {
   switch (a) {
     case Act::gelu:
       if (p.approximate) map1(x, y, n, GeluTanhFwd{});
@@ -309,7 +312,7 @@ bool vec_act_forward(Act a, const ActParams& p, const float* x, float* y, int64_
   }
 }
 
-bool vec_act_backward_x(Act a, const ActParams& p, const float* x, const float* dy, float* dx, int64_t n) {
+template <class T> inline bool act_backward_x_t(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n) {
   switch (a) {
     case Act::gelu:
       if (p.approximate) map2(x, dy, dx, n, GeluTanhBwd{});
@@ -330,6 +333,36 @@ bool vec_act_backward_x(Act a, const ActParams& p, const float* x, const float* 
     default: return false;
   }
 }
+
+#define FASTNN_VEC_ACT(T)                                                                               \
+  bool vec_act_forward(Act a, const ActParams& p, const T* x, T* y, int64_t n) {                        \
+    return act_forward_t(a, p, x, y, n);                                                                \
+  }                                                                                                     \
+  bool vec_act_backward_x(Act a, const ActParams& p, const T* x, const T* dy, T* dx, int64_t n) {       \
+    return act_backward_x_t(a, p, x, dy, dx, n);                                                        \
+  }
+FASTNN_VEC_ACT(float)
+FASTNN_VEC_ACT(bf16)
+FASTNN_VEC_ACT(f16)
+#undef FASTNN_VEC_ACT
+
+// ---- 16-bit <-> float32 blocks (convert.cpp's widen_block / narrow_block) ----
+template <class S, class D> inline void convert_loop(const S* src, D* dst, int64_t n) {
+  int64_t i = 0;
+  for (; i + 2 * kW <= n; i += 2 * kW) {
+    const V a = load(src + i), b = load(src + i + kW);
+    store(dst + i, a);
+    store(dst + i + kW, b);
+  }
+  for (; i < n; i += kW) {
+    if (n - i >= kW) store(dst + i, load(src + i));
+    else store_n(dst + i, load_n(src + i, n - i), n - i);
+  }
+}
+void vec_convert(const bf16* src, float* dst, int64_t n) { convert_loop(src, dst, n); }
+void vec_convert(const f16* src, float* dst, int64_t n) { convert_loop(src, dst, n); }
+void vec_convert(const float* src, bf16* dst, int64_t n) { convert_loop(src, dst, n); }
+void vec_convert(const float* src, f16* dst, int64_t n) { convert_loop(src, dst, n); }
 
 // ---- rows of the softmax family ----
 // sum_j e^(x_j - mx) over a row of c, e^(x_j - mx) stored to e[j] when Store; mx is the

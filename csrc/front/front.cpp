@@ -40,10 +40,12 @@ std::string shape_of(const View& v) {
 
 template <class T> constexpr DType dtype_v() { return std::is_same_v<T, float> ? DType::f32 : DType::f64; }
 
-// The first array of a call decides the dtype: float32 or float64.
-Status float_data(const View& v, const char* name) {
-  if (v.dtype == DType::f32 || v.dtype == DType::f64) return ok();
-  return fail(Err::type, std::string(name) + ": expected float32 or float64 data, got " + dtype_name(v.dtype));
+// The first array of a call decides the dtype: float16, bfloat16, float32 or float64.
+bool is_float(DType d) { return d == DType::f32 || d == DType::f64 || d == DType::f16 || d == DType::bf16; }
+Status any_float_data(const View& v, const char* name) {
+  if (is_float(v.dtype)) return ok();
+  return fail(Err::type,
+              std::string(name) + ": expected float16, bfloat16, float32 or float64 data, got " + dtype_name(v.dtype));
 }
 
 // v has dtype dt, is C-contiguous, has `size` elements (size < 0: any) and, for an output, is writable.
@@ -67,11 +69,20 @@ Status check_ndim(const View& v, const char* name, int ndim, bool at_least = fal
 }
 template <class T> T* ptr(const View* v) { return v ? v->as<T>() : nullptr; }
 
-// Runs f(T{}) for the dtype; what a kernel throws becomes the Status.
-template <class F> Status run(DType dt, F&& f) {
+// Runs f(T{}) for the dtype, T float or double (run) or also bf16 / f16 (run_all, whose f
+// must compile for the 16-bit storage types); what a kernel throws becomes the Status. A
+// dtype outside the set is refused, never run as another.
+template <bool kHalf, class F> Status run_dtype(DType dt, F&& f) {
   try {
     if (dt == DType::f32) f(float{});
-    else f(double{});
+    else if (dt == DType::f64) f(double{});
+    else if constexpr (kHalf) {
+      if (dt == DType::bf16) f(bf16{});
+      else if (dt == DType::f16) f(f16{});
+      else return fail(Err::type, std::string("unsupported dtype ") + dtype_name(dt));
+    } else {
+      return fail(Err::type, std::string("expected float32 or float64 data, got ") + dtype_name(dt));
+    }
     return ok();
   } catch (const std::bad_alloc&) {
     return fail(Err::memory, "out of memory");
@@ -79,6 +90,8 @@ template <class F> Status run(DType dt, F&& f) {
     return fail(Err::value, e.what());
   }
 }
+template <class F> Status run(DType dt, F&& f) { return run_dtype<false>(dt, std::forward<F>(f)); }
+template <class F> Status run_all(DType dt, F&& f) { return run_dtype<true>(dt, std::forward<F>(f)); }
 
 bool row_act(Act a) { return a == Act::softmax || a == Act::log_softmax; }
 
@@ -91,7 +104,7 @@ Status rows_fit(const ActArgs& a, int64_t n, int64_t cols) {
 
 // (w's rows, w's cols) as (n, k) of a layer k -> n: w (n, k) if w_oi else (k, n).
 Status dense_dims(const View& x, const View& w, bool w_oi, int64_t* m, int64_t* k, int64_t* n) {
-  FRONT_TRY(float_data(x, "x"));
+  FRONT_TRY(any_float_data(x, "x"));
   FRONT_TRY(check_ndim(x, "x", 1, true));
   FRONT_TRY(check_ndim(w, "w", 2));
   *m = x.rows(), *k = x.last(), *n = w.shape[w_oi ? 0 : 1];
@@ -114,8 +127,10 @@ template <class F> void each_index(const View& t, F&& f) {
 
 template <class T> bool in_unit(const View& v) {
   const T* p = v.as<T>();
-  for (int64_t i = 0, n = v.size(); i < n; ++i)
-    if (!(p[i] >= T(0) && p[i] <= T(1))) return false;  // NaN too
+  for (int64_t i = 0, n = v.size(); i < n; ++i) {
+    const auto x = widen(p[i]);
+    if (!(x >= 0 && x <= 1)) return false;  // NaN too
+  }
   return true;
 }
 
@@ -129,10 +144,10 @@ template <class T> T nan_max(T a, T b) {
 template <class T> double bce_outside(const T* p, const T* t, const T* g, double gs, bool grad, T* out, int64_t n) {
   double sum = 0;
   for (int64_t i = 0; i < n; ++i) {
-    const double pi = p[i], ti = t[i];
-    const double v = grad ? (g ? double(g[i]) : gs) * (pi - ti) / nan_max(pi * (1.0 - pi), 1e-12)
+    const double pi = widen(p[i]), ti = widen(t[i]);
+    const double v = grad ? (g ? double(widen(g[i])) : gs) * (pi - ti) / nan_max(pi * (1.0 - pi), 1e-12)
                           : -(ti * nan_max(std::log(pi), -100.0) + (1.0 - ti) * nan_max(std::log1p(-pi), -100.0));
-    if (out) out[i] = static_cast<T>(v);
+    if (out) out[i] = narrow<T>(static_cast<compute_t<T>>(v));
     sum += v;
   }
   return sum;
@@ -155,7 +170,12 @@ struct Indices {
 
 template <class T> LossArgs<T> elementwise_args(const LossCall& c) {
   LossArgs<T> a;
-  if constexpr (std::is_same_v<T, float>) a = c.loss->f; else a = c.loss->d;
+  if constexpr (std::is_same_v<T, double>) {
+    a = c.loss->d;
+  } else {
+    const LossArgs<float>& f = c.loss->f;  // the 16-bit kernels compute in float32
+    a = LossArgs<T>{f.kind, f.delta, f.beta, f.eps, f.log_target, f.log_input, f.full, nullptr, 0};
+  }
   a.pos_weight = ptr<T>(c.weight);
   a.pw_len = c.weight ? c.weight->size() : 0;
   return a;
@@ -226,12 +246,12 @@ Status decode_loss(int64_t code, const double* v, size_t count, LossDesc* out) {
 // ---- activations ----------------------------------------------------------------------
 
 Status act_forward(const ActArgs& a, const View& x, const View& y, int64_t cols) {
-  FRONT_TRY(float_data(x, "x"));
+  FRONT_TRY(any_float_data(x, "x"));
   const int64_t n = x.size();
   FRONT_TRY(check(x, "x", x.dtype, -1, false));
   FRONT_TRY(check(y, "y", x.dtype, n, true));
   FRONT_TRY(rows_fit(a, n, cols));
-  return run(x.dtype, [&](auto t) {
+  return run_all(x.dtype, [&](auto t) {
     using T = decltype(t);
     fastnn::act_forward<T>(a.act, a.p, x.as<T>(), y.as<T>(), n, cols);
   });
@@ -239,14 +259,14 @@ Status act_forward(const ActArgs& a, const View& x, const View& y, int64_t cols)
 
 Status act_backward(const ActArgs& a, bool from_y, const View& xy, const View& dy, const View& dx, int64_t cols) {
   const char* src = from_y ? "y" : "x";
-  FRONT_TRY(float_data(xy, src));
+  FRONT_TRY(any_float_data(xy, src));
   const int64_t n = xy.size();
   FRONT_TRY(check(xy, src, xy.dtype, -1, false));
   FRONT_TRY(check(dy, "dy", xy.dtype, n, false));
   FRONT_TRY(check(dx, "dx", xy.dtype, n, true));
   FRONT_TRY(rows_fit(a, n, cols));
   if (from_y && !act_has_y_backward(a.act)) return fail(Err::value, "this activation's backward needs x, not y");
-  return run(xy.dtype, [&](auto t) {
+  return run_all(xy.dtype, [&](auto t) {
     using T = decltype(t);
     (from_y ? fastnn::act_backward_y<T> : fastnn::act_backward_x<T>)(a.act, a.p, xy.as<T>(), dy.as<T>(), dx.as<T>(),
                                                                      n, cols);
@@ -265,7 +285,7 @@ Status dense_forward(const ActArgs& a, const View& x, const View& w, bool w_oi, 
   FRONT_TRY(check_opt(b, "b", dt, n, false));
   FRONT_TRY(check(y, "y", dt, m * n, true));
   FRONT_TRY(check_opt(z, "z", dt, m * n, true));
-  return run(dt, [&](auto t) {
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     fastnn::dense_forward<T>(a.act, a.p, x.as<T>(), w.as<T>(), w_oi, ptr<T>(b), y.as<T>(), ptr<T>(z), m, k, n);
   });
@@ -289,7 +309,7 @@ Status dense_backward(const ActArgs& a, bool from_y, const View& dy, const View&
   FRONT_TRY(check_opt(dw, "dw", dt, n * k, true));
   FRONT_TRY(check_opt(db, "db", dt, n, true));
   FRONT_TRY(check_opt(g, "dpre", dt, m * n, true));
-  return run(dt, [&](auto t) {
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     fastnn::dense_backward<T>(a.act, a.p, from_y, dy.as<T>(), x.as<T>(), w.as<T>(), w_oi, ptr<T>(zy), ptr<T>(dx),
                               ptr<T>(dw), ptr<T>(db), ptr<T>(g), m, k, n);
@@ -315,8 +335,9 @@ Status dense_cross_entropy(const DenseCeCall& c, double* total) {
   FRONT_TRY(check_opt(c.lse, "lse", dt, n, true));
   if (!(c.softcap >= 0) || !(c.z_scale >= 0) || std::isinf(c.softcap) || std::isinf(c.z_scale))
     return fail(Err::value, "softcap and z_scale must be finite and >= 0");
-  const int64_t chunk = c.chunk > 0 ? c.chunk : dense_ce_chunk(n, ncls, dt == DType::f32 ? 4 : 8);
-  return run(dt, [&](auto t) {
+  // the logits are float32 for the 16-bit types too
+  const int64_t chunk = c.chunk > 0 ? c.chunk : dense_ce_chunk(n, ncls, dt == DType::f64 ? 8 : 4);
+  return run_all(dt, [&](auto t) {
     using T = decltype(t);
     *total = fastnn::dense_cross_entropy<T>(c.x.as<T>(), c.w.as<T>(), c.w_oi, ptr<T>(c.b), c.target.as<int64_t>(),
                                             n, h, ncls, c.ignore_index, c.label_smoothing, ptr<T>(c.grad),
@@ -333,7 +354,7 @@ bool loss_per_element(const LossCall& c) { return !c.loss->is_class; }
 
 Status loss_check(const LossCall& c) {
   const View &p = c.pred, &t = c.target;
-  FRONT_TRY(float_data(p, "pred"));
+  FRONT_TRY(any_float_data(p, "pred"));
   FRONT_TRY(check(p, "pred", p.dtype, -1, false));
   if (!c.loss->is_class) {
     FRONT_TRY(check(t, "target", p.dtype, p.size(), false));
@@ -367,7 +388,7 @@ Status loss_forward(const LossCall& c, const View* out, double* sum) {
   const View &p = c.pred, &t = c.target;
   FRONT_TRY(check_opt(out, "out", p.dtype, per_count(c), true));
   const bool outside = c.keras_bce && c.loss->kind == Loss::bce && !loss_in_domain(c);
-  return run(p.dtype, [&](auto z) {
+  return run_all(p.dtype, [&](auto z) {
     using T = decltype(z);
     if (outside) {
       *sum = bce_outside<T>(p.as<T>(), t.as<T>(), nullptr, 0.0, false, ptr<T>(out), p.size());
@@ -392,7 +413,7 @@ Status loss_backward(const LossCall& c, const View* grad, double gs, const View&
   if (c.loss->is_class && index_targets(c)) dtarget = nullptr;  // indices have no gradient
   FRONT_TRY(check_opt(dtarget, "dtarget", p.dtype, p.size(), true));
   const bool outside = c.keras_bce && c.loss->kind == Loss::bce && !loss_in_domain(c);
-  return run(p.dtype, [&](auto z) {
+  return run_all(p.dtype, [&](auto z) {
     using T = decltype(z);
     const T* g = ptr<T>(grad);
     if (outside) {
@@ -413,8 +434,13 @@ Status loss_backward(const LossCall& c, const View* grad, double gs, const View&
 
 bool loss_in_domain(const LossCall& c) {
   if (c.loss->kind != Loss::bce || c.loss->is_class) return true;
-  if (c.pred.dtype == DType::f32) return in_unit<float>(c.pred) && in_unit<float>(c.target);
-  return in_unit<double>(c.pred) && in_unit<double>(c.target);
+  switch (c.pred.dtype) {
+    case DType::f32: return in_unit<float>(c.pred) && in_unit<float>(c.target);
+    case DType::f64: return in_unit<double>(c.pred) && in_unit<double>(c.target);
+    case DType::bf16: return in_unit<bf16>(c.pred) && in_unit<bf16>(c.target);
+    case DType::f16: return in_unit<f16>(c.pred) && in_unit<f16>(c.target);
+    default: return true;  // an unchecked call: loss_check refuses it
+  }
 }
 
 // As fastnn/_loss.py's reductions: "mean" divides by the elements, or for class indices

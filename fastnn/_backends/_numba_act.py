@@ -35,6 +35,8 @@ import numba
 import numpy as np
 from numba import njit
 
+from ._numba_half import cz, ld, lowp, st
+
 # Every kernel: compiled on first call, cached on disk, runs without the GIL; float
 # division by zero gives inf/NaN as in numpy and torch (numba's default "python" error
 # model raises instead). fastmath stays off so NaN and inf propagate exactly.
@@ -204,185 +206,195 @@ def fwd_span(code, x, y, p):
     Callers pass slices and loops run over range(len): indices provably >= 0 let numba
     drop its negative-index wraparound, and the loops vectorize (5x faster than
     indexing from lo to hi)."""
-    T = x.dtype.type
+    T = type(cz(x))
     s, a, beta, th = T(p[_P_SLOPE]), T(p[_P_ALPHA]), T(p[_P_BETA]), T(p[_P_THRESH])
     n = x.shape[0]
     if code == LINEAR:
-        y[:] = x
+        for i in range(n):
+            y[i] = st(ld(x[i]), y)
     elif code == RELU:
         for i in range(n):
-            y[i] = relu_fwd(x[i], s, th, T(p[_P_MAXV]))
+            y[i] = st(relu_fwd(ld(x[i]), s, th, T(p[_P_MAXV])), y)
     elif code == RELU6 or code == HARD_TANH:
         lo, hi = (T(0), T(6)) if code == RELU6 else (T(p[_P_MIN]), T(p[_P_MAX]))
         for i in range(n):
-            y[i] = clamp_fwd(x[i], lo, hi)
+            y[i] = st(clamp_fwd(ld(x[i]), lo, hi), y)
     elif code == LEAKY_RELU:  # x > 0 ? x : s x
         for i in range(n):
-            y[i] = x[i] if x[i] > T(0) else x[i] * s
+            y[i] = st(ld(x[i]) if ld(x[i]) > T(0) else ld(x[i]) * s, y)
     elif code == ELU or code == SELU:
         a, scale = (a, T(1)) if code == ELU else (T(SELU_ALPHA), T(SELU_SCALE))
         for i in range(n):
-            y[i] = elu_fwd(x[i], a, scale)
+            y[i] = st(elu_fwd(ld(x[i]), a, scale), y)
     elif code == CELU:  # max(0, x) + min(0, a (e^(x/a) - 1))
         for i in range(n):
-            y[i] = x[i] if x[i] > T(0) else a * math.expm1(x[i] / a)
+            y[i] = st(ld(x[i]) if ld(x[i]) > T(0) else a * math.expm1(ld(x[i]) / a), y)
     elif code == GELU and p[_P_APPROX] == 0.0:
         for i in range(n):
-            y[i] = gelu_erf_fwd(x[i])
+            y[i] = st(gelu_erf_fwd(ld(x[i])), y)
     elif code == GELU:
         for i in range(n):
-            y[i] = gelu_tanh_fwd(x[i])
+            y[i] = st(gelu_tanh_fwd(ld(x[i])), y)
     elif code == SILU:  # x sigmoid(x)
         for i in range(n):
-            y[i] = x[i] * sigmoid(x[i])
+            y[i] = st(ld(x[i]) * sigmoid(ld(x[i])), y)
     elif code == MISH:  # x tanh(softplus(x))
         for i in range(n):
-            y[i] = x[i] * math.tanh(softplus(x[i]))
+            y[i] = st(ld(x[i]) * math.tanh(softplus(ld(x[i]))), y)
     elif code == SIGMOID:
         for i in range(n):
-            y[i] = sigmoid(x[i])
+            y[i] = st(sigmoid(ld(x[i])), y)
     elif code == HARD_SIGMOID:
         for i in range(n):
-            y[i] = hard_sigmoid_fwd(x[i])
+            y[i] = st(hard_sigmoid_fwd(ld(x[i])), y)
     elif code == HARD_SILU:
         for i in range(n):
-            y[i] = hard_silu_fwd(x[i])
+            y[i] = st(hard_silu_fwd(ld(x[i])), y)
     elif code == TANH:
         for i in range(n):
-            y[i] = math.tanh(x[i])
+            y[i] = st(math.tanh(ld(x[i])), y)
     elif code == SOFTPLUS:  # x where beta x > threshold (strictly, as torch), else sp(beta x) / beta
         for i in range(n):
-            y[i] = x[i] if beta * x[i] > th else softplus(beta * x[i]) / beta
+            y[i] = st(ld(x[i]) if beta * ld(x[i]) > th else softplus(beta * ld(x[i])) / beta, y)
     elif code == SOFTSIGN:  # x / (1 + |x|); inf / inf = NaN, as torch
         for i in range(n):
-            y[i] = x[i] / (T(1) + abs(x[i]))
+            y[i] = st(ld(x[i]) / (T(1) + abs(ld(x[i]))), y)
     elif code == LOG_SIGMOID:  # -softplus(-x) = min(x, 0) - log1p(e^-|x|)
         for i in range(n):
-            y[i] = (x[i] if x[i] < T(0) else T(0)) - math.log1p(math.exp(-abs(x[i])))
+            y[i] = st((ld(x[i]) if ld(x[i]) < T(0) else T(0)) - math.log1p(math.exp(-abs(ld(x[i])))), y)
     elif code == EXPONENTIAL:
         for i in range(n):
-            y[i] = math.exp(x[i])
+            y[i] = st(math.exp(ld(x[i])), y)
     elif code == RELU_SQUARED:  # x relu(x), torch's x * F.relu(x): -inf * 0 = NaN, x < 0 gives -0
         for i in range(n):
-            r = x[i] if x[i] > T(0) else (T(0) if x[i] <= T(0) else x[i])  # relu, NaN kept
-            y[i] = x[i] * r
+            r = ld(x[i]) if ld(x[i]) > T(0) else (T(0) if ld(x[i]) <= T(0) else ld(x[i]))  # relu, NaN kept
+            y[i] = st(ld(x[i]) * r, y)
 
 
 @njit(**OPTS)
 def bwd_span(code, x, dy, dx, p):
     """dx = dy f'(x) over 1-D slices, from the input x. Not softmax / log_softmax."""
-    T = x.dtype.type
+    T = type(cz(x))
     s, a, beta, th = T(p[_P_SLOPE]), T(p[_P_ALPHA]), T(p[_P_BETA]), T(p[_P_THRESH])
     n = x.shape[0]
     if code == LINEAR:
-        dx[:] = dy
+        for i in range(n):
+            dx[i] = st(ld(dy[i]), dx)
     elif code == RELU:
         for i in range(n):
-            dx[i] = relu_bwd(x[i], dy[i], s, th, T(p[_P_MAXV]))
+            dx[i] = st(relu_bwd(ld(x[i]), ld(dy[i]), s, th, T(p[_P_MAXV])), dx)
     elif code == RELU6 or code == HARD_TANH:
         lo, hi = (T(0), T(6)) if code == RELU6 else (T(p[_P_MIN]), T(p[_P_MAX]))
         for i in range(n):
-            dx[i] = clamp_bwd(x[i], dy[i], lo, hi)
+            dx[i] = st(clamp_bwd(ld(x[i]), ld(dy[i]), lo, hi), dx)
     elif code == LEAKY_RELU:  # slope at 0 and at NaN (torch: x > 0 ? dy : dy * slope)
         for i in range(n):
-            dx[i] = dy[i] if x[i] > T(0) else dy[i] * s
+            dx[i] = st(ld(dy[i]) if ld(x[i]) > T(0) else ld(dy[i]) * s, dx)
     elif code == ELU or code == SELU:
         a, scale = (a, T(1)) if code == ELU else (T(SELU_ALPHA), T(SELU_SCALE))
         for i in range(n):
-            dx[i] = elu_bwd(x[i], dy[i], a, scale)
+            dx[i] = st(elu_bwd(ld(x[i]), ld(dy[i]), a, scale), dx)
     elif code == CELU:  # f' = x > 0 ? 1 : e^(x/a): 1 at 0; NaN: dy; 1/a as torch: 1 / float32(a)
         s = T(1.0 / float(np.float32(a)))
         for i in range(n):
-            dx[i] = dy[i] * s * a * math.exp(x[i] * s) if x[i] <= T(0) else dy[i]
+            dx[i] = st(ld(dy[i]) * s * a * math.exp(ld(x[i]) * s) if ld(x[i]) <= T(0) else ld(dy[i]), dx)
     elif code == GELU and p[_P_APPROX] == 0.0:
         for i in range(n):
-            dx[i] = gelu_erf_bwd(x[i], dy[i])
+            dx[i] = st(gelu_erf_bwd(ld(x[i]), ld(dy[i])), dx)
     elif code == GELU:
         for i in range(n):
-            dx[i] = gelu_tanh_bwd(x[i], dy[i])
+            dx[i] = st(gelu_tanh_bwd(ld(x[i]), ld(dy[i])), dx)
     elif code == SILU:  # (x s)' = s (1 + x (1 - s)), s = sigmoid(x)
         for i in range(n):
-            sg = sigmoid(x[i])
-            dx[i] = dy[i] * sg * (T(1) + x[i] * (T(1) - sg))
+            sg = sigmoid(ld(x[i]))
+            dx[i] = st(ld(dy[i]) * sg * (T(1) + ld(x[i]) * (T(1) - sg)), dx)
     elif code == MISH:
         for i in range(n):
-            dx[i] = mish_bwd(x[i], dy[i])
+            dx[i] = st(mish_bwd(ld(x[i]), ld(dy[i])), dx)
     elif code == SIGMOID:  # s (1 - s)
         for i in range(n):
-            sg = sigmoid(x[i])
-            dx[i] = dy[i] * sg * (T(1) - sg)
+            sg = sigmoid(ld(x[i]))
+            dx[i] = st(ld(dy[i]) * sg * (T(1) - sg), dx)
     elif code == HARD_SIGMOID:  # 1/6 (float 1/6, as torch) on (-3, 3); 0 at +-3, beyond, at NaN
         for i in range(n):
-            dx[i] = dy[i] * T(ONE_SIXTH_F32) if (x[i] > T(-3) and x[i] < T(3)) else T(0)
+            dx[i] = st(ld(dy[i]) * T(ONE_SIXTH_F32) if (ld(x[i]) > T(-3) and ld(x[i]) < T(3)) else T(0), dx)
     elif code == HARD_SILU:
         for i in range(n):
-            dx[i] = hard_silu_bwd(x[i], dy[i])
+            dx[i] = st(hard_silu_bwd(ld(x[i]), ld(dy[i])), dx)
     elif code == TANH:  # 1 - tanh^2
         for i in range(n):
-            t = math.tanh(x[i])
-            dx[i] = dy[i] * (T(1) - t * t)
+            t = math.tanh(ld(x[i]))
+            dx[i] = st(ld(dy[i]) * (T(1) - t * t), dx)
     elif code == SOFTPLUS:  # f' = beta x > threshold ? 1 : sigmoid(beta x)
         for i in range(n):
-            dx[i] = dy[i] if beta * x[i] > th else dy[i] * sigmoid(beta * x[i])
+            dx[i] = st(ld(dy[i]) if beta * ld(x[i]) > th else ld(dy[i]) * sigmoid(beta * ld(x[i])), dx)
     elif code == SOFTSIGN:  # 1 / (1 + |x|)^2; NaN at x = +-inf, as torch's autograd
         for i in range(n):
-            d = T(1) + abs(x[i])
-            dx[i] = dy[i] / (d * d) if d * T(0) == T(0) else d * T(0)
+            d = T(1) + abs(ld(x[i]))
+            dx[i] = st(ld(dy[i]) / (d * d) if d * T(0) == T(0) else d * T(0), dx)
     elif code == LOG_SIGMOID:  # (-softplus(-x))' = sigmoid(-x)
         for i in range(n):
-            dx[i] = dy[i] * sigmoid(-x[i])
+            dx[i] = st(ld(dy[i]) * sigmoid(-ld(x[i])), dx)
     elif code == EXPONENTIAL:
         for i in range(n):
-            dx[i] = dy[i] * math.exp(x[i])
+            dx[i] = st(ld(dy[i]) * math.exp(ld(x[i])), dx)
     elif code == RELU_SQUARED:
         # autograd of x * relu(x): dy relu(x) + (dy x where relu(x) > 0 or NaN, else 0); the
         # two terms are equal above 0, so it is 2 (dy x) there
         for i in range(n):
-            r = x[i] if x[i] > T(0) else (T(0) if x[i] <= T(0) else x[i])
-            dx[i] = T(2) * (dy[i] * x[i]) if r > T(0) else dy[i] * r + T(0)
+            r = ld(x[i]) if ld(x[i]) > T(0) else (T(0) if ld(x[i]) <= T(0) else ld(x[i]))
+            dx[i] = st(T(2) * (ld(dy[i]) * ld(x[i])) if r > T(0) else ld(dy[i]) * r + T(0), dx)
 
 
 @njit(**OPTS)
 def bwd_y_span(code, y, dy, dx, p):
     """dx = dy f'(x) from the output y: relu (torch defaults), sigmoid, tanh, exponential."""
-    T = y.dtype.type
+    T = type(cz(y))
     n = y.shape[0]
     if code == RELU:  # torch's threshold_backward: 0 where y <= 0, else dy (NaN passes dy)
         for i in range(n):
-            dx[i] = T(0) if y[i] <= T(0) else dy[i]
+            dx[i] = st(T(0) if ld(y[i]) <= T(0) else ld(dy[i]), dx)
     elif code == SIGMOID:  # y (1 - y)
         for i in range(n):
-            dx[i] = dy[i] * y[i] * (T(1) - y[i])
+            dx[i] = st(ld(dy[i]) * ld(y[i]) * (T(1) - ld(y[i])), dx)
     elif code == TANH:  # 1 - y^2
         for i in range(n):
-            dx[i] = dy[i] * (T(1) - y[i] * y[i])
+            dx[i] = st(ld(dy[i]) * (T(1) - ld(y[i]) * ld(y[i])), dx)
     elif code == EXPONENTIAL:  # exp' = exp
         for i in range(n):
-            dx[i] = dy[i] * y[i]
+            dx[i] = st(ld(dy[i]) * ld(y[i]), dx)
 
 
 # ---- softmax rows ------------------------------------------------------------------
 @njit(**OPTS)
 def softmax_row(log_out, x, y):
     """One row (y may be x). m = max (NaN ignored; 0 if the row is all -inf/NaN, so
-    0/0 gives torch's NaN); softmax y = e^(x - m) / sum; log_softmax y = x - m - log sum."""
-    T = x.dtype.type
+    0/0 gives torch's NaN); softmax y = e^(x - m) / sum; log_softmax y = x - m - log sum.
+    16-bit y: e^(x - m) is computed again in the last pass instead of being kept in y, so
+    each output is rounded once."""
+    T = type(cz(x))
     m = T(-np.inf)
     for j in range(x.shape[0]):
-        if x[j] > m:
-            m = x[j]
+        if ld(x[j]) > m:
+            m = ld(x[j])
     if not m > T(-np.inf):
         m = T(0)
     s = T(0)
     if log_out:
         for j in range(x.shape[0]):
-            s += math.exp(x[j] - m)
+            s += math.exp(ld(x[j]) - m)
         ls = math.log(s)
         for j in range(x.shape[0]):
-            y[j] = x[j] - m - ls
+            y[j] = st(ld(x[j]) - m - ls, y)
+    elif lowp(y):
+        for j in range(x.shape[0]):
+            s += math.exp(ld(x[j]) - m)
+        inv = T(1) / s
+        for j in range(x.shape[0]):
+            y[j] = st(math.exp(ld(x[j]) - m) * inv, y)
     else:
         for j in range(x.shape[0]):
-            y[j] = math.exp(x[j] - m)
+            y[j] = math.exp(ld(x[j]) - m)
             s += y[j]
         inv = T(1) / s
         for j in range(x.shape[0]):
@@ -390,24 +402,35 @@ def softmax_row(log_out, x, y):
 
 
 @njit(**OPTS)
-def softmax_grad_row(log_out, from_y, xy, dy, dx):
-    """dx of one row, from y (or from x: y is computed into dx first).
+def softmax_grad_row(log_out, from_y, xy, dy, dx, ys):
+    """dx of one row, from y (or from x: y is computed first, into dx, or for a 16-bit dx
+    into the float32 scratch row ys, so that dx is rounded once).
     softmax: dx = y (dy - sum dy y); log_softmax: dx = dy - e^y sum dy."""
-    y = xy
     if not from_y:
-        softmax_row(log_out, xy, dx)
-        y = dx
-    s = dy.dtype.type(0)
+        if lowp(dx):
+            softmax_row(log_out, xy, ys)
+            softmax_grad_from(log_out, ys, dy, dx)
+        else:
+            softmax_row(log_out, xy, dx)
+            softmax_grad_from(log_out, dx, dy, dx)
+    else:
+        softmax_grad_from(log_out, xy, dy, dx)
+
+
+@njit(**OPTS)
+def softmax_grad_from(log_out, y, dy, dx):
+    T = type(cz(y))
+    s = T(0)
     if log_out:
         for j in range(dy.shape[0]):
-            s += dy[j]
+            s += ld(dy[j])
         for j in range(dy.shape[0]):
-            dx[j] = dy[j] - math.exp(y[j]) * s
+            dx[j] = st(ld(dy[j]) - math.exp(ld(y[j])) * s, dx)
     else:
         for j in range(dy.shape[0]):
-            s += dy[j] * y[j]
+            s += ld(dy[j]) * ld(y[j])
         for j in range(dy.shape[0]):
-            dx[j] = y[j] * (dy[j] - s)
+            dx[j] = st(ld(y[j]) * (ld(dy[j]) - s), dx)
 
 
 # ---- row kernels: 2-D (rows, cols) C-contiguous blocks ----------------------------------
@@ -419,20 +442,21 @@ def softmax_forward(log_out, x, y):
 
 @njit(**OPTS)
 def softmax_backward(log_out, from_y, xy, dy, dx):
+    ys = np.empty(xy.shape[1] if lowp(dx) else 0, np.float32)
     for r in range(xy.shape[0]):
-        softmax_grad_row(log_out, from_y, xy[r], dy[r], dx[r])
+        softmax_grad_row(log_out, from_y, xy[r], dy[r], dx[r], ys)
 
 
 @njit(**OPTS)
 def bias_act_rows(code, z, y, b, has_b, p):
     """Dense epilogue of rows of the product z, one pass: z += b (if has_b), y = act(z)
-    (y may be z)."""
+    (y may be z). A 16-bit layer's z is the float32 product (y its 16-bit output)."""
     n = z.shape[1]
     for r in range(z.shape[0]):
         zr, yr = z[r], y[r]
         if has_b:
             for j in range(n):
-                zr[j] += b[j]
+                zr[j] += ld(b[j])
         if code == SOFTMAX or code == LOG_SOFTMAX:
             softmax_row(code == LOG_SOFTMAX, zr, yr)
         else:
@@ -441,23 +465,31 @@ def bias_act_rows(code, z, y, b, has_b, p):
 
 @njit(**OPTS)
 def act_grad_rows(code, from_y, zy, dy, g, dbp, need_db, chunk, p):
-    """Dense backward prologue, one pass: g = dy * act'(z or y) (not written for linear:
-    g is dy then) and, when need_db, dbp[c, j] = sum of g[r, j] over the rows r of
-    chunk c (float64). Chunks are fixed, so db is the same for any thread count."""
+    """Dense backward prologue, one pass: g = dy * act'(z or y) (for linear, written only
+    when g is not dy: a 16-bit layer's g is float32) and, when need_db, dbp[c, j] = sum of
+    g[r, j] over the rows r of chunk c (float64, float32 for 16-bit layers). Chunks are
+    fixed, so db is the same for any thread count."""
     rows, n = dy.shape
+    own_g = code != LINEAR or lowp(dy)
+    ys = np.empty(n if lowp(g) else 0, np.float32)
     for c in range((rows + chunk - 1) // chunk):
         for r in range(c * chunk, min(rows, (c + 1) * chunk)):
             if code == SOFTMAX or code == LOG_SOFTMAX:
-                softmax_grad_row(code == LOG_SOFTMAX, from_y, zy[r], dy[r], g[r])
-            elif code != LINEAR:
+                softmax_grad_row(code == LOG_SOFTMAX, from_y, zy[r], dy[r], g[r], ys)
+            elif own_g:
                 if from_y:
                     bwd_y_span(code, zy[r], dy[r], g[r], p)
                 else:
                     bwd_span(code, zy[r], dy[r], g[r], p)
             if need_db:
-                gr = g[r] if code != LINEAR else dy[r]
-                for j in range(n):
-                    dbp[c, j] += gr[j]
+                if own_g:
+                    gr = g[r]
+                    for j in range(n):
+                        dbp[c, j] += gr[j]
+                else:
+                    dr = dy[r]
+                    for j in range(n):
+                        dbp[c, j] += dr[j]
 
 
 # ---- threads --------------------------------------------------------------------------

@@ -16,6 +16,8 @@ from typing import Any, Dict
 import numpy as np
 from numba import njit
 
+from ._numba_half import cz, ld, lowp, st
+
 # As in _numba_act.py: cached, GIL released, numpy's division semantics, no fastmath.
 OPTS: Dict[str, Any] = dict(cache=True, nogil=True, error_model="numpy")
 
@@ -209,84 +211,85 @@ def loss_values(code, pred, target, dst, pw, off, prm, flags):
     log_target, log_input, full = flags
     if code == MSE:
         for i in range(pred.shape[0]):
-            dst[i] = (pred[i] - target[i]) * (pred[i] - target[i])
+            dst[i] = st((ld(pred[i]) - ld(target[i])) * (ld(pred[i]) - ld(target[i])), dst)
     elif code == MAE:
         for i in range(pred.shape[0]):
-            dst[i] = abs(pred[i] - target[i])
+            dst[i] = st(abs(ld(pred[i]) - ld(target[i])), dst)
     elif code == HUBER:
         for i in range(pred.shape[0]):
-            dst[i] = huber_val(pred[i], target[i], delta)
+            dst[i] = st(huber_val(ld(pred[i]), ld(target[i]), delta), dst)
     elif code == SMOOTH_L1:
         for i in range(pred.shape[0]):
-            dst[i] = smooth_l1_val(pred[i], target[i], beta)
+            dst[i] = st(smooth_l1_val(ld(pred[i]), ld(target[i]), beta), dst)
     elif code == BCE:
         for i in range(pred.shape[0]):
-            dst[i] = bce_val(pred[i], target[i])
+            dst[i] = st(bce_val(ld(pred[i]), ld(target[i])), dst)
     elif code == BCE_WITH_LOGITS:
         for i in range(pred.shape[0]):
-            dst[i] = bce_logits_val(pred[i], target[i], pw[(off + i) % pw.shape[0]])
+            dst[i] = st(bce_logits_val(ld(pred[i]), ld(target[i]), ld(pw[(off + i) % pw.shape[0]])), dst)
     elif code == KL_DIV:
         for i in range(pred.shape[0]):
-            dst[i] = kl_div_val(pred[i], target[i], log_target)
+            dst[i] = st(kl_div_val(ld(pred[i]), ld(target[i]), log_target), dst)
     elif code == POISSON_NLL:
         for i in range(pred.shape[0]):
-            dst[i] = poisson_val(pred[i], target[i], log_input, full, eps)
+            dst[i] = st(poisson_val(ld(pred[i]), ld(target[i]), log_input, full, eps), dst)
     elif code == HINGE:
         for i in range(pred.shape[0]):
-            dst[i] = hinge_margin(pred[i], target[i])
+            dst[i] = st(hinge_margin(ld(pred[i]), ld(target[i])), dst)
     elif code == SQUARED_HINGE:
         for i in range(pred.shape[0]):
-            dst[i] = hinge_margin(pred[i], target[i]) * hinge_margin(pred[i], target[i])
+            dst[i] = st(hinge_margin(ld(pred[i]), ld(target[i])) * hinge_margin(ld(pred[i]), ld(target[i])), dst)
     elif code == LOG_COSH:
         for i in range(pred.shape[0]):
-            dst[i] = log_cosh_val(pred[i], target[i])
+            dst[i] = st(log_cosh_val(ld(pred[i]), ld(target[i])), dst)
 
 
 @njit(**OPTS)
 def loss_derivs(code, pred, target, dp, dt, want_dt, pw, off, prm, flags):
     """dp = dloss/dpred and dt = dloss/dtarget (computed where cheap or want_dt, else
-    0) of 1-D slices; pos_weight as in loss_values. Unconditional stores, so the
+    0) of 1-D slices, into scratch arrays of the compute type; pos_weight as in
+    loss_values. Unconditional stores, so the
     arithmetic-only loops vectorize."""
-    T = pred.dtype.type
+    T = type(cz(pred))
     delta, beta, eps = prm
     log_target, log_input, full = flags
     n = pred.shape[0]
     if code == MSE:  # 2 d
         for i in range(n):
-            dp[i] = T(2) * (pred[i] - target[i])
+            dp[i] = T(2) * (ld(pred[i]) - ld(target[i]))
             dt[i] = -dp[i]
     elif code == MAE:  # sign(d), 0 at d == 0
         for i in range(n):
-            dp[i] = sign0(pred[i] - target[i])
+            dp[i] = sign0(ld(pred[i]) - ld(target[i]))
             dt[i] = -dp[i]
     elif code == HUBER:
         for i in range(n):
-            dp[i], dt[i] = huber_grad(pred[i], target[i], delta)
+            dp[i], dt[i] = huber_grad(ld(pred[i]), ld(target[i]), delta)
     elif code == SMOOTH_L1:
         for i in range(n):
-            dp[i], dt[i] = smooth_l1_grad(pred[i], target[i], beta)
+            dp[i], dt[i] = smooth_l1_grad(ld(pred[i]), ld(target[i]), beta)
     elif code == BCE:
         for i in range(n):
-            dp[i], dt[i] = bce_grad(pred[i], target[i], want_dt)
+            dp[i], dt[i] = bce_grad(ld(pred[i]), ld(target[i]), want_dt)
     elif code == BCE_WITH_LOGITS:
         for i in range(n):
-            dp[i], dt[i] = bce_logits_grad(pred[i], target[i], pw[(off + i) % pw.shape[0]], want_dt)
+            dp[i], dt[i] = bce_logits_grad(ld(pred[i]), ld(target[i]), ld(pw[(off + i) % pw.shape[0]]), want_dt)
     elif code == KL_DIV:
         for i in range(n):
-            dp[i], dt[i] = kl_div_grad(pred[i], target[i], log_target, want_dt)
+            dp[i], dt[i] = kl_div_grad(ld(pred[i]), ld(target[i]), log_target, want_dt)
     elif code == POISSON_NLL:
         for i in range(n):
-            dp[i], dt[i] = poisson_grad(pred[i], target[i], log_input, full, eps, want_dt)
+            dp[i], dt[i] = poisson_grad(ld(pred[i]), ld(target[i]), log_input, full, eps, want_dt)
     elif code == HINGE:
         for i in range(n):
-            dp[i], dt[i] = hinge_grad(pred[i], target[i])
+            dp[i], dt[i] = hinge_grad(ld(pred[i]), ld(target[i]))
     elif code == SQUARED_HINGE:  # d/dp max(1 - t p, 0)^2 = -2 t max(1 - t p, 0)
         for i in range(n):
-            dp[i] = T(-2) * target[i] * hinge_margin(pred[i], target[i])
+            dp[i] = T(-2) * ld(target[i]) * hinge_margin(ld(pred[i]), ld(target[i]))
             dt[i] = T(0)
     elif code == LOG_COSH:  # (log cosh d)' = tanh d
         for i in range(n):
-            dp[i] = math.tanh(pred[i] - target[i])
+            dp[i] = math.tanh(ld(pred[i]) - ld(target[i]))
             dt[i] = -dp[i]
 
 
@@ -294,28 +297,30 @@ def loss_derivs(code, pred, target, dp, dt, want_dt, pw, off, prm, flags):
 def loss_backward(code, pred, target, grad, has_grad, gs, dpred, dtarget, has_dt, pw, off, prm, flags):
     """dpred = g dloss/dpred (and dtarget = g dloss/dtarget when has_dt) of 1-D slices
     starting at flat index off, g = grad[i] (has_grad) or gs: per chunk, the loss's
-    derivatives, then one generic pass applying g."""
+    derivatives into scratch (compute type), then one pass applying g and storing (each
+    output rounded once for 16-bit data)."""
     n = pred.shape[0]
-    scratch = np.empty(min(n, CHUNK), pred.dtype)
+    T = type(cz(pred))
+    sp, sd = np.empty(min(n, CHUNK), T), np.empty(min(n, CHUNK), T)
     for c in range((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        dp, dt = dpred[lo:hi], scratch[:hi - lo]
+        dp, dt = sp[:hi - lo], sd[:hi - lo]
         loss_derivs(code, pred[lo:hi], target[lo:hi], dp, dt, has_dt, pw, off + lo, prm, flags)
-        g = grad[lo:hi]
+        g, dpk = grad[lo:hi], dpred[lo:hi]
         if has_grad:
             for i in range(dp.shape[0]):
-                dp[i] = g[i] * dp[i]
+                dpk[i] = st(ld(g[i]) * dp[i], dpk)
         else:
             for i in range(dp.shape[0]):
-                dp[i] = gs * dp[i]
+                dpk[i] = st(gs * dp[i], dpk)
         if has_dt:
             dtk = dtarget[lo:hi]
             if has_grad:
                 for i in range(dt.shape[0]):
-                    dtk[i] = g[i] * dt[i]
+                    dtk[i] = st(ld(g[i]) * dt[i], dtk)
             else:
                 for i in range(dt.shape[0]):
-                    dtk[i] = gs * dt[i]
+                    dtk[i] = st(gs * dt[i], dtk)
 
 
 @njit(**OPTS)
@@ -342,30 +347,41 @@ def sum64(a):
 @njit(**OPTS)
 def loss_forward(code, pred, target, out, has_out, pw, off, prm, flags, parts):
     """Losses of 1-D slices starting at flat index off (a multiple of CHUNK): parts[c] =
-    float64 sum over chunk c of the slice; out = per-element losses when has_out."""
+    float64 sum over chunk c of the slice (of the unrounded values for 16-bit data); out =
+    per-element losses when has_out."""
     n = pred.shape[0]
-    scratch = np.empty(0 if has_out else min(n, CHUNK), pred.dtype)
+    T = type(cz(pred))
+    direct = has_out and not lowp(out)  # the values go straight to out
+    scratch = np.empty(0 if direct else min(n, CHUNK), T)
     for c in range((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        dst = out[lo:hi] if has_out else scratch[:hi - lo]
-        loss_values(code, pred[lo:hi], target[lo:hi], dst, pw, off + lo, prm, flags)
-        parts[c] = sum64(dst)
+        if direct:
+            loss_values(code, pred[lo:hi], target[lo:hi], out[lo:hi], pw, off + lo, prm, flags)
+            parts[c] = sum64(out[lo:hi])
+        else:
+            dst = scratch[:hi - lo]
+            loss_values(code, pred[lo:hi], target[lo:hi], dst, pw, off + lo, prm, flags)
+            parts[c] = sum64(dst)
+            if has_out:
+                o = out[lo:hi]
+                for i in range(dst.shape[0]):
+                    o[i] = st(dst[i], o)
 
 
 # ---- cross-entropy family: pred (rows, C), class axis last --------------------------
 @njit(**OPTS)
 def row_lse(x):
     # log sum e^x = m + log sum e^(x - m), m = max (NaN ignored; 0 for an all -inf row)
-    T = x.dtype.type
+    T = type(cz(x))
     m = T(-np.inf)
     for j in range(x.shape[0]):
-        if x[j] > m:
-            m = x[j]
+        if ld(x[j]) > m:
+            m = ld(x[j])
     if not m > T(-np.inf):
         m = T(0)
     s = T(0)
     for j in range(x.shape[0]):
-        s += math.exp(x[j] - m)
+        s += math.exp(ld(x[j]) - m)
     return m + math.log(s)
 
 
@@ -373,15 +389,15 @@ def row_lse(x):
 def class_row_loss(x, y, w, log_probs, ls):
     # nll: -w_y x_y.  cross_entropy (x = logits, logp = x - lse), label smoothing ls:
     # (1 - ls) w_y (lse - x_y) + (ls / C) sum_c w_c (lse - x_c)
-    T = x.dtype.type
+    T = type(cz(x))
     if log_probs:
-        return -w[y] * x[y]
+        return -ld(w[y]) * ld(x[y])
     lse = row_lse(x)
-    v = (T(1) - ls) * w[y] * (lse - x[y])
+    v = (T(1) - ls) * ld(w[y]) * (lse - ld(x[y]))
     if ls != T(0):
         s = T(0)
         for j in range(x.shape[0]):
-            s += w[j] * (lse - x[j])
+            s += ld(w[j]) * (lse - ld(x[j]))
         v += ls / T(x.shape[0]) * s
     return v
 
@@ -392,7 +408,7 @@ def class_forward(pred, target, w, out, has_out, log_probs, ignore_index, ls, ch
     rows; out[r] when has_out. Ignored rows give 0; an index out of range (refused by
     the validation layer) NaN."""
     rows, C = pred.shape
-    T = pred.dtype.type
+    T = type(cz(pred))
     for c in range((rows + chunk - 1) // chunk):
         s = 0.0
         for r in range(c * chunk, min(rows, (c + 1) * chunk)):
@@ -401,7 +417,7 @@ def class_forward(pred, target, w, out, has_out, log_probs, ignore_index, ls, ch
             if y != ignore_index:
                 v = class_row_loss(pred[r], y, w, log_probs, ls) if 0 <= y < C else T(np.nan)
             if has_out:
-                out[r] = v
+                out[r] = st(v, out)
             s += v
         parts[c] = s
 
@@ -412,25 +428,26 @@ def class_backward(pred, target, w, grad, has_grad, gs, dpred, log_probs, ignore
     nll: -g w_y at y, 0 elsewhere; cross_entropy:
     g [(1 - ls) w_y (p_c - [c == y]) + (ls / C) (W p_c - w_c)]. Ignored rows: 0."""
     rows, C = pred.shape
-    T = pred.dtype.type
+    T = type(cz(pred))
     wsum = T(0)
     for j in range(C):
-        wsum += w[j]
+        wsum += ld(w[j])
     for r in range(rows):
         y, x, dx = target[r], pred[r], dpred[r]
-        dx[:] = T(0)
+        for j in range(C):
+            dx[j] = st(T(0), dx)
         if y == ignore_index or not 0 <= y < C:
             continue
-        g = grad[r] if has_grad else gs
+        g = ld(grad[r]) if has_grad else gs
         if log_probs:
-            dx[y] = -g * w[y]
+            dx[y] = st(-g * ld(w[y]), dx)
             continue
         lse = row_lse(x)
-        k1, k2 = g * (T(1) - ls) * w[y], g * ls / T(C)
+        k1, k2 = g * (T(1) - ls) * ld(w[y]), g * ls / T(C)
         for j in range(C):
-            pj = math.exp(x[j] - lse)
-            dx[j] = k1 * pj + k2 * (wsum * pj - w[j])
-        dx[y] -= k1
+            pj = math.exp(ld(x[j]) - lse)
+            d = k1 * pj + k2 * (wsum * pj - ld(w[j]))
+            dx[j] = st(d - k1 if j == y else d, dx)
 
 
 @njit(**OPTS)
@@ -438,7 +455,7 @@ def soft_class_forward(pred, target, w, out, has_out, ls, chunk, parts):
     """Probability targets t, smoothed t' = (1 - ls) t + ls / C:
     loss_r = -sum_c w_c t'_c (x_c - lse); parts as in class_forward."""
     rows, C = pred.shape
-    T = pred.dtype.type
+    T = type(cz(pred))
     u = ls / T(max(C, 1))
     for c in range((rows + chunk - 1) // chunk):
         s = 0.0
@@ -447,9 +464,9 @@ def soft_class_forward(pred, target, w, out, has_out, ls, chunk, parts):
             lse = row_lse(x)
             v = T(0)
             for j in range(C):
-                v -= w[j] * ((T(1) - ls) * t[j] + u) * (x[j] - lse)
+                v -= ld(w[j]) * ((T(1) - ls) * ld(t[j]) + u) * (ld(x[j]) - lse)
             if has_out:
-                out[r] = v
+                out[r] = st(v, out)
             s += v
         parts[c] = s
 
@@ -458,16 +475,17 @@ def soft_class_forward(pred, target, w, out, has_out, ls, chunk, parts):
 def soft_class_backward(pred, target, w, grad, has_grad, gs, dpred, dtarget, has_dt, ls):
     """dx_c = g (p_c sum_k w_k t'_k - w_c t'_c); dt_c = -g (1 - ls) w_c (x_c - lse)."""
     rows, C = pred.shape
-    T = pred.dtype.type
+    T = type(cz(pred))
     u = ls / T(max(C, 1))
     for r in range(rows):
         x, t = pred[r], target[r]
-        g = grad[r] if has_grad else gs
+        g = ld(grad[r]) if has_grad else gs
         lse = row_lse(x)
         wt = T(0)
         for j in range(C):
-            wt += w[j] * ((T(1) - ls) * t[j] + u)
+            wt += ld(w[j]) * ((T(1) - ls) * ld(t[j]) + u)
+        dp = dpred[r]
         for j in range(C):
-            dpred[r, j] = g * (math.exp(x[j] - lse) * wt - w[j] * ((T(1) - ls) * t[j] + u))
+            dp[j] = st(g * (math.exp(ld(x[j]) - lse) * wt - ld(w[j]) * ((T(1) - ls) * ld(t[j]) + u)), dp)
             if has_dt:
-                dtarget[r, j] = -g * (T(1) - ls) * w[j] * (x[j] - lse)
+                dtarget[r, j] = st(-g * (T(1) - ls) * ld(w[j]) * (ld(x[j]) - lse), dtarget)

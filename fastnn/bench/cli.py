@@ -15,12 +15,12 @@ import importlib.metadata
 import sys
 import time
 
-from . import (activation, compare, dense, dense_ce, impls, loss, machine, mixed, mlp, plot,
+from . import (activation, compare, dense, dense_ce, impls, loss, lowp, machine, mixed, mlp, plot,
                procs, report, softmax, targets, threads, timing)
 
 # Run order; every family a module with specs(quick) and make_case(spec, dtype, fw).
 FAMILIES = {"dense": dense, "activation": activation, "softmax": softmax, "loss": loss,
-            "dense_ce": dense_ce, "mlp": mlp, "threads": threads}
+            "dense_ce": dense_ce, "mlp": mlp, "threads": threads, "lowp": lowp}
 QUICK_FAMILIES = ("dense", "activation", "softmax", "loss", "mlp")
 ORDER = ["fastnn[cpp]", "fastnn[cpp] no cache", "fastnn[numba]", "fastnn[cpp] 1 thread",
          "fastnn[cpp] 2 threads", "fastnn.torch.patch", "fastnn[cpp] after torch", "torch",
@@ -37,7 +37,7 @@ def parse_args(argv):
                     "two saved runs.")
     p.add_argument("--quick", action="store_true",
                    help="fewer cases, fastnn's C++ backend vs torch only, short timing")
-    p.add_argument("--dtype", choices=sorted(timing.TOLERANCES), default="float32",
+    p.add_argument("--dtype", choices=timing.RUN_DTYPES, default="float32",
                    help="dtype of every float input (default: float32)")
     p.add_argument("--json", metavar="FILE", help="write the run (header, ceilings, rows) to FILE")
     p.add_argument("--csv", metavar="FILE",

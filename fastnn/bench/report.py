@@ -71,6 +71,9 @@ def _count(n):
 def label(op, shape):
     """The case in plain words: "Dense+relu, batch 256, 1024 -> 1024 features"."""
     dims = tuple(int(d) for d in shape)
+    base, _, tail = op.partition(" ")
+    if tail and base in ("dense_relu", "mlp_train_step"):  # the 16-bit rows (lowp.py): "<op> [autocast] <dtype>"
+        return f"{label(base, shape)}, {tail}"
     if op == "dense_relu":
         return f"Dense+relu, batch {dims[0]}, {dims[1]} -> {dims[2]} features"
     if op == "dense_cross_entropy":

@@ -29,7 +29,13 @@ import numpy as np
 TOLERANCES = {
     "float32": dict(rtol=1e-4, atol_rel=1e-5),
     "float64": dict(rtol=1e-10, atol_rel=1e-12),
+    # 16-bit rows (lowp.py): torch's bf16 / fp16 rtol; outputs rounded once to 8 / 11
+    # significant bits, sums of gradients rounded per operand, so an absolute part of the
+    # same order, scaled to the largest value
+    "bfloat16": dict(rtol=1.6e-2, atol_rel=1.6e-2),
+    "float16": dict(rtol=1e-3, atol_rel=1e-3),
 }
+RUN_DTYPES = ("float32", "float64")  # --dtype: the float dtype of every family's inputs
 
 
 @dataclass
@@ -104,7 +110,10 @@ class Case:
 def to_numpy(out):
     """numpy array from a numpy array, a torch tensor, or a 0-d scalar."""
     if hasattr(out, "detach"):
-        out = out.detach().cpu().numpy()
+        out = out.detach().cpu()
+        if str(out.dtype) == "torch.bfloat16":  # numpy has no bfloat16 of torch's: widen (exact)
+            out = out.float()
+        out = out.numpy()
     return np.asarray(out)
 
 

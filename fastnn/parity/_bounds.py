@@ -24,6 +24,15 @@ reference) -> bound:
   dense                float32 35  -> 256   float64 31  -> 128  (dw of the products with
                                                                  the exponential / softmax)
   dense_cross_entropy  float32 3.9 -> 16    float64 2.4 -> 16   (dw, db)
+
+float16 / bfloat16 (numba backend; ulps of the 16-bit format: one rounding is <= 0.5):
+  activation           float16 0.82 -> 4    bfloat16 0.84 -> 4   (exponential dx)
+  loss                 float16 0.5 -> 4     bfloat16 0.24 -> 4
+  dense                float16 87  -> 128   bfloat16 32  -> 128  (dx of hard_silu / hard_tanh:
+                                                                 a 16-bit z rounded across the
+                                                                 kink; the reference
+                                                                 differentiates the exact z)
+  dense_cross_entropy  float16 0.22 -> 4    bfloat16 0.22 -> 4
 """
 from typing import Dict, Tuple
 
@@ -37,6 +46,14 @@ BOUNDS = {
     ("dense", "float64"): 128.0,
     ("dense_cross_entropy", "float32"): 16.0,
     ("dense_cross_entropy", "float64"): 16.0,
+    ("activation", "float16"): 4.0,
+    ("activation", "bfloat16"): 4.0,
+    ("loss", "float16"): 4.0,
+    ("loss", "bfloat16"): 4.0,
+    ("dense", "float16"): 128.0,
+    ("dense", "bfloat16"): 128.0,
+    ("dense_cross_entropy", "float16"): 4.0,
+    ("dense_cross_entropy", "bfloat16"): 4.0,
 }
 # (op, dtype name) -> bound in ulps, overriding its family's
 OP_BOUNDS: Dict[Tuple[str, str], float] = {}

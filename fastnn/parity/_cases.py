@@ -4,8 +4,9 @@ A case is one op with one set of parameters (and reduction / weight layout) on o
 it yields one row per (backend, dtype, output): the forward value and each gradient.
 
 Error measure (the "ulps" column and the bound): per element
-    e_i = |got_i - ref_i| / (eps(dtype) * (|ref_i| + s_i))
-and the row's error is max_i e_i, with NaN / inf placed differently from the reference
+    e_i = |got_i - ref_i| / (eps(dtype) * max(|ref_i| + s_i, tiny(dtype)))
+(tiny: the smallest normal number; a reference beyond the dtype's range counts as +-inf,
+float16 from 65520 on) and the row's error is max_i e_i, with NaN / inf placed differently from the reference
 counting as inf. s_i is the magnitude of what rounds into element i, so a result that is
 small only by cancellation is judged against its operands:
   * elementwise activation, forward: 1 (|x| + 1 for gelu, whose x Phi(x) loses |x|
@@ -106,9 +107,16 @@ class Measure(NamedTuple):
 
 def measure(got, ref, dtype, s):
     """The error of `got` (the kernel's array) against the float64 `ref` (module docstring)."""
-    eps = precision(dtype).eps
+    p = precision(dtype)
+    eps = p.eps
     g = np.asarray(got, np.float64)
     r = np.asarray(ref, np.float64)
+    # beyond the dtype's range the exact result is +-inf (float16 from 65520 on): the largest
+    # finite value is (2 - eps) 2^emax, and it rounds up to inf from (2 - eps/2) 2^emax
+    top = (2.0 - eps / 2) * 2.0 ** (1 - math.log2(p.tiny))
+    if (np.abs(r) >= top).any():
+        with np.errstate(invalid="ignore"):
+            r = np.where(np.abs(r) >= top, np.sign(r) * math.inf, r)
     if g.shape != r.shape:
         return Measure(math.inf, math.inf, r.size, (("shape",), g.shape, r.shape))
     if r.size == 0:
@@ -116,7 +124,8 @@ def measure(got, ref, dtype, s):
     s = np.broadcast_to(np.nan_to_num(np.asarray(s, np.float64), nan=0.0, posinf=0.0), r.shape)
     same = (g == r) | (np.isnan(g) & np.isnan(r))
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        mag = np.where(np.isfinite(r), np.abs(r), 0.0) + s
+        # floored at the smallest normal: a subnormal result's spacing is that of tiny
+        mag = np.maximum(np.where(np.isfinite(r), np.abs(r), 0.0) + s, p.tiny)
         e = np.where(same, 0.0, np.abs(g - r) / (eps * mag))
         e = np.where(np.isnan(e), math.inf, e)
         fin = np.isfinite(r) & np.isfinite(g)

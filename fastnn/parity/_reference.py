@@ -98,7 +98,8 @@ def _activation_fn(op, p):
 def _numba(fn, *args, **kwargs):
     """fastnn.fn on float64 copies of the array arguments, on the numba backend."""
     import fastnn  # noqa: PLC0415 - the package imports this module
-    cast = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else a  # noqa: E731
+    from .._checks import FLOAT_DTYPES  # noqa: PLC0415 - bfloat16's dtype kind is not "f"
+    cast = lambda a: a.astype(np.float64) if isinstance(a, np.ndarray) and a.dtype in FLOAT_DTYPES else a  # noqa: E731
     with fastnn.use_backend("numba"):
         return getattr(fastnn, fn)(*[cast(a) for a in args], **{k: cast(v) for k, v in kwargs.items()})
 
@@ -150,6 +151,7 @@ def _torch_loss(op, P, T, reduction, p):
         kw = dict(weight=p.get("weight"), ignore_index=p.get("ignore_index", -100), reduction=reduction)
         if op == "nll":
             return F.nll_loss(mv(P), T, **kw)
+        T = mv(T) if T.is_floating_point() else T  # probabilities: their class axis too
         return F.cross_entropy(mv(P), T, label_smoothing=p.get("label_smoothing", 0.0), **kw)
     if op == "kl_div":
         with warnings.catch_warnings():
