@@ -251,8 +251,11 @@ def _dense_ref(x, w, b, act):
 
 
 @pytest.mark.parametrize("dtype", HALF)
-@pytest.mark.parametrize("act", ["relu", "gelu"])
-def test_dense_forward_backward(be, dtype, act):
+@pytest.mark.parametrize("act, scratch", [("relu", None), ("gelu", None), ("gelu", 4 * 70 * 16)],
+                         ids=["relu", "gelu", "gelu-chunked"])
+def test_dense_forward_backward(be, dtype, act, scratch, monkeypatch):
+    if scratch:  # float32 scratch for 16 rows: the forward, dx and dw all loop over chunks
+        monkeypatch.setattr(be, "_ACC_CHUNK_BYTES", scratch)
     rng = np.random.default_rng(7)
     m, k, n = 101, 70, 19  # > 4 x the emulated grid rows (24): the 4-row unrolled loops run
     x, w, b = rnd(rng, (m, k), dtype, -1, 1), rnd(rng, (n, k), dtype, -1, 1), rnd(rng, (n,), dtype)
@@ -269,13 +272,13 @@ def test_dense_forward_backward(be, dtype, act):
     dy = rnd(rng, (m, n), dtype)
     dx, dw, db = be.dense_backward(dy, x, w, True, z, False, spec, True, True, True)
     if act == "relu":
-        g = w64(dy) * (w64(z) > 0)
+        g = w64(dy) * (w64(z) > 0)  # exact in 16 bits
     else:
-        g = ACT_BWD_X[act](w64(z), w64(dy))
-    g = g.astype(dtype).astype(F64)  # g is stored in the storage dtype before the products (torch's order too)
-    assert_close(dx, g @ w64(w), dtype, np.abs(g) @ np.abs(w64(w)))
-    assert_close(dw, g.T @ w64(x), dtype, np.abs(g).T @ np.abs(w64(x)))
-    assert_close(db, g.sum(0), dtype, np.abs(g).sum(0))
+        g = ACT_BWD_X[act](w64(z), w64(dy))  # an intermediate: reaches the products unrounded (hi + lo)
+    e = (2.0 ** -16 if dtype == BF16 else 2.0 ** -21) + 2e-6
+    assert_one_ulp(dx, g @ w64(w), dtype, atol=e * (np.abs(g) @ np.abs(w64(w))))
+    assert_one_ulp(dw, g.T @ w64(x), dtype, atol=e * (np.abs(g).T @ np.abs(w64(x))))
+    assert_one_ulp(db, g.sum(0), dtype, atol=e * np.abs(g).sum(0))
 
 
 @pytest.mark.parametrize("dtype", HALF)
@@ -375,7 +378,7 @@ class _Dev:
     def __init__(self, a):
         self.a = a
         self.data = type("Mem", (), {"ptr": a.ctypes.data})()
-        self.shape, self.dtype, self.flags = a.shape, a.dtype, a.flags
+        self.shape, self.dtype, self.flags, self.strides = a.shape, a.dtype, a.flags, a.strides
 
     def fill(self, v):
         self.a.fill(v)
@@ -432,8 +435,29 @@ def test_cupy_runtime_gemm_operands(dtype):
                 rt.gemm(_Dev(av), _Dev(bv), _Dev(out), 1.0, beta, False)
                 exp = ref + (0.5 if beta else 0.0)
                 np.testing.assert_allclose(w64(out), exp, rtol=RTOL[dtype] if out_dt == dtype else 1e-6, atol=1e-5)
+    # column blocks of wider arrays (dense_backward's dw chunks): leading dimension > width
+    av = rnd(rng, (m, k + 3), dtype)[:, 2:2 + k]
+    bv = rnd(rng, (n, k + 5), dtype)[:, 1:1 + k].T
+    out = np.empty((m, n), dtype=np.float32)
+    rt.gemm(_Dev(av), _Dev(bv), _Dev(out), 1.0, 0.0, False)
+    np.testing.assert_allclose(w64(out), w64(av) @ w64(bv), rtol=1e-6, atol=1e-5)
+    assert fake.calls[-1][5:7] == (k + 5, k + 3)  # ldb of b^T (op T), lda of a (op N): cuBLAS order
     assert {c[:2] for c in fake.calls} == {(0, 0), (0, 1), (1, 0), (1, 1)}
     assert all(c[-1] == fake.CUBLAS_COMPUTE_32F for c in fake.calls)
     x32 = rng.standard_normal((4, 6)).astype(np.float32)
     rt.gemm(_Dev(x32), _Dev(x32.T), _Dev(np.empty((4, 4), np.float32)), 1.0, 0.0, True)
     assert fake.calls[-1][-1] == fake.CUBLAS_COMPUTE_32F_FAST_TF32
+
+
+@pytest.mark.parametrize("dtype", HALF)
+def test_dense_softmax_rounds_once(be, dtype, monkeypatch):
+    """Dense + softmax: the softmax of the float32 z + b (by row chunks), rounded once."""
+    monkeypatch.setattr(be, "_ACC_CHUNK_BYTES", 4 * 21 * 8)  # 8 rows at a time
+    rng = np.random.default_rng(13)
+    x, w, b = rnd(rng, (30, 40), dtype, -1, 1), rnd(rng, (21, 40), dtype, -1, 1), rnd(rng, (21,), dtype)
+    y, z = be.dense_forward(x, w, True, b, act_spec("softmax"), True)
+    z_ref = w64(x) @ w64(w).T + w64(b)
+    e = np.exp(z_ref - z_ref.max(1, keepdims=True))
+    acc = 2e-6 * (np.abs(w64(x)) @ np.abs(w64(w)).T + np.abs(w64(b)))
+    assert_one_ulp(z, z_ref, dtype, atol=acc)
+    assert_one_ulp(y, e / e.sum(1, keepdims=True), dtype, atol=2e-6)

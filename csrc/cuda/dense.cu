@@ -97,9 +97,11 @@ template <class T> __global__ void add_bias_f32(float* acc, const T* b, long lon
 // g = dy * act'(zy) (act given by code; zy null: g = dy, the linear case) over the rows
 // [blockIdx.y * rpc, +rpc) of column c, and partial[blockIdx.y, c] = sum of those g in
 // double (bias gradient, finished by col_reduce in chunk order). g and partial may be null.
-// g is computed in C and rounded once to T; the sums add the rounded g (the values the
-// weight gradient's product reads, as torch sums its 16-bit gradient in float32).
-template <class T> __global__ void act_grad(const T* zy, const T* dy, T* g, double* partial, long long rows,
+// g is computed in C and rounded to T; the sums add the rounded g (the values the weight
+// gradient's product reads). g_lo (may be null; the 16-bit layers whose activation
+// derivative is not exact in 16 bits): the residue g - (T)g as a second T, so that the
+// products read g to ~2^-16 / 2^-22 (split_f32's scheme); the sums then add the unrounded g.
+template <class T> __global__ void act_grad(const T* zy, const T* dy, T* g, T* g_lo, double* partial, long long rows,
                                                long long cols, long long rpc, int code, int from_y, FK_ACT_DECL) {
   using C = acc_t<T>;
   const ActParams p = FK_ACT_PARAMS;
@@ -123,7 +125,8 @@ template <class T> __global__ void act_grad(const T* zy, const T* dy, T* g, doub
     for (int u = 0; u < 4; ++u) {
       const T gv = st<T>(v[u]);
       if (g) g[(r + u) * cols + c] = gv;
-      s += (double)ld(gv);
+      if (g_lo) g_lo[(r + u) * cols + c] = st<T>(v[u] - (C)ld(gv));
+      s += g_lo ? (double)v[u] : (double)ld(gv);
     }
   }
   for (; r < r1; ++r) {
@@ -132,7 +135,8 @@ template <class T> __global__ void act_grad(const T* zy, const T* dy, T* g, doub
     if (zy) v = from_y ? act_bwd_y<C>(code, (C)ld(zy[i]), v, p) : act_bwd<C>(code, (C)ld(zy[i]), v, p);
     const T gv = st<T>(v);
     if (g) g[i] = gv;
-    s += (double)ld(gv);
+    if (g_lo) g_lo[i] = st<T>(v - (C)ld(gv));
+    s += g_lo ? (double)v : (double)ld(gv);
   }
   if (partial) partial[(long long)blockIdx.y * cols + c] = s;
 }

@@ -34,7 +34,7 @@ KERNELS = {
     "from_f32": ["const float*", "T*", "long long"],
     "split_f32": ["const float*", "T*", "T*", "long long"],
     "add_bias_f32": ["float*", "const T*", "long long", "long long"],
-    "act_grad": ["const T*", "const T*", "T*", "double*", "long long", "long long", "long long", "int", "int"] + _ACT,
+    "act_grad": ["const T*", "const T*", "T*", "T*", "double*", "long long", "long long", "long long", "int", "int"] + _ACT,
     "col_reduce": ["const double*", "long long", "long long", "T*"],
     "sum_all": ["const T*", "long long", "double*"],
     "loss_forward": ["const T*", "const T*", "T*", "long long"] + _LOSS + ["double*"],

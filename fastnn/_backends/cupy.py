@@ -8,7 +8,11 @@ in float32 and round each output once, to nearest-even (csrc/cuda/common.cuh). T
 products run through cuBLAS GemmEx (tensor cores) with float32 compute
 (CUBLAS_COMPUTE_32F): into the storage dtype where nothing follows the product, else into
 a float32 scratch of at most _ACC_CHUNK_BYTES (row chunks) that the fused epilogue
-(bias_act_acc: bias + activation) reads and rounds once. float32 and float64 products go
+(bias_act_acc: bias + activation) reads and rounds once. A float32 intermediate that feeds
+a product (the activation gradient of dense_backward where f' is not a mask, the logits'
+gradient of dense_cross_entropy) goes to GemmEx as two 16-bit parts hi + lo (float32 to
+~2^-16 / 2^-22), both products accumulated in float32: the fused ops round once, at their
+outputs, at the cost of a second product there. float32 and float64 products go
 through cupy.matmul, except that float32 products use TF32 tensor cores
 (CUBLAS_COMPUTE_32F_FAST_TF32) inside ``allow_tf32(True)``: off by default, so numpy /
 cupy API calls keep full float32 products; fastnn.torch turns it on for torch tensors
@@ -134,14 +138,19 @@ def _cuda_type(dtype):
 
 def _blas_operand(xp, a):
     """(array, op, leading dimension) of a 2-D operand for column-major cuBLAS, which sees
-    a C-contiguous (r, c) array as its (c, r) transpose (op N, ld c) and an F-contiguous
-    one as itself (op T, ld r). Other layouts are copied C-contiguous (the backend's own
-    calls pass none)."""
-    if not a.flags.c_contiguous and not a.flags.f_contiguous:
-        a = xp.ascontiguousarray(a)
-    if a.flags.c_contiguous:
-        return a, 0, max(1, a.shape[1])
-    return a, 1, max(1, a.shape[0])
+    a row-major (r, c) array with unit column stride (C-contiguous, or a block of columns
+    of one) as its (c, r) transpose (op N, ld = its row stride) and one with unit row
+    stride (a transposed view) as itself (op T, ld = its column stride). Other layouts are
+    copied C-contiguous (the backend's own calls pass none)."""
+    r, c = a.shape
+    isz = a.dtype.itemsize
+    s0, s1 = a.strides
+    if a.flags.c_contiguous or (s1 == isz and s0 >= c * isz and s0 % isz == 0):
+        return a, 0, max(1, c, s0 // isz if r > 1 else 1)
+    if a.flags.f_contiguous or (s0 == isz and s1 >= r * isz and s1 % isz == 0):
+        return a, 1, max(1, r, s1 // isz if c > 1 else 1)
+    a = xp.ascontiguousarray(a)
+    return a, 0, max(1, c)
 
 
 def _init():
@@ -355,13 +364,20 @@ def _dense_forward_half(x, w, w_oi, b, spec, keep_z):
     wt = w.T if w_oi else w
     y = xp.empty((m, n), dtype=x.dtype)
     z = xp.empty_like(y) if keep_z else None
-    if _is_softmax(spec):  # softmax rows over the rounded z + b (its own row kernel)
-        zb = z if keep_z else y
-        if b is None:
-            _product(x, wt, zb)
-        else:
-            _bias_act_acc(x, wt, None, zb, b, _LINEAR, _NO_ACT)
-        _rows(x.dtype, "softmax_forward", m, n, zb, y, m, n, spec.name == "log_softmax")
+    if _is_softmax(spec):  # the float32 rows' softmax, by row chunks of the float32 product
+        f32 = np.dtype(np.float32)
+        rows = max(1, min(m, _ACC_CHUNK_BYTES // (4 * max(1, n))))
+        acc = xp.empty((min(rows, m), n), dtype=f32)
+        for r0 in range(0, m if n else 0, rows):
+            r1 = min(m, r0 + rows)
+            a = acc[: r1 - r0]
+            _product(x[r0:r1], wt, a)
+            if b is not None:
+                _elementwise(x.dtype, "add_bias_f32", a.size, a, b, r1 - r0, n)
+            if keep_z:
+                _elementwise(x.dtype, "from_f32", a.size, a, z[r0:r1], a.size)
+            _rows(f32, "softmax_forward", r1 - r0, n, a, a, r1 - r0, n, spec.name == "log_softmax")
+            _elementwise(x.dtype, "from_f32", a.size, a, y[r0:r1], a.size)
     elif b is None and spec.name == "linear":
         _product(x, wt, y)  # nothing follows the product: rounded once by cuBLAS
         if keep_z:
@@ -390,10 +406,11 @@ def dense_forward(x, w, w_oi, b, spec, keep_z):
         return y, (z if keep_z else None)
 
 
-def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
+def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True, g_lo=None):
     """One pass over dy (m, n), m, n > 0: g = dy * act'(zy) (where g is given; zy None is
-    the linear case) and, where want_db, the column sums of g in double per chunk of rows:
-    returns those (nchunks, n) partial sums (None without want_db)."""
+    the linear case; g_lo: its 16-bit rounding residue, see act_grad) and, where want_db,
+    the column sums of g in double per chunk of rows: returns those (nchunks, n) partial
+    sums (None without want_db)."""
     m, n = dy.shape
     bx, gx = _col_blocks(n)
     # about grid_limit() / 2 blocks in all: enough to fill the device, few partial sums
@@ -402,11 +419,12 @@ def _col_partials(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
     nchunks = _cdiv(m, rpc)
     partial = _rt.xp.empty((nchunks, n), dtype=np.float64) if want_db else None
     code, act = (spec.code, _act_args(spec)) if spec is not None else (_LINEAR, _NO_ACT)
-    _rt.launch(dy.dtype, "act_grad", (gx, nchunks), (bx,), (zy, dy, g, partial, m, n, rpc, code, bool(from_y)) + act)
+    _rt.launch(dy.dtype, "act_grad", (gx, nchunks), (bx,),
+               (zy, dy, g, g_lo, partial, m, n, rpc, code, bool(from_y)) + act)
     return partial
 
 
-def _col_sums(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
+def _col_sums(dy, zy=None, g=None, spec=None, from_y=False, want_db=True, g_lo=None):
     """g (see _col_partials) and the column sums of g as dy's dtype (None without want_db)."""
     m, n = dy.shape
     db = _rt.xp.empty(n, dtype=dy.dtype) if want_db else None
@@ -414,7 +432,7 @@ def _col_sums(dy, zy=None, g=None, spec=None, from_y=False, want_db=True):
         if db is not None:
             db[...] = 0
         return db
-    partial = _col_partials(dy, zy, g, spec, from_y, want_db)
+    partial = _col_partials(dy, zy, g, spec, from_y, want_db, g_lo)
     if want_db:
         _elementwise(dy.dtype, "col_reduce", n, partial, partial.shape[0], n, db)
     return db
@@ -436,9 +454,61 @@ def dense_backward(dy, x, w, w_oi, zy, from_y, spec, need_dx, need_dw, need_db):
                 db = _col_sums(g)
         else:
             g = xp.empty_like(dy)
+            if _is_half(dy.dtype) and not _exact_grad(spec) and (need_dx or need_dw):
+                # g = dy f'(z) is an intermediate of this fused op: the products read it
+                # unrounded, as 16-bit hi + lo parts (act_grad's g_lo)
+                g_lo = xp.empty_like(dy)
+                db = _col_sums(dy, zy, g, spec, from_y, need_db, g_lo)
+                return _split_input_grads(g, g_lo, x, w, w_oi, need_dx, need_dw) + (db,)
             db = _col_sums(dy, zy, g, spec, from_y, need_db)  # g and its column sums in one pass
         dx, dw = input_grads(_Products, g, x, w, w_oi, need_dx, need_dw)
         return dx, dw, db
+
+
+def _exact_grad(spec):
+    """Whether dy f'(z) is dy or 0 (or a 16-bit-exact -dy): a mask, exact in 16 bits."""
+    if spec.name in ("relu6", "hard_tanh"):
+        return True
+    return spec.name == "relu" and float(spec.numeric[0]) == 0.0  # negative_slope 0
+
+
+def _split_input_grads(hi, lo, x, w, w_oi, need_dx, need_dw):
+    """(dx, dw) of a 16-bit Dense layer from g = hi + lo (m, n): dx = g W, dw = g^T x (w
+    (n, k), "oi") or x^T g (w (k, n)), each as two GemmEx products accumulated in a
+    float32 scratch of at most _ACC_CHUNK_BYTES (dx by rows, dw by its leading rows: column
+    blocks of g) and rounded once."""
+    xp = _rt.xp
+    m, n = hi.shape
+    k = x.shape[1]
+    f32 = np.dtype(np.float32)
+    dx = dw = None
+    if need_dx:
+        dx = xp.empty_like(x)
+        wg = w if w_oi else w.T                          # (n, k)
+        rows = max(1, min(m, _ACC_CHUNK_BYTES // (4 * max(1, k))))
+        acc = xp.empty((min(rows, m), k), dtype=f32)
+        for r0 in range(0, m, rows):
+            r1 = min(m, r0 + rows)
+            a = acc[: r1 - r0]
+            _product(hi[r0:r1], wg, a)
+            _product(lo[r0:r1], wg, a, 1.0)
+            _elementwise(x.dtype, "from_f32", a.size, a, dx[r0:r1], a.size)
+    if need_dw:
+        dw = xp.empty_like(w)
+        # dw's leading axis: n ("oi", dw = g^T x) or k ("io", dw = x^T g)
+        lead, other = (n, k) if w_oi else (k, n)
+        step = max(1, min(lead, _ACC_CHUNK_BYTES // (4 * max(1, other))))
+        acc = xp.empty((min(step, lead), other), dtype=f32)
+        for c0 in range(0, lead, step):
+            c1 = min(lead, c0 + step)
+            a = acc[: c1 - c0]
+            for part, beta in ((hi, 0.0), (lo, 1.0)):
+                if w_oi:
+                    _product(part[:, c0:c1].T, x, a, beta)
+                else:
+                    _product(x[:, c0:c1].T, part, a, beta)
+            _elementwise(x.dtype, "from_f32", a.size, a, dw[c0:c1], a.size)
+    return dx, dw
 
 
 # ---- sums -------------------------------------------------------------------------------

@@ -47,8 +47,8 @@ class EmuRuntime:
         out's dtype (numpy / ml_dtypes conversions: round-to-nearest-even)."""
         assert a.ndim == b.ndim == out.ndim == 2 and out.flags.c_contiguous and out.flags.writeable
         assert a.dtype == b.dtype and (out.dtype == a.dtype or out.dtype == np.float32), (a.dtype, b.dtype, out.dtype)
-        assert a.flags.c_contiguous or a.flags.f_contiguous, "gemm operand neither C- nor F-contiguous"
-        assert b.flags.c_contiguous or b.flags.f_contiguous, "gemm operand neither C- nor F-contiguous"
+        for op in (a, b):  # what cuBLAS can read: unit stride along one axis (CupyRuntime's _blas_operand)
+            assert op.strides[1] == op.itemsize or op.strides[0] == op.itemsize, f"gemm operand strides {op.strides}"
         af, bf = a.astype(np.float32), b.astype(np.float32)
         if tf32:
             af, bf = _tf32(af), _tf32(bf)

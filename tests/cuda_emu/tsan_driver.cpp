@@ -112,7 +112,7 @@ template <class T> static void run_all() {
     expect(z, zr, 0.0, "bias_act z");
     expect(y, yr, 0.0, "bias_act y");
     std::vector<double> partial(nch * cols);
-    emu::launch({2, unsigned(nch), 1}, {32, 1, 1}, [&] { act_grad<T>(z.data(), dy.data(), g.data(), partial.data(), rows, cols, rpc, int(Act::relu), 0, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
+    emu::launch({2, unsigned(nch), 1}, {32, 1, 1}, [&] { act_grad<T>(z.data(), dy.data(), g.data(), nullptr, partial.data(), rows, cols, rpc, int(Act::relu), 0, 0.0, INFINITY, 0.0, 1.0, 1.0, -1.0, 1.0, 0); });
     emu::launch({2, 1, 1}, {32, 1, 1}, [&] { col_reduce<T>(partial.data(), nch, cols, db.data()); });
     std::vector<double> dbd(cols, 0.0);
     for (long long i = 0; i < rows * cols; ++i) { gr[i] = act_bwd<T>(int(Act::relu), zr[i], dy[i], p); dbd[i % cols] += gr[i]; }
