@@ -9,7 +9,8 @@ kernels' own cost, robust to a busy machine.
 
 Each shape m x n x k is timed as the forward product x W^T (bt), the backward dx = g W
 (float32 g with bf16 W: the mixed product) and dW = x^T g (at), on every gemm_lp path the
-level has (best, widen, bf16dot, blas).
+level has (best, widen, bf16dot, amx, amx_split, blas; csrc/cpu/gemm_lp.h). "amx" and
+"bf16dot" round the float32 g of the mixed products to bf16 (gemm_lp itself does not).
 """
 import argparse
 import os
@@ -120,7 +121,8 @@ def main():
                     secs = {name: best_of(lambda f=fn: f(p), args.reps) for name, fn in prods32.items()}
                     ref.setdefault("f32", secs)
                     print(f"  [{level:8s}] f32 sgemm {p:9s}" + "  ".join(f"{name} {flop / s / 1e9:7.1f}" for name, s in secs.items()))
-                paths = ["best", "widen", "blas"] + (["bf16dot"] if _C._gemm_lp_has_bf16dot() else [])
+                paths = (["best", "widen", "blas"] + (["bf16dot"] if _C._gemm_lp_has_bf16dot() else [])
+                         + (["amx", "amx_split"] if _C._gemm_lp_has_amx() else []))
                 if level == "baseline":
                     paths = ["best", "blas"]
                 for path in paths:

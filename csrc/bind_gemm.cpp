@@ -47,7 +47,8 @@ GemmLpPath path_of(const std::string& s) {
   if (s == "blas") return GemmLpPath::blas;
   if (s == "reference") return GemmLpPath::reference;
   if (s == "amx") return GemmLpPath::amx;
-  throw py::value_error("_gemm_lp: path is '" + s + "', expected best, widen, bf16dot, amx, blas or reference");
+  if (s == "amx_split") return GemmLpPath::amx_split;
+  throw py::value_error("_gemm_lp: path is '" + s + "', expected best, widen, bf16dot, amx, amx_split, blas or reference");
 }
 
 using Calls = std::vector<std::pair<int64_t, int64_t>>;
@@ -59,6 +60,7 @@ const char* path_name(GemmLpPath p) {
     case GemmLpPath::blas: return "blas";
     case GemmLpPath::reference: return "reference";
     case GemmLpPath::amx: return "amx";
+    case GemmLpPath::amx_split: return "amx_split";
     default: return "best";
   }
 }

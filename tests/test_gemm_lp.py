@@ -49,6 +49,8 @@ def paths(level, ta, tb):
         out.append("bf16dot")
     if _C._gemm_lp_has_amx() and ta in (BF16, F32) and tb in (BF16, F32):
         out.append("amx")
+        if F32 in (ta, tb):
+            out.append("amx_split")
     return out
 
 
@@ -74,7 +76,7 @@ def check(ta, tb, at, bt, m, n, k, path, rng, alpha=1.0, beta=0.0, ld_extra=0, g
         c[...] = np.nan  # beta == 0: C is not read
     taken = _C._gemm_lp(a, b, at, bt, 1.0, 0.0, np.zeros((m, n), F32), path=path)[3]
     if path == "best":
-        expected = {"avx512": ("amx", "bf16dot", "widen"), "avx2": ("widen",), "baseline": ("blas", "reference")}
+        expected = {"avx512": ("amx", "amx_split", "bf16dot", "widen"), "avx2": ("widen",), "baseline": ("blas", "reference")}
         assert taken in expected[_C._isa()], taken
     opa = rounded_for(taken, a).astype(np.float64)
     opb = rounded_for(taken, b).astype(np.float64)

@@ -7,11 +7,14 @@
 //    the float32 rate there; on Intel CPUs it runs at half the float32 FMA rate, so where
 //    the CPU has AMX tiles that Linux does not grant, the widened product below runs.
 //    A product with a float operand (a Dense backward's gradient of the pre-activation,
-//    float32 until the product reads it) is widened (kMixedBf16Dot false): the bf16 units
-//    would need that operand rounded to bf16, and the contract is float32 products of it;
-//    the rounding error (2^-9 of each term) shows in cancelling sums (a fused
-//    cross-entropy's dx) beyond what the tests allow. Both bf16 paths can still take such
-//    products (gemm_lp_path), rounding the float operand while packing.
+//    float32 until the product reads it): rounded to bf16 that operand would be 2^-9 off
+//    per term, which shows in cancelling sums (a fused cross-entropy's dx) beyond what the
+//    contract (float32 products of it) and the tests allow. On AMX it goes in as two bf16
+//    parts, hi + lo (16 significant bits, relative error <= 2^-17, below float32
+//    summation's own error bound k 2^-24 for k >= 128), two tile products: about twice
+//    the float32 rate (amx_split). Without AMX it is widened into the float32 product
+//    (kMixedBf16Dot false). The bf16 paths can still take such products rounded
+//    (gemm_lp_path amx / bf16dot), for tests and benchmarks.
 //  - AVX-512 otherwise, and AVX2 (+FMA, F16C): the 16-bit operands widened while they are
 //    packed (bf16: a shift; f16: vcvtph2ps) into fastnn's float32 product (sgemm_driver.h,
 //    gemm<TA, TB>). float16 always goes this way: AVX512-FP16's products accumulate in
@@ -49,9 +52,13 @@ namespace fastnn {
   }
 FASTNN_GEMM_DECL(sgemm_avx512, gemm)
 FASTNN_GEMM_DECL(sgemm_avx512, gemm_bf16dot)
-FASTNN_GEMM_DECL(sgemm_avx512, gemm_amx)
 FASTNN_GEMM_DECL(sgemm_avx2, gemm)
 #undef FASTNN_GEMM_DECL
+namespace sgemm_avx512 {
+template <class TA, class TB>
+void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda, const TB* b,
+              int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done, const BRows* b_rows, bool split);
+}
 #endif
 
 namespace {
@@ -186,6 +193,7 @@ bool has_amx() { return cpu_amx() && isa() == Isa::avx512; }
 template <class TA, class TB> GemmLpPath gemm_lp_best(int64_t m, int64_t n, int64_t k) {
   constexpr bool bf_types = is_bf_or_float<TA> && is_bf_or_float<TB>;
   constexpr bool mixed = std::is_same_v<TA, float> || std::is_same_v<TB, float>;
+  if (bf_types && mixed && has_amx()) return GemmLpPath::amx_split;
   if (bf_types && (!mixed || kMixedBf16Dot)) {
     if (has_amx()) return GemmLpPath::amx;
     // vdpbf16ps only where the CPU has no AMX tiles (above)
@@ -224,7 +232,13 @@ void gemm_lp_path(GemmLpPath path, bool at, bool bt, int64_t m, int64_t n, int64
     case GemmLpPath::amx:
       if constexpr (bf_types) {
         if (has_amx())
-          return sgemm_avx512::gemm_amx(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows);
+          return sgemm_avx512::gemm_amx(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows, false);
+      }
+      break;
+    case GemmLpPath::amx_split:
+      if constexpr (bf_types) {
+        if (has_amx())
+          return sgemm_avx512::gemm_amx(at, bt, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, rows_done, b_rows, true);
       }
       break;
 #endif

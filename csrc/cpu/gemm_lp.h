@@ -14,6 +14,7 @@ enum class GemmLpPath : int {
   blas = 3,       // k blocks converted to float32 (bounded scratch), OpenBLAS sgemm: the baseline level's
   reference = 4,  // plain loops: the definition the others must reproduce
   amx = 5,        // AMX-BF16 tiles (bf16 / float operands as bf16dot)
+  amx_split = 6,  // AMX-BF16 tiles, a float operand as two bf16 parts (hi + lo: 16 significant bits)
 };
 // The CPU has AVX512-BF16 and isa() is avx512: gemm_lp's bf16 products use vdpbf16ps.
 bool has_bf16dot();

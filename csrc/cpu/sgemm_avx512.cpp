@@ -71,22 +71,35 @@ constexpr int64_t kBfUnitPanels = 8;   // rows per unit of work: 8 tiles
 // past the end fill the AMX tiles' 32 k; the vdpbf16ps kernel reads only the first).
 inline int64_t padded_pairs(int64_t kc) { return ((kc + 1) / 2 + 15) / 16 * 16; }
 
-// bf16 bits of n consecutive elements (a float rounded to nearest-even).
-inline void row_bits(const bf16* s, uint16_t* d, int64_t n) { std::memcpy(d, s, size_t(n) * 2); }
-inline void row_bits(const float* s, uint16_t* d, int64_t n) {
+// A float v as two bf16 parts (AMX products with a float operand: gemm_amx): part 0,
+// hi = bf16(v) (nearest-even); part 1, lo = bf16(v - hi) (v - hi is exact in float32). hi +
+// lo carries 16 of v's 24 significant bits (relative error <= 2^-17, against 2^-9 for hi
+// alone; below 2^-126 the bf16 units flush lo to zero).
+inline __m256i bf16_part(__m512 v, int part) {
+  const __m256bh hi = _mm512_cvtneps_pbh(v);
+  if (part == 0) return (__m256i)hi;
+  const __m512 hv = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)hi), 16));
+  return (__m256i)_mm512_cvtneps_pbh(_mm512_sub_ps(v, hv));
+}
+// bf16 bits of n consecutive elements (a float: its part 0 or 1, above).
+inline void row_bits(const bf16* s, uint16_t* d, int64_t n, int = 0) { std::memcpy(d, s, size_t(n) * 2); }
+inline void row_bits(const float* s, uint16_t* d, int64_t n, int part = 0) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16)
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(s + i)));
-  for (; i < n; ++i) d[i] = float_to_bf16(s[i]);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(d + i), bf16_part(_mm512_loadu_ps(s + i), part));
+  if (i < n) {
+    const __mmask16 m = __mmask16((1u << (n - i)) - 1);
+    _mm256_mask_storeu_epi16(d + i, m, bf16_part(_mm512_maskz_loadu_ps(m, s + i), part));
+  }
 }
 // The bf16 bits of up to 16 consecutive elements (n of them, the rest 0), zero-extended to 32 bits.
-inline __m512i bits16(const bf16* s, int n) {
+inline __m512i bits16(const bf16* s, int n, int = 0) {
   const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
   return _mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, s));
 }
-inline __m512i bits16(const float* s, int n) {
+inline __m512i bits16(const float* s, int n, int part = 0) {
   const __mmask16 m = n >= 16 ? __mmask16(0xffff) : __mmask16((1u << n) - 1);
-  return _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, s)));
+  return _mm512_cvtepu16_epi32(bf16_part(_mm512_maskz_loadu_ps(m, s), part));
 }
 
 // C[0:mr, 0:nr] (ldc) = alpha sum_pp dot(a pair pp of row i, b pair pp of column j) (+ beta C / + C).
@@ -145,7 +158,8 @@ void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t 
 // out[pp * kNr + j] = (B[p0 + 2pp][j], B[p0 + 2pp + 1][j]); columns past cols, the odd
 // k's partner and the pairs up to padded_pairs(kc) zero.
 template <class T>
-void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t p0, int64_t kc, uint32_t* out) {
+void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t p0, int64_t kc, uint32_t* out,
+            int part = 0) {
   const int64_t kp = (kc + 1) / 2;
   std::memset(out + kp * kNr, 0, size_t((padded_pairs(kc) - kp) * kNr) * 4);
   if (!bt) {  // B stored (k, n): two rows' runs interleaved, 16 columns at a time
@@ -156,8 +170,8 @@ void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t 
         const int rem = static_cast<int>(std::min<int64_t>(kW, cols - v));
         __m512i w = _mm512_setzero_si512();
         if (rem > 0) {
-          w = bits16(s0 + v, rem);
-          if (two) w = _mm512_or_si512(w, _mm512_slli_epi32(bits16(s0 + ldb + v, rem), 16));
+          w = bits16(s0 + v, rem, part);
+          if (two) w = _mm512_or_si512(w, _mm512_slli_epi32(bits16(s0 + ldb + v, rem, part), 16));
         }
         _mm512_storeu_si512(out + pp * kNr + v, w);
       }
@@ -182,7 +196,7 @@ void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t 
     tmp[2 * (kp - pp0) - 1] = 0;  // the odd k's partner (row_bits writes the kc - 2 pp0 before it)
     const uint32_t* w = reinterpret_cast<const uint32_t*>(tmp.data());
     for (int64_t j = 0; j < kNr; ++j) {
-      if (j < cols) row_bits(b + (j0 + j) * ldb + p0 + 2 * pp0, tmp.data(), kc - 2 * pp0);
+      if (j < cols) row_bits(b + (j0 + j) * ldb + p0 + 2 * pp0, tmp.data(), kc - 2 * pp0, part);
       for (int64_t pp = pp0; pp < kp; ++pp) out[pp * kNr + j] = j < cols ? w[pp - pp0] : 0u;
     }
   }
@@ -191,7 +205,7 @@ void pack_b(bool bt, const T* b, int64_t ldb, int64_t j0, int64_t cols, int64_t 
 // Row p of op(B) (n floats, rounded to bf16) into its half of the packed pairs (layout in
 // gemm_bf16dot below); the last panel's padding columns zero. Other threads may write the
 // other half of the same words: the 16-bit masked stores leave it alone.
-inline void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64_t npad, uint32_t* bp) {
+inline void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64_t npad, uint32_t* bp, int part = 0) {
   const int64_t p0 = p / kBfKc * kBfKc, kc = std::min(kBfKc, k - p0), kp = padded_pairs(kc), pp = (p - p0) / 2;
   const __mmask32 half = (p - p0) % 2 ? __mmask32(0xAAAAAAAAu) : __mmask32(0x55555555u);
   const int sh = (p - p0) % 2 ? 16 : 0;
@@ -199,7 +213,7 @@ inline void scatter_row(const float* row, int64_t n, int64_t p, int64_t k, int64
   for (int64_t j0 = 0; j0 < npad; j0 += kNr)
     for (int v = 0; v < kNr; v += kW) {
       const int64_t rem = n - j0 - v;
-      const __m512i w = rem > 0 ? bits16(row + j0 + v, static_cast<int>(std::min<int64_t>(rem, kW))) : _mm512_setzero_si512();
+      const __m512i w = rem > 0 ? bits16(row + j0 + v, static_cast<int>(std::min<int64_t>(rem, kW)), part) : _mm512_setzero_si512();
       _mm512_mask_storeu_epi16(base + j0 * kp + v, half, _mm512_slli_epi32(w, sh));
     }
 }
@@ -213,13 +227,15 @@ inline int64_t packed_b_words(int64_t k, int64_t npad) {
 }
 template <class TB>
 void pack_b_all(bool bt, const TB* b, int64_t ldb, int64_t n, int64_t k, int64_t npad, const BRows* b_rows,
-                uint32_t* bp) {
+                uint32_t* bp, uint32_t* bp_lo = nullptr) {  // bp_lo: also the float rows' part 1 (bf16_part)
   const int64_t npanels = npad / kNr, kblocks = (k + kBfKc - 1) / kBfKc;
   if (b_rows) {  // rows of op(B) made by b_rows->fn, ~64 KiB at a time, each rounded into its half-words
     {  // zero the last block's last pairs first: its odd k's partner and the padding pairs
       const int64_t p0 = (k - 1) / kBfKc * kBfKc, kp = (k - p0 + 1) / 2, kpp = padded_pairs(k - p0);
-      for (int64_t j0 = 0; j0 < npad; j0 += kNr)
-        std::memset(bp + (p0 / 2) * npad + j0 * kpp + (kp - 1) * kNr, 0, size_t((kpp - kp + 1) * kNr) * 4);
+      for (uint32_t* q : {bp, bp_lo})
+        if (q)
+          for (int64_t j0 = 0; j0 < npad; j0 += kNr)
+            std::memset(q + (p0 / 2) * npad + j0 * kpp + (kp - 1) * kNr, 0, size_t((kpp - kp + 1) * kNr) * 4);
     }
     const int64_t group = std::max<int64_t>(1, b_rows->group), groups = (k + group - 1) / group;
     const int64_t sub = std::max<int64_t>(1, (int64_t(64) << 10) / (n * int64_t(sizeof(float))));
@@ -230,7 +246,10 @@ void pack_b_all(bool bt, const TB* b, int64_t ldb, int64_t n, int64_t k, int64_t
         for (int64_t r0 = g * group; r0 < std::min(k, (g + 1) * group); r0 += sub) {
           const int64_t r1 = std::min({r0 + sub, (g + 1) * group, k});
           b_rows->fn(r0, r1, rowbuf.data());
-          for (int64_t r = r0; r < r1; ++r) scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp);
+          for (int64_t r = r0; r < r1; ++r) {
+            scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp);
+            if (bp_lo) scatter_row(rowbuf.data() + (r - r0) * n, n, r, k, npad, bp_lo, 1);
+          }
         }
       }
     });
@@ -238,7 +257,9 @@ void pack_b_all(bool bt, const TB* b, int64_t ldb, int64_t n, int64_t k, int64_t
     parallel_for(kblocks * npanels, std::max<int64_t>(1, (int64_t(1) << 18) / (kBfKc * kNr)), [&](int64_t s, int64_t e) {
       for (int64_t t = s; t < e; ++t) {
         const int64_t p0 = (t / npanels) * kBfKc, kc = std::min(kBfKc, k - p0), j0 = (t % npanels) * kNr;
-        pack_b(bt, b, ldb, j0, std::min<int64_t>(kNr, n - j0), p0, kc, bp + (p0 / 2) * npad + j0 * padded_pairs(kc));
+        const int64_t off = (p0 / 2) * npad + j0 * padded_pairs(kc);
+        pack_b(bt, b, ldb, j0, std::min<int64_t>(kNr, n - j0), p0, kc, bp + off);
+        if (bp_lo) pack_b(bt, b, ldb, j0, std::min<int64_t>(kNr, n - j0), p0, kc, bp_lo + off, 1);
       }
     });
   }
@@ -339,7 +360,7 @@ inline void configure() {
 // (kc rounded up to 32); rows up to a multiple of 32 and k past kc zero.
 template <class T>
 void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t p0, int64_t kc, uint16_t* out,
-            int64_t ldo) {
+            int64_t ldo, int part = 0) {
   const int64_t rpad = (rows + 31) / 32 * 32;
   if (at) {  // A stored (k, m): two source rows (k, k + 1) interleaved into words, 16 rows scattered at a time
     std::memset(out, 0, size_t(rpad * ldo) * 2);
@@ -350,15 +371,15 @@ void pack_a(bool at, const T* a, int64_t lda, int64_t r0, int64_t rows, int64_t 
       const T* s0 = a + (p0 + p) * lda + r0;
       for (int64_t r = 0; r < rows; r += 16) {
         const int cnt = static_cast<int>(std::min<int64_t>(16, rows - r));
-        __m512i w = bfdot::bits16(s0 + r, cnt);
-        if (p + 1 < kc) w = _mm512_or_si512(w, _mm512_slli_epi32(bfdot::bits16(s0 + lda + r, cnt), 16));
+        __m512i w = bfdot::bits16(s0 + r, cnt, part);
+        if (p + 1 < kc) w = _mm512_or_si512(w, _mm512_slli_epi32(bfdot::bits16(s0 + lda + r, cnt, part), 16));
         const __mmask16 mk = cnt >= 16 ? __mmask16(0xffff) : __mmask16((1u << cnt) - 1);
         _mm512_mask_i32scatter_epi32(o + r * (ldo / 2) + p / 2, mk, idx, w, 4);
       }
     }
   } else {
     for (int64_t r = 0; r < rows; ++r) {
-      bfdot::row_bits(a + (r0 + r) * lda + p0, out + r * ldo, kc);
+      bfdot::row_bits(a + (r0 + r) * lda + p0, out + r * ldo, kc, part);
       std::memset(out + r * ldo + kc, 0, size_t(ldo - kc) * 2);
     }
     std::memset(out + rows * ldo, 0, size_t((rpad - rows) * ldo) * 2);
@@ -382,7 +403,9 @@ inline void store_block(const float* t, float* c, int64_t ldc, int mr, int nr, f
 }
 
 // t (32 x 32 floats) = A block (32 rows, stride lda16 bf16) x B (pair rows of kNr words; 32 columns), k2 pairs.
-inline void block32(const uint16_t* a, int64_t lda16, const uint32_t* b, int64_t kpairs, float* t) {
+// a_lo / b_lo (at most one, else null): the float operand's part 1, added as a second product.
+inline void block32(const uint16_t* a, const uint16_t* a_lo, int64_t lda16, const uint32_t* b, const uint32_t* b_lo,
+                    int64_t kpairs, float* t) {
   _tile_zero(0);
   _tile_zero(1);
   _tile_zero(2);
@@ -396,6 +419,21 @@ inline void block32(const uint16_t* a, int64_t lda16, const uint32_t* b, int64_t
     _tile_dpbf16ps(1, 4, 7);
     _tile_dpbf16ps(2, 5, 6);
     _tile_dpbf16ps(3, 5, 7);
+    if (a_lo) {
+      _tile_loadd(4, a_lo + 2 * pp, lda16 * 2);
+      _tile_loadd(5, a_lo + 16 * lda16 + 2 * pp, lda16 * 2);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    } else if (b_lo) {
+      _tile_loadd(6, b_lo + pp * kNr, kNr * 4);
+      _tile_loadd(7, b_lo + pp * kNr + 16, kNr * 4);
+      _tile_dpbf16ps(0, 4, 6);
+      _tile_dpbf16ps(1, 4, 7);
+      _tile_dpbf16ps(2, 5, 6);
+      _tile_dpbf16ps(3, 5, 7);
+    }
   }
   _tile_stored(0, t, 128);
   _tile_stored(1, t + 16, 128);
@@ -407,15 +445,20 @@ inline void block32(const uint16_t* a, int64_t lda16, const uint32_t* b, int64_t
 
 template <class TA, class TB>
 void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, const TA* a, int64_t lda, const TB* b,
-              int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done, const BRows* b_rows) {
+              int64_t ldb, float beta, float* c, int64_t ldc, const RowsDone* rows_done, const BRows* b_rows,
+              bool split) {
   using bfdot::kBfKc;
   using bfdot::padded_pairs;
   if (m <= 0 || n <= 0) return;
   if (k <= 0) return gemm<float, float>(at, bt, m, n, k, alpha, nullptr, lda, nullptr, ldb, beta, c, ldc, rows_done, nullptr);
   const int64_t npad = (n + kNr - 1) / kNr * kNr;
-  Buffer bbuf(bfdot::packed_b_words(k, npad));
+  // A float operand goes in as two bf16 parts (bf16_part), two products: split (gemm_lp.cpp)
+  const bool b_split = split && std::is_same_v<TB, float>, a_split = split && !b_split && std::is_same_v<TA, float>;
+  const int64_t bwords = bfdot::packed_b_words(k, npad);
+  Buffer bbuf(bwords * (b_split ? 2 : 1));  // one Buffer: a thread's small-block Buffers share storage
   uint32_t* bp = reinterpret_cast<uint32_t*>(bbuf.get());
-  bfdot::pack_b_all(bt, b, ldb, n, k, npad, b_rows, bp);
+  uint32_t* bp_lo = b_split ? bp + bwords : nullptr;
+  bfdot::pack_b_all(bt, b, ldb, n, k, npad, b_rows, bp, bp_lo);
   const int64_t units = (m + amx::kRows - 1) / amx::kRows;
   // a multiply-add here takes about an eighth of a float32 one's time
   const double macs = double(m) * double(n) * double(k);
@@ -425,24 +468,28 @@ void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, co
     struct Free {
       void operator()(uint16_t* p) const { std::free(p); }
     };
-    thread_local std::unique_ptr<uint16_t, Free> abuf;  // kRows x kBfKc bf16 (row stride: kc rounded up to 32), per thread, kept
+    thread_local std::unique_ptr<uint16_t, Free> abuf;  // 2 x kRows x kBfKc bf16 (row stride: kc rounded up to 32), per thread, kept
     if (!abuf) {
-      abuf.reset(static_cast<uint16_t*>(std::aligned_alloc(64, amx::kRows * kBfKc * sizeof(uint16_t))));
+      abuf.reset(static_cast<uint16_t*>(std::aligned_alloc(64, 2 * amx::kRows * kBfKc * sizeof(uint16_t))));
       if (!abuf) throw std::bad_alloc();
     }
     uint16_t* ap = abuf.get();
+    uint16_t* ap_lo = a_split ? ap + amx::kRows * kBfKc : nullptr;
     alignas(64) float t[32 * 32];
     amx::configure();
     for (int64_t u; (u = next.fetch_add(1, std::memory_order_relaxed)) < units;) {
       const int64_t r0 = u * amx::kRows, rows = std::min(amx::kRows, m - r0);
       for (int64_t p0 = 0; p0 < k; p0 += kBfKc) {
         const int64_t kc = std::min(kBfKc, k - p0), kpp = padded_pairs(kc);
-        amx::pack_a(at, a, lda, r0, rows, p0, kc, ap, (kc + 31) / 32 * 32);
-        const uint32_t* bk = bp + (p0 / 2) * npad;
+        const int64_t ldo = (kc + 31) / 32 * 32;
+        amx::pack_a(at, a, lda, r0, rows, p0, kc, ap, ldo);
+        if (ap_lo) amx::pack_a(at, a, lda, r0, rows, p0, kc, ap_lo, ldo, 1);
+        const int64_t boff = (p0 / 2) * npad;
         for (int64_t j = 0; j < n; j += 32) {
-          const uint32_t* bj = bk + (j / kNr) * kNr * kpp + j % kNr;
+          const int64_t joff = boff + (j / kNr) * kNr * kpp + j % kNr;
           for (int64_t i = 0; i < rows; i += 32) {
-            amx::block32(ap + i * ((kc + 31) / 32 * 32), (kc + 31) / 32 * 32, bj, kpp, t);
+            amx::block32(ap + i * ldo, ap_lo ? ap_lo + i * ldo : nullptr, ldo, bp + joff, bp_lo ? bp_lo + joff : nullptr,
+                         kpp, t);
             amx::store_block(t, c + (r0 + i) * ldc + j, ldc, static_cast<int>(std::min<int64_t>(32, rows - i)),
                              static_cast<int>(std::min<int64_t>(32, n - j)), alpha, beta, p0 == 0);
           }
@@ -456,7 +503,7 @@ void gemm_amx(bool at, bool bt, int64_t m, int64_t n, int64_t k, float alpha, co
 
 #define FASTNN_GEMM_AMX(TA, TB)                                                                          \
   template void gemm_amx<TA, TB>(bool, bool, int64_t, int64_t, int64_t, float, const TA*, int64_t, \
-                                 const TB*, int64_t, float, float*, int64_t, const RowsDone*, const BRows*);
+                                 const TB*, int64_t, float, float*, int64_t, const RowsDone*, const BRows*, bool);
 FASTNN_GEMM_AMX(bf16, bf16)
 FASTNN_GEMM_AMX(bf16, float)
 FASTNN_GEMM_AMX(float, bf16)
