@@ -11,11 +11,12 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SOURCES = ["activation.cpp", "dense.cpp", "dense_ce.cpp", "loss.cpp", "parallel.cpp", "pool.cpp"]
+SOURCES = ["activation.cpp", "dense.cpp", "dense_ce.cpp", "dense_lp.cpp", "loss.cpp", "parallel.cpp", "pool.cpp"]
 # Built without FASTNN_NO_CLONES (their AVX2 / AVX-512 functions carry target attributes,
 # the rest is baseline code; no ifunc): the driver also runs the hand-vectorized
 # activations and the Dense products on fastnn's own sgemm.
-AVX512_SOURCES = ["isa.cpp", "simd_avx512.cpp", "simd_avx2.cpp", "sgemm.cpp", "sgemm_avx512.cpp", "sgemm_avx2.cpp"]
+AVX512_SOURCES = ["isa.cpp", "simd_avx512.cpp", "simd_avx2.cpp", "sgemm.cpp", "sgemm_avx512.cpp", "sgemm_avx2.cpp",
+                  "convert.cpp", "gemm_lp.cpp"]
 # slow: a ThreadSanitizer build (~30 s each); the full suite (--full, CI) runs them
 pytestmark = [pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++"), pytest.mark.slow]
 

@@ -83,7 +83,9 @@ def test_dense_mixed_matches_stock(policy, act, rng):
     z = xr @ wr + br
     if keras.backend.backend() == "tensorflow" and act in ("sigmoid", "softmax"):
         z = z.astype(r16).astype(np.float64)  # TF: fastnn's linear part, then Keras' op (its logits),
-        tol = 2 * ONE_ROUNDING[cd]  # which is stock's 16-bit sigmoid / softmax, not float64-exact
+        # which is stock's 16-bit sigmoid / softmax: TF's bf16 sigmoid measured up to ~2.2
+        # roundings off float64 (0.0085 relative), so allow 3 (the kernel's part is exact above)
+        tol = 3 * ONE_ROUNDING[cd]
     ref = _ref_act(z, act or "linear")
     np.testing.assert_allclose(np_(out_f).astype(np.float64), ref, rtol=tol, atol=tol * 1e-3, err_msg="vs float64")
     close16(out_f, out_s, cd, "vs stock")

@@ -47,6 +47,10 @@ class EmuRuntime:
         out's dtype (numpy / ml_dtypes conversions: round-to-nearest-even)."""
         assert a.ndim == b.ndim == out.ndim == 2 and out.flags.c_contiguous and out.flags.writeable
         assert a.dtype == b.dtype and (out.dtype == a.dtype or out.dtype == np.float32), (a.dtype, b.dtype, out.dtype)
+        if a.size == 0 or b.size == 0:  # as CupyRuntime.gemm: no cuBLAS call for an empty product
+            if a.shape[0] and b.shape[1] and not beta:
+                out.fill(0)
+            return
         for op in (a, b):  # what cuBLAS can read: unit stride along one axis (CupyRuntime's _blas_operand)
             assert op.strides[1] == op.itemsize or op.strides[0] == op.itemsize, f"gemm operand strides {op.strides}"
         af, bf = a.astype(np.float32), b.astype(np.float32)
